@@ -1,0 +1,18 @@
+# System dependencies (Debian packages; see scripts/setup.sh and ../shared/BUILD-NOTES.md).
+# Only what the current targets use is required here; later components add theirs.
+find_package(Threads REQUIRED)
+find_package(absl CONFIG REQUIRED)
+
+set(BLA_VENDOR OpenBLAS)
+find_package(BLAS REQUIRED)
+find_path(LA3_CBLAS_INCLUDE_DIR cblas.h PATH_SUFFIXES openblas x86_64-linux-gnu REQUIRED)
+
+find_package(OpenMP COMPONENTS CXX)
+
+if(LA3_BUILD_TESTS)
+  find_package(GTest REQUIRED)
+  include(GoogleTest)
+endif()
+if(LA3_BUILD_BENCHMARKS)
+  find_package(benchmark CONFIG REQUIRED)
+endif()

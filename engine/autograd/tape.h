@@ -1,0 +1,76 @@
+// A small reverse-mode autograd tape.
+//
+// While a Tape is alive it is the active tape of its thread. A differentiable op
+// (engine/ops/*) whose inputs require a gradient records a node: its inputs, its output and a
+// closure that maps the output gradient to input gradients. The closure captures exactly the
+// tensors backward needs (saved activations). Tape::backward() replays the nodes in reverse,
+// accumulates gradients into every tensor that requires one (leaves keep theirs; intermediate
+// gradients are dropped once consumed), and destroys each node after use, which frees its
+// saved activations. Without an active tape, or inside a NoGradGuard, ops record nothing
+// (inference).
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "engine/tensor.h"
+
+namespace la3 {
+
+// Maps the gradient of a node's output to one gradient per input (undefined = none).
+using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_output)>;
+
+class Tape {
+ public:
+  Tape();   // becomes this thread's active tape
+  ~Tape();  // restores the previously active tape
+  Tape(const Tape&) = delete;
+  Tape& operator=(const Tape&) = delete;
+
+  // The active tape of this thread, or nullptr.
+  static Tape* active();
+
+  void record(std::string op, std::vector<Tensor> inputs, const Tensor& output, BackwardFn backward);
+
+  // Back-propagates from `root`. `grad_root` defaults to 1 for a one-element root and must
+  // be given (same shape) otherwise. Consumes the tape: it is empty afterwards.
+  void backward(const Tensor& root, const Tensor& grad_root = Tensor());
+
+  size_t size() const { return nodes_.size(); }
+  void clear() { nodes_.clear(); }
+
+ private:
+  struct Node {
+    std::string op;
+    std::vector<Tensor> inputs;
+    Tensor output;
+    BackwardFn backward;
+  };
+  std::vector<Node> nodes_;
+  Tape* previous_;
+};
+
+// Disables recording on this thread while alive (nestable).
+class NoGradGuard {
+ public:
+  NoGradGuard();
+  ~NoGradGuard();
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
+// True when an op with these inputs must record itself: a tape is active, recording is not
+// disabled, and at least one input requires a gradient.
+bool should_record(std::initializer_list<const Tensor*> inputs);
+
+// Records `output` as produced by `op` (marks it as requiring a gradient, non-leaf).
+void record_op(std::string op, std::vector<Tensor> inputs, const Tensor& output, BackwardFn backward);
+
+// grad += contribution (allocates grad on first use). Both f32, same shape.
+void accumulate_grad(const Tensor& tensor, const Tensor& contribution);
+
+}  // namespace la3

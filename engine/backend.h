@@ -1,0 +1,104 @@
+// The device backend interface: one virtual method per kernel an op needs.
+//
+// An op (engine/ops/<op>.cc) validates its tensors, allocates outputs, and calls
+// backend_for(device).<op>_forward/_backward with raw pointers and a kernels/op_params.h
+// struct. Each backend implements every method (they are pure virtual, so a backend that
+// forgets one does not compile): CpuBackend in engine/cpu/<op>_cpu.cc, the CUDA backends
+// (real and SIMT-emulated, the same kernel source) in their own folders.
+//
+// Conventions: all floating buffers are f32 (activations, weights, gradients); ids and labels
+// are int64; masks int32. Every pointer is to contiguous memory on the backend's device.
+// "_backward" methods that produce a parameter gradient ACCUMULATE into it (+=) so shared
+// parameters (tied embeddings, the relative-position table of every layer) need no extra
+// buffers; activation gradients are overwritten.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "engine/device.h"
+#include "kernels/op_params.h"
+
+namespace la3 {
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+  virtual std::string name() const = 0;
+
+  // --- GEMM ---------------------------------------------------------------------------
+  virtual void gemm(const kernels::GemmParams& p, const float* a, const float* b, float* c) = 0;
+
+  // --- elementwise --------------------------------------------------------------------
+  virtual void add_forward(const kernels::BinaryParams& p, const float* a, const float* b, float* out) = 0;
+  // da = dout (when da != nullptr); db += sum of dout over the broadcast repetitions.
+  virtual void add_backward(const kernels::BinaryParams& p, const float* dout, float* da, float* db) = 0;
+  virtual void mul_forward(const kernels::BinaryParams& p, const float* a, const float* b, float* out) = 0;
+  // da = dout * b; db += sum over repetitions of dout * a (either may be nullptr).
+  virtual void mul_backward(const kernels::BinaryParams& p, const float* dout, const float* a,
+                            const float* b, float* da, float* db) = 0;
+  // out = alpha * x (in place allowed).
+  virtual void scale(int64_t count, float alpha, const float* x, float* out) = 0;
+  // y += alpha * x.
+  virtual void axpy(int64_t count, float alpha, const float* x, float* y) = 0;
+  virtual void fill(int64_t count, float value, float* out) = 0;
+
+  // --- activations --------------------------------------------------------------------
+  virtual void relu_forward(int64_t count, const float* x, float* out) = 0;
+  virtual void relu_backward(int64_t count, const float* dout, const float* x, float* dx) = 0;
+  // gelu_new = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+  virtual void gelu_new_forward(int64_t count, const float* x, float* out) = 0;
+  virtual void gelu_new_backward(int64_t count, const float* dout, const float* x, float* dx) = 0;
+  // Gated-GELU FFN product: out = gelu_new(gate) * linear.
+  virtual void gated_gelu_forward(int64_t count, const float* gate, const float* linear, float* out) = 0;
+  virtual void gated_gelu_backward(int64_t count, const float* dout, const float* gate,
+                                   const float* linear, float* dgate, float* dlinear) = 0;
+
+  // --- normalisation and softmax -------------------------------------------------------
+  // rstd [rows] is saved for backward.
+  virtual void rmsnorm_forward(const kernels::RmsNormParams& p, const float* x, const float* weight,
+                               float* out, float* rstd) = 0;
+  virtual void rmsnorm_backward(const kernels::RmsNormParams& p, const float* dout, const float* x,
+                                const float* weight, const float* rstd, float* dx, float* dweight) = 0;
+  virtual void softmax_forward(const kernels::SoftmaxParams& p, const float* x, float* out) = 0;
+  virtual void softmax_backward(const kernels::SoftmaxParams& p, const float* dout, const float* out,
+                                float* dx) = 0;
+
+  // --- attention ------------------------------------------------------------------------
+  // bias_table and key_mask may be nullptr when the params say they are absent.
+  virtual void attention_forward(const kernels::AttentionParams& p, const float* q, const float* k,
+                                 const float* v, const float* bias_table, const int32_t* key_mask,
+                                 float* out, float* probs) = 0;
+  // dq, dk, dv are overwritten; dbias_table (when non-null) is accumulated.
+  virtual void attention_backward(const kernels::AttentionParams& p, const float* dout, const float* q,
+                                  const float* k, const float* v, const float* probs, float* dq,
+                                  float* dk, float* dv, float* dbias_table) = 0;
+
+  // --- embedding, dropout, loss -------------------------------------------------------
+  virtual void embedding_forward(const kernels::EmbeddingParams& p, const int64_t* ids, const float* table,
+                                 float* out) = 0;
+  virtual void embedding_backward(const kernels::EmbeddingParams& p, const int64_t* ids, const float* dout,
+                                  float* dtable) = 0;
+  // out = x * keep / (1 - p); backward is the same function applied to dout.
+  virtual void dropout_forward(const kernels::DropoutParams& p, int64_t count, const float* x, float* out) = 0;
+  // Per-row loss (0 for ignored rows) and log-sum-exp (saved for backward).
+  virtual void cross_entropy_forward(const kernels::CrossEntropyParams& p, const float* logits,
+                                     const int64_t* labels, float* row_loss, float* row_lse) = 0;
+  // dlogits[r] = row_weight[r] * (softmax(logits[r]) - onehot(label[r])); 0 for ignored rows.
+  virtual void cross_entropy_backward(const kernels::CrossEntropyParams& p, const float* logits,
+                                      const int64_t* labels, const float* row_lse,
+                                      const float* row_weight, float* dlogits) = 0;
+
+  // --- optimizer ------------------------------------------------------------------------
+  virtual void adamw_step(const kernels::AdamWParams& p, float* param, const float* grad, float* exp_avg,
+                          float* exp_avg_sq) = 0;
+};
+
+// The backend of a device; throws EngineError(kUnimplemented) when it is not available.
+Backend& backend_for(Device device);
+
+// Installs a backend (not owned; lives for the whole process). The CPU backend is built in.
+void register_backend(DeviceType type, Backend* backend);
+
+}  // namespace la3

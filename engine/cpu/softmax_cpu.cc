@@ -1,0 +1,38 @@
+// Softmax over the last dimension on the CPU (max-subtracted, so exp never overflows).
+#include <cmath>
+
+#include "engine/cpu/cpu_backend.h"
+
+namespace la3 {
+
+void CpuBackend::softmax_forward(const kernels::SoftmaxParams& p, const float* x, float* out) {
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < p.rows; ++row) {
+    const float* x_row = x + row * p.cols;
+    float* out_row = out + row * p.cols;
+    float max_value = -INFINITY;
+    for (int64_t c = 0; c < p.cols; ++c) max_value = std::fmax(max_value, x_row[c]);
+    float sum = 0.0f;
+    for (int64_t c = 0; c < p.cols; ++c) {
+      out_row[c] = std::exp(x_row[c] - max_value);
+      sum += out_row[c];
+    }
+    const float inverse = 1.0f / sum;
+    for (int64_t c = 0; c < p.cols; ++c) out_row[c] *= inverse;
+  }
+}
+
+// dx = y * (dy - sum(dy * y)).
+void CpuBackend::softmax_backward(const kernels::SoftmaxParams& p, const float* dout, const float* out, float* dx) {
+#pragma omp parallel for schedule(static)
+  for (int64_t row = 0; row < p.rows; ++row) {
+    const float* y = out + row * p.cols;
+    const float* dy = dout + row * p.cols;
+    float* dx_row = dx + row * p.cols;
+    float dot = 0.0f;
+    for (int64_t c = 0; c < p.cols; ++c) dot += dy[c] * y[c];
+    for (int64_t c = 0; c < p.cols; ++c) dx_row[c] = y[c] * (dy[c] - dot);
+  }
+}
+
+}  // namespace la3

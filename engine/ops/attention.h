@@ -1,0 +1,35 @@
+// T5 attention core (differentiable in q, k, v and the relative-position table):
+//   out = dropout(softmax(q k^T * scale + position_bias + mask)) v
+// with the relative-position bias looked up per (query, key) pair from a
+// [num_buckets, heads] table through t5_relative_position_bucket (computed on the fly,
+// never materialised as [heads, q_len, k_len]) and masks for padding keys and causality.
+//
+// Masked keys get probability exactly 0. A query row whose keys are all masked gets a
+// uniform distribution over all keys (what transformers' additive finfo.min mask produces in
+// fp32) and, being constant, passes no gradient to its scores.
+#pragma once
+
+#include "engine/tensor.h"
+#include "kernels/op_params.h"
+
+namespace la3::ops {
+
+struct AttentionOptions {
+  float scale = 1.0f;  // T5: no 1/sqrt(d) scaling
+  bool causal = false;
+  int64_t query_offset = 0;  // position of query 0 among the keys (cached decoding)
+  bool bidirectional = true;  // bucket function direction (encoder: true, decoder: false)
+  int num_buckets = 32;
+  int max_distance = 128;
+  kernels::DropoutParams dropout;  // on the attention probabilities
+  bool training = false;           // dropout only applies when training
+};
+
+// q [batch, q_len, heads, head_dim], k and v [batch, k_len, heads, head_dim],
+// bias_table [num_buckets, heads] or undefined (no position bias),
+// key_mask [batch, k_len] (i32/i64/f32; nonzero = attend) or undefined
+// -> [batch, q_len, heads, head_dim].
+Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias_table,
+                 const Tensor& key_mask, const AttentionOptions& options = {});
+
+}  // namespace la3::ops

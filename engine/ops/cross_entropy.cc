@@ -1,0 +1,65 @@
+#include "engine/ops/cross_entropy.h"
+
+#include "engine/autograd/tape.h"
+#include "engine/backend.h"
+#include "engine/ops/op_checks.h"
+
+namespace la3::ops {
+
+Tensor cross_entropy(const Tensor& logits_in, const Tensor& labels_in, const CrossEntropyOptions& options) {
+  constexpr const char* kOp = "cross_entropy";
+  check_f32(kOp, "logits", logits_in);
+  check_integer(kOp, "labels", labels_in);
+  check_same_device(kOp, {&logits_in, &labels_in});
+  const Shape expected_labels(logits_in.shape().begin(), logits_in.shape().end() - (logits_in.rank() > 0 ? 1 : 0));
+  if (logits_in.rank() < 1 || labels_in.shape() != expected_labels) {
+    Fail(ErrorKind::kInvalidArgument, kOp, ": labels ", labels_in.describe(), " do not match logits ",
+         logits_in.describe(), " (expected labels of shape ", shape_string(expected_labels), ")");
+  }
+  const Tensor logits = logits_in.contiguous();
+  const Tensor labels = as_int64(labels_in);
+  kernels::CrossEntropyParams p;
+  p.vocab = logits.size(-1);
+  p.rows = labels.numel();
+  p.ignore_index = options.ignore_index;
+  const int64_t* label_data = labels.data<int64_t>();
+  int64_t counted = 0;
+  for (int64_t row = 0; row < p.rows; ++row) {
+    const int64_t label = label_data[row];
+    if (label == p.ignore_index) continue;
+    if (label < 0 || label >= p.vocab) {
+      Fail(ErrorKind::kOutOfRange, kOp, ": label ", label, " at position ", row, " of labels ",
+           labels_in.describe(), " is outside [0, ", p.vocab, ") and is not ignore_index ", p.ignore_index);
+    }
+    ++counted;
+  }
+  Tensor row_loss = Tensor::empty({p.rows}, DType::kF32, logits.device());  // [rows]
+  Tensor row_lse = Tensor::empty({p.rows}, DType::kF32, logits.device());   // [rows], saved for backward
+  backend_for(logits.device())
+      .cross_entropy_forward(p, logits.data<float>(), label_data, row_loss.data<float>(), row_lse.data<float>());
+
+  // Reduce in double, in row order: deterministic and as exact as the row losses allow.
+  double total = 0.0;
+  const float* losses = row_loss.data<float>();
+  for (int64_t row = 0; row < p.rows; ++row) total += losses[row];
+  const bool mean = options.reduction == Reduction::kMean;
+  const double divisor = mean ? static_cast<double>(counted) : 1.0;
+  Tensor out = Tensor::scalar(counted == 0 ? 0.0f : static_cast<float>(total / divisor));
+
+  if (should_record({&logits_in})) {
+    record_op(kOp, {logits_in, labels_in}, out,
+              [p, logits, labels, row_lse, divisor, counted](const Tensor& dout) {
+                const float upstream = static_cast<float>(dout.item(0));
+                const float weight = counted == 0 ? 0.0f : static_cast<float>(upstream / divisor);
+                Tensor row_weight = Tensor::full({p.rows}, weight, DType::kF32, logits.device());
+                Tensor dlogits = Tensor::empty_like(logits);
+                backend_for(logits.device())
+                    .cross_entropy_backward(p, logits.data<float>(), labels.data<int64_t>(), row_lse.data<float>(),
+                                            row_weight.data<float>(), dlogits.data<float>());
+                return std::vector<Tensor>{dlogits, Tensor()};
+              });
+  }
+  return out;
+}
+
+}  // namespace la3::ops

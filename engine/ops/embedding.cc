@@ -1,0 +1,45 @@
+#include "engine/ops/embedding.h"
+
+#include "engine/autograd/tape.h"
+#include "engine/backend.h"
+#include "engine/ops/op_checks.h"
+
+namespace la3::ops {
+
+Tensor embedding(const Tensor& table_in, const Tensor& ids_in) {
+  constexpr const char* kOp = "embedding";
+  check_f32(kOp, "table", table_in);
+  check_rank(kOp, "table", table_in, 2);
+  check_integer(kOp, "ids", ids_in);
+  check_same_device(kOp, {&table_in, &ids_in});
+  const Tensor table = table_in.contiguous();
+  const Tensor ids = as_int64(ids_in);
+  kernels::EmbeddingParams p;
+  p.count = ids.numel();
+  p.vocab = table.size(0);
+  p.dim = table.size(1);
+  // Range check here, once, so every backend can trust the ids.
+  const int64_t* id_data = ids.data<int64_t>();
+  for (int64_t i = 0; i < p.count; ++i) {
+    if (id_data[i] < 0 || id_data[i] >= p.vocab) {
+      Fail(ErrorKind::kOutOfRange, kOp, ": id ", id_data[i], " at position ", i, " of ids ", ids_in.describe(),
+           " is outside the table's vocabulary [0, ", p.vocab, ")");
+    }
+  }
+  Shape out_shape = ids.shape();
+  out_shape.push_back(p.dim);
+  Tensor out = Tensor::empty(out_shape, DType::kF32, table.device());
+  backend_for(table.device()).embedding_forward(p, id_data, table.data<float>(), out.data<float>());
+  if (should_record({&table_in})) {
+    record_op(kOp, {table_in, ids_in}, out, [p, ids, table](const Tensor& dout_in) {
+      const Tensor dout = dout_in.contiguous();
+      Tensor dtable = Tensor::zeros_like(table);
+      backend_for(table.device()).embedding_backward(p, ids.data<int64_t>(), dout.data<float>(),
+                                                     dtable.data<float>());
+      return std::vector<Tensor>{dtable, Tensor()};
+    });
+  }
+  return out;
+}
+
+}  // namespace la3::ops

@@ -1,0 +1,25 @@
+// Argument checks shared by the ops. Each throws EngineError naming the op, the argument
+// and what it got, e.g. "rmsnorm: weight f32[7] on cpu does not match the last dimension 8 of x".
+#pragma once
+
+#include <initializer_list>
+
+#include "engine/tensor.h"
+
+namespace la3::ops {
+
+// `tensor` must be defined and f32.
+void check_f32(const char* op, const char* name, const Tensor& tensor);
+// `tensor` must be defined and i32 or i64.
+void check_integer(const char* op, const char* name, const Tensor& tensor);
+// `tensor` must have exactly `rank` dimensions.
+void check_rank(const char* op, const char* name, const Tensor& tensor, int rank);
+// All defined tensors must be on the same device.
+void check_same_device(const char* op, std::initializer_list<const Tensor*> tensors);
+// a and b must have the same shape.
+void check_same_shape(const char* op, const char* name_a, const Tensor& a, const char* name_b,
+                      const Tensor& b);
+// Copies an id/label tensor to contiguous int64 (a no-op when it already is).
+Tensor as_int64(const Tensor& ids);
+
+}  // namespace la3::ops

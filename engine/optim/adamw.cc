@@ -1,0 +1,84 @@
+#include "engine/optim/adamw.h"
+
+#include <cmath>
+
+#include "engine/backend.h"
+#include "engine/ops/op_checks.h"
+
+namespace la3 {
+
+AdamW::AdamW(std::vector<Tensor> parameters, const AdamWOptions& options)
+    : parameters_(std::move(parameters)), options_(options) {
+  if (!(options_.lr >= 0.0f)) Fail(ErrorKind::kInvalidArgument, "AdamW: lr must be >= 0, got ", options_.lr);
+  if (!(options_.beta1 >= 0.0f && options_.beta1 < 1.0f) || !(options_.beta2 >= 0.0f && options_.beta2 < 1.0f)) {
+    Fail(ErrorKind::kInvalidArgument, "AdamW: betas must be in [0, 1), got (", options_.beta1, ", ",
+         options_.beta2, ")");
+  }
+  if (!(options_.eps >= 0.0f)) Fail(ErrorKind::kInvalidArgument, "AdamW: eps must be >= 0, got ", options_.eps);
+  if (!(options_.weight_decay >= 0.0f)) {
+    Fail(ErrorKind::kInvalidArgument, "AdamW: weight_decay must be >= 0, got ", options_.weight_decay);
+  }
+  for (size_t i = 0; i < parameters_.size(); ++i) {
+    const Tensor& parameter = parameters_[i];
+    ops::check_f32("AdamW", "parameter", parameter);
+    if (!parameter.is_contiguous()) {
+      Fail(ErrorKind::kInvalidArgument, "AdamW: parameter ", i, " ", parameter.describe(), " is not contiguous");
+    }
+    exp_avg_.push_back(Tensor::zeros(parameter.shape(), DType::kF32, parameter.device()));
+    exp_avg_sq_.push_back(Tensor::zeros(parameter.shape(), DType::kF32, parameter.device()));
+  }
+}
+
+void AdamW::step() {
+  ++step_;
+  kernels::AdamWParams p;
+  p.lr = options_.lr;
+  p.beta1 = options_.beta1;
+  p.beta2 = options_.beta2;
+  p.eps = options_.eps;
+  p.weight_decay = options_.weight_decay;
+  p.step = step_;
+  for (size_t i = 0; i < parameters_.size(); ++i) {
+    const Tensor& parameter = parameters_[i];
+    const Tensor grad = parameter.grad();
+    if (!grad.defined()) continue;
+    if (grad.shape() != parameter.shape() || grad.dtype() != DType::kF32) {
+      Fail(ErrorKind::kInvalidArgument, "AdamW: gradient ", grad.describe(), " of parameter ", i, " ",
+           parameter.describe(), " has the wrong shape or dtype");
+    }
+    const Tensor dense_grad = grad.contiguous();
+    p.count = parameter.numel();
+    backend_for(parameter.device())
+        .adamw_step(p, parameter.data<float>(), dense_grad.data<float>(), exp_avg_[i].data<float>(),
+                    exp_avg_sq_[i].data<float>());
+  }
+}
+
+void AdamW::zero_grad() {
+  for (const Tensor& parameter : parameters_) parameter.zero_grad();
+}
+
+double clip_grad_norm(const std::vector<Tensor>& parameters, double max_norm) {
+  double sum_squares = 0.0;
+  for (const Tensor& parameter : parameters) {
+    const Tensor grad = parameter.grad();
+    if (!grad.defined()) continue;
+    const Tensor dense = grad.contiguous();
+    const float* values = dense.data<float>();
+    for (int64_t i = 0; i < dense.numel(); ++i) sum_squares += static_cast<double>(values[i]) * values[i];
+  }
+  const double norm = std::sqrt(sum_squares);
+  // torch: clip_coef = max_norm / (total_norm + 1e-6), applied when < 1.
+  const double coefficient = max_norm / (norm + 1e-6);
+  if (coefficient < 1.0) {
+    for (const Tensor& parameter : parameters) {
+      const Tensor grad = parameter.grad();
+      if (!grad.defined()) continue;
+      backend_for(grad.device()).scale(grad.numel(), static_cast<float>(coefficient), grad.data<float>(),
+                                       grad.data<float>());
+    }
+  }
+  return norm;
+}
+
+}  // namespace la3

@@ -1,0 +1,54 @@
+// AdamW (Loshchilov & Hutter) with fp32 state, step for step what torch.optim.AdamW does:
+//   p <- p - lr * weight_decay * p                       (decoupled weight decay)
+//   m <- beta1 m + (1 - beta1) g ;  v <- beta2 v + (1 - beta2) g^2
+//   p <- p - lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "engine/tensor.h"
+
+namespace la3 {
+
+struct AdamWOptions {
+  float lr = 1e-3f;
+  float beta1 = 0.9f;
+  float beta2 = 0.999f;
+  float eps = 1e-8f;
+  float weight_decay = 0.01f;  // torch's default
+};
+
+class AdamW {
+ public:
+  // `parameters` are f32 leaves with requires_grad; their gradients are read at step().
+  AdamW(std::vector<Tensor> parameters, const AdamWOptions& options);
+
+  // One update of every parameter that has a gradient (parameters without one are skipped,
+  // as torch does). Throws EngineError on a gradient of the wrong shape.
+  void step();
+  // Drops every parameter's gradient.
+  void zero_grad();
+
+  void set_lr(float lr) { options_.lr = lr; }
+  float lr() const { return options_.lr; }
+  int64_t steps_taken() const { return step_; }
+  const std::vector<Tensor>& parameters() const { return parameters_; }
+  // State tensors (same shapes as the parameters), for checkpoints and tests.
+  const std::vector<Tensor>& exp_avg() const { return exp_avg_; }
+  const std::vector<Tensor>& exp_avg_sq() const { return exp_avg_sq_; }
+
+ private:
+  std::vector<Tensor> parameters_;
+  std::vector<Tensor> exp_avg_;
+  std::vector<Tensor> exp_avg_sq_;
+  AdamWOptions options_;
+  int64_t step_ = 0;
+};
+
+// Scales all gradients so that their global L2 norm is at most max_norm (as
+// torch.nn.utils.clip_grad_norm_); returns the norm before clipping.
+double clip_grad_norm(const std::vector<Tensor>& parameters, double max_norm);
+
+}  // namespace la3

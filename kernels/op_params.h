@@ -1,0 +1,93 @@
+// Plain parameter structs shared by every backend of an op (cpu, cuda, cuda-emu). They hold
+// sizes and options only, never tensors: kernels know nothing of Tensor (DESIGN.md 1).
+#pragma once
+
+#include <cstdint>
+
+namespace la3::kernels {
+
+// C[b] = alpha * op(A[b]) * op(B[b]) + beta * C[b], row-major, for b in [0, batch).
+// op(X) = X^T when trans_x. A is m x k after op, B is k x n after op, C is m x n.
+struct GemmParams {
+  bool trans_a = false;
+  bool trans_b = false;
+  int64_t m = 0, n = 0, k = 0;
+  float alpha = 1.0f;
+  float beta = 0.0f;
+  int64_t lda = 0, ldb = 0, ldc = 0;  // row strides (elements) of A, B, C as stored
+  int64_t batch = 1;
+  int64_t stride_a = 0, stride_b = 0, stride_c = 0;  // elements between batch items (0 = shared)
+};
+
+// Elementwise binary op on `count` elements of `a` with `b` repeating every `b_period`
+// elements (b_period == count: same shape; smaller: b broadcast over leading dimensions).
+struct BinaryParams {
+  int64_t count = 0;
+  int64_t b_period = 0;
+};
+
+// T5 RMSNorm over rows of length `cols`: y = x * rsqrt(mean(x^2) + eps) * weight.
+struct RmsNormParams {
+  int64_t rows = 0;
+  int64_t cols = 0;
+  float eps = 1e-6f;
+};
+
+// Softmax over the last dimension.
+struct SoftmaxParams {
+  int64_t rows = 0;
+  int64_t cols = 0;
+};
+
+// Which random stream a dropout mask comes from; see kernels/philox.cuh.
+struct DropoutParams {
+  float p = 0.0f;  // probability of zeroing an element
+  uint64_t seed = 0;
+  uint64_t step = 0;
+  uint32_t stream = 0;
+};
+
+// Fused T5 attention: out = softmax(q k^T * scale + bias + mask) v, per batch and head.
+// Layouts (contiguous): q [batch, q_len, heads, head_dim], k and v [batch, k_len, heads, head_dim],
+// out [batch, q_len, heads, head_dim], probs [batch, heads, q_len, k_len] (saved for backward),
+// bias table [num_buckets, heads], key_mask [batch, k_len] (nonzero = attend).
+struct AttentionParams {
+  int64_t batch = 0, heads = 0, q_len = 0, k_len = 0, head_dim = 0;
+  float scale = 1.0f;  // T5 uses none (1.0): the 1/sqrt(d) is folded into its initialisation
+  bool causal = false;
+  // Position of query row 0 among the keys (incremental decoding: cache length before the step).
+  int64_t query_offset = 0;
+  bool has_bias = false;
+  bool bidirectional = true;
+  int num_buckets = 32;
+  int max_distance = 128;
+  bool has_key_mask = false;
+  DropoutParams dropout;  // applied to the probabilities, as transformers' T5Attention
+};
+
+// Gather rows of an embedding table: out[i] = table[ids[i]].
+struct EmbeddingParams {
+  int64_t count = 0;  // number of ids
+  int64_t vocab = 0;
+  int64_t dim = 0;
+};
+
+// Token cross-entropy over rows of `vocab` logits; rows whose label is ignore_index are skipped.
+struct CrossEntropyParams {
+  int64_t rows = 0;
+  int64_t vocab = 0;
+  int64_t ignore_index = -100;
+};
+
+// One AdamW step (torch.optim.AdamW semantics; decoupled weight decay, bias correction).
+struct AdamWParams {
+  int64_t count = 0;
+  float lr = 1e-3f;
+  float beta1 = 0.9f;
+  float beta2 = 0.999f;
+  float eps = 1e-8f;
+  float weight_decay = 0.0f;
+  int64_t step = 1;  // 1-based step number after this update (for the bias corrections)
+};
+
+}  // namespace la3::kernels
