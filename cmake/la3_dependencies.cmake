@@ -2,6 +2,7 @@
 # Only what the current targets use is required here; later components add theirs.
 find_package(Threads REQUIRED)
 find_package(absl CONFIG REQUIRED)
+find_package(nlohmann_json 3.11 CONFIG REQUIRED)
 
 set(BLA_VENDOR OpenBLAS)
 find_package(BLAS REQUIRED)

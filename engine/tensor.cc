@@ -115,8 +115,10 @@ std::string Tensor::describe() const {
   return absl::StrCat(dtype_name(dtype()), shape_string(shape()), " on ", device_name(device()));
 }
 
+bool Tensor::host_accessible() const { return impl().storage->host_accessible(); }
+
 void Tensor::check_host_accessible(const char* what) const {
-  if (!impl().storage->host_accessible()) {
+  if (!host_accessible()) {
     Fail(ErrorKind::kInvalidArgument, what, ": tensor ", describe(),
          " is not in host-accessible memory; copy it to the cpu first");
   }

@@ -66,6 +66,8 @@ class Tensor {
   DType dtype() const;
   Device device() const;
   bool is_contiguous() const;
+  // True when the CPU can read the data directly (cpu, cuda-emu).
+  bool host_accessible() const;
   size_t nbytes() const { return static_cast<size_t>(numel()) * dtype_size(dtype()); }
   // "f32[2, 3] on cpu".
   std::string describe() const;
