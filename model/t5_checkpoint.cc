@@ -1,0 +1,42 @@
+#include "model/t5_checkpoint.h"
+
+#include <filesystem>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+#include "engine/io/file_io.h"
+#include "engine/io/safetensors.h"
+
+namespace la3 {
+
+absl::StatusOr<T5Model> load_t5_checkpoint(const std::string& directory) {
+  const std::string config_path = directory + "/config.json";
+  const std::string weights_path = directory + "/model.safetensors";
+  absl::StatusOr<std::string> config_text = read_file(config_path);
+  if (!config_text.ok()) {
+    return absl::Status(config_text.status().code(),
+                        absl::StrCat("checkpoint directory ", directory, ": ", config_text.status().message()));
+  }
+  absl::StatusOr<T5Config> config = t5_config_from_hf_json(*config_text, config_path);
+  if (!config.ok()) return config.status();
+  absl::StatusOr<SafetensorsContents> weights = read_safetensors(weights_path);
+  if (!weights.ok()) {
+    return absl::Status(weights.status().code(),
+                        absl::StrCat("checkpoint directory ", directory, ": ", weights.status().message()));
+  }
+  absl::StatusOr<T5Model> model = T5Model::from_tensors(*config, std::move(weights->tensors));
+  if (!model.ok()) return absl::InvalidArgumentError(absl::StrCat(weights_path, ": ", model.status().message()));
+  return model;
+}
+
+absl::Status save_t5_checkpoint(const T5Model& model, const std::string& directory) {
+  std::error_code error;
+  std::filesystem::create_directories(directory, error);
+  if (error) return absl::PermissionDeniedError(absl::StrCat("cannot create ", directory, ": ", error.message()));
+  if (absl::Status s = write_file_atomically(directory + "/config.json", t5_config_to_hf_json(model.config())); !s.ok()) {
+    return s;
+  }
+  return write_safetensors(directory + "/model.safetensors", model.parameters(), {{"format", "pt"}});
+}
+
+}  // namespace la3

@@ -1,0 +1,90 @@
+// T5ForConditionalGeneration, as transformers defines it, on top of the engine's ops.
+//
+// Parameters are kept under their Hugging Face names ("encoder.block.0.layer.0.SelfAttention.q.weight",
+// ...), so import/export is a name-for-name copy. Both variants: v1.0 (relu FFN, LM head tied
+// to the shared embedding, decoder output scaled by d_model^-0.5) and v1.1 / MolT5
+// (gated-GELU FFN, separate lm_head). The relative-position table lives in block 0 of each
+// stack and is used by every block of it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/tensor.h"
+#include "model/t5_config.h"
+
+namespace la3 {
+
+struct T5ForwardOptions {
+  bool training = false;  // dropout on (config.dropout_rate) when true
+  uint64_t seed = 0;      // dropout randomness: (seed, step, site) -> Philox stream
+  uint64_t step = 0;
+};
+
+class T5Model {
+ public:
+  // A freshly initialised model (transformers' T5PreTrainedModel._init_weights scheme, drawn
+  // from Philox so it is reproducible on every platform).
+  static absl::StatusOr<T5Model> create(const T5Config& config, uint64_t seed);
+
+  // A model from named tensors (HF names). Every expected parameter must be present with its
+  // exact shape; f32 and bf16 are accepted (bf16 is widened). Tied checkpoints may carry
+  // encoder/decoder.embed_tokens.weight and lm_head.weight copies of shared.weight; other
+  // unknown names are an error naming them.
+  static absl::StatusOr<T5Model> from_tensors(const T5Config& config, std::map<std::string, Tensor> tensors);
+
+  const T5Config& config() const { return config_; }
+
+  // Every trainable parameter by HF name (tied models have no separate lm_head.weight).
+  const std::map<std::string, Tensor>& parameters() const { return parameters_; }
+  // The same tensors in name order, for optimizers.
+  std::vector<Tensor> parameter_list() const;
+  int64_t parameter_count() const;
+  // Marks every parameter as wanting (or not) a gradient.
+  void set_requires_grad(bool required) const;
+
+  // input_ids [batch, src_len] (i32/i64), attention_mask [batch, src_len] (nonzero = token)
+  // or undefined -> encoder hidden states [batch, src_len, d_model].
+  Tensor encode(const Tensor& input_ids, const Tensor& attention_mask, const T5ForwardOptions& options) const;
+
+  // decoder_input_ids [batch, tgt_len], encoder_hidden [batch, src_len, d_model],
+  // encoder_mask [batch, src_len] or undefined -> logits [batch, tgt_len, vocab].
+  Tensor decode(const Tensor& decoder_input_ids, const Tensor& encoder_hidden, const Tensor& encoder_mask,
+                const T5ForwardOptions& options) const;
+
+  // Teacher-forced forward: logits for labels [batch, tgt_len] (decoder inputs = labels shifted
+  // right with decoder_start_token_id, -100 replaced by pad, as transformers does).
+  Tensor logits(const Tensor& input_ids, const Tensor& attention_mask, const Tensor& labels,
+                const T5ForwardOptions& options) const;
+
+  // Token cross-entropy of logits(...) against labels (mean over labels != -100).
+  Tensor loss(const Tensor& input_ids, const Tensor& attention_mask, const Tensor& labels,
+              const T5ForwardOptions& options) const;
+
+  const Tensor& parameter(const std::string& name) const;
+
+ private:
+  T5Model(T5Config config, std::map<std::string, Tensor> parameters)
+      : config_(std::move(config)), parameters_(std::move(parameters)) {}
+
+  Tensor attention_block(const std::string& prefix, const Tensor& hidden, const Tensor& key_value_source,
+                         const Tensor& bias_table, const Tensor& key_mask, bool causal, bool bidirectional,
+                         uint32_t dropout_stream, const T5ForwardOptions& options) const;
+  Tensor feed_forward(const std::string& prefix, const Tensor& hidden, uint32_t dropout_stream,
+                      const T5ForwardOptions& options) const;
+  Tensor apply_dropout(const Tensor& x, uint32_t stream, const T5ForwardOptions& options) const;
+
+  T5Config config_;
+  std::map<std::string, Tensor> parameters_;
+};
+
+// labels [batch, len] -> decoder inputs: [start, labels[:, :-1]] with -100 replaced by pad.
+Tensor shift_right(const Tensor& labels, int64_t decoder_start_token_id, int64_t pad_token_id);
+
+// The HF names and shapes a model with this config has, in name order.
+std::map<std::string, Shape> t5_parameter_shapes(const T5Config& config);
+
+}  // namespace la3
