@@ -10,6 +10,10 @@ find_path(LA3_CBLAS_INCLUDE_DIR cblas.h PATH_SUFFIXES openblas x86_64-linux-gnu 
 
 find_package(OpenMP COMPONENTS CXX)
 
+# sentencepiece has no CMake config in Debian; its .pc lists the trainer library too.
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(SentencePiece REQUIRED IMPORTED_TARGET sentencepiece)
+
 if(LA3_BUILD_TESTS)
   find_package(GTest REQUIRED)
   include(GoogleTest)
