@@ -16,7 +16,9 @@ Dropout is 0 so the numbers are deterministic.
 
     pip install torch transformers==4.46.3 safetensors
     python3 scripts/make_golden.py            # writes tests/golden/
-    python3 scripts/make_golden.py --check-export DIR   # loads a checkpoint we exported
+    python3 scripts/make_golden.py --check-export DIR --variant t5_v1_1
+        # DIR: a golden model re-saved by our save_t5_checkpoint (the checkpoint test
+        # writes one to $TMPDIR/la3_ckpt_<variant>); loads it in transformers and compares logits
 """
 import argparse
 import json
@@ -126,25 +128,33 @@ def write_variant(variant):
     print(f"{variant}: loss {result.loss.item():.6f}, {len(names)} parameters -> {out}")
 
 
-def check_export(directory):
-    """Loads a checkpoint exported by `engine` and prints its logits on the golden batch."""
+def check_export(directory, variant):
+    """Loads a checkpoint we exported (e.g. a golden model saved by save_t5_checkpoint) with
+    from_pretrained and compares its logits on the golden batch with the golden logits."""
+    from safetensors.torch import load_file
     model = T5ForConditionalGeneration.from_pretrained(directory)
     model.eval()
-    input_ids, attention_mask, labels = make_batch(model.config.vocab_size)
+    expected = load_file(str(GOLDEN / variant / "expected.safetensors"))
     with torch.no_grad():
-        logits = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).logits
-    print(json.dumps({"logits_sum": float(logits.double().sum()), "shape": list(logits.shape)}))
+        logits = model(input_ids=expected["input_ids"], attention_mask=expected["attention_mask"],
+                       labels=expected["labels"]).logits
+    difference = (logits - expected["logits"]).abs().max().item()
+    print(json.dumps({"directory": str(directory), "variant": variant, "max_abs_logits_difference": difference}))
+    if difference > 1e-5:
+        sys.exit(f"exported checkpoint {directory} does not reproduce the {variant} golden logits")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--check-export", metavar="DIR")
+    parser.add_argument("--check-export", metavar="DIR", help="a checkpoint directory we exported")
+    parser.add_argument("--variant", choices=sorted(VARIANTS), default="t5_v1_1",
+                        help="which golden model DIR was exported from (with --check-export)")
     args = parser.parse_args()
     if transformers.__version__ != PINNED_TRANSFORMERS:
         sys.exit(f"transformers {transformers.__version__} found; the golden files pin {PINNED_TRANSFORMERS}")
     torch.use_deterministic_algorithms(True)
     if args.check_export:
-        check_export(args.check_export)
+        check_export(args.check_export, args.variant)
         return
     for variant in VARIANTS:
         write_variant(variant)
