@@ -70,10 +70,11 @@ class Backend {
   virtual void attention_forward(const kernels::AttentionParams& p, const float* q, const float* k,
                                  const float* v, const float* bias_table, const int32_t* key_mask,
                                  float* out, float* probs) = 0;
-  // dq, dk, dv are overwritten; dbias_table (when non-null) is accumulated.
+  // dq, dk, dv are overwritten; dbias_table (when non-null) is accumulated. key_mask is
+  // needed to recognise fully masked rows, which get no gradient.
   virtual void attention_backward(const kernels::AttentionParams& p, const float* dout, const float* q,
-                                  const float* k, const float* v, const float* probs, float* dq,
-                                  float* dk, float* dv, float* dbias_table) = 0;
+                                  const float* k, const float* v, const int32_t* key_mask, const float* probs,
+                                  float* dq, float* dk, float* dv, float* dbias_table) = 0;
 
   // --- embedding, dropout, loss -------------------------------------------------------
   virtual void embedding_forward(const kernels::EmbeddingParams& p, const int64_t* ids, const float* table,
