@@ -4,6 +4,7 @@
 // bucket is computed on the fly from (key - query) and never stored as a [heads, q, k] table.
 #include <cblas.h>
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -22,9 +23,16 @@ bool is_masked(const AttentionParams& p, const int32_t* key_mask, int64_t batch,
   return p.causal && key > p.query_offset + query;
 }
 
-int bucket_of(const AttentionParams& p, int64_t query, int64_t key) {
-  return kernels::t5_relative_position_bucket(static_cast<int>(key - (p.query_offset + query)), p.bidirectional,
-                                              p.num_buckets, p.max_distance);
+// The bias depends on (key - query) only, so each head needs q_len + k_len - 1 values, not
+// q_len * k_len: relative_buckets(p)[key - query + q_len - 1] is the bucket of that pair.
+std::vector<int> relative_buckets(const AttentionParams& p) {
+  std::vector<int> buckets(static_cast<size_t>(std::max<int64_t>(p.q_len + p.k_len - 1, 0)));
+  for (size_t d = 0; d < buckets.size(); ++d) {
+    const int64_t key_minus_query = static_cast<int64_t>(d) - (p.q_len - 1);
+    buckets[d] = kernels::t5_relative_position_bucket(static_cast<int>(key_minus_query - p.query_offset),
+                                                      p.bidirectional, p.num_buckets, p.max_distance);
+  }
+  return buckets;
 }
 
 // The dropout multiplier of probability element `index` ([batch, heads, q_len, k_len]
@@ -67,6 +75,7 @@ void CpuBackend::attention_forward(const AttentionParams& p, const float* q, con
                                    const float* bias_table, const int32_t* key_mask, float* out, float* probs) {
   const int64_t slices = p.batch * p.heads;
   const int64_t area = p.q_len * p.k_len;
+  const std::vector<int> buckets = p.has_bias ? relative_buckets(p) : std::vector<int>();
   // Slices are independent; each thread owns its probs slice and its output columns.
 #pragma omp parallel for schedule(static)
   for (int64_t slice = 0; slice < slices; ++slice) {
@@ -75,12 +84,17 @@ void CpuBackend::attention_forward(const AttentionParams& p, const float* q, con
     float* scores = probs + slice * area;  // [q_len, k_len]: scores, then probabilities in place
     sgemm(false, true, p.q_len, p.k_len, p.head_dim, p.scale, q + view.q_offset, view.row_stride, k + view.k_offset,
           view.row_stride, 0.0f, scores, p.k_len);
+    std::vector<float> bias_by_distance(buckets.size());  // this head's bias for each key - query
+    for (size_t d = 0; d < buckets.size(); ++d) bias_by_distance[d] = bias_table[buckets[d] * p.heads + h];
     for (int64_t i = 0; i < p.q_len; ++i) {
       float* row = scores + i * p.k_len;
       float max_score = -INFINITY;
       bool any_visible = false;
+      if (p.has_bias) {
+        const float* bias_row = bias_by_distance.data() + (p.q_len - 1 - i);  // [j] = bias of key j
+        for (int64_t j = 0; j < p.k_len; ++j) row[j] += bias_row[j];
+      }
       for (int64_t j = 0; j < p.k_len; ++j) {
-        if (p.has_bias) row[j] += bias_table[bucket_of(p, i, j) * p.heads + h];
         if (is_masked(p, key_mask, b, i, j)) continue;
         any_visible = true;
         max_score = std::fmax(max_score, row[j]);
@@ -163,11 +177,20 @@ void CpuBackend::attention_backward(const AttentionParams& p, const float* dout,
           0.0f, dk + view.k_offset, view.row_stride);
   }
   if (dbias_table == nullptr || !p.has_bias) return;
+  // Sum dS per (head, key - query) first, then fold the distances into their buckets.
+  const std::vector<int> buckets = relative_buckets(p);
+  std::vector<double> by_distance(buckets.size() * static_cast<size_t>(p.heads), 0.0);  // [distance, head]
   for (int64_t slice = 0; slice < slices; ++slice) {
     const int64_t h = slice % p.heads;
     const float* dscores = dscores_all.data() + slice * area;
     for (int64_t i = 0; i < p.q_len; ++i) {
-      for (int64_t j = 0; j < p.k_len; ++j) dbias_table[bucket_of(p, i, j) * p.heads + h] += dscores[i * p.k_len + j];
+      double* column = by_distance.data() + static_cast<size_t>((p.q_len - 1 - i) * p.heads + h);
+      for (int64_t j = 0; j < p.k_len; ++j) column[static_cast<size_t>(j * p.heads)] += dscores[i * p.k_len + j];
+    }
+  }
+  for (size_t d = 0; d < buckets.size(); ++d) {
+    for (int64_t h = 0; h < p.heads; ++h) {
+      dbias_table[buckets[d] * p.heads + h] += static_cast<float>(by_distance[d * static_cast<size_t>(p.heads) + static_cast<size_t>(h)]);
     }
   }
 }
