@@ -80,13 +80,15 @@ struct CrossEntropyParams {
 };
 
 // One AdamW step (torch.optim.AdamW semantics; decoupled weight decay, bias correction).
+// Hyper-parameters are doubles, like the Python floats torch keeps them in: 1 - beta2 must be
+// 0.001 exactly-as-double before it is rounded to fp32, not 1 - float(0.999).
 struct AdamWParams {
   int64_t count = 0;
-  float lr = 1e-3f;
-  float beta1 = 0.9f;
-  float beta2 = 0.999f;
-  float eps = 1e-8f;
-  float weight_decay = 0.0f;
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.0;
   int64_t step = 1;  // 1-based step number after this update (for the bias corrections)
 };
 

@@ -9,13 +9,13 @@ namespace la3 {
 
 AdamW::AdamW(std::vector<Tensor> parameters, const AdamWOptions& options)
     : parameters_(std::move(parameters)), options_(options) {
-  if (!(options_.lr >= 0.0f)) Fail(ErrorKind::kInvalidArgument, "AdamW: lr must be >= 0, got ", options_.lr);
-  if (!(options_.beta1 >= 0.0f && options_.beta1 < 1.0f) || !(options_.beta2 >= 0.0f && options_.beta2 < 1.0f)) {
+  if (!(options_.lr >= 0.0)) Fail(ErrorKind::kInvalidArgument, "AdamW: lr must be >= 0, got ", options_.lr);
+  if (!(options_.beta1 >= 0.0 && options_.beta1 < 1.0) || !(options_.beta2 >= 0.0 && options_.beta2 < 1.0)) {
     Fail(ErrorKind::kInvalidArgument, "AdamW: betas must be in [0, 1), got (", options_.beta1, ", ",
          options_.beta2, ")");
   }
-  if (!(options_.eps >= 0.0f)) Fail(ErrorKind::kInvalidArgument, "AdamW: eps must be >= 0, got ", options_.eps);
-  if (!(options_.weight_decay >= 0.0f)) {
+  if (!(options_.eps >= 0.0)) Fail(ErrorKind::kInvalidArgument, "AdamW: eps must be >= 0, got ", options_.eps);
+  if (!(options_.weight_decay >= 0.0)) {
     Fail(ErrorKind::kInvalidArgument, "AdamW: weight_decay must be >= 0, got ", options_.weight_decay);
   }
   for (size_t i = 0; i < parameters_.size(); ++i) {

@@ -13,11 +13,11 @@
 namespace la3 {
 
 struct AdamWOptions {
-  float lr = 1e-3f;
-  float beta1 = 0.9f;
-  float beta2 = 0.999f;
-  float eps = 1e-8f;
-  float weight_decay = 0.01f;  // torch's default
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.01;  // torch's default
 };
 
 class AdamW {
@@ -31,8 +31,8 @@ class AdamW {
   // Drops every parameter's gradient.
   void zero_grad();
 
-  void set_lr(float lr) { options_.lr = lr; }
-  float lr() const { return options_.lr; }
+  void set_lr(double lr) { options_.lr = lr; }
+  double lr() const { return options_.lr; }
   int64_t steps_taken() const { return step_; }
   const std::vector<Tensor>& parameters() const { return parameters_; }
   // State tensors (same shapes as the parameters), for checkpoints and tests.

@@ -86,11 +86,11 @@ TEST_P(T5Golden, ThreeAdamWStepsMatchTorch) {
   Golden g = load_golden(GetParam());
   g.model.set_requires_grad(true);
   AdamWOptions options;
-  options.lr = 1e-2f;
-  options.beta1 = 0.9f;
-  options.beta2 = 0.999f;
-  options.eps = 1e-8f;
-  options.weight_decay = 0.01f;
+  options.lr = 1e-2;
+  options.beta1 = 0.9;
+  options.beta2 = 0.999;
+  options.eps = 1e-8;
+  options.weight_decay = 0.01;
   AdamW optimizer(g.model.parameter_list(), options);
   for (int step = 0; step < 3; ++step) {
     optimizer.zero_grad();
