@@ -213,7 +213,7 @@ Tensor Tensor::to(DType target) const {
   return converted;
 }
 
-void Tensor::copy_from(const Tensor& source) {
+void Tensor::copy_from(const Tensor& source) const {
   if (source.shape() != shape()) {
     Fail(ErrorKind::kInvalidArgument, "copy_from: source ", source.describe(),
          " does not match destination ", describe());
@@ -236,7 +236,7 @@ void Tensor::copy_from(const Tensor& source) {
   }
 }
 
-void Tensor::fill(double value) {
+void Tensor::fill(double value) const {
   check_host_accessible("fill");
   const int64_t count = numel();
   void* base = raw_data();

@@ -1,6 +1,8 @@
 // Tensor: a typed, shaped view of device memory, plus the autograd bookkeeping (a gradient
 // slot and whether it is a leaf). Copying a Tensor copies a handle: both refer to the same
 // data, like torch.Tensor. Views (view/reshape of contiguous data, narrow) share storage.
+// const applies to the handle, not the elements: a const Tensor& can still be written
+// through (data<T>(), fill, copy_from), as a const std::span can.
 #pragma once
 
 #include <cstdint>
@@ -93,8 +95,8 @@ class Tensor {
   // Element type conversion (f32 <-> bf16 round-to-nearest-even, integer <-> float).
   Tensor to(DType dtype) const;
   // Copies `source` (same shape, any strides, any dtype convertible) into this tensor.
-  void copy_from(const Tensor& source);
-  void fill(double value);
+  void copy_from(const Tensor& source) const;
+  void fill(double value) const;
 
   // --- autograd -------------------------------------------------------------------------
   bool requires_grad() const;

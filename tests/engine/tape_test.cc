@@ -1,0 +1,137 @@
+// The autograd tape: a composite expression against finite differences, accumulation into
+// shared inputs and across backward passes, no-grad mode, memory release, and errors.
+#include "engine/autograd/tape.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "engine/ops/cross_entropy.h"
+#include "engine/ops/elementwise.h"
+#include "engine/ops/matmul.h"
+#include "engine/ops/rmsnorm.h"
+#include "tests/support/gradcheck.h"
+
+namespace la3 {
+namespace {
+
+using ::testing::HasSubstr;
+
+TEST(Tape, CompositeExpressionMatchesFiniteDifferences) {
+  // loss = cross_entropy(linear(rmsnorm(x, w1), w2), labels) with an ignored label.
+  std::mt19937 rng(41);
+  const std::vector<int64_t> labels = {3, -100, 0, 5};
+  const Tensor label_tensor = Tensor::from_vector<int64_t>({4}, labels);
+  auto op = [&](const std::vector<Tensor>& in) {
+    return ops::cross_entropy(ops::linear(ops::rmsnorm(in[0], in[1]), in[2]), label_tensor);
+  };
+  auto reference = [&](const testing::DoubleInputs& in) {
+    double total = 0.0;
+    int counted = 0;
+    for (size_t r = 0; r < 4; ++r) {
+      double mean_square = 0.0;
+      for (size_t c = 0; c < 5; ++c) mean_square += in[0][r * 5 + c] * in[0][r * 5 + c] / 5.0;
+      const double inv = 1.0 / std::sqrt(mean_square + 1e-6);
+      std::vector<double> logits(6, 0.0);
+      for (size_t o = 0; o < 6; ++o) {
+        for (size_t c = 0; c < 5; ++c) logits[o] += in[0][r * 5 + c] * inv * in[1][c] * in[2][o * 5 + c];
+      }
+      if (labels[r] == -100) continue;
+      double max_value = -INFINITY, sum = 0.0;
+      for (double z : logits) max_value = std::max(max_value, z);
+      for (double z : logits) sum += std::exp(z - max_value);
+      total += max_value + std::log(sum) - logits[static_cast<size_t>(labels[r])];
+      ++counted;
+    }
+    return std::vector<double>{total / counted};
+  };
+  testing::check_op("composite", op, reference,
+                    {testing::random_tensor({4, 5}, rng), testing::random_tensor({5}, rng, 0.5f, 1.5f),
+                     testing::random_tensor({6, 5}, rng)},
+                    {true, true, true});
+}
+
+TEST(Tape, GradientsAccumulateForReusedTensorsAndAcrossPasses) {
+  const Tensor x = Tensor::from_vector<float>({3}, {1.0f, -2.0f, 0.5f});
+  x.set_requires_grad(true);
+  {
+    Tape tape;
+    const Tensor y = ops::add(ops::mul(x, x), x);  // dy/dx = 2x + 1
+    tape.backward(y, Tensor::full({3}, 1.0));
+    EXPECT_EQ(tape.size(), 0u);
+  }
+  EXPECT_EQ(x.grad().to_vector<float>(), (std::vector<float>{3.0f, -3.0f, 2.0f}));
+  {
+    Tape tape;
+    tape.backward(ops::scale(x, 2.0f), Tensor::full({3}, 1.0));
+  }
+  EXPECT_EQ(x.grad().to_vector<float>(), (std::vector<float>{5.0f, -1.0f, 4.0f}));
+  x.zero_grad();
+  EXPECT_FALSE(x.grad().defined());
+}
+
+TEST(Tape, NothingIsRecordedWithoutATapeOrUnderNoGrad) {
+  const Tensor x = Tensor::full({2}, 1.0);
+  x.set_requires_grad(true);
+  const Tensor untaped = ops::scale(x, 3.0f);
+  EXPECT_FALSE(untaped.requires_grad());
+  Tape tape;
+  {
+    NoGradGuard no_grad;
+    const Tensor y = ops::scale(x, 3.0f);
+    EXPECT_FALSE(y.requires_grad());
+    EXPECT_EQ(tape.size(), 0u);
+  }
+  const Tensor z = ops::scale(x, 3.0f);
+  EXPECT_TRUE(z.requires_grad());
+  EXPECT_FALSE(z.is_leaf());
+  EXPECT_EQ(tape.size(), 1u);
+  // Inputs that do not require a gradient record nothing either.
+  ops::scale(Tensor::full({2}, 1.0), 2.0f);
+  EXPECT_EQ(tape.size(), 1u);
+}
+
+TEST(Tape, SavedActivationsAreFreedByBackward) {
+  Allocator& allocator = allocator_for(Device::cpu());
+  const Tensor w = Tensor::full({64, 64}, 0.01);
+  w.set_requires_grad(true);
+  const size_t before = allocator.bytes_in_use();
+  {
+    Tape tape;
+    Tensor h = Tensor::full({32, 64}, 1.0);
+    for (int layer = 0; layer < 4; ++layer) h = ops::linear(h, w);
+    Tensor loss = ops::cross_entropy(h, Tensor::zeros({32}, DType::kI64));
+    h = Tensor();
+    const size_t during = allocator.bytes_in_use();
+    EXPECT_GT(during, before + 4 * 32 * 64 * 4);  // the tape holds the activations
+    tape.backward(loss);
+    loss = Tensor();
+    // Only w's gradient (64 x 64 floats) remains.
+    EXPECT_EQ(allocator.bytes_in_use(), before + 64 * 64 * 4);
+  }
+  w.zero_grad();
+  EXPECT_EQ(allocator.bytes_in_use(), before);
+}
+
+TEST(Tape, BackwardErrorsNameTheProblem) {
+  const Tensor x = Tensor::full({2}, 1.0);
+  x.set_requires_grad(true);
+  Tape tape;
+  const Tensor y = ops::scale(x, 2.0f);
+  auto message = [](auto&& fn) {
+    try {
+      fn();
+    } catch (const EngineError& error) {
+      return std::string(error.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_THAT(message([&] { tape.backward(y); }), HasSubstr("has more than one element; pass its gradient"));
+  EXPECT_THAT(message([&] { tape.backward(y, Tensor::full({3}, 1.0)); }), HasSubstr("does not match root"));
+  EXPECT_THAT(message([&] { tape.backward(Tensor::full({1}, 1.0)); }), HasSubstr("does not require a gradient"));
+}
+
+}  // namespace
+}  // namespace la3
