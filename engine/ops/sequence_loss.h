@@ -1,0 +1,46 @@
+// Token log-probabilities and the k+1-caption aggregated losses of LA3 (DESIGN.md 4).
+//
+// token_log_probs gives log p(label) per target token with one log-sum-exp per row (the
+// [rows, vocab] softmax is never stored; backward recomputes it row by row). The losses then
+// combine those small [rows, len] tensors, so each mode costs one vocabulary pass:
+//
+//   mean              every (caption, SMILES) row is its own example: token CE averaged over
+//                     all counted tokens.
+//   token_mixture     caption -> SMILES, the rows of a group share one target y:
+//                     L_g = -sum_t log((1/(k+1)) sum_j p_j(y_t)).
+//   sequence_mixture  SMILES -> caption, the rows of a group share one input and have
+//                     different targets: s_j = sum_t log p_j(c_{j,t}),
+//                     L_g = -log((1/(k+1)) sum_j exp(s_j)).
+//
+// The batch loss is sum_g L_g divided by the number of target tokens of the batch counted
+// once per group (the mean over the group's rows for sequence_mixture), so k = 0 gives
+// exactly plain token cross-entropy in every mode.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/tensor.h"
+
+namespace la3::ops {
+
+// logits [rows, len, vocab] (or [rows, vocab]), labels [rows, len] (or [rows]) with -100
+// ignored -> log p(label) [rows, len] f32, 0 where ignored. Differentiable in the logits.
+Tensor token_log_probs(const Tensor& logits, const Tensor& labels, int64_t ignore_index = -100);
+
+enum class CaptionLoss { kMean, kTokenMixture, kSequenceMixture };
+
+// "mean", "token_mixture", "sequence_mixture".
+absl::StatusOr<CaptionLoss> parse_caption_loss(const std::string& name);
+const char* caption_loss_name(CaptionLoss loss);
+
+// log_probs [rows, len] from token_log_probs, labels [rows, len] (to know which tokens
+// count), group[r] = the molecule of row r (groups numbered 0..G-1, rows of a group need
+// not be adjacent). For token_mixture the rows of a group must have identical labels.
+// Returns the scalar batch loss; differentiable in log_probs.
+Tensor caption_loss(const Tensor& log_probs, const Tensor& labels, const std::vector<int64_t>& group,
+                    CaptionLoss mode, int64_t ignore_index = -100);
+
+}  // namespace la3::ops
