@@ -4,7 +4,9 @@
 #include <cstring>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "apps/commands.h"
 #include "engine/backend.h"
 #include "engine/device.h"
 
@@ -19,6 +21,8 @@ constexpr const char* kUsage = R"(usage: engine <command> [options]
 LA3 Engine: T5 translation between molecules (SMILES) and natural language.
 
 commands:
+  train          train a T5 (default: the CPU demo on the bundled sample data)
+  tokenizer      train a SentencePiece model with T5's special ids, or encode text
   version        print the version, the build configuration and the devices found
   help           print this message
 
@@ -55,6 +59,9 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (command == "version" || command == "--version") return run_version();
+  const std::vector<std::string> rest(argv + 2, argv + argc);
+  if (command == "train") return la3::cli::run_train(rest);
+  if (command == "tokenizer") return la3::cli::run_tokenizer(rest);
   std::fprintf(stderr, "engine: unknown command '%s'\n\n%s", argv[1], kUsage);
   return 2;
 }

@@ -27,9 +27,8 @@ absl::StatusOr<T5Config> T5Config::preset(const std::string& name) {
     c.d_model = 1024; c.d_kv = 64; c.d_ff = 2816; c.num_heads = 16; c.num_layers = 24; c.num_decoder_layers = 24;
     return c;
   }
-  if (name == "tiny") {
+  if (name == "tiny") {  // MolT5's architecture (gated-GELU, untied head) at demo size
     c.d_model = 64; c.d_kv = 16; c.d_ff = 128; c.num_heads = 4; c.num_layers = 2; c.num_decoder_layers = 2;
-    c.relative_attention_num_buckets = 32; c.relative_attention_max_distance = 128;
     return c;
   }
   return absl::InvalidArgumentError(absl::StrCat("unknown model preset '", name,

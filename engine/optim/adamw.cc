@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "absl/strings/str_cat.h"
 #include "engine/backend.h"
 #include "engine/ops/op_checks.h"
 
@@ -52,6 +53,28 @@ void AdamW::step() {
         .adamw_step(p, parameter.data<float>(), dense_grad.data<float>(), exp_avg_[i].data<float>(),
                     exp_avg_sq_[i].data<float>());
   }
+}
+
+absl::Status AdamW::restore_state(int64_t steps_taken, const std::vector<Tensor>& exp_avg,
+                                  const std::vector<Tensor>& exp_avg_sq) {
+  if (steps_taken < 0) return absl::InvalidArgumentError("AdamW state: negative step count");
+  if (exp_avg.size() != parameters_.size() || exp_avg_sq.size() != parameters_.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("AdamW state has ", exp_avg.size(), "/", exp_avg_sq.size(),
+                                                   " moment tensors for ", parameters_.size(), " parameters"));
+  }
+  for (size_t i = 0; i < parameters_.size(); ++i) {
+    if (exp_avg[i].shape() != parameters_[i].shape() || exp_avg_sq[i].shape() != parameters_[i].shape()) {
+      return absl::InvalidArgumentError(absl::StrCat("AdamW state: moments of parameter ", i, " are ",
+                                                     exp_avg[i].describe(), " and ", exp_avg_sq[i].describe(),
+                                                     " but the parameter is ", parameters_[i].describe()));
+    }
+  }
+  for (size_t i = 0; i < parameters_.size(); ++i) {
+    exp_avg_[i].copy_from(exp_avg[i]);
+    exp_avg_sq_[i].copy_from(exp_avg_sq[i]);
+  }
+  step_ = steps_taken;
+  return absl::OkStatus();
 }
 
 void AdamW::zero_grad() {

@@ -39,6 +39,10 @@ class AdamW {
   const std::vector<Tensor>& exp_avg() const { return exp_avg_; }
   const std::vector<Tensor>& exp_avg_sq() const { return exp_avg_sq_; }
 
+  // Restores a saved state (same parameter order and shapes) for exact resume.
+  absl::Status restore_state(int64_t steps_taken, const std::vector<Tensor>& exp_avg,
+                             const std::vector<Tensor>& exp_avg_sq);
+
  private:
   std::vector<Tensor> parameters_;
   std::vector<Tensor> exp_avg_;

@@ -1,0 +1,110 @@
+// `engine train`: runs model/trainer.h with a terminal progress bar (plain log lines when
+// stderr is not a terminal).
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "apps/arguments.h"
+#include "apps/commands.h"
+#include "model/trainer.h"
+
+namespace la3::cli {
+
+namespace {
+
+const std::vector<OptionSpec> kOptions = {
+    {"config", true, "YAML run configuration (default: the built-in CPU demo on data/sample)"},
+    {"output-dir", true, "run directory (overrides run.output_dir)"},
+    {"max-steps", true, "optimizer steps (overrides training.max_steps)"},
+    {"resume", false, "continue from <output-dir>/checkpoint if present"},
+    {"help", false, "show this message"},
+};
+
+std::string clock_text(double seconds) {
+  const long total = static_cast<long>(seconds + 0.5);
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%02ld:%02ld", total / 60, total % 60);
+  return buffer;
+}
+
+void print_progress(const TrainProgress& p, bool terminal) {
+  if (p.validation_loss >= 0.0) {
+    std::fprintf(stderr, "%sstep %lld/%lld  validation loss %.4f  (%s elapsed)\n", terminal ? "\r\033[K" : "",
+                 static_cast<long long>(p.step), static_cast<long long>(p.max_steps), p.validation_loss,
+                 clock_text(p.elapsed_seconds).c_str());
+    return;
+  }
+  if (terminal) {
+    constexpr int kWidth = 30;
+    const int filled = p.max_steps > 0 ? static_cast<int>(kWidth * p.step / p.max_steps) : kWidth;
+    std::string bar(static_cast<size_t>(filled), '#');
+    bar.append(static_cast<size_t>(kWidth - filled), '.');
+    std::fprintf(stderr, "\r\033[K[%s] step %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %s", bar.c_str(),
+                 static_cast<long long>(p.step), static_cast<long long>(p.max_steps), p.loss, p.lr,
+                 p.tokens_per_second, clock_text(p.eta_seconds).c_str());
+    if (p.step == p.max_steps) std::fputc('\n', stderr);
+  } else {
+    std::fprintf(stderr, "step %lld/%lld loss %.4f lr %.3e tokens/s %.0f elapsed %s eta %s\n",
+                 static_cast<long long>(p.step), static_cast<long long>(p.max_steps), p.loss, p.lr,
+                 p.tokens_per_second, clock_text(p.elapsed_seconds).c_str(), clock_text(p.eta_seconds).c_str());
+  }
+  std::fflush(stderr);
+}
+
+}  // namespace
+
+int run_train(const std::vector<std::string>& args) {
+  absl::StatusOr<Arguments> parsed = Arguments::parse(args, kOptions);
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "engine train: %s\n\nusage: engine train [options]\n%s", std::string(parsed.status().message()).c_str(),
+                 describe_options(kOptions).c_str());
+    return 2;
+  }
+  if (parsed->has("help")) {
+    std::printf("usage: engine train [options]\n\nTrains a T5 on molecule/caption pairs (LA3).\n\n%s",
+                describe_options(kOptions).c_str());
+    return 0;
+  }
+  TrainConfig config;
+  if (parsed->has("config")) {
+    absl::StatusOr<TrainConfig> loaded = load_train_config(parsed->get("config"));
+    if (!loaded.ok()) {
+      std::fprintf(stderr, "engine train: %s\n", std::string(loaded.status().message()).c_str());
+      return 2;
+    }
+    config = *loaded;
+  }
+  // Relative data paths are relative to the working directory, as users type them.
+  config.resolve_paths(std::filesystem::current_path().string());
+  if (parsed->has("output-dir")) config.output_dir = parsed->get("output-dir");
+  if (parsed->has("max-steps")) {
+    try {
+      config.max_steps = std::stoll(parsed->get("max-steps"));
+    } catch (const std::exception&) {
+      config.max_steps = 0;
+    }
+    if (config.max_steps < 1) {
+      std::fprintf(stderr, "engine train: --max-steps must be a positive integer, got '%s'\n",
+                   parsed->get("max-steps").c_str());
+      return 2;
+    }
+  }
+  const bool terminal = ::isatty(STDERR_FILENO) != 0;
+  TrainOptions options;
+  options.resume = parsed->has("resume");
+  options.on_info = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+  options.on_progress = [terminal](const TrainProgress& p) { print_progress(p, terminal); };
+  absl::StatusOr<TrainSummary> summary = train(config, options);
+  if (!summary.ok()) {
+    std::fprintf(stderr, "\nengine train: %s\n", std::string(summary.status().message()).c_str());
+    return 1;
+  }
+  std::printf("trained %lld steps (%lld parameters): validation loss %.4f -> %.4f, %.0f tokens/s; run in %s\n",
+              static_cast<long long>(summary->steps), static_cast<long long>(summary->parameters),
+              summary->first_validation_loss, summary->last_validation_loss, summary->tokens_per_second,
+              config.output_dir.c_str());
+  return 0;
+}
+
+}  // namespace la3::cli

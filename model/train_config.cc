@@ -1,0 +1,223 @@
+#include "model/train_config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <filesystem>
+#include <functional>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "engine/io/file_io.h"
+
+namespace la3 {
+
+namespace {
+
+// Reads the keys of one YAML mapping, remembering which were consumed so the rest can be
+// reported as unknown.
+class Section {
+ public:
+  Section(const YAML::Node& node, std::string path, const std::string& source)
+      : node_(node), path_(std::move(path)), source_(source) {}
+
+  absl::Status check_is_map() const {
+    if (node_ && !node_.IsNull() && !node_.IsMap()) {
+      return absl::InvalidArgumentError(absl::StrCat(source_, ": ", path_.empty() ? "the document" : path_,
+                                                     " must be a mapping of keys to values"));
+    }
+    return absl::OkStatus();
+  }
+
+  template <typename T>
+  absl::Status read(const std::string& key, T& out) {
+    known_.insert(key);
+    if (!node_ || !node_.IsMap() || !node_[key]) return absl::OkStatus();
+    const YAML::Node value = node_[key];
+    try {
+      if (!value.IsScalar()) throw YAML::Exception(YAML::Mark::null_mark(), "not a scalar");
+      out = value.as<T>();
+    } catch (const YAML::Exception&) {
+      return absl::InvalidArgumentError(absl::StrCat(source_, ":", value.Mark().line + 1, ": ", key_path(key),
+                                                     " has an invalid value '", YAML::Dump(value), "'"));
+    }
+    return absl::OkStatus();
+  }
+
+  // Reads a string and maps it through `parse` (returning StatusOr<E>).
+  template <typename E, typename Parse>
+  absl::Status read_enum(const std::string& key, E& out, Parse parse) {
+    std::string text;
+    if (absl::Status s = read(key, text); !s.ok()) return s;
+    if (text.empty()) return absl::OkStatus();
+    absl::StatusOr<E> parsed = parse(text);
+    if (!parsed.ok()) return absl::InvalidArgumentError(absl::StrCat(source_, ": ", key_path(key), ": ", parsed.status().message()));
+    out = *parsed;
+    return absl::OkStatus();
+  }
+
+  absl::Status check_unknown_keys() const {
+    if (!node_ || !node_.IsMap()) return absl::OkStatus();
+    for (const auto& entry : node_) {
+      const std::string key = entry.first.as<std::string>();
+      if (!known_.count(key)) {
+        return absl::InvalidArgumentError(absl::StrCat(source_, ":", entry.first.Mark().line + 1, ": unknown key '",
+                                                       key_path(key), "' (known keys: ", absl::StrJoin(known_, ", "), ")"));
+      }
+    }
+    return absl::OkStatus();
+  }
+
+  std::string key_path(const std::string& key) const { return path_.empty() ? key : path_ + "." + key; }
+  YAML::Node child(const std::string& key) {
+    known_.insert(key);
+    return node_ && node_.IsMap() ? node_[key] : YAML::Node();
+  }
+
+ private:
+  YAML::Node node_;
+  std::string path_;
+  const std::string& source_;
+  std::set<std::string> known_;
+};
+
+absl::Status require(bool ok, const std::string& source, const std::string& what) {
+  return ok ? absl::OkStatus() : absl::InvalidArgumentError(absl::StrCat(source, ": ", what));
+}
+
+}  // namespace
+
+void TrainConfig::resolve_paths(const std::string& base) {
+  auto resolve = [&](std::string& path) {
+    if (!path.empty() && std::filesystem::path(path).is_relative()) path = (std::filesystem::path(base) / path).string();
+  };
+  resolve(train_path);
+  resolve(validation_path);
+  resolve(tokenizer_path);
+  resolve(init_checkpoint);
+}
+
+absl::StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, const std::string& source) {
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml_text);
+  } catch (const YAML::Exception& error) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ":", error.mark.line + 1, ": YAML syntax error: ", error.msg));
+  }
+  TrainConfig c;
+  Section top(root, "", source);
+  if (absl::Status s = top.check_is_map(); !s.ok()) return s;
+
+  Section model(top.child("model"), "model", source);
+  Section data(top.child("data"), "data", source);
+  Section loss(top.child("loss"), "loss", source);
+  Section optimizer(top.child("optimizer"), "optimizer", source);
+  Section schedule(top.child("schedule"), "schedule", source);
+  Section training(top.child("training"), "training", source);
+  Section run(top.child("run"), "run", source);
+  std::string bad_rows = "fail";
+  int64_t seed = static_cast<int64_t>(c.seed);
+  for (absl::Status s : {
+           top.check_unknown_keys(), model.check_is_map(), data.check_is_map(), loss.check_is_map(),
+           optimizer.check_is_map(), schedule.check_is_map(), training.check_is_map(), run.check_is_map(),
+           model.read("preset", c.model_preset), model.read("init_checkpoint", c.init_checkpoint),
+           model.read("dropout_rate", c.dropout_rate),
+           data.read("train", c.train_path), data.read("validation", c.validation_path),
+           data.read("tokenizer", c.tokenizer_path), data.read_enum("direction", c.direction, parse_direction),
+           data.read("bad_rows", bad_rows), data.read("max_source_length", c.max_source_length),
+           data.read("max_target_length", c.max_target_length),
+           loss.read_enum("mode", c.loss, ops::parse_caption_loss), loss.read("k", c.k),
+           optimizer.read("lr", c.lr), optimizer.read("beta1", c.beta1), optimizer.read("beta2", c.beta2),
+           optimizer.read("eps", c.eps), optimizer.read("weight_decay", c.weight_decay),
+           schedule.read_enum("kind", c.schedule, parse_schedule_kind), schedule.read("warmup_steps", c.warmup_steps),
+           training.read("batch_size", c.batch_size), training.read("grad_accumulation", c.grad_accumulation),
+           training.read("max_steps", c.max_steps), training.read("clip_grad_norm", c.clip_grad_norm),
+           training.read("eval_every", c.eval_every), training.read("checkpoint_every", c.checkpoint_every),
+           training.read("log_every", c.log_every), training.read("seed", seed), training.read("threads", c.threads),
+           training.read("device", c.device), run.read("output_dir", c.output_dir),
+           model.check_unknown_keys(), data.check_unknown_keys(), loss.check_unknown_keys(),
+           optimizer.check_unknown_keys(), schedule.check_unknown_keys(), training.check_unknown_keys(),
+           run.check_unknown_keys()}) {
+    if (!s.ok()) return s;
+  }
+  c.seed = static_cast<uint64_t>(seed);
+  if (bad_rows == "fail") {
+    c.bad_rows = BadRowPolicy::kFail;
+  } else if (bad_rows == "skip") {
+    c.bad_rows = BadRowPolicy::kSkip;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": data.bad_rows must be fail or skip, got '", bad_rows, "'"));
+  }
+  for (absl::Status s : {
+           require(c.init_checkpoint.empty() ? T5Config::preset(c.model_preset).ok() : true, source,
+                   absl::StrCat("model.preset '", c.model_preset, "' is not a known preset")),
+           require(c.dropout_rate >= 0.0f && c.dropout_rate < 1.0f, source, "model.dropout_rate must be in [0, 1)"),
+           require(c.max_source_length >= 2 && c.max_target_length >= 2, source,
+                   "data.max_source_length and data.max_target_length must be >= 2"),
+           require(c.k >= 0, source, "loss.k must be >= 0"),
+           require(c.lr > 0.0, source, "optimizer.lr must be positive"),
+           require(c.beta1 >= 0.0 && c.beta1 < 1.0 && c.beta2 >= 0.0 && c.beta2 < 1.0, source,
+                   "optimizer.beta1 and optimizer.beta2 must be in [0, 1)"),
+           require(c.eps >= 0.0 && c.weight_decay >= 0.0, source, "optimizer.eps and optimizer.weight_decay must be >= 0"),
+           require(c.warmup_steps >= 0, source, "schedule.warmup_steps must be >= 0"),
+           require(c.batch_size >= 1 && c.grad_accumulation >= 1, source,
+                   "training.batch_size and training.grad_accumulation must be >= 1"),
+           require(c.max_steps >= 1, source, "training.max_steps must be >= 1"),
+           require(c.clip_grad_norm >= 0.0, source, "training.clip_grad_norm must be >= 0 (0 = off)"),
+           require(c.eval_every >= 0 && c.checkpoint_every >= 0 && c.log_every >= 1, source,
+                   "training.eval_every and checkpoint_every must be >= 0 (0 = off), log_every >= 1"),
+           require(c.threads >= 0, source, "training.threads must be >= 0"),
+           require(c.device == "cpu", source,
+                   absl::StrCat("training.device '", c.device, "': only cpu is available (the CUDA backend is issue #6)")),
+           require(!c.output_dir.empty(), source, "run.output_dir must not be empty"),
+       }) {
+    if (!s.ok()) return s;
+  }
+  return c;
+}
+
+absl::StatusOr<TrainConfig> load_train_config(const std::string& path) {
+  absl::StatusOr<std::string> text = read_file(path);
+  if (!text.ok()) return text.status();
+  absl::StatusOr<TrainConfig> config = parse_train_config(*text, path);
+  if (!config.ok()) return config.status();
+  return config;
+}
+
+std::string train_config_to_yaml(const TrainConfig& c) {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  out << YAML::Key << "model" << YAML::Value << YAML::BeginMap << YAML::Key << "preset" << YAML::Value << c.model_preset
+      << YAML::Key << "init_checkpoint" << YAML::Value << c.init_checkpoint << YAML::Key << "dropout_rate"
+      << YAML::Value << c.dropout_rate << YAML::EndMap;
+  out << YAML::Key << "data" << YAML::Value << YAML::BeginMap << YAML::Key << "train" << YAML::Value << c.train_path
+      << YAML::Key << "validation" << YAML::Value << c.validation_path << YAML::Key << "tokenizer" << YAML::Value
+      << c.tokenizer_path << YAML::Key << "direction" << YAML::Value << direction_name(c.direction) << YAML::Key
+      << "bad_rows" << YAML::Value << (c.bad_rows == BadRowPolicy::kFail ? "fail" : "skip") << YAML::Key
+      << "max_source_length" << YAML::Value << c.max_source_length << YAML::Key << "max_target_length" << YAML::Value
+      << c.max_target_length << YAML::EndMap;
+  out << YAML::Key << "loss" << YAML::Value << YAML::BeginMap << YAML::Key << "mode" << YAML::Value
+      << ops::caption_loss_name(c.loss) << YAML::Key << "k" << YAML::Value << c.k << YAML::EndMap;
+  out << YAML::Key << "optimizer" << YAML::Value << YAML::BeginMap << YAML::Key << "lr" << YAML::Value << c.lr
+      << YAML::Key << "beta1" << YAML::Value << c.beta1 << YAML::Key << "beta2" << YAML::Value << c.beta2 << YAML::Key
+      << "eps" << YAML::Value << c.eps << YAML::Key << "weight_decay" << YAML::Value << c.weight_decay << YAML::EndMap;
+  const char* kind = c.schedule == ScheduleKind::kConstant ? "constant"
+                     : c.schedule == ScheduleKind::kInverseSqrt ? "inverse_sqrt" : "linear";
+  out << YAML::Key << "schedule" << YAML::Value << YAML::BeginMap << YAML::Key << "kind" << YAML::Value << kind
+      << YAML::Key << "warmup_steps" << YAML::Value << c.warmup_steps << YAML::EndMap;
+  out << YAML::Key << "training" << YAML::Value << YAML::BeginMap << YAML::Key << "batch_size" << YAML::Value
+      << c.batch_size << YAML::Key << "grad_accumulation" << YAML::Value << c.grad_accumulation << YAML::Key
+      << "max_steps" << YAML::Value << c.max_steps << YAML::Key << "clip_grad_norm" << YAML::Value << c.clip_grad_norm
+      << YAML::Key << "eval_every" << YAML::Value << c.eval_every << YAML::Key << "checkpoint_every" << YAML::Value
+      << c.checkpoint_every << YAML::Key << "log_every" << YAML::Value << c.log_every << YAML::Key << "seed"
+      << YAML::Value << c.seed << YAML::Key << "threads" << YAML::Value << c.threads << YAML::Key << "device"
+      << YAML::Value << c.device << YAML::EndMap;
+  out << YAML::Key << "run" << YAML::Value << YAML::BeginMap << YAML::Key << "output_dir" << YAML::Value << c.output_dir
+      << YAML::EndMap;
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+}  // namespace la3

@@ -1,0 +1,69 @@
+// `engine train` configuration, from YAML. Every field has a default (the tiny CPU demo);
+// an unknown key, a wrong type or an out-of-range value is an error naming the file and the
+// key path ("optimizer.lr").
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "data/batching.h"
+#include "data/molecule_dataset.h"
+#include "engine/ops/sequence_loss.h"
+#include "engine/optim/lr_schedule.h"
+#include "model/t5_config.h"
+
+namespace la3 {
+
+struct TrainConfig {
+  // model
+  std::string model_preset = "tiny";     // see T5Config::preset; vocab_size follows the tokenizer
+  std::string init_checkpoint;           // an HF checkpoint directory to start from (overrides preset)
+  float dropout_rate = 0.1f;
+  // data
+  std::string train_path = "data/sample/train.jsonl";
+  std::string validation_path = "data/sample/validation.jsonl";
+  std::string tokenizer_path = "data/sample/spiece.model";
+  Direction direction = Direction::kCaptionToSmiles;
+  BadRowPolicy bad_rows = BadRowPolicy::kFail;
+  int64_t max_source_length = 256;
+  int64_t max_target_length = 256;
+  // loss
+  ops::CaptionLoss loss = ops::CaptionLoss::kMean;
+  int k = 2;  // rewrites per molecule used (captions c_0..c_k)
+  // optimizer
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0.01;
+  ScheduleKind schedule = ScheduleKind::kConstant;
+  int64_t warmup_steps = 0;
+  // training
+  int64_t batch_size = 16;  // groups (captions in `mean` mode, molecules in the mixture modes)
+  int64_t grad_accumulation = 1;
+  int64_t max_steps = 200;
+  double clip_grad_norm = 1.0;  // 0 = off
+  int64_t eval_every = 50;
+  int64_t checkpoint_every = 100;
+  int64_t log_every = 10;
+  uint64_t seed = 0;
+  int threads = 0;  // 0 = library defaults
+  std::string device = "cpu";
+  // run
+  std::string output_dir = "runs/demo";
+
+  // Resolves relative data/tokenizer/checkpoint paths against `base` (the config's folder
+  // or the working directory).
+  void resolve_paths(const std::string& base);
+};
+
+// Parses YAML text. `source` names the file in messages.
+absl::StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, const std::string& source);
+
+absl::StatusOr<TrainConfig> load_train_config(const std::string& path);
+
+// The effective configuration as YAML (written into the run directory).
+std::string train_config_to_yaml(const TrainConfig& config);
+
+}  // namespace la3
