@@ -10,17 +10,43 @@ namespace {
 
 constexpr const char* kOp = "attention";
 
-// A key mask of any numeric dtype as contiguous int32 (nonzero = attend).
-Tensor key_mask_as_int32(const Tensor& mask) {
-  if (mask.dtype() == DType::kI32) return mask.contiguous();
-  if (is_integer(mask.dtype())) return mask.to(DType::kI32).contiguous();
-  // Float masks: any nonzero value attends (a plain cast would turn 0.5 into 0).
-  const Tensor dense = mask.to(DType::kF32).contiguous();
-  Tensor out = Tensor::empty(dense.shape(), DType::kI32, dense.device());
-  const float* in = dense.data<float>();
-  int32_t* flags = out.data<int32_t>();
-  for (int64_t i = 0; i < dense.numel(); ++i) flags[i] = in[i] != 0.0f ? 1 : 0;
-  return out;
+// The key mask as the contiguous int32 flags the backends read (1 = attend, 0 = masked).
+// Any nonzero value attends, whatever the dtype: a plain cast would turn an f32 0.5 or an
+// i64 2^32 into 0 and silently mask the key.
+Tensor key_mask_as_flags(const Tensor& mask) {
+  if (mask.dtype() == DType::kI32) return mask.contiguous();  // already what the backends read
+  if (!mask.host_accessible()) {
+    Fail(ErrorKind::kInvalidArgument, kOp, ": key_mask ", mask.describe(),
+         " must be i32 on this device (converting another dtype runs on the host)");
+  }
+  const Tensor dense = mask.contiguous();
+  Tensor flags = Tensor::empty(dense.shape(), DType::kI32, dense.device());  // [batch, k_len]
+  int32_t* out = flags.data<int32_t>();
+  const int64_t count = dense.numel();
+  if (dense.dtype() == DType::kI64) {
+    const int64_t* in = dense.data<int64_t>();
+    for (int64_t i = 0; i < count; ++i) out[i] = in[i] != 0 ? 1 : 0;
+  } else {
+    const float* in = dense.data<float>();
+    for (int64_t i = 0; i < count; ++i) out[i] = in[i] != 0.0f ? 1 : 0;
+  }
+  return flags;
+}
+
+// The bucket function needs at least one exact bucket per side (transformers divides by
+// log(max_distance / max_exact), so max_exact 0 fails there) and max_distance above the
+// exact range (max_distance == max_exact divides by log(1) = 0; below it the logarithmic term
+// turns negative and produces buckets < 0, outside the table).
+void check_bucket_config(const AttentionOptions& options) {
+  const int buckets_per_side = options.bidirectional ? options.num_buckets / 2 : options.num_buckets;
+  const int max_exact = buckets_per_side / 2;
+  if (max_exact < 1 || options.max_distance <= max_exact) {
+    Fail(ErrorKind::kInvalidArgument, kOp, ": unusable relative-position buckets: num_buckets ", options.num_buckets,
+         (options.bidirectional ? " (bidirectional)" : " (causal)"), " gives ", max_exact,
+         " exact bucket(s) per side and max_distance ", options.max_distance,
+         " must exceed that; need num_buckets >= ", options.bidirectional ? 4 : 2,
+         " and max_distance > num_buckets / ", options.bidirectional ? 4 : 2);
+  }
 }
 
 }  // namespace
@@ -30,15 +56,27 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
   check_f32(kOp, "q", q_in);
   check_f32(kOp, "k", k_in);
   check_f32(kOp, "v", v_in);
-  check_rank(kOp, "q", q_in, 4);
-  check_rank(kOp, "k", k_in, 4);
-  check_rank(kOp, "v", v_in, 4);
+  check_rank(kOp, "q", q_in, 4);  // [batch, q_len, heads, head_dim]
+  check_rank(kOp, "k", k_in, 4);  // [batch, k_len, heads, head_dim]
+  check_rank(kOp, "v", v_in, 4);  // [batch, k_len, heads, head_dim]
   check_same_device(kOp, {&q_in, &k_in, &v_in, &bias_table_in, &key_mask_in});
   check_same_shape(kOp, "k", k_in, "v", v_in);
-  if (q_in.size(0) != k_in.size(0) || q_in.size(2) != k_in.size(2) || q_in.size(3) != k_in.size(3)) {
-    Fail(ErrorKind::kInvalidArgument, kOp, ": q ", q_in.describe(), " and k ", k_in.describe(),
-         " must agree on batch, heads and head_dim ([batch, len, heads, head_dim])");
+  const char* const dimension_names[] = {"batch", "len", "heads", "head_dim"};
+  for (int dim : {0, 2, 3}) {
+    if (q_in.size(dim) != k_in.size(dim)) {
+      Fail(ErrorKind::kInvalidArgument, kOp, ": q ", q_in.describe(), " and k ", k_in.describe(),
+           " must agree on batch, heads and head_dim (both are [batch, len, heads, head_dim]); ",
+           dimension_names[dim], " differs: ", q_in.size(dim), " vs ", k_in.size(dim));
+    }
   }
+  if (options.query_offset < 0) {
+    Fail(ErrorKind::kInvalidArgument, kOp, ": query_offset must be >= 0, got ", options.query_offset, " (q ",
+         q_in.describe(), ", k ", k_in.describe(), ")");
+  }
+  if (!(options.dropout.p >= 0.0f && options.dropout.p < 1.0f)) {  // also rejects NaN
+    Fail(ErrorKind::kInvalidArgument, kOp, ": dropout probability must be in [0, 1), got ", options.dropout.p);
+  }
+
   kernels::AttentionParams p;
   p.batch = q_in.size(0);
   p.q_len = q_in.size(1);
@@ -53,47 +91,55 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
   p.max_distance = options.max_distance;
   p.has_bias = bias_table_in.defined();
   p.has_key_mask = key_mask_in.defined();
-  if (options.query_offset < 0) Fail(ErrorKind::kInvalidArgument, kOp, ": query_offset must be >= 0, got ", options.query_offset);
-  if (!(options.dropout.p >= 0.0f && options.dropout.p < 1.0f)) {
-    Fail(ErrorKind::kInvalidArgument, kOp, ": dropout probability must be in [0, 1), got ", options.dropout.p);
-  }
-  if (options.training) p.dropout = options.dropout;  // else p.dropout.p stays 0
+  if (options.training && options.dropout.p > 0.0f) p.dropout = options.dropout;  // else p.dropout.p stays 0
+
   if (p.has_bias) {
     check_f32(kOp, "bias_table", bias_table_in);
-    if (options.num_buckets < 2 || options.max_distance < 1) {
-      Fail(ErrorKind::kInvalidArgument, kOp, ": num_buckets (", options.num_buckets, ") must be >= 2 and max_distance (",
-           options.max_distance, ") >= 1");
-    }
     if (bias_table_in.shape() != Shape{options.num_buckets, p.heads}) {
-      Fail(ErrorKind::kInvalidArgument, kOp, ": bias_table ", bias_table_in.describe(), " must be [num_buckets, heads] = [",
-           options.num_buckets, ", ", p.heads, "]");
+      Fail(ErrorKind::kInvalidArgument, kOp, ": bias_table ", bias_table_in.describe(),
+           " must be [num_buckets, heads] = [", options.num_buckets, ", ", p.heads, "] for q ", q_in.describe());
     }
+    check_bucket_config(options);
   }
-  if (p.has_key_mask && key_mask_in.shape() != Shape{p.batch, p.k_len}) {
-    Fail(ErrorKind::kInvalidArgument, kOp, ": key_mask ", key_mask_in.describe(), " must be [batch, k_len] = [", p.batch,
-         ", ", p.k_len, "] for k ", k_in.describe());
+  if (p.has_key_mask) {
+    const DType mask_dtype = key_mask_in.dtype();
+    if (mask_dtype != DType::kI32 && mask_dtype != DType::kI64 && mask_dtype != DType::kF32) {
+      Fail(ErrorKind::kInvalidArgument, kOp, ": key_mask must be i32, i64 or f32 (nonzero = attend), got ",
+           key_mask_in.describe());
+    }
+    if (key_mask_in.shape() != Shape{p.batch, p.k_len}) {
+      Fail(ErrorKind::kInvalidArgument, kOp, ": key_mask ", key_mask_in.describe(), " must be [batch, k_len] = [",
+           p.batch, ", ", p.k_len, "] for k ", k_in.describe());
+    }
   }
 
-  const Tensor q = q_in.contiguous(), k = k_in.contiguous(), v = v_in.contiguous();
-  const Tensor bias_table = p.has_bias ? bias_table_in.contiguous() : Tensor();
-  const Tensor key_mask = p.has_key_mask ? key_mask_as_int32(key_mask_in) : Tensor();
-  Tensor out = Tensor::empty(q.shape(), DType::kF32, q.device());                           // [b, q_len, heads, d]
-  Tensor probs = Tensor::empty({p.batch, p.heads, p.q_len, p.k_len}, DType::kF32, q.device());  // pre-dropout
-  const int32_t* mask_data = p.has_key_mask ? key_mask.data<int32_t>() : nullptr;
+  // Contiguous copies for the kernels; the tape records the original tensors.
+  const Tensor q = q_in.contiguous();  // [batch, q_len, heads, head_dim]
+  const Tensor k = k_in.contiguous();  // [batch, k_len, heads, head_dim]
+  const Tensor v = v_in.contiguous();  // [batch, k_len, heads, head_dim]
+  const Tensor bias_table = p.has_bias ? bias_table_in.contiguous() : Tensor();       // [num_buckets, heads]
+  const Tensor key_mask = p.has_key_mask ? key_mask_as_flags(key_mask_in) : Tensor();  // i32 [batch, k_len]
+  Tensor out = Tensor::empty(q.shape(), DType::kF32, q.device());                      // [batch, q_len, heads, head_dim]
+  // Saved for backward, before dropout: [batch, heads, q_len, k_len].
+  Tensor probs = Tensor::empty({p.batch, p.heads, p.q_len, p.k_len}, DType::kF32, q.device());
   backend_for(q.device()).attention_forward(p, q.data<float>(), k.data<float>(), v.data<float>(),
-                                            p.has_bias ? bias_table.data<float>() : nullptr, mask_data,
-                                            out.data<float>(), probs.data<float>());
+                                            p.has_bias ? bias_table.data<float>() : nullptr,
+                                            p.has_key_mask ? key_mask.data<int32_t>() : nullptr, out.data<float>(),
+                                            probs.data<float>());
 
   if (should_record({&q_in, &k_in, &v_in, &bias_table_in})) {
+    // The table gradient costs a reduction over batch and positions; skip it for a frozen table.
+    const bool need_dbias = p.has_bias && bias_table_in.requires_grad();
     record_op(kOp, {q_in, k_in, v_in, bias_table_in}, out,
-              [p, q, k, v, bias_table, key_mask, probs](const Tensor& dout_in) {
-                const Tensor dout = dout_in.contiguous();
+              [p, q, k, v, bias_table, key_mask, probs, need_dbias](const Tensor& dout_in) {
+                const Tensor dout = dout_in.contiguous();  // [batch, q_len, heads, head_dim]
                 Tensor dq = Tensor::empty_like(q), dk = Tensor::empty_like(k), dv = Tensor::empty_like(v);
-                Tensor dbias = p.has_bias ? Tensor::zeros_like(bias_table) : Tensor();
+                // The backend accumulates into the table gradient, so it starts from zero.
+                Tensor dbias = need_dbias ? Tensor::zeros_like(bias_table) : Tensor();  // [num_buckets, heads]
                 backend_for(q.device()).attention_backward(
                     p, dout.data<float>(), q.data<float>(), k.data<float>(), v.data<float>(),
                     p.has_key_mask ? key_mask.data<int32_t>() : nullptr, probs.data<float>(), dq.data<float>(),
-                    dk.data<float>(), dv.data<float>(), p.has_bias ? dbias.data<float>() : nullptr);
+                    dk.data<float>(), dv.data<float>(), need_dbias ? dbias.data<float>() : nullptr);
                 return std::vector<Tensor>{dq, dk, dv, dbias};
               });
   }
