@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cpu/denormals.h"
 #include "kernels/philox.cuh"
 #include "kernels/relative_position.cuh"
 
@@ -137,7 +138,7 @@ void CpuBackend::attention_forward(const AttentionParams& p, const float* q, con
       // every exponent <= 0.
       float sum = 0.0f;
       for (int64_t j = 0; j < p.k_len; ++j) {
-        row[j] = is_masked(p, key_mask, b, i, j) ? 0.0f : std::exp(row[j] - max_score);
+        row[j] = is_masked(p, key_mask, b, i, j) ? 0.0f : flush_subnormal(std::exp(row[j] - max_score));
         sum += row[j];
       }
       const float inverse = 1.0f / sum;

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cpu/denormals.h"
 
 namespace la3 {
 
@@ -15,9 +16,14 @@ void CpuBackend::cross_entropy_forward(const kernels::CrossEntropyParams& p, con
     for (int64_t c = 0; c < p.vocab; ++c) max_value = std::fmax(max_value, z[c]);
     double sum = 0.0;
     for (int64_t c = 0; c < p.vocab; ++c) sum += std::exp(static_cast<double>(z[c] - max_value));
-    const float lse = max_value + static_cast<float>(std::log(sum));
-    row_lse[row] = lse;
-    row_loss[row] = labels[row] == p.ignore_index ? 0.0f : lse - z[labels[row]];
+    const double log_sum = std::log(sum);
+    row_lse[row] = max_value + static_cast<float>(log_sum);
+    // loss = (max - z[label]) + log(sum), not lse - z[label]: lse rounded to fp32 carries an
+    // error of half an ulp of |max| (3e-5 at logits ~1000), which the subtraction would pass
+    // on whole to a loss that may be tiny. max - z[label] is exact for nearby values.
+    row_loss[row] = labels[row] == p.ignore_index
+                        ? 0.0f
+                        : static_cast<float>(static_cast<double>(max_value - z[labels[row]]) + log_sum);
   }
 }
 
@@ -34,7 +40,7 @@ void CpuBackend::cross_entropy_backward(const kernels::CrossEntropyParams& p, co
       continue;
     }
     const float lse = row_lse[row];
-    for (int64_t c = 0; c < p.vocab; ++c) dz[c] = weight * std::exp(z[c] - lse);
+    for (int64_t c = 0; c < p.vocab; ++c) dz[c] = flush_subnormal(weight * std::exp(z[c] - lse));
     dz[labels[row]] -= weight;
   }
 }

@@ -2,6 +2,7 @@
 #include <cmath>
 
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cpu/denormals.h"
 
 namespace la3 {
 
@@ -14,7 +15,7 @@ void CpuBackend::softmax_forward(const kernels::SoftmaxParams& p, const float* x
     for (int64_t c = 0; c < p.cols; ++c) max_value = std::fmax(max_value, x_row[c]);
     float sum = 0.0f;
     for (int64_t c = 0; c < p.cols; ++c) {
-      out_row[c] = std::exp(x_row[c] - max_value);
+      out_row[c] = flush_subnormal(std::exp(x_row[c] - max_value));
       sum += out_row[c];
     }
     const float inverse = 1.0f / sum;
