@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -99,6 +100,28 @@ void TrainConfig::resolve_paths(const std::string& base) {
   resolve(init_checkpoint);
 }
 
+absl::StatusOr<T5Config> TrainConfig::model_config(int64_t tokenizer_vocab) const {
+  absl::StatusOr<T5Config> config = T5Config::preset(model_preset);
+  if (!config.ok()) return config.status();
+  if (model_preset == "tiny") config->vocab_size = std::max<int64_t>(tokenizer_vocab, 2);
+  config->dropout_rate = dropout_rate;
+  auto override_with = [](auto& field, auto value) {
+    if (value > 0) field = value;
+  };
+  override_with(config->d_model, d_model);
+  override_with(config->d_kv, d_kv);
+  override_with(config->d_ff, d_ff);
+  override_with(config->num_layers, num_layers);
+  override_with(config->num_decoder_layers, num_decoder_layers);
+  override_with(config->num_heads, num_heads);
+  override_with(config->relative_attention_num_buckets, relative_attention_num_buckets);
+  override_with(config->relative_attention_max_distance, relative_attention_max_distance);
+  if (feed_forward == "relu") config->feed_forward = FeedForwardKind::kRelu;
+  if (feed_forward == "gated-gelu") config->feed_forward = FeedForwardKind::kGatedGelu;
+  if (absl::Status s = validate_t5_config(*config); !s.ok()) return s;
+  return config;
+}
+
 absl::StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, const std::string& source) {
   YAML::Node root;
   try {
@@ -123,7 +146,12 @@ absl::StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, con
            top.check_unknown_keys(), model.check_is_map(), data.check_is_map(), loss.check_is_map(),
            optimizer.check_is_map(), schedule.check_is_map(), training.check_is_map(), run.check_is_map(),
            model.read("preset", c.model_preset), model.read("init_checkpoint", c.init_checkpoint),
-           model.read("dropout_rate", c.dropout_rate),
+           model.read("dropout_rate", c.dropout_rate), model.read("d_model", c.d_model), model.read("d_kv", c.d_kv),
+           model.read("d_ff", c.d_ff), model.read("num_layers", c.num_layers),
+           model.read("num_decoder_layers", c.num_decoder_layers), model.read("num_heads", c.num_heads),
+           model.read("relative_attention_num_buckets", c.relative_attention_num_buckets),
+           model.read("relative_attention_max_distance", c.relative_attention_max_distance),
+           model.read("feed_forward", c.feed_forward),
            data.read("train", c.train_path), data.read("validation", c.validation_path),
            data.read("tokenizer", c.tokenizer_path), data.read_enum("direction", c.direction, parse_direction),
            data.read("bad_rows", bad_rows), data.read("max_source_length", c.max_source_length),
@@ -143,6 +171,10 @@ absl::StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, con
     if (!s.ok()) return s;
   }
   c.seed = static_cast<uint64_t>(seed);
+  if (c.init_checkpoint.empty()) {
+    absl::StatusOr<T5Config> model_config = c.model_config(/*tokenizer_vocab=*/1);
+    if (!model_config.ok()) return absl::InvalidArgumentError(absl::StrCat(source, ": ", model_config.status().message()));
+  }
   if (bad_rows == "fail") {
     c.bad_rows = BadRowPolicy::kFail;
   } else if (bad_rows == "skip") {
@@ -154,6 +186,8 @@ absl::StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, con
            require(c.init_checkpoint.empty() ? T5Config::preset(c.model_preset).ok() : true, source,
                    absl::StrCat("model.preset '", c.model_preset, "' is not a known preset")),
            require(c.dropout_rate >= 0.0f && c.dropout_rate < 1.0f, source, "model.dropout_rate must be in [0, 1)"),
+           require(c.feed_forward.empty() || c.feed_forward == "relu" || c.feed_forward == "gated-gelu", source,
+                   absl::StrCat("model.feed_forward must be relu or gated-gelu, got '", c.feed_forward, "'")),
            require(c.max_source_length >= 2 && c.max_target_length >= 2, source,
                    "data.max_source_length and data.max_target_length must be >= 2"),
            require(c.k >= 0, source, "loss.k must be >= 0"),
@@ -191,7 +225,16 @@ std::string train_config_to_yaml(const TrainConfig& c) {
   out << YAML::BeginMap;
   out << YAML::Key << "model" << YAML::Value << YAML::BeginMap << YAML::Key << "preset" << YAML::Value << c.model_preset
       << YAML::Key << "init_checkpoint" << YAML::Value << c.init_checkpoint << YAML::Key << "dropout_rate"
-      << YAML::Value << c.dropout_rate << YAML::EndMap;
+      << YAML::Value << c.dropout_rate;
+  for (const auto& [key, value] : {std::pair<const char*, int64_t>{"d_model", c.d_model}, {"d_kv", c.d_kv},
+                                   {"d_ff", c.d_ff}, {"num_layers", c.num_layers},
+                                   {"num_decoder_layers", c.num_decoder_layers}, {"num_heads", c.num_heads},
+                                   {"relative_attention_num_buckets", c.relative_attention_num_buckets},
+                                   {"relative_attention_max_distance", c.relative_attention_max_distance}}) {
+    if (value > 0) out << YAML::Key << key << YAML::Value << value;
+  }
+  if (!c.feed_forward.empty()) out << YAML::Key << "feed_forward" << YAML::Value << c.feed_forward;
+  out << YAML::EndMap;
   out << YAML::Key << "data" << YAML::Value << YAML::BeginMap << YAML::Key << "train" << YAML::Value << c.train_path
       << YAML::Key << "validation" << YAML::Value << c.validation_path << YAML::Key << "tokenizer" << YAML::Value
       << c.tokenizer_path << YAML::Key << "direction" << YAML::Value << direction_name(c.direction) << YAML::Key

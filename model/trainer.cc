@@ -177,11 +177,9 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
 
   absl::StatusOr<T5Model> model_or = [&]() -> absl::StatusOr<T5Model> {
     if (!config.init_checkpoint.empty()) return load_t5_checkpoint(config.init_checkpoint);
-    absl::StatusOr<T5Config> preset = T5Config::preset(config.model_preset);
-    if (!preset.ok()) return preset.status();
-    if (config.model_preset == "tiny") preset->vocab_size = tokenizer->vocab_size();
-    preset->dropout_rate = config.dropout_rate;
-    return T5Model::create(*preset, config.seed);
+    absl::StatusOr<T5Config> model_config = config.model_config(tokenizer->vocab_size());
+    if (!model_config.ok()) return model_config.status();
+    return T5Model::create(*model_config, config.seed);
   }();
   if (!model_or.ok()) return model_or.status();
   T5Model& model = *model_or;

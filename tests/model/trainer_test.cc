@@ -63,6 +63,18 @@ TEST(TrainConfig, DefaultsUnknownKeysAndBadValues) {
   EXPECT_THAT(error("model: [1, 2]\n"), HasSubstr("model must be a mapping"));
   EXPECT_THAT(error("model:\n  preset: [oops\n"), HasSubstr("YAML syntax error"));
   EXPECT_EQ(load_train_config("/nonexistent/run.yaml").status().code(), absl::StatusCode::kNotFound);
+
+  // Model sizes from YAML override the preset; impossible sizes are rejected up front.
+  const TrainConfig sized = *parse_train_config("model:\n  preset: molt5-small\n  num_layers: 3\n  d_kv: 7\n"
+                                                "  feed_forward: relu\n", "run.yaml");
+  const T5Config model = *sized.model_config(100);
+  EXPECT_EQ(model.num_layers, 3);
+  EXPECT_EQ(model.num_decoder_layers, 8);
+  EXPECT_EQ(model.d_kv, 7);
+  EXPECT_EQ(model.vocab_size, 32128);
+  EXPECT_EQ(model.feed_forward, FeedForwardKind::kRelu);
+  EXPECT_THAT(error("model:\n  relative_attention_num_buckets: 7\n"), HasSubstr("relative_attention_num_buckets"));
+  EXPECT_THAT(error("model:\n  feed_forward: swiglu\n"), HasSubstr("model.feed_forward must be relu or gated-gelu"));
 }
 
 TEST(Training, OverfitsOneBatchToNearZeroLoss) {
