@@ -11,6 +11,8 @@ tests/golden/<variant>/:
   expected.safetensors              inputs (input_ids, attention_mask, labels), logits,
                                     loss, grad.<param> for every parameter, and
                                     step<k>.loss / final.<param> after 3 AdamW steps
+  generate.json                     generate() outputs (greedy and beam search, several
+                                    option sets): sequences and sequence scores
 
 Dropout is 0 so the numbers are deterministic.
 
@@ -126,6 +128,37 @@ def write_variant(variant):
               metadata={"transformers": transformers.__version__, "torch": torch.__version__,
                         "adamw": json.dumps(ADAMW), "adamw_steps": str(ADAMW_STEPS)})
     print(f"{variant}: loss {result.loss.item():.6f}, {len(names)} parameters -> {out}")
+    write_generation(variant, build(variant))
+
+
+GENERATION_CASES = [
+    dict(name="greedy", num_beams=1, max_new_tokens=12),
+    dict(name="greedy_no_repeat", num_beams=1, max_new_tokens=12, no_repeat_ngram_size=2, repetition_penalty=1.5),
+    dict(name="beam4", num_beams=4, max_new_tokens=12, num_return_sequences=2),
+    dict(name="beam5_lp06_early", num_beams=5, max_new_tokens=12, length_penalty=0.6, early_stopping=True),
+    dict(name="beam4_lp2_never_ngram", num_beams=4, max_new_tokens=10, length_penalty=2.0, early_stopping="never",
+         no_repeat_ngram_size=2, min_length=5, num_return_sequences=4),
+    dict(name="beam4_lp_neg_repetition", num_beams=4, max_new_tokens=12, length_penalty=-0.5,
+         repetition_penalty=1.3, num_return_sequences=3),
+]
+
+
+def write_generation(variant, model):
+    """generate() outputs of the golden model on the golden inputs: token ids and scores."""
+    input_ids, attention_mask, _ = make_batch(model.config.vocab_size)
+    model.eval()
+    cases = []
+    for case in GENERATION_CASES:
+        options = {k: v for k, v in case.items() if k != "name"}
+        with torch.no_grad():
+            out = model.generate(input_ids=input_ids, attention_mask=attention_mask, do_sample=False,
+                                 return_dict_in_generate=True, output_scores=True, **options)
+        record = {"name": case["name"], "options": options, "sequences": out.sequences.tolist()}
+        if options["num_beams"] > 1:
+            record["sequence_scores"] = out.sequences_scores.tolist()
+        cases.append(record)
+    path = GOLDEN / variant / "generate.json"
+    path.write_text(json.dumps({"transformers": transformers.__version__, "cases": cases}, indent=1) + "\n")
 
 
 def check_export(directory, variant):

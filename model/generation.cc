@@ -1,0 +1,329 @@
+#include "model/generation.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <numeric>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "engine/autograd/tape.h"
+#include "kernels/philox.cuh"
+#include "model/t5_decoding.h"
+
+namespace la3 {
+
+namespace {
+
+constexpr float kNegativeInfinity = -std::numeric_limits<float>::infinity();
+
+// log_softmax of one row in fp32, in torch's order: x - max - log(sum(exp(x - max))).
+void log_softmax_row(float* row, int64_t n) {
+  float max_value = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < n; ++i) max_value = std::max(max_value, row[i]);
+  float sum = 0.0f;
+  for (int64_t i = 0; i < n; ++i) sum += std::exp(row[i] - max_value);
+  const float log_sum = std::log(sum);
+  for (int64_t i = 0; i < n; ++i) row[i] = row[i] - max_value - log_sum;
+}
+
+// transformers' logits processors, applied to one row given the tokens generated so far
+// (starting with the decoder start token).
+void apply_processors(const GenerationOptions& o, int64_t eos, const std::vector<int64_t>& history, float* row) {
+  if (o.repetition_penalty != 1.0) {
+    const float penalty = static_cast<float>(o.repetition_penalty);
+    std::set<int64_t> seen(history.begin(), history.end());
+    for (int64_t token : seen) row[token] = row[token] < 0 ? row[token] * penalty : row[token] / penalty;
+  }
+  const int n = o.no_repeat_ngram_size;
+  if (n > 0 && static_cast<int>(history.size()) + 1 >= n) {
+    // Ban every token that would complete an n-gram already present.
+    const size_t prefix_start = history.size() - static_cast<size_t>(n - 1);
+    for (size_t start = 0; start + static_cast<size_t>(n) <= history.size(); ++start) {
+      if (std::equal(history.begin() + static_cast<long>(start), history.begin() + static_cast<long>(start) + n - 1,
+                     history.begin() + static_cast<long>(prefix_start))) {
+        row[history[start + static_cast<size_t>(n) - 1]] = kNegativeInfinity;
+      }
+    }
+  }
+  if (static_cast<int64_t>(history.size()) < o.min_length) row[eos] = kNegativeInfinity;
+}
+
+struct Hypothesis {
+  double score;
+  std::vector<int64_t> tokens;
+};
+
+// transformers' BeamHypotheses.
+class BeamHypotheses {
+ public:
+  BeamHypotheses(int num_beams, double length_penalty, EarlyStopping early_stopping, int64_t max_length)
+      : num_beams_(num_beams), length_penalty_(length_penalty), early_stopping_(early_stopping), max_length_(max_length) {}
+
+  void add(std::vector<int64_t> tokens, double sum_logprobs, int64_t generated_length) {
+    const double score = sum_logprobs / std::pow(static_cast<double>(generated_length), length_penalty_);
+    if (static_cast<int>(beams_.size()) < num_beams_ || score > worst_score_) {
+      beams_.push_back(Hypothesis{score, std::move(tokens)});
+      if (static_cast<int>(beams_.size()) > num_beams_) {
+        // Drop the worst; the new worst is the second smallest score (first in index order on ties).
+        std::vector<size_t> order(beams_.size());
+        std::iota(order.begin(), order.end(), 0);
+        std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return beams_[a].score < beams_[b].score; });
+        worst_score_ = beams_[order[1]].score;
+        beams_.erase(beams_.begin() + static_cast<long>(order[0]));
+      } else {
+        worst_score_ = std::min(score, worst_score_);
+      }
+    }
+  }
+
+  bool is_done(double best_sum_logprobs, int64_t cur_len) const {
+    if (static_cast<int>(beams_.size()) < num_beams_) return false;
+    if (early_stopping_ == EarlyStopping::kTrue) return true;
+    double highest;
+    if (early_stopping_ == EarlyStopping::kNever && length_penalty_ > 0.0) {
+      highest = best_sum_logprobs / std::pow(static_cast<double>(max_length_ - 1), length_penalty_);
+    } else {
+      highest = best_sum_logprobs / std::pow(static_cast<double>(cur_len - 1), length_penalty_);
+    }
+    return worst_score_ >= highest;
+  }
+
+  std::vector<Hypothesis>& beams() { return beams_; }
+
+ private:
+  int num_beams_;
+  double length_penalty_;
+  EarlyStopping early_stopping_;
+  int64_t max_length_;
+  double worst_score_ = 1e9;
+  std::vector<Hypothesis> beams_;
+};
+
+absl::Status validate(const GenerationOptions& o, const T5Model& model, const Tensor& input_ids, const Tensor& mask) {
+  if (!input_ids.defined() || input_ids.rank() != 2 || !is_integer(input_ids.dtype())) {
+    return absl::InvalidArgumentError(absl::StrCat("generate: input_ids must be integer [batch, src_len], got ",
+                                                   input_ids.describe()));
+  }
+  if (mask.defined() && mask.shape() != input_ids.shape()) {
+    return absl::InvalidArgumentError(absl::StrCat("generate: attention_mask ", mask.describe(),
+                                                   " does not match input_ids ", input_ids.describe()));
+  }
+  if (o.num_beams < 1) return absl::InvalidArgumentError("generate: num_beams must be >= 1");
+  if (o.num_return_sequences < 1 || o.num_return_sequences > o.num_beams) {
+    return absl::InvalidArgumentError(absl::StrCat("generate: num_return_sequences (", o.num_return_sequences,
+                                                   ") must be between 1 and num_beams (", o.num_beams, ")"));
+  }
+  if (o.do_sample && o.num_beams != 1) return absl::InvalidArgumentError("generate: sampling needs num_beams = 1");
+  if (o.do_sample && (o.temperature <= 0.0 || o.top_p <= 0.0 || o.top_p > 1.0 || o.top_k < 0)) {
+    return absl::InvalidArgumentError("generate: temperature must be > 0, top_p in (0, 1], top_k >= 0");
+  }
+  if (o.repetition_penalty <= 0.0) return absl::InvalidArgumentError("generate: repetition_penalty must be > 0");
+  if (o.no_repeat_ngram_size < 0 || o.min_length < 0) {
+    return absl::InvalidArgumentError("generate: no_repeat_ngram_size and min_length must be >= 0");
+  }
+  const int64_t max_length = o.max_new_tokens > 0 ? 1 + o.max_new_tokens : o.max_length;
+  if (max_length < 2) return absl::InvalidArgumentError("generate: max_length must be >= 2 (start token + 1)");
+  if (model.config().eos_token_id >= model.config().vocab_size) {
+    return absl::InvalidArgumentError("generate: eos_token_id outside the vocabulary");
+  }
+  return absl::OkStatus();
+}
+
+// Picks a token from log-probabilities with temperature, top-k and top-p (transformers'
+// order: temperature, top-k, top-p), using a Philox draw keyed by (seed, step, row).
+int64_t sample_token(const GenerationOptions& o, std::vector<float> scores, uint64_t step, uint32_t row) {
+  const int64_t vocab = static_cast<int64_t>(scores.size());
+  for (float& s : scores) s = static_cast<float>(s / o.temperature);
+  std::vector<int64_t> order(static_cast<size_t>(vocab));
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return scores[static_cast<size_t>(a)] > scores[static_cast<size_t>(b)]; });
+  size_t keep = order.size();
+  if (o.top_k > 0) keep = std::min(keep, static_cast<size_t>(o.top_k));
+  double max_score = scores[static_cast<size_t>(order[0])];
+  std::vector<double> probs(keep);
+  double total = 0.0;
+  for (size_t i = 0; i < keep; ++i) total += probs[i] = std::exp(scores[static_cast<size_t>(order[i])] - max_score);
+  if (o.top_p < 1.0) {
+    double cumulative = 0.0;
+    for (size_t i = 0; i < keep; ++i) {
+      cumulative += probs[i] / total;
+      if (cumulative >= o.top_p) {
+        keep = i + 1;
+        break;
+      }
+    }
+    total = std::accumulate(probs.begin(), probs.begin() + static_cast<long>(keep), 0.0);
+  }
+  const double draw = kernels::philox_uniform(o.seed, step, row, 0) * total;
+  double cumulative = 0.0;
+  for (size_t i = 0; i < keep; ++i) {
+    cumulative += probs[i];
+    if (draw < cumulative) return order[i];
+  }
+  return order[keep - 1];
+}
+
+std::vector<std::vector<GeneratedSequence>> greedy(const T5Model& model, T5DecodingCache& cache, int64_t batch,
+                                                   int64_t max_length, const GenerationOptions& o) {
+  const T5Config& c = model.config();
+  const T5Decoder decoder(model);
+  std::vector<std::vector<int64_t>> tokens(static_cast<size_t>(batch), {c.decoder_start_token_id});
+  std::vector<double> scores(static_cast<size_t>(batch), 0.0);
+  std::vector<bool> finished(static_cast<size_t>(batch), false);
+  for (int64_t length = 1; length < max_length; ++length) {
+    std::vector<int64_t> last;
+    for (const auto& t : tokens) last.push_back(t.back());
+    Tensor logits = decoder.step(cache, last);
+    const int64_t vocab = logits.size(1);
+    bool all_done = true;
+    for (int64_t r = 0; r < batch; ++r) {
+      if (finished[static_cast<size_t>(r)]) continue;
+      float* row = logits.data<float>() + r * vocab;
+      std::vector<float> log_probs(row, row + vocab);
+      log_softmax_row(log_probs.data(), vocab);
+      // transformers' greedy and sampling paths process the raw logits (softmax is
+      // shift-invariant, so sampling from them equals sampling from log-probabilities).
+      std::vector<float> processed(row, row + vocab);
+      apply_processors(o, c.eos_token_id, tokens[static_cast<size_t>(r)], processed.data());
+      int64_t next;
+      if (o.do_sample) {
+        next = sample_token(o, processed, static_cast<uint64_t>(length), static_cast<uint32_t>(r));
+      } else {
+        next = std::max_element(processed.begin(), processed.end()) - processed.begin();
+      }
+      tokens[static_cast<size_t>(r)].push_back(next);
+      scores[static_cast<size_t>(r)] += log_probs[static_cast<size_t>(next)];
+      if (next == c.eos_token_id) finished[static_cast<size_t>(r)] = true;
+      all_done = all_done && finished[static_cast<size_t>(r)];
+    }
+    if (all_done) break;
+  }
+  std::vector<std::vector<GeneratedSequence>> out;
+  for (int64_t r = 0; r < batch; ++r) out.push_back({GeneratedSequence{tokens[static_cast<size_t>(r)], scores[static_cast<size_t>(r)]}});
+  return out;
+}
+
+std::vector<std::vector<GeneratedSequence>> beam_search(const T5Model& model, T5DecodingCache& cache, int64_t batch,
+                                                        int64_t max_length, const GenerationOptions& o) {
+  const T5Config& c = model.config();
+  const T5Decoder decoder(model);
+  const int beams = o.num_beams;
+  const int64_t rows = batch * beams;
+  std::vector<std::vector<int64_t>> tokens(static_cast<size_t>(rows), {c.decoder_start_token_id});
+  std::vector<float> beam_scores(static_cast<size_t>(rows), 0.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    if (r % beams != 0) beam_scores[static_cast<size_t>(r)] = -1e9f;
+  }
+  std::vector<BeamHypotheses> hypotheses;
+  for (int64_t b = 0; b < batch; ++b) hypotheses.emplace_back(beams, o.length_penalty, o.early_stopping, max_length);
+  std::vector<bool> done(static_cast<size_t>(batch), false);
+  int64_t cur_len = 1;
+  while (true) {
+    std::vector<int64_t> last;
+    for (const auto& t : tokens) last.push_back(t.back());
+    Tensor logits = decoder.step(cache, last);
+    const int64_t vocab = logits.size(1);
+    float* data = logits.data<float>();
+    for (int64_t r = 0; r < rows; ++r) {
+      float* row = data + r * vocab;
+      log_softmax_row(row, vocab);
+      apply_processors(o, c.eos_token_id, tokens[static_cast<size_t>(r)], row);
+      for (int64_t v = 0; v < vocab; ++v) row[v] += beam_scores[static_cast<size_t>(r)];
+    }
+    std::vector<int64_t> next_rows(static_cast<size_t>(rows)), next_tokens(static_cast<size_t>(rows));
+    std::vector<float> next_scores(static_cast<size_t>(rows));
+    const int64_t keep = 2 * beams;  // max(2, 1 + number of eos tokens) * num_beams
+    for (int64_t b = 0; b < batch; ++b) {
+      if (done[static_cast<size_t>(b)]) {
+        for (int k = 0; k < beams; ++k) {
+          const size_t r = static_cast<size_t>(b * beams + k);
+          next_scores[r] = 0.0f;
+          next_tokens[r] = c.pad_token_id;
+          next_rows[r] = b * beams;
+        }
+        continue;
+      }
+      // Top 2 * beams over [beams * vocab] (torch.topk, sorted; ties by lower index).
+      const float* block = data + b * beams * vocab;
+      std::vector<int64_t> candidates(static_cast<size_t>(beams * vocab));
+      std::iota(candidates.begin(), candidates.end(), 0);
+      std::partial_sort(candidates.begin(), candidates.begin() + keep, candidates.end(), [&](int64_t x, int64_t y) {
+        return block[x] > block[y] || (block[x] == block[y] && x < y);
+      });
+      int filled = 0;
+      for (int64_t rank = 0; rank < keep && filled < beams; ++rank) {
+        const int64_t flat = candidates[static_cast<size_t>(rank)];
+        const int64_t beam = flat / vocab, token = flat % vocab;
+        const float score = block[flat];
+        const int64_t source_row = b * beams + beam;
+        if (token == c.eos_token_id) {
+          if (rank >= beams) continue;
+          hypotheses[static_cast<size_t>(b)].add(tokens[static_cast<size_t>(source_row)], score, cur_len);
+        } else {
+          const size_t r = static_cast<size_t>(b * beams + filled);
+          next_scores[r] = score;
+          next_tokens[r] = token;
+          next_rows[r] = source_row;
+          ++filled;
+        }
+      }
+      done[static_cast<size_t>(b)] =
+          hypotheses[static_cast<size_t>(b)].is_done(block[candidates[0]], cur_len + 1);
+    }
+    // cur_len + 1: transformers' scorer counts the token being chosen.
+    std::vector<std::vector<int64_t>> new_tokens;
+    for (int64_t r = 0; r < rows; ++r) {
+      new_tokens.push_back(tokens[static_cast<size_t>(next_rows[static_cast<size_t>(r)])]);
+      new_tokens.back().push_back(next_tokens[static_cast<size_t>(r)]);
+    }
+    tokens = std::move(new_tokens);
+    beam_scores = next_scores;
+    T5Decoder::reorder(cache, next_rows);
+    ++cur_len;
+    if (std::all_of(done.begin(), done.end(), [](bool d) { return d; }) || cur_len >= max_length) break;
+  }
+  std::vector<std::vector<GeneratedSequence>> out;
+  for (int64_t b = 0; b < batch; ++b) {
+    BeamHypotheses& hyps = hypotheses[static_cast<size_t>(b)];
+    if (!done[static_cast<size_t>(b)]) {
+      for (int k = 0; k < beams; ++k) {
+        const size_t r = static_cast<size_t>(b * beams + k);
+        hyps.add(tokens[r], beam_scores[r], static_cast<int64_t>(tokens[r].size()) - 1);
+      }
+    }
+    std::vector<Hypothesis> sorted = hyps.beams();
+    std::stable_sort(sorted.begin(), sorted.end(), [](const Hypothesis& x, const Hypothesis& y) { return x.score < y.score; });
+    std::vector<GeneratedSequence> best;
+    for (int j = 0; j < o.num_return_sequences && !sorted.empty(); ++j) {
+      Hypothesis h = sorted.back();
+      sorted.pop_back();
+      // transformers appends eos when it fits in max_length.
+      if (static_cast<int64_t>(h.tokens.size()) < max_length) h.tokens.push_back(c.eos_token_id);
+      best.push_back(GeneratedSequence{h.tokens, h.score});
+    }
+    out.push_back(std::move(best));
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<std::vector<GeneratedSequence>>> generate(const T5Model& model, const Tensor& input_ids,
+                                                                     const Tensor& attention_mask,
+                                                                     const GenerationOptions& options) {
+  if (absl::Status s = validate(options, model, input_ids, attention_mask); !s.ok()) return s;
+  try {
+    NoGradGuard no_grad;
+    const int64_t max_length = options.max_new_tokens > 0 ? 1 + options.max_new_tokens : options.max_length;
+    const Tensor encoded = model.encode(input_ids, attention_mask, {});
+    T5DecodingCache cache = T5Decoder(model).start(encoded, attention_mask, options.num_beams);
+    if (options.num_beams == 1) return greedy(model, cache, input_ids.size(0), max_length, options);
+    return beam_search(model, cache, input_ids.size(0), max_length, options);
+  } catch (const std::exception& error) {
+    return StatusFromException(error);
+  }
+}
+
+}  // namespace la3

@@ -1,0 +1,49 @@
+// Incremental T5 decoding with a key/value cache, for generation.
+//
+// start_decoding runs nothing but the cross-attention projections: every decoder layer's
+// cross-attention K and V are computed once per input from the encoder output. Each
+// decode_step then embeds one new token per row, attends over the cached self-attention
+// keys/values of the earlier tokens (the new K/V are appended) and returns the next-token
+// logits. reorder follows the beams. Rows are independent: a batch of inputs times beams.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "engine/tensor.h"
+#include "model/t5_model.h"
+
+namespace la3 {
+
+struct T5DecodingCache {
+  Tensor encoder_mask;                 // [rows, src_len] i64 or undefined
+  std::vector<Tensor> cross_keys;      // per layer [rows, src_len, heads, d_kv]
+  std::vector<Tensor> cross_values;    // per layer [rows, src_len, heads, d_kv]
+  std::vector<Tensor> self_keys;       // per layer [rows, steps, heads, d_kv]
+  std::vector<Tensor> self_values;     // per layer [rows, steps, heads, d_kv]
+  int64_t steps = 0;                   // tokens decoded so far
+  int64_t rows = 0;
+};
+
+class T5Decoder {
+ public:
+  explicit T5Decoder(const T5Model& model) : model_(model) {}
+
+  // encoder_hidden [batch, src_len, d_model] (from T5Model::encode), encoder_mask
+  // [batch, src_len] or undefined; each input row is repeated `copies` times (beams).
+  T5DecodingCache start(const Tensor& encoder_hidden, const Tensor& encoder_mask, int64_t copies) const;
+
+  // tokens: one id per cache row -> logits [rows, vocab] for the next position.
+  Tensor step(T5DecodingCache& cache, const std::vector<int64_t>& tokens) const;
+
+  // Keeps, for every new row r, the old row rows[r] (beam reordering).
+  static void reorder(T5DecodingCache& cache, const std::vector<int64_t>& rows);
+
+ private:
+  const T5Model& model_;
+};
+
+// Rows `rows` of a tensor along dimension 0 (a copy).
+Tensor gather_rows(const Tensor& tensor, const std::vector<int64_t>& rows);
+
+}  // namespace la3
