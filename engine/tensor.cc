@@ -252,6 +252,7 @@ void Tensor::fill(double value) const {
 bool Tensor::requires_grad() const { return impl().requires_grad; }
 
 const Tensor& Tensor::set_requires_grad(bool required) const {
+  impl();  // throws on an undefined tensor (required == false would otherwise dereference null)
   if (required && !is_floating(dtype())) {
     Fail(ErrorKind::kInvalidArgument, "set_requires_grad: only floating tensors have gradients, got ",
          describe());
@@ -276,7 +277,10 @@ void Tensor::set_grad(const Tensor& grad) const {
   impl_->grad = grad.impl_;
 }
 
-void Tensor::zero_grad() const { impl_->grad.reset(); }
+void Tensor::zero_grad() const {
+  impl();  // throws on an undefined tensor instead of dereferencing null
+  impl_->grad.reset();
+}
 
 void Tensor::mark_as_op_output() const {
   impl();

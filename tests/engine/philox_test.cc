@@ -1,9 +1,34 @@
 // Philox4x32-10 against the Random123 known-answer vectors (kat_vectors: counter[4] key[2]
 // -> output[4]), and the LA3 keying built on it.
+//
+// Where the expected numbers come from:
+//  - The three "philox4x32 10" lines of Random123's tests/kat_vectors (DEShawResearch/random123;
+//    the same three lines appear verbatim in many independent ports, e.g. the kat table of
+//    E. Sarmas' philox.py). They were also reproduced by an independent Python implementation
+//    written from the SC'11 paper (below).
+//  - Single-bit counters/keys from Random123's examples/kat_vectors (as mirrored in
+//    girving/random123-manual), reproduced by the same Python implementation.
+//  - The LA3-keyed values (philox_bits / philox_uniform) were computed with that Python
+//    implementation and the keying documented in kernels/philox.cuh:
+//
+//      M0, M1, W0, W1 = 0xD2511F53, 0xCD9E8D57, 0x9E3779B9, 0xBB67AE85
+//      def philox(c, k, rounds=10):
+//          for r in range(rounds):
+//              if r: k = [(k[0] + W0) & 0xffffffff, (k[1] + W1) & 0xffffffff]
+//              p0, p1 = M0 * c[0], M1 * c[2]
+//              c = [((p1 >> 32) ^ c[1] ^ k[0]) & 0xffffffff, p1 & 0xffffffff,
+//                   ((p0 >> 32) ^ c[3] ^ k[1]) & 0xffffffff, p0 & 0xffffffff]
+//          return c
+//      def la3_bits(seed, step, stream, i):
+//          b = i >> 2
+//          return philox([b & 0xffffffff, b >> 32, stream, step & 0xffffffff],
+//                        [seed & 0xffffffff, seed >> 32])[i & 3]
 #include "kernels/philox.cuh"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <set>
 
 namespace la3 {
@@ -22,6 +47,11 @@ TEST(Philox, Random123KnownAnswers) {
        {0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd}},
       {{0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344}, {0xa4093822, 0x299f31d0},
        {0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1}},
+      // examples/kat_vectors: one bit set in the counter and/or key.
+      {{1, 0, 0, 0}, {1, 0}, {0xac08141b, 0xdfc5ccbe, 0x79c07a47, 0xa7f66093}},
+      {{0, 0, 0, 0x80000000}, {0, 0x80000000}, {0xf7a0b371, 0xe51dc93d, 0x56ce135d, 0x1d4b5580}},
+      {{0xa4093822, 0x299f31d0, 0x082efa98, 0xec4e6c89}, {0, 0xffffffff},
+       {0x9fcce05d, 0x837d3f3c, 0x5cdf3e61, 0xdb2544c0}},
   };
   for (const KnownAnswer& c : cases) {
     uint32_t out[4];
@@ -42,6 +72,36 @@ TEST(Philox, ElementIndexMapsToCounterBlockAndWord) {
   const uint32_t high_counter[4] = {1, 1, 7, 3};
   kernels::philox4x32_10(high_counter, key, block);
   EXPECT_EQ(kernels::philox_bits(seed, 3, 7, ((uint64_t{1} << 32) + 1) * 4 + 2), block[2]);
+}
+
+TEST(Philox, La3KeyingMatchesAnIndependentImplementation) {
+  // (seed, step, stream, index) -> bits, from the Python implementation in the header comment.
+  EXPECT_EQ(kernels::philox_bits(0, 0, 0, 0), 0x6627e8d5u);  // = word 0 of the all-zero KAT
+  EXPECT_EQ(kernels::philox_bits(2024, 5, 1, 99999), 0x73937732u);
+  EXPECT_EQ(kernels::philox_bits(0x0123456789abcdefull, 7, 3, (uint64_t{1} << 35) + 6), 0x8d26fa52u);
+  EXPECT_EQ(kernels::philox_bits(42, 10, 3, 4098), 0xaef17b67u);
+  // The uniform keeps the top 24 bits: (bits >> 8) / 2^24.
+  EXPECT_EQ(kernels::philox_uniform(0, 0, 0, 0), 0.3990464210510254f);
+  EXPECT_EQ(kernels::philox_uniform(2024, 5, 1, 99999), 0.45146888494491577f);
+  // dropout_keep is exactly "uniform >= p".
+  const float draw = kernels::philox_uniform(0, 0, 0, 0);
+  EXPECT_TRUE(kernels::dropout_keep(draw, 0, 0, 0, 0));
+  EXPECT_FALSE(kernels::dropout_keep(std::nextafter(draw, 1.0f), 0, 0, 0, 0));
+}
+
+TEST(Philox, UniformIsExactlyTheTop24BitsAndNeverOne) {
+  float largest = 0.0f;
+  for (uint64_t i = 0; i < 4096; ++i) {
+    const uint32_t bits = kernels::philox_bits(9, 8, 7, i);
+    const float u = kernels::philox_uniform(9, 8, 7, i);
+    ASSERT_EQ(u, static_cast<float>(bits >> 8) / 16777216.0f) << "index " << i;
+    largest = std::max(largest, u);
+  }
+  EXPECT_LT(largest, 1.0f);
+  // The largest value the mapping can produce, (2^24 - 1) / 2^24, is still below 1 in fp32.
+  EXPECT_LT(static_cast<float>(0xffffffu) * (1.0f / 16777216.0f), 1.0f);
+  // p = 0 keeps everything (uniform >= 0 always).
+  for (uint64_t i = 0; i < 1000; ++i) ASSERT_TRUE(kernels::dropout_keep(0.0f, 3, 2, 1, i));
 }
 
 TEST(Philox, UniformIsInUnitIntervalAndStreamsDiffer) {

@@ -13,6 +13,7 @@
 #include "engine/ops/matmul.h"
 #include "engine/ops/rmsnorm.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/test_helpers.h"
 
 namespace la3 {
 namespace {
@@ -47,10 +48,12 @@ TEST(Tape, CompositeExpressionMatchesFiniteDifferences) {
     }
     return std::vector<double>{total / counted};
   };
-  testing::check_op("composite", op, reference,
-                    {testing::random_tensor({4, 5}, rng), testing::random_tensor({5}, rng, 0.5f, 1.5f),
-                     testing::random_tensor({6, 5}, rng)},
-                    {true, true, true});
+  const testing::GradCheckReport report = testing::check_op(
+      "composite", op, reference,
+      {testing::random_tensor({4, 5}, rng), testing::random_tensor({5}, rng, 0.5f, 1.5f),
+       testing::random_tensor({6, 5}, rng)},
+      {true, true, true});
+  testing::print_report("cross_entropy(linear(rmsnorm(x, w1), w2))", report);
 }
 
 TEST(Tape, GradientsAccumulateForReusedTensorsAndAcrossPasses) {
@@ -70,6 +73,56 @@ TEST(Tape, GradientsAccumulateForReusedTensorsAndAcrossPasses) {
   EXPECT_EQ(x.grad().to_vector<float>(), (std::vector<float>{5.0f, -1.0f, 4.0f}));
   x.zero_grad();
   EXPECT_FALSE(x.grad().defined());
+}
+
+TEST(Tape, IntermediateUsedTwiceCollectsBothContributionsBeforeItsProducerRuns) {
+  // h = 2x; y = h*h + h = 4x^2 + 2x, so dy/dx = 8x + 2. h's gradient (2h + 1) must be
+  // complete, from both uses, before scale's backward maps it to x.
+  const Tensor x = Tensor::from_vector<float>({3}, {1.0f, -0.5f, 2.0f});
+  const Tensor constant = Tensor::full({3}, 3.0);  // does not require a gradient
+  x.set_requires_grad(true);
+  Tape tape;
+  const Tensor h = ops::scale(x, 2.0f);
+  const Tensor y = ops::add(ops::mul(h, h), h);
+  const Tensor unused = ops::mul(x, constant);  // a branch the root does not depend on
+  EXPECT_EQ(tape.size(), 4u);  // scale, mul, add, and the unused mul
+  tape.backward(y, Tensor::full({3}, 1.0));
+  EXPECT_EQ(x.grad().to_vector<float>(), (std::vector<float>{10.0f, -2.0f, 18.0f}));
+  // Intermediates give their gradient up once consumed; only leaves (and the root) keep one.
+  EXPECT_FALSE(h.grad().defined());
+  EXPECT_TRUE(y.grad().defined());
+  EXPECT_FALSE(unused.grad().defined());
+  EXPECT_FALSE(constant.grad().defined());
+  EXPECT_TRUE(x.is_leaf());
+  EXPECT_FALSE(h.is_leaf());
+}
+
+TEST(Tape, NestedTapesAndGuards) {
+  const Tensor x = Tensor::full({2}, 1.0);
+  x.set_requires_grad(true);
+  EXPECT_EQ(Tape::active(), nullptr);
+  Tape outer;
+  EXPECT_EQ(Tape::active(), &outer);
+  {
+    Tape inner;  // records while alive, then hands recording back to outer
+    EXPECT_EQ(Tape::active(), &inner);
+    ops::scale(x, 2.0f);
+    EXPECT_EQ(inner.size(), 1u);
+    {
+      NoGradGuard first;
+      {
+        NoGradGuard second;
+      }
+      ops::scale(x, 2.0f);  // still disabled after the nested guard ends
+      EXPECT_EQ(inner.size(), 1u);
+    }
+    ops::scale(x, 2.0f);
+    EXPECT_EQ(inner.size(), 2u);
+  }
+  EXPECT_EQ(Tape::active(), &outer);
+  EXPECT_EQ(outer.size(), 0u);
+  ops::scale(x, 2.0f);
+  EXPECT_EQ(outer.size(), 1u);
 }
 
 TEST(Tape, NothingIsRecordedWithoutATapeOrUnderNoGrad) {

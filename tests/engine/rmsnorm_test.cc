@@ -1,0 +1,130 @@
+// T5 RMSNorm, y = x * rsqrt(mean(x^2) + eps) * weight, against a double reference and finite
+// differences of it, for x and the weight: an odd width (13), a row that is zero but for one
+// entry, a single row, rank 3, an eps large enough to matter, and bad input.
+#include "engine/ops/rmsnorm.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+
+#include "engine/autograd/tape.h"
+#include "tests/support/gradcheck.h"
+#include "tests/support/test_helpers.h"
+
+namespace la3 {
+namespace {
+
+using ::testing::HasSubstr;
+using testing::DoubleInputs;
+
+std::vector<double> rmsnorm_reference(const DoubleInputs& in, size_t cols, double eps) {
+  const std::vector<double>& x = in[0];
+  const std::vector<double>& weight = in[1];
+  std::vector<double> out(x.size());
+  for (size_t row = 0; row < x.size() / cols; ++row) {
+    double mean_square = 0.0;
+    for (size_t c = 0; c < cols; ++c) mean_square += x[row * cols + c] * x[row * cols + c];
+    mean_square /= static_cast<double>(cols);
+    const double inverse_rms = 1.0 / std::sqrt(mean_square + eps);
+    for (size_t c = 0; c < cols; ++c) out[row * cols + c] = x[row * cols + c] * inverse_rms * weight[c];
+  }
+  return out;
+}
+
+testing::GradCheckReport check_rmsnorm(const std::string& label, const Tensor& x, const Tensor& weight, float eps) {
+  const size_t cols = static_cast<size_t>(weight.size(0));
+  const testing::GradCheckReport report = testing::check_op(
+      label, [eps](const std::vector<Tensor>& in) { return ops::rmsnorm(in[0], in[1], eps); },
+      // The reference takes eps as the float the op received, widened exactly.
+      [cols, eps](const DoubleInputs& in) { return rmsnorm_reference(in, cols, static_cast<double>(eps)); },
+      {x, weight}, {true, true});
+  testing::print_report(label, report);
+  return report;
+}
+
+TEST(RmsNorm, OddWidthWithARowZeroButForOneEntry) {
+  std::mt19937 rng(51);
+  Tensor x = testing::random_tensor({4, 13}, rng, -2.0f, 2.0f);
+  float* row = x.data<float>() + 13;  // row 1: a single nonzero entry
+  for (int c = 0; c < 13; ++c) row[c] = c == 4 ? 0.3f : 0.0f;
+  check_rmsnorm("rmsnorm [4,13] sparse row", x, testing::random_tensor({13}, rng, 0.5f, 1.5f), 1e-6f);
+}
+
+TEST(RmsNorm, SingleRowAndHigherRank) {
+  std::mt19937 rng(52);
+  check_rmsnorm("rmsnorm [1,13]", testing::random_tensor({1, 13}, rng, -2.0f, 2.0f),
+                testing::random_tensor({13}, rng, 0.5f, 1.5f), 1e-6f);
+  check_rmsnorm("rmsnorm [13]", testing::random_tensor({13}, rng, -2.0f, 2.0f),
+                testing::random_tensor({13}, rng, 0.5f, 1.5f), 1e-6f);
+  check_rmsnorm("rmsnorm [2,3,7]", testing::random_tensor({2, 3, 7}, rng, -2.0f, 2.0f),
+                testing::random_tensor({7}, rng, -1.5f, 1.5f), 1e-6f);
+  // (A width-1 row is left out of the finite-difference checks: with eps 1e-6 its output is
+  // x / sqrt(x^2 + eps), whose gradient eps / (x^2 + eps)^1.5 is pure cancellation in fp32.)
+}
+
+TEST(RmsNorm, EpsIsHonoured) {
+  // eps 0.1 is comparable to mean(x^2) for these small inputs, so an op that ignored it or
+  // used its own would be far off. Includes an all-zero row (output 0, gradient r * w * dout).
+  std::mt19937 rng(53);
+  Tensor x = testing::random_tensor({3, 5}, rng, -0.5f, 0.5f);
+  std::fill_n(x.data<float>() + 5, 5, 0.0f);
+  check_rmsnorm("rmsnorm eps 0.1 with zero row", x, testing::random_tensor({5}, rng, 0.5f, 1.5f), 0.1f);
+
+  // Hand value: x = [1e-3] * 4, eps = 1e-2: mean square 1e-6, y = 1e-3 / sqrt(1e-6 + 1e-2).
+  const Tensor tiny = ops::rmsnorm(Tensor::full({1, 4}, 1e-3), Tensor::full({4}, 2.0), 1e-2f);
+  EXPECT_NEAR(tiny.item(0), 2.0 * 1e-3 / std::sqrt(1e-6 + 1e-2), 1e-8);
+  // And the default eps (1e-6, T5's) is what rmsnorm(x, w) uses.
+  const Tensor with_default = ops::rmsnorm(Tensor::full({1, 4}, 1e-3), Tensor::full({4}, 1.0));
+  EXPECT_NEAR(with_default.item(0), 1e-3 / std::sqrt(1e-6 + 1e-6), 1e-6);
+  // An all-zero row normalises to 0, not NaN.
+  for (float v : ops::rmsnorm(Tensor::zeros({2, 4}), Tensor::full({4}, 1.0)).to_vector<float>()) EXPECT_EQ(v, 0.0f);
+}
+
+TEST(RmsNorm, WeightGradientSumsOverRows) {
+  // x rows [3, 4] and [0, 2] (widths 2): rms 3.5355 and 1.4142 (eps negligible). With dout
+  // all ones, dweight[c] = sum over rows of x[r, c] / rms_r.
+  Tape tape;
+  const Tensor x = Tensor::from_vector<float>({2, 2}, {3.0f, 4.0f, 0.0f, 2.0f});
+  const Tensor weight = Tensor::full({2}, 1.0);
+  weight.set_requires_grad(true);
+  tape.backward(ops::rmsnorm(x, weight), Tensor::full({2, 2}, 1.0));
+  const double rms0 = std::sqrt(12.5 + 1e-6), rms1 = std::sqrt(2.0 + 1e-6);
+  EXPECT_NEAR(weight.grad().item(0), 3.0 / rms0 + 0.0 / rms1, 1e-6);
+  EXPECT_NEAR(weight.grad().item(1), 4.0 / rms0 + 2.0 / rms1, 1e-6);
+  EXPECT_FALSE(x.grad().defined());  // x did not ask for one
+}
+
+TEST(RmsNorm, RandomShapes) {
+  std::mt19937 rng(54);
+  std::uniform_int_distribution<int64_t> extent(2, 17);
+  for (int trial = 0; trial < 4; ++trial) {
+    const int64_t rows = trial == 0 ? 1 : extent(rng), cols = extent(rng);
+    check_rmsnorm("rmsnorm random [" + std::to_string(rows) + "," + std::to_string(cols) + "]",
+                  testing::random_tensor({rows, cols}, rng, -2.0f, 2.0f),
+                  testing::random_tensor({cols}, rng, 0.5f, 1.5f), 1e-6f);
+  }
+}
+
+TEST(RmsNorm, BadInputNamesTheOpAndBothShapes) {
+  using testing::error_message;
+  EXPECT_THAT(error_message([] { ops::rmsnorm(Tensor::zeros({2, 3}), Tensor::zeros({4})); }),
+              HasSubstr("rmsnorm: weight f32[4] on cpu does not match the last dimension of x f32[2, 3] on cpu"));
+  EXPECT_THAT(error_message([] { ops::rmsnorm(Tensor::zeros({2, 3}), Tensor::zeros({1, 3})); }),
+              HasSubstr("rmsnorm: weight must have 1 dimensions, got f32[1, 3] on cpu"));
+  EXPECT_THAT(error_message([] { ops::rmsnorm(Tensor::scalar(1.0f), Tensor::zeros({1})); }),
+              HasSubstr("does not match the last dimension of x f32[] on cpu"));
+  EXPECT_THAT(error_message([] { ops::rmsnorm(Tensor::zeros({2, 3}, DType::kBF16), Tensor::zeros({3})); }),
+              HasSubstr("rmsnorm: x must be f32, got bf16[2, 3] on cpu"));
+  EXPECT_THAT(error_message([] { ops::rmsnorm(Tensor::zeros({2, 3}), Tensor::zeros({3}), 0.0f); }),
+              HasSubstr("rmsnorm: eps must be positive, got 0"));
+  EXPECT_THAT(error_message([] {
+                ops::rmsnorm(Tensor::zeros({2, 3}), Tensor::zeros({3}), std::numeric_limits<float>::quiet_NaN());
+              }),
+              HasSubstr("rmsnorm: eps must be positive"));
+}
+
+}  // namespace
+}  // namespace la3
