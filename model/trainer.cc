@@ -47,13 +47,17 @@ absl::Status append_metrics(const std::string& path, const nlohmann::json& recor
 // Writes the checkpoint into a sibling temporary directory and swaps it in, so a crash
 // leaves either the previous checkpoint or the new one, never a mixture.
 absl::Status save_checkpoint(const std::string& run_dir, const T5Model& model, const AdamW& optimizer,
-                             const Position& position, uint64_t seed) {
+                             const Position& position, uint64_t seed, const std::string& tokenizer_path) {
   const fs::path final_dir = fs::path(run_dir) / "checkpoint";
   const fs::path staging = fs::path(run_dir) / "checkpoint.tmp";
   const fs::path previous = fs::path(run_dir) / "checkpoint.old";
   std::error_code error;
   fs::remove_all(staging, error);
   if (absl::Status s = save_t5_checkpoint(model, staging.string()); !s.ok()) return s;
+  // The tokenizer travels with the weights (as spiece.model in HF T5 directories), so
+  // `engine generate --checkpoint DIR` needs nothing else.
+  fs::copy_file(tokenizer_path, staging / "spiece.model", fs::copy_options::overwrite_existing, error);
+  if (error) return absl::DataLossError(absl::StrCat("cannot copy ", tokenizer_path, " into the checkpoint: ", error.message()));
   std::map<std::string, Tensor> moments;
   size_t i = 0;
   for (const auto& [name, parameter] : model.parameters()) {
@@ -317,7 +321,10 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
     }
     if (config.checkpoint_every > 0 &&
         (position.step % config.checkpoint_every == 0 || position.step == config.max_steps)) {
-      if (absl::Status s = save_checkpoint(config.output_dir, model, optimizer, position, config.seed); !s.ok()) return s;
+      if (absl::Status s = save_checkpoint(config.output_dir, model, optimizer, position, config.seed, config.tokenizer_path);
+          !s.ok()) {
+        return s;
+      }
     }
   }
   summary.steps = position.step;
