@@ -1,0 +1,132 @@
+// The embeddable decoder (include/la3/decoder.h) over T5Model, Tokenizer and generate().
+#include "la3/decoder.h"
+
+#include "absl/strings/str_cat.h"
+#include "data/tokenizer.h"
+#include "engine/cpu/cpu_backend.h"
+#include "engine/error.h"
+#include "model/generation.h"
+#include "model/t5_checkpoint.h"
+
+namespace la3 {
+
+struct Decoder::State {
+  T5Model model;
+  Tokenizer tokenizer;
+  DecoderOptions options;
+};
+
+Decoder::Decoder(std::unique_ptr<State> state) : state_(std::move(state)) {}
+Decoder::~Decoder() = default;
+
+const char* Version() { return "la3 " LA3_VERSION_STRING; }
+
+absl::StatusOr<std::unique_ptr<Decoder>> Decoder::Load(const std::string& checkpoint_dir, const DecoderOptions& options) {
+  if (options.max_input_length < 2) {
+    return absl::InvalidArgumentError(absl::StrCat("DecoderOptions.max_input_length must be >= 2, got ",
+                                                   options.max_input_length));
+  }
+  try {
+    set_cpu_threads(options.threads);
+    absl::StatusOr<T5Model> model = load_t5_checkpoint(checkpoint_dir);
+    if (!model.ok()) return model.status();
+    const std::string tokenizer_path =
+        options.tokenizer_path.empty() ? checkpoint_dir + "/spiece.model" : options.tokenizer_path;
+    absl::StatusOr<Tokenizer> tokenizer = Tokenizer::load(tokenizer_path);
+    if (!tokenizer.ok()) return tokenizer.status();
+    if (tokenizer->vocab_size() > model->config().vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("tokenizer ", tokenizer_path, " has ", tokenizer->vocab_size(),
+                                                     " tokens but the model only ", model->config().vocab_size));
+    }
+    return std::unique_ptr<Decoder>(
+        new Decoder(std::make_unique<State>(State{std::move(*model), std::move(*tokenizer), options})));
+  } catch (const std::exception& error) {
+    return StatusFromException(error);
+  }
+}
+
+int64_t Decoder::parameter_count() const { return state_->model.parameter_count(); }
+int64_t Decoder::vocab_size() const { return state_->model.config().vocab_size; }
+
+absl::StatusOr<std::vector<Translation>> Decoder::Translate(const std::vector<std::string>& inputs,
+                                                            const TranslationOptions& options) const {
+  GenerationOptions g;
+  g.num_beams = options.num_beams;
+  g.length_penalty = options.length_penalty;
+  if (options.early_stopping == "false") {
+    g.early_stopping = EarlyStopping::kFalse;
+  } else if (options.early_stopping == "true") {
+    g.early_stopping = EarlyStopping::kTrue;
+  } else if (options.early_stopping == "never") {
+    g.early_stopping = EarlyStopping::kNever;
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat("TranslationOptions.early_stopping must be \"false\", \"true\" or \"never\", got \"",
+                                                   options.early_stopping, "\""));
+  }
+  g.max_new_tokens = options.max_new_tokens;
+  g.min_length = options.min_length;
+  g.no_repeat_ngram_size = options.no_repeat_ngram_size;
+  g.repetition_penalty = options.repetition_penalty;
+  g.num_return_sequences = options.num_hypotheses;
+  g.do_sample = options.sampling;
+  g.temperature = options.temperature;
+  g.top_k = options.top_k;
+  g.top_p = options.top_p;
+  g.seed = options.seed;
+  if (options.max_batch_size == 0) return absl::InvalidArgumentError("TranslationOptions.max_batch_size must be >= 1");
+  if (options.max_new_tokens < 1) return absl::InvalidArgumentError("TranslationOptions.max_new_tokens must be >= 1");
+
+  const State& s = *state_;
+  std::vector<Translation> results;
+  try {
+    for (size_t first = 0; first < inputs.size(); first += options.max_batch_size) {
+      const size_t last = std::min(inputs.size(), first + options.max_batch_size);
+      std::vector<std::vector<int64_t>> encoded;
+      size_t longest = 1;
+      for (size_t i = first; i < last; ++i) {
+        absl::StatusOr<std::vector<int64_t>> ids = s.tokenizer.encode(inputs[i]);
+        if (!ids.ok()) return ids.status();
+        if (static_cast<int64_t>(ids->size()) > s.options.max_input_length) {
+          if (!s.options.truncate_long_inputs) {
+            return absl::InvalidArgumentError(absl::StrCat("input ", i, " has ", ids->size(),
+                                                           " tokens, more than max_input_length ",
+                                                           s.options.max_input_length,
+                                                           " (set DecoderOptions.truncate_long_inputs to truncate)"));
+          }
+          ids->resize(static_cast<size_t>(s.options.max_input_length - 1));
+          ids->push_back(s.tokenizer.eos_id());
+        }
+        longest = std::max(longest, ids->size());
+        encoded.push_back(std::move(*ids));
+      }
+      const int64_t rows = static_cast<int64_t>(encoded.size()), width = static_cast<int64_t>(longest);
+      Tensor input_ids = Tensor::zeros({rows, width}, DType::kI64);
+      Tensor mask = Tensor::zeros({rows, width}, DType::kI64);
+      for (int64_t r = 0; r < rows; ++r) {
+        const std::vector<int64_t>& ids = encoded[static_cast<size_t>(r)];
+        std::copy(ids.begin(), ids.end(), input_ids.data<int64_t>() + r * width);
+        std::fill_n(mask.data<int64_t>() + r * width, ids.size(), 1);
+      }
+      absl::StatusOr<std::vector<std::vector<GeneratedSequence>>> generated = generate(s.model, input_ids, mask, g);
+      if (!generated.ok()) return generated.status();
+      for (const std::vector<GeneratedSequence>& per_input : *generated) {
+        Translation translation;
+        for (const GeneratedSequence& sequence : per_input) {
+          Hypothesis h;
+          h.token_ids.assign(sequence.tokens.begin() + 1, sequence.tokens.end());
+          absl::StatusOr<std::string> text = s.tokenizer.decode(sequence.tokens);
+          if (!text.ok()) return text.status();
+          h.text = std::move(*text);
+          h.score = sequence.score;
+          translation.hypotheses.push_back(std::move(h));
+        }
+        results.push_back(std::move(translation));
+      }
+    }
+  } catch (const std::exception& error) {
+    return StatusFromException(error);
+  }
+  return results;
+}
+
+}  // namespace la3
