@@ -16,6 +16,7 @@
 #include "data/molecule_dataset.h"
 #include "data/tokenizer.h"
 #include "engine/io/file_io.h"
+#include "eval/smiles.h"
 #include "model/generation.h"
 #include "model/t5_checkpoint.h"
 
@@ -36,6 +37,7 @@ const std::vector<OptionSpec> kOptions = {
     {"repetition-penalty", true, "default 1.0 = off"},
     {"batch-size", true, "inputs per batch (default 8)"},
     {"max-input-length", true, "input tokens, longer inputs are truncated and counted (default 512)"},
+    {"prefer-valid-smiles", false, "caption2smiles with beams: rank hypotheses RDKit parses first"},
     {"help", false, "show this message"},
 };
 
@@ -118,6 +120,7 @@ int run_generate(const std::vector<std::string>& args) {
     return 2;
   }
   const std::string checkpoint = parsed->get("checkpoint");
+  const bool to_smiles = *direction == Direction::kCaptionToSmiles;
   absl::StatusOr<T5Model> model = load_t5_checkpoint(checkpoint);
   if (!model.ok()) {
     std::fprintf(stderr, "engine generate: %s\n", std::string(model.status().message()).c_str());
@@ -135,6 +138,18 @@ int run_generate(const std::vector<std::string>& args) {
   }
   std::string out = *direction == Direction::kCaptionToSmiles ? "description\tground truth\toutput\n"
                                                               : "SMILES\tground truth\toutput\n";
+  if (parsed->has("prefer-valid-smiles")) {
+    if (!to_smiles || options.num_beams < 2) {
+      std::fprintf(stderr, "engine generate: --prefer-valid-smiles needs --direction caption2smiles and --num-beams >= 2\n");
+      return 2;
+    }
+    const Tokenizer* tok = &*tokenizer;
+    options.is_valid = [tok](const std::vector<int64_t>& tokens) {
+      absl::StatusOr<std::string> text = tok->decode(tokens);
+      return text.ok() && is_valid_smiles(*text);
+    };
+  }
+  int64_t valid = 0, exact = 0, with_truth = 0;
   const bool terminal = ::isatty(STDERR_FILENO) != 0;
   const auto start = std::chrono::steady_clock::now();
   int64_t truncated = 0;
@@ -177,6 +192,15 @@ int run_generate(const std::vector<std::string>& args) {
         return 1;
       }
       const Row& row = (*rows)[first + static_cast<size_t>(r)];
+      if (to_smiles) {
+        const std::optional<std::string> output = canonical_smiles(*text);
+        valid += output.has_value() ? 1 : 0;
+        if (!row.truth.empty()) {
+          ++with_truth;
+          const std::optional<std::string> truth = canonical_smiles(row.truth);
+          exact += output && truth && *output == *truth ? 1 : 0;
+        }
+      }
       absl::StrAppend(&out, tsv_field(row.input), "\t", tsv_field(row.truth), "\t", tsv_field(*text), "\n");
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -192,6 +216,12 @@ int run_generate(const std::vector<std::string>& args) {
   }
   std::printf("wrote %zu rows to %s (%lld inputs truncated to %lld tokens)\n", rows->size(), parsed->get("out").c_str(),
               static_cast<long long>(truncated), static_cast<long long>(max_input));
+  if (to_smiles) {
+    // A quick check; `engine eval` (issue #5) computes the full MolT5 metric set.
+    std::printf("valid SMILES (RDKit): %lld/%zu; exact match by canonical SMILES: %lld/%lld\n",
+                static_cast<long long>(valid), rows->size(), static_cast<long long>(exact),
+                static_cast<long long>(with_truth));
+  }
   return 0;
 }
 

@@ -5,6 +5,7 @@
 #include "data/tokenizer.h"
 #include "engine/cpu/cpu_backend.h"
 #include "engine/error.h"
+#include "eval/smiles.h"
 #include "model/generation.h"
 #include "model/t5_checkpoint.h"
 
@@ -73,6 +74,13 @@ absl::StatusOr<std::vector<Translation>> Decoder::Translate(const std::vector<st
   g.top_k = options.top_k;
   g.top_p = options.top_p;
   g.seed = options.seed;
+  const State& state = *state_;
+  if (options.prefer_valid_smiles) {
+    g.is_valid = [&state](const std::vector<int64_t>& tokens) {
+      absl::StatusOr<std::string> text = state.tokenizer.decode(tokens);
+      return text.ok() && is_valid_smiles(*text);
+    };
+  }
   if (options.max_batch_size == 0) return absl::InvalidArgumentError("TranslationOptions.max_batch_size must be >= 1");
   if (options.max_new_tokens < 1) return absl::InvalidArgumentError("TranslationOptions.max_new_tokens must be >= 1");
 

@@ -295,6 +295,11 @@ std::vector<std::vector<GeneratedSequence>> beam_search(const T5Model& model, T5
     }
     std::vector<Hypothesis> sorted = hyps.beams();
     std::stable_sort(sorted.begin(), sorted.end(), [](const Hypothesis& x, const Hypothesis& y) { return x.score < y.score; });
+    if (o.is_valid) {
+      // Invalid hypotheses move to the front (popped last); order by score is kept within
+      // each group.
+      std::stable_partition(sorted.begin(), sorted.end(), [&](const Hypothesis& h) { return !o.is_valid(h.tokens); });
+    }
     std::vector<GeneratedSequence> best;
     for (int j = 0; j < o.num_return_sequences && !sorted.empty(); ++j) {
       Hypothesis h = sorted.back();

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -36,6 +37,10 @@ struct GenerationOptions {
   int top_k = 50;
   double top_p = 1.0;
   uint64_t seed = 0;
+  // Validity-aware ranking for caption -> SMILES (beam search): when set, the finished
+  // hypotheses it accepts (e.g. SMILES that RDKit parses) are returned before the ones it
+  // rejects, each group best score first. Called on the token ids, decoder start included.
+  std::function<bool(const std::vector<int64_t>& tokens)> is_valid;
 };
 
 struct GeneratedSequence {

@@ -54,6 +54,9 @@ struct TranslationOptions {
   double top_p = 1.0;
   uint64_t seed = 0;
   size_t max_batch_size = 16;      // inputs decoded together
+  // caption -> SMILES: among the num_beams finished hypotheses, return SMILES that RDKit
+  // parses before those it rejects (each group by score).
+  bool prefer_valid_smiles = false;
 };
 
 struct Hypothesis {

@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include <nlohmann/json.hpp>
@@ -118,6 +119,39 @@ TEST(Generation, BadOptionsAreNamed) {
   // An id outside the vocabulary is an error, not a crash.
   EXPECT_EQ(generate(model, Tensor::from_vector<int64_t>({1, 2}, {500, 1}), Tensor(), {}).status().code(),
             absl::StatusCode::kOutOfRange);
+}
+
+}  // namespace
+}  // namespace la3
+
+namespace la3 {
+namespace {
+
+TEST(Generation, ValidityRankingPutsAcceptedHypothesesFirstKeepingScoreOrder) {
+  const T5Model model = *load_t5_checkpoint(std::string(LA3_GOLDEN_DIR) + "/t5_v1_1");
+  const SafetensorsContents inputs = *read_safetensors(std::string(LA3_GOLDEN_DIR) + "/t5_v1_1/expected.safetensors");
+  GenerationOptions o;
+  o.num_beams = 4;
+  o.num_return_sequences = 4;
+  o.max_new_tokens = 10;
+  const auto plain = *generate(model, inputs.tensors.at("input_ids"), inputs.tensors.at("attention_mask"), o);
+  // "Valid" = contains token 13: some hypotheses do, some do not (checked below).
+  auto accepts = [](const std::vector<int64_t>& tokens) {
+    return std::find(tokens.begin(), tokens.end(), 13) != tokens.end();
+  };
+  o.is_valid = accepts;
+  const auto ranked = *generate(model, inputs.tensors.at("input_ids"), inputs.tensors.at("attention_mask"), o);
+  int mixed_inputs = 0;
+  for (size_t b = 0; b < plain.size(); ++b) {
+    std::vector<GeneratedSequence> valid, invalid;
+    for (const GeneratedSequence& s : plain[b]) (accepts(s.tokens) ? valid : invalid).push_back(s);
+    if (!valid.empty() && !invalid.empty()) ++mixed_inputs;
+    std::vector<GeneratedSequence> expected = valid;
+    expected.insert(expected.end(), invalid.begin(), invalid.end());
+    ASSERT_EQ(ranked[b].size(), expected.size());
+    for (size_t j = 0; j < expected.size(); ++j) EXPECT_EQ(ranked[b][j].tokens, expected[j].tokens) << "input " << b;
+  }
+  EXPECT_GE(mixed_inputs, 1) << "the test needs an input with both kinds of hypotheses";
 }
 
 }  // namespace

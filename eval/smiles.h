@@ -1,0 +1,16 @@
+// SMILES checks with RDKit: the header exposes only std types, so code that uses it never
+// compiles RDKit's (heavy) headers.
+#pragma once
+
+#include <optional>
+#include <string>
+
+namespace la3 {
+
+// True when RDKit parses (and sanitises) the SMILES into a molecule. Thread-safe.
+bool is_valid_smiles(const std::string& smiles);
+
+// RDKit's canonical isomeric SMILES, or nullopt when the SMILES does not parse.
+std::optional<std::string> canonical_smiles(const std::string& smiles);
+
+}  // namespace la3
