@@ -156,3 +156,40 @@ TEST(Generation, ValidityRankingPutsAcceptedHypothesesFirstKeepingScoreOrder) {
 
 }  // namespace
 }  // namespace la3
+
+namespace la3 {
+namespace {
+
+TEST(Generation, SeededSamplingIsReproducibleAndTopKOneIsGreedy) {
+  const T5Model model = *load_t5_checkpoint(std::string(LA3_GOLDEN_DIR) + "/t5_v1_0");
+  const SafetensorsContents inputs = *read_safetensors(std::string(LA3_GOLDEN_DIR) + "/t5_v1_0/expected.safetensors");
+  const Tensor& ids = inputs.tensors.at("input_ids");
+  const Tensor& mask = inputs.tensors.at("attention_mask");
+  GenerationOptions o;
+  o.max_new_tokens = 10;
+  const auto greedy = *generate(model, ids, mask, o);
+  o.do_sample = true;
+  o.seed = 11;
+  o.temperature = 1.5;
+  const auto first = *generate(model, ids, mask, o);
+  const auto again = *generate(model, ids, mask, o);
+  bool differs_from_greedy = false;
+  for (size_t b = 0; b < first.size(); ++b) {
+    EXPECT_EQ(first[b][0].tokens, again[b][0].tokens);
+    differs_from_greedy |= first[b][0].tokens != greedy[b][0].tokens;
+  }
+  EXPECT_TRUE(differs_from_greedy);
+  o.seed = 12;
+  const auto other_seed = *generate(model, ids, mask, o);
+  bool seed_matters = false;
+  for (size_t b = 0; b < first.size(); ++b) seed_matters |= first[b][0].tokens != other_seed[b][0].tokens;
+  EXPECT_TRUE(seed_matters);
+  o.top_k = 1;  // only the argmax survives: sampling degenerates to greedy search
+  const auto top1 = *generate(model, ids, mask, o);
+  for (size_t b = 0; b < top1.size(); ++b) EXPECT_EQ(top1[b][0].tokens, greedy[b][0].tokens);
+  o.num_beams = 2;
+  EXPECT_FALSE(generate(model, ids, mask, o).ok());  // sampling with beams is rejected
+}
+
+}  // namespace
+}  // namespace la3
