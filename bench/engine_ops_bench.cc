@@ -9,7 +9,6 @@
 // GFLOP/s by it to get the fraction of peak.
 #include <benchmark/benchmark.h>
 
-#include <cstdlib>
 #include <random>
 
 #include "engine/autograd/tape.h"
@@ -118,13 +117,3 @@ BENCHMARK(BM_AttentionForwardBackward)->Arg(128)->Arg(512)->Unit(benchmark::kMil
 BENCHMARK(BM_CausalAttentionForwardBackward)->Arg(128)->Arg(512)->Unit(benchmark::kMillisecond);
 
 }  // namespace
-
-int main(int argc, char** argv) {
-  const char* threads = std::getenv("LA3_THREADS");
-  la3::set_cpu_threads(threads != nullptr ? std::atoi(threads) : 1);
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}

@@ -6,7 +6,6 @@
 //   LA3_THREADS=2 build/bench/la3_bench_generation
 #include <benchmark/benchmark.h>
 
-#include <cstdlib>
 #include <random>
 
 #include "engine/cpu/cpu_backend.h"
@@ -48,13 +47,3 @@ BENCHMARK(BM_Generate)->ArgNames({"batch", "beams"})->Args({1, 1})->Args({1, 5})
     ->Unit(benchmark::kSecond)->Iterations(1);
 
 }  // namespace
-
-int main(int argc, char** argv) {
-  const char* threads = std::getenv("LA3_THREADS");
-  la3::set_cpu_threads(threads != nullptr ? std::atoi(threads) : 1);
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}

@@ -8,7 +8,6 @@
 // 6 x parameters x tokens per step (forward 2, backward 4), the usual estimate.
 #include <benchmark/benchmark.h>
 
-#include <cstdlib>
 #include <random>
 
 #include "engine/autograd/tape.h"
@@ -59,13 +58,3 @@ void BM_MolT5SmallTrainStep(benchmark::State& state) {
 BENCHMARK(BM_MolT5SmallTrainStep)->Args({4, 128, 128})->Unit(benchmark::kSecond)->Iterations(2);
 
 }  // namespace
-
-int main(int argc, char** argv) {
-  const char* threads = std::getenv("LA3_THREADS");
-  la3::set_cpu_threads(threads != nullptr ? std::atoi(threads) : 1);
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}

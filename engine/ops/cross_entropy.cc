@@ -8,31 +8,15 @@ namespace la3::ops {
 
 Tensor cross_entropy(const Tensor& logits_in, const Tensor& labels_in, const CrossEntropyOptions& options) {
   constexpr const char* kOp = "cross_entropy";
-  check_f32(kOp, "logits", logits_in);
-  check_integer(kOp, "labels", labels_in);
-  check_same_device(kOp, {&logits_in, &labels_in});
-  const Shape expected_labels(logits_in.shape().begin(), logits_in.shape().end() - (logits_in.rank() > 0 ? 1 : 0));
-  if (logits_in.rank() < 1 || labels_in.shape() != expected_labels) {
-    Fail(ErrorKind::kInvalidArgument, kOp, ": labels ", labels_in.describe(), " do not match logits ",
-         logits_in.describe(), " (expected labels of shape ", shape_string(expected_labels), ")");
-  }
+  const CheckedLabels checked = check_token_labels(kOp, logits_in, labels_in, options.ignore_index);
   const Tensor logits = logits_in.contiguous();
-  const Tensor labels = as_int64(labels_in);
+  const Tensor& labels = checked.labels;
+  const int64_t counted = checked.counted;
   kernels::CrossEntropyParams p;
   p.vocab = logits.size(-1);
   p.rows = labels.numel();
   p.ignore_index = options.ignore_index;
   const int64_t* label_data = labels.data<int64_t>();
-  int64_t counted = 0;
-  for (int64_t row = 0; row < p.rows; ++row) {
-    const int64_t label = label_data[row];
-    if (label == p.ignore_index) continue;
-    if (label < 0 || label >= p.vocab) {
-      Fail(ErrorKind::kOutOfRange, kOp, ": label ", label, " at position ", row, " of labels ",
-           labels_in.describe(), " is outside [0, ", p.vocab, ") and is not ignore_index ", p.ignore_index);
-    }
-    ++counted;
-  }
   Tensor row_loss = Tensor::empty({p.rows}, DType::kF32, logits.device());  // [rows]
   Tensor row_lse = Tensor::empty({p.rows}, DType::kF32, logits.device());   // [rows], saved for backward
   backend_for(logits.device())

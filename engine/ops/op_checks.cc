@@ -46,4 +46,28 @@ void check_same_shape(const char* op, const char* name_a, const Tensor& a, const
 
 Tensor as_int64(const Tensor& ids) { return ids.to(DType::kI64).contiguous(); }
 
+CheckedLabels check_token_labels(const char* op, const Tensor& logits, const Tensor& labels, int64_t ignore_index) {
+  check_f32(op, "logits", logits);
+  check_integer(op, "labels", labels);
+  check_same_device(op, {&logits, &labels});
+  const Shape expected(logits.shape().begin(), logits.shape().end() - (logits.rank() > 0 ? 1 : 0));
+  if (logits.rank() < 1 || labels.shape() != expected) {
+    Fail(ErrorKind::kInvalidArgument, op, ": labels ", labels.describe(), " do not match logits ", logits.describe(),
+         " (expected labels of shape ", shape_string(expected), ")");
+  }
+  CheckedLabels checked{as_int64(labels), 0};
+  const int64_t vocab = logits.size(-1);
+  const int64_t* data = checked.labels.data<int64_t>();
+  for (int64_t row = 0; row < checked.labels.numel(); ++row) {
+    const int64_t label = data[row];
+    if (label == ignore_index) continue;
+    if (label < 0 || label >= vocab) {
+      Fail(ErrorKind::kOutOfRange, op, ": label ", label, " at position ", row, " of labels ", labels.describe(),
+           " is outside [0, ", vocab, ") and is not ignore_index ", ignore_index);
+    }
+    ++checked.counted;
+  }
+  return checked;
+}
+
 }  // namespace la3::ops

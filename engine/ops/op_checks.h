@@ -22,4 +22,13 @@ void check_same_shape(const char* op, const char* name_a, const Tensor& a, const
 // Copies an id/label tensor to contiguous int64 (a no-op when it already is).
 Tensor as_int64(const Tensor& ids);
 
+// Token labels checked against logits [..., vocab]: labels must be integer with the logits'
+// leading shape, and each is ignore_index or in [0, vocab) (else OutOfRange naming the label
+// and its position). Returns them as contiguous int64 with the count of non-ignored ones.
+struct CheckedLabels {
+  Tensor labels;  // [rows] view of the labels, int64
+  int64_t counted = 0;
+};
+CheckedLabels check_token_labels(const char* op, const Tensor& logits, const Tensor& labels, int64_t ignore_index);
+
 }  // namespace la3::ops

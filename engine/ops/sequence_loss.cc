@@ -12,28 +12,18 @@ namespace la3::ops {
 
 Tensor token_log_probs(const Tensor& logits_in, const Tensor& labels_in, int64_t ignore_index) {
   constexpr const char* kOp = "token_log_probs";
-  check_f32(kOp, "logits", logits_in);
-  check_integer(kOp, "labels", labels_in);
-  check_same_device(kOp, {&logits_in, &labels_in});
-  const Shape expected_labels(logits_in.shape().begin(), logits_in.shape().end() - (logits_in.rank() > 0 ? 1 : 0));
-  if (logits_in.rank() < 2 || labels_in.shape() != expected_labels) {
-    Fail(ErrorKind::kInvalidArgument, kOp, ": labels ", labels_in.describe(), " do not match logits ",
-         logits_in.describe(), " (expected labels of shape ", shape_string(expected_labels), ")");
+  if (logits_in.rank() < 2) {
+    Fail(ErrorKind::kInvalidArgument, kOp, ": logits must be [rows, vocab] or [rows, len, vocab], got ",
+         logits_in.describe());
   }
+  const CheckedLabels checked = check_token_labels(kOp, logits_in, labels_in, ignore_index);
   const Tensor logits = logits_in.contiguous();
-  const Tensor labels = as_int64(labels_in);
+  const Tensor& labels = checked.labels;
   kernels::CrossEntropyParams p;
   p.vocab = logits.size(-1);
   p.rows = labels.numel();
   p.ignore_index = ignore_index;
   const int64_t* label_data = labels.data<int64_t>();
-  for (int64_t row = 0; row < p.rows; ++row) {
-    const int64_t label = label_data[row];
-    if (label != ignore_index && (label < 0 || label >= p.vocab)) {
-      Fail(ErrorKind::kOutOfRange, kOp, ": label ", label, " at position ", row, " of labels ", labels_in.describe(),
-           " is outside [0, ", p.vocab, ") and is not ignore_index ", ignore_index);
-    }
-  }
   Tensor negative = Tensor::empty(labels.shape(), DType::kF32, logits.device());  // -log p, 0 if ignored
   Tensor row_lse = Tensor::empty({p.rows}, DType::kF32, logits.device());          // saved for backward
   Backend& backend = backend_for(logits.device());

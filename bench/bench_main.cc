@@ -1,0 +1,17 @@
+// main() of every benchmark binary: one CPU thread unless LA3_THREADS says otherwise, so
+// figures are comparable with BUILD-NOTES' single-thread OpenBLAS numbers.
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+
+#include "engine/cpu/cpu_backend.h"
+
+int main(int argc, char** argv) {
+  const char* threads = std::getenv("LA3_THREADS");
+  la3::set_cpu_threads(threads != nullptr ? std::atoi(threads) : 1);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
