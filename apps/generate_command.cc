@@ -156,31 +156,18 @@ int run_generate(const std::vector<std::string>& args) {
   for (size_t first = 0; first < rows->size(); first += static_cast<size_t>(batch_size)) {
     const size_t last = std::min(rows->size(), first + static_cast<size_t>(batch_size));
     std::vector<std::vector<int64_t>> encoded;
-    size_t longest = 1;
     for (size_t i = first; i < last; ++i) {
       absl::StatusOr<std::vector<int64_t>> ids = tokenizer->encode((*rows)[i].input);
       if (!ids.ok()) {
         std::fprintf(stderr, "engine generate: input %zu: %s\n", i + 1, std::string(ids.status().message()).c_str());
         return 1;
       }
-      if (static_cast<int64_t>(ids->size()) > max_input) {
-        ids->resize(static_cast<size_t>(max_input - 1));
-        ids->push_back(tokenizer->eos_id());
-        ++truncated;
-      }
-      longest = std::max(longest, ids->size());
+      truncated += truncate_keeping_eos(*ids, max_input) ? 1 : 0;
       encoded.push_back(std::move(*ids));
     }
     const int64_t n = static_cast<int64_t>(encoded.size());
-    Tensor input_ids = Tensor::zeros({n, static_cast<int64_t>(longest)}, DType::kI64);
-    Tensor mask = Tensor::zeros({n, static_cast<int64_t>(longest)}, DType::kI64);
-    for (int64_t r = 0; r < n; ++r) {
-      for (size_t t = 0; t < encoded[static_cast<size_t>(r)].size(); ++t) {
-        input_ids.data<int64_t>()[r * static_cast<int64_t>(longest) + static_cast<int64_t>(t)] = encoded[static_cast<size_t>(r)][t];
-        mask.data<int64_t>()[r * static_cast<int64_t>(longest) + static_cast<int64_t>(t)] = 1;
-      }
-    }
-    absl::StatusOr<std::vector<std::vector<GeneratedSequence>>> generated = generate(*model, input_ids, mask, options);
+    const PaddedInputs padded = pad_inputs(encoded, tokenizer->pad_id());
+    absl::StatusOr<std::vector<std::vector<GeneratedSequence>>> generated = generate(*model, padded.input_ids, padded.attention_mask, options);
     if (!generated.ok()) {
       std::fprintf(stderr, "engine generate: %s\n", std::string(generated.status().message()).c_str());
       return 1;

@@ -19,10 +19,7 @@ const char* direction_name(Direction direction) {
   return direction == Direction::kCaptionToSmiles ? "caption2smiles" : "smiles2caption";
 }
 
-namespace {
-
-// Keeps max_length - 1 tokens and the final eos. Returns true when it cut something.
-bool truncate(std::vector<int64_t>& ids, int64_t max_length) {
+bool truncate_keeping_eos(std::vector<int64_t>& ids, int64_t max_length) {
   if (static_cast<int64_t>(ids.size()) <= max_length) return false;
   const int64_t eos = ids.back();
   ids.resize(static_cast<size_t>(max_length - 1));
@@ -30,7 +27,19 @@ bool truncate(std::vector<int64_t>& ids, int64_t max_length) {
   return true;
 }
 
-}  // namespace
+PaddedInputs pad_inputs(const std::vector<std::vector<int64_t>>& sequences, int64_t pad_id) {
+  size_t longest = 1;
+  for (const auto& ids : sequences) longest = std::max(longest, ids.size());
+  const int64_t rows = static_cast<int64_t>(sequences.size()), width = static_cast<int64_t>(longest);
+  PaddedInputs padded{Tensor::full({rows, width}, static_cast<double>(pad_id), DType::kI64),
+                      Tensor::zeros({rows, width}, DType::kI64)};
+  for (int64_t r = 0; r < rows; ++r) {
+    const std::vector<int64_t>& ids = sequences[static_cast<size_t>(r)];
+    std::copy(ids.begin(), ids.end(), padded.input_ids.data<int64_t>() + r * width);
+    std::fill_n(padded.attention_mask.data<int64_t>() + r * width, ids.size(), 1);
+  }
+  return padded;
+}
 
 absl::StatusOr<std::vector<ExampleGroup>> tokenize_groups(const std::vector<MoleculeRecord>& records,
                                                           const Tokenizer& tokenizer, const TokenizeOptions& options,
@@ -57,8 +66,8 @@ absl::StatusOr<std::vector<ExampleGroup>> tokenize_groups(const std::vector<Mole
       } else {
         example = Example{*smiles, std::move(*caption)};
       }
-      report.sources_truncated += truncate(example.source, options.max_source_length) ? 1 : 0;
-      report.targets_truncated += truncate(example.target, options.max_target_length) ? 1 : 0;
+      report.sources_truncated += truncate_keeping_eos(example.source, options.max_source_length) ? 1 : 0;
+      report.targets_truncated += truncate_keeping_eos(example.target, options.max_target_length) ? 1 : 0;
       ++report.examples;
       if (options.caption_per_group) {
         groups.push_back(ExampleGroup{record.cid, {std::move(example)}});

@@ -81,4 +81,16 @@ struct Batch {
 
 Batch collate(const std::vector<ExampleGroup>& groups, const std::vector<size_t>& members, int64_t pad_id = 0);
 
+// Keeps the first max_length - 1 tokens and the final eos (as transformers truncates).
+// Returns true when it cut something.
+bool truncate_keeping_eos(std::vector<int64_t>& ids, int64_t max_length);
+
+// Inputs for generation: sequences right-padded with pad_id into input_ids [n, longest] and
+// attention_mask [n, longest] (1 = token), both i64.
+struct PaddedInputs {
+  Tensor input_ids;
+  Tensor attention_mask;
+};
+PaddedInputs pad_inputs(const std::vector<std::vector<int64_t>>& sequences, int64_t pad_id = 0);
+
 }  // namespace la3

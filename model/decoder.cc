@@ -2,6 +2,7 @@
 #include "la3/decoder.h"
 
 #include "absl/strings/str_cat.h"
+#include "data/batching.h"
 #include "data/tokenizer.h"
 #include "engine/cpu/cpu_backend.h"
 #include "engine/error.h"
@@ -90,32 +91,20 @@ absl::StatusOr<std::vector<Translation>> Decoder::Translate(const std::vector<st
     for (size_t first = 0; first < inputs.size(); first += options.max_batch_size) {
       const size_t last = std::min(inputs.size(), first + options.max_batch_size);
       std::vector<std::vector<int64_t>> encoded;
-      size_t longest = 1;
       for (size_t i = first; i < last; ++i) {
         absl::StatusOr<std::vector<int64_t>> ids = s.tokenizer.encode(inputs[i]);
         if (!ids.ok()) return ids.status();
-        if (static_cast<int64_t>(ids->size()) > s.options.max_input_length) {
-          if (!s.options.truncate_long_inputs) {
-            return absl::InvalidArgumentError(absl::StrCat("input ", i, " has ", ids->size(),
-                                                           " tokens, more than max_input_length ",
-                                                           s.options.max_input_length,
-                                                           " (set DecoderOptions.truncate_long_inputs to truncate)"));
-          }
-          ids->resize(static_cast<size_t>(s.options.max_input_length - 1));
-          ids->push_back(s.tokenizer.eos_id());
+        if (static_cast<int64_t>(ids->size()) > s.options.max_input_length && !s.options.truncate_long_inputs) {
+          return absl::InvalidArgumentError(absl::StrCat("input ", i, " has ", ids->size(),
+                                                         " tokens, more than max_input_length ",
+                                                         s.options.max_input_length,
+                                                         " (set DecoderOptions.truncate_long_inputs to truncate)"));
         }
-        longest = std::max(longest, ids->size());
+        truncate_keeping_eos(*ids, s.options.max_input_length);
         encoded.push_back(std::move(*ids));
       }
-      const int64_t rows = static_cast<int64_t>(encoded.size()), width = static_cast<int64_t>(longest);
-      Tensor input_ids = Tensor::zeros({rows, width}, DType::kI64);
-      Tensor mask = Tensor::zeros({rows, width}, DType::kI64);
-      for (int64_t r = 0; r < rows; ++r) {
-        const std::vector<int64_t>& ids = encoded[static_cast<size_t>(r)];
-        std::copy(ids.begin(), ids.end(), input_ids.data<int64_t>() + r * width);
-        std::fill_n(mask.data<int64_t>() + r * width, ids.size(), 1);
-      }
-      absl::StatusOr<std::vector<std::vector<GeneratedSequence>>> generated = generate(s.model, input_ids, mask, g);
+      const PaddedInputs padded = pad_inputs(encoded, s.tokenizer.pad_id());
+      absl::StatusOr<std::vector<std::vector<GeneratedSequence>>> generated = generate(s.model, padded.input_ids, padded.attention_mask, g);
       if (!generated.ok()) return generated.status();
       for (const std::vector<GeneratedSequence>& per_input : *generated) {
         Translation translation;
