@@ -5,7 +5,7 @@ find_package(absl CONFIG REQUIRED)
 find_package(nlohmann_json 3.11 CONFIG REQUIRED)
 find_package(yaml-cpp CONFIG REQUIRED)
 list(APPEND CMAKE_MODULE_PATH ${PROJECT_SOURCE_DIR}/third_party)
-find_package(RDKit REQUIRED COMPONENTS SmilesParse GraphMol RDGeneral)
+find_package(RDKit REQUIRED COMPONENTS SmilesParse GraphMol RDGeneral Fingerprints DataStructs)
 
 set(BLA_VENDOR OpenBLAS)
 find_package(BLAS REQUIRED)

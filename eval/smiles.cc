@@ -12,15 +12,8 @@ namespace la3 {
 
 namespace {
 
-// RDKit logs every parse failure to stderr; a model's invalid outputs are expected, so the
-// error log is silenced once.
-void silence_rdkit_errors() {
-  static std::once_flag once;
-  std::call_once(once, [] { boost::logging::disable_logs("rdApp.error"); });
-}
-
 std::unique_ptr<RDKit::ROMol> parse(const std::string& smiles) {
-  silence_rdkit_errors();
+  quiet_rdkit_errors();
   if (smiles.empty()) return nullptr;
   try {
     return std::unique_ptr<RDKit::ROMol>(RDKit::SmilesToMol(smiles));
@@ -30,6 +23,11 @@ std::unique_ptr<RDKit::ROMol> parse(const std::string& smiles) {
 }
 
 }  // namespace
+
+void quiet_rdkit_errors() {
+  static std::once_flag once;
+  std::call_once(once, [] { boost::logging::disable_logs("rdApp.error"); });
+}
 
 bool is_valid_smiles(const std::string& smiles) { return parse(smiles) != nullptr; }
 

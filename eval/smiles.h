@@ -10,6 +10,9 @@ namespace la3 {
 // True when RDKit parses (and sanitises) the SMILES into a molecule. Thread-safe.
 bool is_valid_smiles(const std::string& smiles);
 
+// Turns off RDKit's per-failure error log (a model's invalid outputs are expected). Idempotent.
+void quiet_rdkit_errors();
+
 // RDKit's canonical isomeric SMILES, or nullopt when the SMILES does not parse.
 std::optional<std::string> canonical_smiles(const std::string& smiles);
 
