@@ -23,6 +23,7 @@ LA3 Engine: T5 translation between molecules (SMILES) and natural language.
 commands:
   train          train a T5 (default: the CPU demo on the bundled sample data)
   generate       translate a file with a checkpoint (beam search), writing MolT5's TSV format
+  eval           MolT5/LA3 metrics of a predictions TSV (caption -> SMILES so far)
   tokenizer      train a SentencePiece model with T5's special ids, or encode text
   version        print the version, the build configuration and the devices found
   help           print this message
@@ -64,6 +65,7 @@ int main(int argc, char** argv) {
   if (command == "train") return la3::cli::run_train(rest);
   if (command == "tokenizer") return la3::cli::run_tokenizer(rest);
   if (command == "generate") return la3::cli::run_generate(rest);
+  if (command == "eval") return la3::cli::run_eval(rest);
   std::fprintf(stderr, "engine: unknown command '%s'\n\n%s", argv[1], kUsage);
   return 2;
 }

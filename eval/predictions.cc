@@ -1,0 +1,46 @@
+#include "eval/predictions.h"
+
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+
+namespace la3 {
+
+absl::StatusOr<PredictionFile> read_predictions(const std::string& path) {
+  std::ifstream stream(path, std::ios::binary);
+  if (!stream) return absl::NotFoundError(absl::StrCat(path, ": cannot open predictions file"));
+  PredictionFile file;
+  std::string line;
+  if (!std::getline(stream, line)) return absl::InvalidArgumentError(absl::StrCat(path, ": empty file, expected a header"));
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+  if (line == "description\tground truth\toutput") {
+    file.input_column = "description";
+  } else if (line == "SMILES\tground truth\toutput") {
+    file.input_column = "SMILES";
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        path, ":1: expected MolT5's header \"description<TAB>ground truth<TAB>output\" or "
+              "\"SMILES<TAB>ground truth<TAB>output\""));
+  }
+  int64_t number = 1;
+  while (std::getline(stream, line)) {
+    ++number;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.empty()) continue;
+    const std::vector<std::string> fields = absl::StrSplit(line, '\t');
+    if (fields.size() != 3) {
+      ++file.rows_skipped;
+      if (file.problems.size() < 20) {
+        file.problems.push_back(absl::StrCat(path, ":", number, ": expected 3 tab-separated fields, found ", fields.size()));
+      }
+      continue;
+    }
+    file.inputs.push_back(fields[0]);
+    file.references.push_back(fields[1]);
+    file.outputs.push_back(fields[2]);
+  }
+  return file;
+}
+
+}  // namespace la3

@@ -1,0 +1,23 @@
+// MolT5's evaluation TSV: header "description|SMILES <TAB> ground truth <TAB> output", one
+// row per input. Rows that cannot be scored (wrong field count) are counted and described,
+// never silently dropped.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace la3 {
+
+struct PredictionFile {
+  std::string input_column;  // "description" (caption -> SMILES) or "SMILES"
+  std::vector<std::string> inputs, references, outputs;
+  int64_t rows_skipped = 0;
+  std::vector<std::string> problems;  // first few "file:line: what"
+};
+
+absl::StatusOr<PredictionFile> read_predictions(const std::string& path);
+
+}  // namespace la3
