@@ -16,6 +16,8 @@ find_package(OpenMP COMPONENTS CXX)
 # sentencepiece has no CMake config in Debian; its .pc lists the trainer library too.
 find_package(PkgConfig REQUIRED)
 pkg_check_modules(SentencePiece REQUIRED IMPORTED_TARGET sentencepiece)
+# Unicode data (NFD, categories, case) for BERT's tokenisation in eval/.
+pkg_check_modules(Utf8proc REQUIRED IMPORTED_TARGET libutf8proc)
 
 if(LA3_BUILD_TESTS)
   find_package(GTest REQUIRED)
