@@ -1,4 +1,5 @@
 // `engine eval`: MolT5/LA3 metrics of a predictions TSV (what `engine generate` writes).
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 
@@ -8,7 +9,10 @@
 #include "apps/commands.h"
 #include "engine/io/file_io.h"
 #include "eval/molecule_metrics.h"
+#include "eval/bleu.h"
 #include "eval/predictions.h"
+#include "eval/rouge.h"
+#include "eval/wordpiece.h"
 
 namespace la3::cli {
 
@@ -16,11 +20,66 @@ namespace {
 
 const std::vector<OptionSpec> kOptions = {
     {"predictions", true, "MolT5 evaluation TSV (description|SMILES, ground truth, output)"},
-    {"direction", true, "caption2smiles (molecule metrics); default: from the TSV header"},
+    {"direction", true, "caption2smiles or smiles2caption; default: from the TSV header"},
+    {"bert-vocab", true, "smiles2caption: uncased BERT vocab.txt for BLEU (MolT5: SciBERT scivocab_uncased)"},
     {"out", true, "write the metrics as JSON here"},
     {"external-scores", true, "JSON with FCD / Text2Mol scores computed elsewhere, reported as given"},
     {"help", false, "show this message"},
 };
+
+bool write_report(const Arguments& args, const nlohmann::json& report) {
+  if (!args.has("out")) return true;
+  if (absl::Status s = write_file_atomically(args.get("out"), report.dump(2) + "\n"); !s.ok()) {
+    std::fprintf(stderr, "engine eval: %s\n", std::string(s.message()).c_str());
+    return false;
+  }
+  return true;
+}
+
+// SMILES -> caption: BLEU-2/4 over WordPieces (needs --bert-vocab), ROUGE-1/2/L.
+int report_text_metrics(const Arguments& args, const PredictionFile& file) {
+  if (!args.has("bert-vocab")) {
+    std::fprintf(stderr, "engine eval: smiles2caption BLEU needs --bert-vocab (an uncased BERT vocab.txt; MolT5 uses "
+                         "SciBERT's scivocab_uncased)\n");
+    return 2;
+  }
+  absl::StatusOr<WordPieceTokenizer> tokenizer = WordPieceTokenizer::load(args.get("bert-vocab"));
+  if (!tokenizer.ok()) {
+    std::fprintf(stderr, "engine eval: %s\n", std::string(tokenizer.status().message()).c_str());
+    return 1;
+  }
+  std::vector<Tokens> references, outputs;
+  RougeScores sum;
+  for (size_t i = 0; i < file.references.size(); ++i) {
+    // MolT5 truncates to 512 WordPieces.
+    Tokens reference = tokenizer->tokenize(file.references[i]), output = tokenizer->tokenize(file.outputs[i]);
+    if (reference.size() > 512) reference.resize(512);
+    if (output.size() > 512) output.resize(512);
+    references.push_back(std::move(reference));
+    outputs.push_back(std::move(output));
+    const RougeScores r = rouge(file.outputs[i], file.references[i]);
+    sum.rouge1 += r.rouge1;
+    sum.rouge2 += r.rouge2;
+    sum.rougeL += r.rougeL;
+  }
+  const double n = std::max<double>(1.0, static_cast<double>(file.references.size()));
+  const double bleu2 = corpus_bleu(references, outputs, {0.5, 0.5}), bleu4 = corpus_bleu(references, outputs);
+  const nlohmann::json report = {{"direction", "smiles2caption"}, {"rows", file.references.size()},
+                                 {"rows_skipped", file.rows_skipped}, {"problems", file.problems},
+                                 {"bleu2", bleu2}, {"bleu4", bleu4}, {"rouge1", sum.rouge1 / n},
+                                 {"rouge2", sum.rouge2 / n}, {"rougeL", sum.rougeL / n}, {"meteor", nullptr},
+                                 {"notes", {"METEOR is not computed yet", "Text2Mol is not computed (external model)"}}};
+  std::printf("%-32s %s\n", "metric", "value");
+  std::printf("%-32s %zu (+%lld skipped)\n", "rows", file.references.size(), static_cast<long long>(file.rows_skipped));
+  for (const auto& [name, value] : {std::pair<const char*, double>{"BLEU-2", bleu2}, {"BLEU-4", bleu4},
+                                    {"ROUGE-1", sum.rouge1 / n}, {"ROUGE-2", sum.rouge2 / n}, {"ROUGE-L", sum.rougeL / n}}) {
+    std::printf("%-32s %.4f\n", name, value);
+  }
+  std::printf("%-32s %s\n", "METEOR", "not computed yet");
+  std::fflush(stdout);
+  for (const std::string& problem : file.problems) std::fprintf(stderr, "skipped: %s\n", problem.c_str());
+  return write_report(args, report) ? 0 : 1;
+}
 
 }  // namespace
 
@@ -40,10 +99,9 @@ int run_eval(const std::vector<std::string>& args) {
     return 1;
   }
   const std::string direction = parsed->get("direction", file->input_column == "description" ? "caption2smiles" : "smiles2caption");
+  if (direction == "smiles2caption") return report_text_metrics(*parsed, *file);
   if (direction != "caption2smiles") {
-    // The text metrics (WordPiece BLEU, METEOR, ROUGE) are the remaining part of issue #5.
-    std::fprintf(stderr, "engine eval: only caption2smiles (molecule) metrics are available in this version; "
-                         "smiles2caption text metrics are still to come\n");
+    std::fprintf(stderr, "engine eval: --direction must be caption2smiles or smiles2caption, got '%s'\n", direction.c_str());
     return 2;
   }
   const MoleculeMetrics m = molecule_metrics(file->references, file->outputs);
@@ -84,13 +142,7 @@ int run_eval(const std::vector<std::string>& args) {
   std::printf("%-32s %s\n", "exact match (InChI)", "not computed (no InChI in Debian's RDKit)");
   std::fflush(stdout);  // the table first, then the skipped rows, also when both go to one pipe
   for (const std::string& problem : file->problems) std::fprintf(stderr, "skipped: %s\n", problem.c_str());
-  if (parsed->has("out")) {
-    if (absl::Status s = write_file_atomically(parsed->get("out"), report.dump(2) + "\n"); !s.ok()) {
-      std::fprintf(stderr, "engine eval: %s\n", std::string(s.message()).c_str());
-      return 1;
-    }
-  }
-  return 0;
+  return write_report(*parsed, report) ? 0 : 1;
 }
 
 }  // namespace la3::cli
