@@ -6,6 +6,12 @@ find_package(nlohmann_json 3.11 CONFIG REQUIRED)
 find_package(yaml-cpp CONFIG REQUIRED)
 list(APPEND CMAKE_MODULE_PATH ${PROJECT_SOURCE_DIR}/third_party)
 find_package(RDKit REQUIRED COMPONENTS SmilesParse GraphMol RDGeneral Fingerprints DataStructs)
+# IUPAC InChI (Debian's libinchi-dev; RDKit there is built without its InChI module).
+find_path(LA3_INCHI_INCLUDE_DIR inchi_api.h REQUIRED)
+find_library(LA3_INCHI_LIBRARY inchi REQUIRED)
+add_library(InChI::InChI SHARED IMPORTED)
+set_target_properties(InChI::InChI PROPERTIES IMPORTED_LOCATION ${LA3_INCHI_LIBRARY}
+  INTERFACE_INCLUDE_DIRECTORIES ${LA3_INCHI_INCLUDE_DIR})
 
 set(BLA_VENDOR OpenBLAS)
 find_package(BLAS REQUIRED)

@@ -14,6 +14,7 @@
 #include <memory>
 
 #include "eval/bleu.h"
+#include "eval/inchi.h"
 #include "eval/smiles.h"
 
 namespace la3 {
@@ -35,7 +36,7 @@ int64_t levenshtein(const std::string& a, const std::string& b) {
 namespace {
 
 struct PairScores {
-  bool output_valid = false, reference_valid = false, exact = false;
+  bool output_valid = false, reference_valid = false, exact = false, exact_inchi = false;
   double maccs = 0.0, rdk = 0.0, morgan = 0.0;
 };
 
@@ -57,6 +58,8 @@ PairScores score_pair(const std::string& reference, const std::string& output) {
   scores.reference_valid = ref != nullptr;
   if (!out || !ref) return scores;
   scores.exact = RDKit::MolToSmiles(*out) == RDKit::MolToSmiles(*ref);
+  const std::optional<std::string> inchi_out = standard_inchi(output), inchi_ref = standard_inchi(reference);
+  scores.exact_inchi = inchi_out && inchi_ref && *inchi_out == *inchi_ref;
   const std::unique_ptr<ExplicitBitVect> maccs_out(RDKit::MACCSFingerprints::getFingerprintAsBitVect(*out));
   const std::unique_ptr<ExplicitBitVect> maccs_ref(RDKit::MACCSFingerprints::getFingerprintAsBitVect(*ref));
   scores.maccs = TanimotoSimilarity(*maccs_ref, *maccs_out);
@@ -83,7 +86,7 @@ MoleculeMetrics molecule_metrics(const std::vector<std::string>& references, con
   }
   std::vector<Tokens> reference_tokens, output_tokens;
   double distance = 0.0;
-  int64_t valid = 0, exact = 0;
+  int64_t valid = 0, exact = 0, exact_inchi = 0;
   for (int64_t i = 0; i < rows; ++i) {
     const PairScores& s = scores[static_cast<size_t>(i)];
     reference_tokens.push_back(character_tokens(references[static_cast<size_t>(i)]));
@@ -91,6 +94,7 @@ MoleculeMetrics molecule_metrics(const std::vector<std::string>& references, con
     distance += static_cast<double>(levenshtein(outputs[static_cast<size_t>(i)], references[static_cast<size_t>(i)]));
     valid += s.output_valid ? 1 : 0;
     exact += s.exact ? 1 : 0;
+    exact_inchi += s.exact_inchi ? 1 : 0;
     m.invalid_references += s.reference_valid ? 0 : 1;
     if (s.output_valid && s.reference_valid) {
       ++m.fingerprint_pairs;
@@ -104,6 +108,7 @@ MoleculeMetrics molecule_metrics(const std::vector<std::string>& references, con
   m.levenshtein = distance / static_cast<double>(rows);
   m.validity = static_cast<double>(valid) / static_cast<double>(rows);
   m.exact_canonical = static_cast<double>(exact) / static_cast<double>(rows);
+  m.exact_inchi = static_cast<double>(exact_inchi) / static_cast<double>(rows);
   if (m.fingerprint_pairs > 0) {
     const double pairs = static_cast<double>(m.fingerprint_pairs);
     m.maccs_fts /= pairs;

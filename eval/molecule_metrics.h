@@ -1,9 +1,9 @@
 // Caption -> SMILES metrics with the definitions of MolT5's evaluation scripts
 // (mol_translation_metrics.py, fingerprint_metrics.py):
 //   bleu             nltk corpus_bleu over the characters of the raw SMILES strings
-//   exact_canonical  outputs equal to the reference by RDKit canonical isomeric SMILES,
-//                    over all rows (MolT5 compares InChI; that column needs libinchi and is
-//                    not computed yet)
+//   exact_inchi      outputs whose standard InChI equals the reference's (MolT5's exact
+//                    match), over all rows; a parse failure is a miss
+//   exact_canonical  the same by RDKit canonical isomeric SMILES (second column)
 //   levenshtein      edit distance of the raw strings, averaged over all rows
 //   validity         outputs RDKit parses, over all rows
 //   maccs/rdk/morgan Tanimoto similarity over rows whose output and reference both parse:
@@ -20,6 +20,7 @@ namespace la3 {
 struct MoleculeMetrics {
   int64_t rows = 0;
   double bleu = 0.0;
+  double exact_inchi = 0.0;
   double exact_canonical = 0.0;
   double levenshtein = 0.0;
   double validity = 0.0;

@@ -87,6 +87,16 @@ def main():
                 "maccs_fts": sum(maccs) / len(maccs), "rdk_fts": sum(rdk) / len(rdk),
                 "morgan_fts": sum(morgan) / len(morgan)}
     (OUT / "molecule_expected.json").write_text(json.dumps(expected, indent=1) + "\n")
+
+    # Standard InChI of every sample molecule plus hard cases (stereo centres with and without
+    # implicit H, double-bond geometry, charges, isotopes, radicals, salts).
+    smiles = [json.loads(line)["smiles"] for name in ("train", "validation")
+              for line in open(ROOT / "data" / "sample" / f"{name}.jsonl")]
+    smiles += ["C[C@H](N)C(=O)O", "C[C@@H](N)C(=O)O", "F[C@](Cl)(Br)I", "F/C=C/F", "F/C=C\\F",
+               "C/C=C/C=C\\C", "[NH4+].[Cl-]", "[2H]C([2H])([2H])O", "[13CH4]", "[CH3]", "[O-][N+](=O)c1ccccc1",
+               "OC[C@H]1OC(O)[C@H](O)[C@@H](O)[C@@H]1O", "C1CC/C=C/CCC1", "CC(=O)O[Na]"]
+    inchi = [{"smiles": smi, "inchi": Chem.MolToInchi(Chem.MolFromSmiles(smi))} for smi in smiles]
+    (OUT / "inchi_expected.json").write_text(json.dumps({"rdkit": rdkit.__version__, "molecules": inchi}, indent=0) + "\n")
     print(json.dumps(expected, indent=1))
 
 

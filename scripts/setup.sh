@@ -21,7 +21,7 @@ packages=(
   librdkit-dev libboost-dev libboost-context-dev libyaml-cpp-dev libabsl-dev
   libsentencepiece-dev nlohmann-json3-dev libcurl4-openssl-dev libcpp-httplib-dev
   libssl-dev zlib1g-dev libbrotli-dev libopenmpi-dev openmpi-bin libopenblas-dev
-  libutf8proc-dev
+  libutf8proc-dev libinchi-dev wordnet-base
 )
 
 missing=()

@@ -36,6 +36,7 @@ TEST(MoleculeMetrics, MatchTheMolT5ScriptDefinitionsInPython) {
   EXPECT_NEAR(m.levenshtein, expected["levenshtein"].get<double>(), 1e-9);
   EXPECT_NEAR(m.validity, expected["validity"].get<double>(), 1e-9);
   EXPECT_NEAR(m.exact_canonical, expected["exact_canonical"].get<double>(), 1e-9);
+  EXPECT_NEAR(m.exact_inchi, expected["exact_inchi"].get<double>(), 1e-9);
   EXPECT_EQ(m.fingerprint_pairs, expected["fingerprint_pairs"].get<int64_t>());
   // Fingerprints: Debian's RDKit 2022.09 vs PyPI rdkit 2026.09 of the golden; equal here.
   EXPECT_NEAR(m.maccs_fts, expected["maccs_fts"].get<double>(), 1e-6);
