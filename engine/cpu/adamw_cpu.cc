@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cpu/parallel.h"
 
 namespace la3 {
 
@@ -20,7 +21,7 @@ void CpuBackend::adamw_step(const kernels::AdamWParams& p, float* param, const f
   const float beta2 = static_cast<float>(p.beta2);
   const float sq_weight = static_cast<float>(1.0 - p.beta2);
   const float eps = static_cast<float>(p.eps);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_parallel(p.count))
   for (int64_t i = 0; i < p.count; ++i) {
     const float g = grad[i];
     param[i] *= decay;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cpu/parallel.h"
 #include "engine/cpu/denormals.h"
 #include "kernels/philox.cuh"
 #include "kernels/relative_position.cuh"
@@ -96,7 +97,8 @@ bool parallel_over_slices(const AttentionParams& p) {
   constexpr double kOpenBlasSingleThreadLimit = 4.0 * 65536.0;
   const double largest_gemm = static_cast<double>(p.q_len) * static_cast<double>(p.k_len) *
                               static_cast<double>(std::max<int64_t>(p.head_dim, 1));
-  return p.batch * p.heads > 1 && largest_gemm <= kOpenBlasSingleThreadLimit;
+  return p.batch * p.heads > 1 && largest_gemm <= kOpenBlasSingleThreadLimit &&
+         worth_parallel(p.batch * p.heads * p.q_len * p.k_len * std::max<int64_t>(p.head_dim, 1));
 }
 
 }  // namespace

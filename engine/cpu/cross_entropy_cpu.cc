@@ -3,13 +3,14 @@
 #include <cmath>
 
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cpu/parallel.h"
 #include "engine/cpu/denormals.h"
 
 namespace la3 {
 
 void CpuBackend::cross_entropy_forward(const kernels::CrossEntropyParams& p, const float* logits,
                                        const int64_t* labels, float* row_loss, float* row_lse) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_parallel(p.rows * p.vocab))
   for (int64_t row = 0; row < p.rows; ++row) {
     const float* z = logits + row * p.vocab;
     float max_value = -INFINITY;
@@ -30,7 +31,7 @@ void CpuBackend::cross_entropy_forward(const kernels::CrossEntropyParams& p, con
 void CpuBackend::cross_entropy_backward(const kernels::CrossEntropyParams& p, const float* logits,
                                         const int64_t* labels, const float* row_lse, const float* row_weight,
                                         float* dlogits) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_parallel(p.rows * p.vocab))
   for (int64_t row = 0; row < p.rows; ++row) {
     const float* z = logits + row * p.vocab;
     float* dz = dlogits + row * p.vocab;

@@ -3,12 +3,13 @@
 #include <cmath>
 
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cpu/parallel.h"
 
 namespace la3 {
 
 void CpuBackend::rmsnorm_forward(const kernels::RmsNormParams& p, const float* x, const float* weight, float* out,
                                  float* rstd) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_parallel(p.rows * p.cols))
   for (int64_t row = 0; row < p.rows; ++row) {
     const float* x_row = x + row * p.cols;
     float* out_row = out + row * p.cols;
@@ -25,7 +26,7 @@ void CpuBackend::rmsnorm_forward(const kernels::RmsNormParams& p, const float* x
 // With g = weight * dout and r = rstd:  dx = r g - x r^3 mean(g x);  dweight += sum_rows dout x r.
 void CpuBackend::rmsnorm_backward(const kernels::RmsNormParams& p, const float* dout, const float* x,
                                   const float* weight, const float* rstd, float* dx, float* dweight) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_parallel(p.rows * p.cols))
   for (int64_t row = 0; row < p.rows; ++row) {
     const float* x_row = x + row * p.cols;
     const float* dout_row = dout + row * p.cols;

@@ -2,12 +2,13 @@
 #include <cmath>
 
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cpu/parallel.h"
 #include "engine/cpu/denormals.h"
 
 namespace la3 {
 
 void CpuBackend::softmax_forward(const kernels::SoftmaxParams& p, const float* x, float* out) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_parallel(p.rows * p.cols))
   for (int64_t row = 0; row < p.rows; ++row) {
     const float* x_row = x + row * p.cols;
     float* out_row = out + row * p.cols;
@@ -25,7 +26,7 @@ void CpuBackend::softmax_forward(const kernels::SoftmaxParams& p, const float* x
 
 // dx = y * (dy - sum(dy * y)).
 void CpuBackend::softmax_backward(const kernels::SoftmaxParams& p, const float* dout, const float* out, float* dx) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_parallel(p.rows * p.cols))
   for (int64_t row = 0; row < p.rows; ++row) {
     const float* y = out + row * p.cols;
     const float* dy = dout + row * p.cols;
