@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 
 #include <nlohmann/json.hpp>
 
@@ -10,6 +11,8 @@
 #include "engine/io/file_io.h"
 #include "eval/molecule_metrics.h"
 #include "eval/bleu.h"
+#include "eval/meteor.h"
+#include "eval/wordnet.h"
 #include "eval/predictions.h"
 #include "eval/rouge.h"
 #include "eval/wordpiece.h"
@@ -22,6 +25,7 @@ const std::vector<OptionSpec> kOptions = {
     {"predictions", true, "MolT5 evaluation TSV (description|SMILES, ground truth, output)"},
     {"direction", true, "caption2smiles or smiles2caption; default: from the TSV header"},
     {"bert-vocab", true, "smiles2caption: uncased BERT vocab.txt for BLEU (MolT5: SciBERT scivocab_uncased)"},
+    {"wordnet", true, "smiles2caption: WordNet 3.0 dict directory for METEOR synonyms (default /usr/share/wordnet)"},
     {"out", true, "write the metrics as JSON here"},
     {"external-scores", true, "JSON with FCD / Text2Mol scores computed elsewhere, reported as given"},
     {"help", false, "show this message"},
@@ -48,6 +52,16 @@ int report_text_metrics(const Arguments& args, const PredictionFile& file) {
     std::fprintf(stderr, "engine eval: %s\n", std::string(tokenizer.status().message()).c_str());
     return 1;
   }
+  absl::StatusOr<std::unique_ptr<WordNet>> wordnet =
+      WordNet::load_if_present(args.get("wordnet", kDefaultWordNetDirectory));
+  if (!wordnet.ok()) {
+    std::fprintf(stderr, "engine eval: %s\n", std::string(wordnet.status().message()).c_str());
+    return 1;
+  }
+  if (!*wordnet) {
+    std::fprintf(stderr, "engine eval: no WordNet at %s: METEOR synonym matching is OFF (install wordnet-base)\n",
+                 args.get("wordnet", kDefaultWordNetDirectory).c_str());
+  }
   std::vector<Tokens> references, outputs;
   RougeScores sum;
   for (size_t i = 0; i < file.references.size(); ++i) {
@@ -62,20 +76,31 @@ int report_text_metrics(const Arguments& args, const PredictionFile& file) {
     sum.rouge2 += r.rouge2;
     sum.rougeL += r.rougeL;
   }
+  // METEOR per row on the WordPiece tokens, as MolT5: meteor_score([reference], output).
+  std::vector<double> meteor_rows(references.size());
+#pragma omp parallel for schedule(dynamic, 8)
+  for (int64_t i = 0; i < static_cast<int64_t>(references.size()); ++i) {
+    meteor_rows[static_cast<size_t>(i)] =
+        meteor(references[static_cast<size_t>(i)], outputs[static_cast<size_t>(i)], wordnet->get()).score;
+  }
+  double meteor_sum = 0.0;
+  for (double score : meteor_rows) meteor_sum += score;
   const double n = std::max<double>(1.0, static_cast<double>(file.references.size()));
   const double bleu2 = corpus_bleu(references, outputs, {0.5, 0.5}), bleu4 = corpus_bleu(references, outputs);
   const nlohmann::json report = {{"direction", "smiles2caption"}, {"rows", file.references.size()},
                                  {"rows_skipped", file.rows_skipped}, {"problems", file.problems},
                                  {"bleu2", bleu2}, {"bleu4", bleu4}, {"rouge1", sum.rouge1 / n},
-                                 {"rouge2", sum.rouge2 / n}, {"rougeL", sum.rougeL / n}, {"meteor", nullptr},
-                                 {"notes", {"METEOR is not computed yet", "Text2Mol is not computed (external model)"}}};
+                                 {"rouge2", sum.rouge2 / n}, {"rougeL", sum.rougeL / n}, {"meteor", meteor_sum / n},
+                                 {"meteor_wordnet_synonyms", *wordnet != nullptr},
+                                 {"notes", {"Text2Mol is not computed (it needs an external model)"}}};
   std::printf("%-32s %s\n", "metric", "value");
   std::printf("%-32s %zu (+%lld skipped)\n", "rows", file.references.size(), static_cast<long long>(file.rows_skipped));
   for (const auto& [name, value] : {std::pair<const char*, double>{"BLEU-2", bleu2}, {"BLEU-4", bleu4},
-                                    {"ROUGE-1", sum.rouge1 / n}, {"ROUGE-2", sum.rouge2 / n}, {"ROUGE-L", sum.rougeL / n}}) {
+                                    {"ROUGE-1", sum.rouge1 / n}, {"ROUGE-2", sum.rouge2 / n}, {"ROUGE-L", sum.rougeL / n},
+                                    {"METEOR", meteor_sum / n}}) {
     std::printf("%-32s %.4f\n", name, value);
   }
-  std::printf("%-32s %s\n", "METEOR", "not computed yet");
+  if (!*wordnet) std::printf("%-32s %s\n", "METEOR synonyms", "off (no WordNet)");
   std::fflush(stdout);
   for (const std::string& problem : file.problems) std::fprintf(stderr, "skipped: %s\n", problem.c_str());
   return write_report(args, report) ? 0 : 1;

@@ -23,7 +23,7 @@ LA3 Engine: T5 translation between molecules (SMILES) and natural language.
 commands:
   train          train a T5 (default: the CPU demo on the bundled sample data)
   generate       translate a file with a checkpoint (beam search), writing MolT5's TSV format
-  eval           MolT5/LA3 metrics of a predictions TSV (both directions; METEOR, InChI pending)
+  eval           MolT5/LA3 metrics of a predictions TSV (caption -> SMILES or SMILES -> caption)
   tokenizer      train a SentencePiece model with T5's special ids, or encode text
   version        print the version, the build configuration and the devices found
   help           print this message
