@@ -1,0 +1,128 @@
+// The SIMT emulation: block barriers with shared memory, warp shuffles (also inside
+// `if (warp == 0)`), thread orders that expose a missing barrier, and deadlock reports.
+#include "kernels/simt/simt.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <vector>
+
+namespace {
+
+using ::testing::HasSubstr;
+
+// Tree reduction in shared memory: one partial sum per block.
+__global__ void block_sum(const float* in, float* out, int n) {
+  __shared__ float partial[256];
+  const int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
+  partial[threadIdx.x] = i < n ? in[i] : 0.0f;
+  __syncthreads();
+  for (unsigned stride = blockDim.x / 2; stride > 0; stride /= 2) {
+    if (threadIdx.x < stride) partial[threadIdx.x] += partial[threadIdx.x + stride];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) out[blockIdx.x] = partial[0];
+}
+
+// Warp reduction with shuffles; only warp 0 of the block does the second stage.
+__global__ void warp_sum(const int* in, int* out) {
+  __shared__ int per_warp[4];
+  int value = in[blockIdx.x * blockDim.x + threadIdx.x];
+  for (int offset = 16; offset > 0; offset /= 2) value += __shfl_down_sync(0xffffffffu, value, offset);
+  const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  if (lane == 0) per_warp[warp] = value;
+  __syncthreads();
+  if (warp == 0) {
+    int total = lane < blockDim.x / 32 ? per_warp[lane] : 0;
+    for (int mask = 16; mask > 0; mask /= 2) total += __shfl_xor_sync(0xffffffffu, total, mask);
+    if (lane == 0) out[blockIdx.x] = total;
+  }
+}
+
+// Reads the neighbour's shared slot; with_barrier = false is the classic missing __syncthreads.
+__global__ void neighbour(int* out, bool with_barrier) {
+  __shared__ int slots[64];
+  slots[threadIdx.x] = static_cast<int>(threadIdx.x) * 10;
+  if (with_barrier) __syncthreads();
+  out[threadIdx.x] = slots[(threadIdx.x + blockDim.x - 1) % blockDim.x];
+}
+
+__global__ void divergent_deadlock(int* out) {
+  int value = static_cast<int>(threadIdx.x);
+  if (threadIdx.x < 16) {
+    __syncthreads();
+  } else {
+    value = __shfl_sync(0xffffffffu, value, 0);
+  }
+  out[threadIdx.x] = value;
+}
+
+__global__ void throws_in_kernel(int* out) {
+  if (threadIdx.x == 3) throw std::runtime_error("kernel failure at thread 3");
+  out[threadIdx.x] = 1;
+}
+
+class SimtOrder : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override { setenv("LA3_SIMT_ORDER", GetParam(), 1); }
+  void TearDown() override { unsetenv("LA3_SIMT_ORDER"); }
+};
+
+TEST_P(SimtOrder, BlockReductionWithSharedMemoryAndBarriers) {
+  const int n = 1000;  // not a multiple of the block size
+  std::vector<float> in(n), out(4, -1.0f);
+  for (int i = 0; i < n; ++i) in[static_cast<size_t>(i)] = static_cast<float>(i % 7);
+  la3::simt::launch(block_sum, dim3(4), dim3(256), 0, nullptr, in.data(), out.data(), n);
+  for (int b = 0; b < 4; ++b) {
+    float expected = 0.0f;
+    for (int i = b * 256; i < std::min(n, (b + 1) * 256); ++i) expected += in[static_cast<size_t>(i)];
+    EXPECT_EQ(out[static_cast<size_t>(b)], expected) << "block " << b;
+  }
+}
+
+TEST_P(SimtOrder, WarpShufflesIncludingACollectiveInsideOneWarp) {
+  std::vector<int> in(2 * 128), out(2, 0);
+  for (size_t i = 0; i < in.size(); ++i) in[i] = static_cast<int>(i);
+  la3::simt::launch(warp_sum, dim3(2), dim3(128), 0, nullptr, in.data(), out.data());
+  EXPECT_EQ(out[0], 127 * 128 / 2);
+  EXPECT_EQ(out[1], (255 * 256 - 127 * 128) / 2);
+}
+
+TEST_P(SimtOrder, WithTheBarrierEveryOrderIsRight) {
+  std::vector<int> out(64, -1);
+  la3::simt::launch(neighbour, dim3(1), dim3(64), 0, nullptr, out.data(), true);
+  for (int i = 0; i < 64; ++i) EXPECT_EQ(out[static_cast<size_t>(i)], ((i + 63) % 64) * 10);
+}
+
+INSTANTIATE_TEST_SUITE_P(Orders, SimtOrder, ::testing::Values("forward", "reverse"));
+
+TEST(Simt, AMissingBarrierIsCaughtInReverseOrder) {
+  std::vector<int> out(64, -1);
+  setenv("LA3_SIMT_ORDER", "reverse", 1);
+  la3::simt::launch(neighbour, dim3(1), dim3(64), 0, nullptr, out.data(), false);
+  unsetenv("LA3_SIMT_ORDER");
+  int wrong = 0;
+  for (int i = 0; i < 64; ++i) wrong += out[static_cast<size_t>(i)] != ((i + 63) % 64) * 10 ? 1 : 0;
+  EXPECT_GT(wrong, 60);  // in reverse order almost every neighbour has not written yet
+}
+
+TEST(Simt, DeadlockIsReportedWithTheWaitingLines) {
+  std::vector<int> out(32, 0);
+  try {
+    la3::simt::launch(divergent_deadlock, dim3(1), dim3(32), 0, nullptr, out.data());
+    FAIL() << "expected a deadlock report";
+  } catch (const la3::simt::DeadlockError& error) {
+    EXPECT_THAT(error.what(), HasSubstr("cannot make progress"));
+    EXPECT_THAT(error.what(), HasSubstr("in __syncthreads at"));
+    EXPECT_THAT(error.what(), HasSubstr("in a warp collective at"));
+    EXPECT_THAT(error.what(), HasSubstr("simt_test.cc:"));
+  }
+}
+
+TEST(Simt, ExceptionsInAKernelReachTheLauncher) {
+  std::vector<int> out(8, 0);
+  EXPECT_THROW(la3::simt::launch(throws_in_kernel, dim3(1), dim3(8), 0, nullptr, out.data()), std::runtime_error);
+}
+
+}  // namespace
