@@ -4,6 +4,7 @@
 #include <boost/context/fiber.hpp>
 #include <boost/context/protected_fixedsize_stack.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <exception>
@@ -32,13 +33,16 @@ struct EmulatedThread {
   unsigned int warp = 0, lane = 0, warp_mask = 0;
   unsigned char value[kLaneBytes] = {};              // what this lane offers to the warp
   unsigned char lanes[kWarpSize][kLaneBytes] = {};   // what the warp gave back
-  size_t value_size = 0;
+  int barrier_value = 0;   // predicate offered to __syncthreads_count/_and/_or
+  int barrier_result[3] = {0, 0, 0};  // count, and, or over the block at release
 };
 
 struct Block {
   std::vector<EmulatedThread> threads;
   std::exception_ptr error;
 };
+
+thread_local std::vector<unsigned char> dynamic_shared;
 
 thread_local Block* running_block = nullptr;
 thread_local EmulatedThread* running_thread = nullptr;
@@ -50,9 +54,26 @@ void suspend(State state, const char* where) {
   self->scheduler = std::move(self->scheduler).resume();
 }
 
-bool reverse_order() {
-  const char* order = std::getenv("LA3_SIMT_ORDER");
-  return order != nullptr && std::string(order) == "reverse";
+// Thread order within a block: forward, reverse, or shuffled (LA3_SIMT_SEED picks the
+// permutation), from LA3_SIMT_ORDER.
+std::vector<size_t> thread_order(size_t count) {
+  std::vector<size_t> order(count);
+  for (size_t i = 0; i < count; ++i) order[i] = i;
+  const char* mode = std::getenv("LA3_SIMT_ORDER");
+  const std::string name = mode == nullptr ? "forward" : mode;
+  if (name == "reverse") {
+    for (size_t i = 0; i < count; ++i) order[i] = count - 1 - i;
+  } else if (name == "shuffled") {
+    const char* seed_text = std::getenv("LA3_SIMT_SEED");
+    uint64_t state = seed_text == nullptr ? 1 : std::strtoull(seed_text, nullptr, 10) + 1;
+    for (size_t i = count; i > 1; --i) {
+      state = state * 6364136223846793005ull + 1442695040888963407ull;  // LCG: a fixed, portable shuffle
+      std::swap(order[i - 1], order[static_cast<size_t>((state >> 33) % i)]);
+    }
+  } else if (name != "forward") {
+    throw std::invalid_argument("LA3_SIMT_ORDER must be forward, reverse or shuffled, got '" + name + "'");
+  }
+  return order;
 }
 
 // Releases warps whose every lane in the mask has arrived; returns true if any was released.
@@ -109,8 +130,10 @@ std::string waiting_report(const Block& block) {
   return report;
 }
 
-void run_block(dim3 grid, dim3 block_dim, dim3 block_idx, const std::function<void()>& body, bool reverse) {
+void run_block(dim3 grid, dim3 block_dim, dim3 block_idx, const std::function<void()>& body,
+               const std::vector<size_t>& order) {
   Block block;
+  std::fill(dynamic_shared.begin(), dynamic_shared.end(), static_cast<unsigned char>(0xFF));
   const size_t count = static_cast<size_t>(block_dim.x) * block_dim.y * block_dim.z;
   block.threads.resize(count);
   running_block = &block;
@@ -137,7 +160,7 @@ void run_block(dim3 grid, dim3 block_dim, dim3 block_idx, const std::function<vo
   while (true) {
     bool ran = false;
     for (size_t step = 0; step < count; ++step) {
-      EmulatedThread& t = block.threads[reverse ? count - 1 - step : step];
+      EmulatedThread& t = block.threads[order[step]];
       if (t.state != State::kRunnable) continue;
       running_thread = &t;
       current = ThreadCoordinates{t.thread_idx, block_idx, block_dim, grid};
@@ -155,9 +178,21 @@ void run_block(dim3 grid, dim3 block_dim, dim3 block_idx, const std::function<vo
     if (live == 0) break;
     bool released = release_warps(block);
     if (at_barrier > 0 && at_barrier == live) {
-      // Everyone still running has arrived (finished threads count as arrived).
+      // Everyone still running has arrived (finished threads count as arrived). The
+      // reductions of __syncthreads_count/_and/_or are taken now, before anyone moves on.
+      int count_true = 0, all_true = 1, any_true = 0;
+      for (const EmulatedThread& t : block.threads) {
+        if (t.state != State::kAtBarrier) continue;
+        count_true += t.barrier_value != 0 ? 1 : 0;
+        all_true &= t.barrier_value != 0 ? 1 : 0;
+        any_true |= t.barrier_value != 0 ? 1 : 0;
+      }
       for (EmulatedThread& t : block.threads) {
-        if (t.state == State::kAtBarrier) t.state = State::kRunnable;
+        if (t.state != State::kAtBarrier) continue;
+        t.barrier_result[0] = count_true;
+        t.barrier_result[1] = all_true;
+        t.barrier_result[2] = any_true;
+        t.state = State::kRunnable;
       }
       released = true;
     }
@@ -174,10 +209,16 @@ void run_block(dim3 grid, dim3 block_dim, dim3 block_idx, const std::function<vo
 
 }  // namespace
 
-void block_barrier(const char* where) {
+void block_barrier(const char* where) { (void)block_barrier_reduce(0, 0, where); }
+
+int block_barrier_reduce(int predicate, int kind, const char* where) {
   if (running_thread == nullptr) throw std::logic_error("__syncthreads outside an emulated kernel");
+  running_thread->barrier_value = predicate;
   suspend(State::kAtBarrier, where);
+  return running_thread->barrier_result[kind];
 }
+
+unsigned char* dynamic_shared_memory() { return dynamic_shared.data(); }
 
 void warp_exchange(unsigned int mask, const void* value, size_t size, void* lanes, const char* where) {
   EmulatedThread* self = running_thread;
@@ -193,11 +234,23 @@ void warp_exchange(unsigned int mask, const void* value, size_t size, void* lane
   for (int l = 0; l < kWarpSize; ++l) std::memcpy(static_cast<char*>(lanes) + l * size, self->lanes[l], size);
 }
 
-void run_grid(dim3 grid, dim3 block, const std::function<void()>& body) {
-  const bool reverse = reverse_order();
+void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const std::function<void()>& body) {
+  const size_t threads = static_cast<size_t>(block.x) * block.y * block.z;
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0 || threads == 0) {
+    throw std::invalid_argument("SIMT launch: empty grid or block");
+  }
+  if (threads > 1024) {
+    throw std::invalid_argument("SIMT launch: " + std::to_string(threads) + " threads per block (CUDA allows 1024)");
+  }
+  if (shared_bytes > kMaxDynamicSharedBytes) {
+    throw std::invalid_argument("SIMT launch: " + std::to_string(shared_bytes) +
+                                " bytes of dynamic shared memory (the default limit is 48 KB)");
+  }
+  dynamic_shared.assign(shared_bytes, static_cast<unsigned char>(0xFF));
+  const std::vector<size_t> order = thread_order(threads);
   for (unsigned z = 0; z < grid.z; ++z) {
     for (unsigned y = 0; y < grid.y; ++y) {
-      for (unsigned x = 0; x < grid.x; ++x) run_block(grid, block, dim3(x, y, z), body, reverse);
+      for (unsigned x = 0; x < grid.x; ++x) run_block(grid, block, dim3(x, y, z), body, order);
     }
   }
   running_thread = nullptr;

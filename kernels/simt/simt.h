@@ -30,6 +30,7 @@ void launch(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t shared_
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <stdexcept>
 #include <string>
@@ -60,13 +61,25 @@ void block_barrier(const char* where);
 // 32 lanes through `lanes` (index = lane).
 void warp_exchange(unsigned int mask, const void* value, size_t size, void* lanes, const char* where);
 
+// __syncthreads_count/_and/_or: a barrier that also reduces one int over the block.
+int block_barrier_reduce(int predicate, int kind, const char* where);  // kind 0 count, 1 and, 2 or
+
+// The dynamic shared memory of the running block (LA3_DYNAMIC_SHARED); its bytes are NaN
+// (0xFF) before each block starts, so a kernel that reads before writing sees NaN.
+unsigned char* dynamic_shared_memory();
+
+// The default per-block limit of a CUDA launch without opt-in.
+constexpr size_t kMaxDynamicSharedBytes = 48 * 1024;
+
 // Runs `body` for every thread of every block (the kernel with its arguments bound).
-void run_grid(dim3 grid, dim3 block, const std::function<void()>& body);
+// Throws std::invalid_argument for a launch the hardware would refuse (empty grid, more
+// than 1024 threads per block, too much dynamic shared memory).
+void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const std::function<void()>& body);
 
 template <typename... KernelArgs, typename... Args>
-void launch(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t /*shared_bytes*/, void* /*stream*/,
+void launch(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t shared_bytes, void* /*stream*/,
             Args&&... args) {
-  run_grid(grid, block, [&]() { kernel(args...); });
+  run_grid(grid, block, shared_bytes, [&]() { kernel(args...); });
 }
 
 constexpr int kWarpSize = 32;
@@ -83,6 +96,20 @@ T shfl_generic(unsigned int mask, T value, int source_lane, const char* where) {
   warp_exchange(mask, &value, sizeof(T), lanes, where);
   return lanes[source_lane & (kWarpSize - 1)];
 }
+
+// Bits of the lanes in `mask` whose predicate is nonzero.
+inline unsigned int ballot(unsigned int mask, int predicate, const char* where) {
+  int lanes[kWarpSize];
+  warp_exchange(mask, &predicate, sizeof predicate, lanes, where);
+  unsigned int bits = 0;
+  for (int l = 0; l < kWarpSize; ++l) {
+    if ((mask >> l & 1u) && lanes[l] != 0) bits |= 1u << l;
+  }
+  return bits;
+}
+
+// __syncwarp(mask): the lanes in the mask wait for each other.
+inline void syncwarp(const char* where, unsigned int mask = 0xffffffffu) { (void)ballot(mask, 1, where); }
 
 }  // namespace la3::simt
 
@@ -104,6 +131,14 @@ T shfl_generic(unsigned int mask, T value, int source_lane, const char* where) {
 #define __shfl_sync(mask, value, lane) ::la3::simt::shfl_generic((mask), (value), (lane), LA3_SIMT_WHERE)
 #define __shfl_xor_sync(mask, value, lane_mask) \
   ::la3::simt::shfl_generic((mask), (value), static_cast<int>(::la3::simt::lane_id()) ^ (lane_mask), LA3_SIMT_WHERE)
+#define __syncthreads_count(p) ::la3::simt::block_barrier_reduce((p) ? 1 : 0, 0, LA3_SIMT_WHERE)
+#define __syncthreads_and(p) ::la3::simt::block_barrier_reduce((p) ? 1 : 0, 1, LA3_SIMT_WHERE)
+#define __syncthreads_or(p) ::la3::simt::block_barrier_reduce((p) ? 1 : 0, 2, LA3_SIMT_WHERE)
+#define __ballot_sync(mask, p) ::la3::simt::ballot((mask), (p) ? 1 : 0, LA3_SIMT_WHERE)
+#define __any_sync(mask, p) (::la3::simt::ballot((mask), (p) ? 1 : 0, LA3_SIMT_WHERE) != 0u)
+#define __all_sync(mask, p) (::la3::simt::ballot((mask), (p) ? 1 : 0, LA3_SIMT_WHERE) == (mask))
+#define __syncwarp(...) ::la3::simt::syncwarp(LA3_SIMT_WHERE __VA_OPT__(, ) __VA_ARGS__)
+#define LA3_DYNAMIC_SHARED(type, name) type* name = reinterpret_cast<type*>(::la3::simt::dynamic_shared_memory())
 #define __shfl_down_sync(mask, value, delta)                                                              \
   ::la3::simt::shfl_generic((mask), (value),                                                             \
                             static_cast<int>(::la3::simt::lane_id()) + (delta) < ::la3::simt::kWarpSize \
@@ -112,5 +147,22 @@ T shfl_generic(unsigned int mask, T value, int source_lane, const char* where) {
                             LA3_SIMT_WHERE)
 
 using la3::simt::dim3;
+
+// Real atomics (blocks may one day run on several OS threads): CAS loop for float.
+inline float atomicAdd(float* address, float value) {
+  auto* bits = reinterpret_cast<uint32_t*>(address);
+  uint32_t expected = __atomic_load_n(bits, __ATOMIC_RELAXED);
+  while (true) {
+    float old_value;
+    std::memcpy(&old_value, &expected, sizeof old_value);
+    const float updated = old_value + value;
+    uint32_t desired;
+    std::memcpy(&desired, &updated, sizeof desired);
+    if (__atomic_compare_exchange_n(bits, &expected, desired, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+      return old_value;
+    }
+  }
+}
+inline int atomicAdd(int* address, int value) { return __atomic_fetch_add(address, value, __ATOMIC_RELAXED); }
 
 #endif  // __CUDACC__

@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <vector>
 
@@ -58,6 +59,41 @@ __global__ void divergent_deadlock(int* out) {
   out[threadIdx.x] = value;
 }
 
+// Block-wide vote and warp votes.
+__global__ void votes(const int* in, int* out) {
+  const int mine = in[threadIdx.x];
+  const int count = __syncthreads_count(mine > 0);
+  const int all = __syncthreads_and(mine > 0);
+  const int any = __syncthreads_or(mine > 0);
+  const unsigned bits = __ballot_sync(0xffffffffu, mine > 0);
+  const bool warp_any = __any_sync(0xffffffffu, mine > 0);
+  const bool warp_all = __all_sync(0xffffffffu, mine > 0);
+  __syncwarp();
+  if (threadIdx.x % 32 == 0) {
+    const unsigned w = threadIdx.x / 32;
+    out[5 * w + 0] = count;
+    out[5 * w + 1] = all;
+    out[5 * w + 2] = any;
+    out[5 * w + 3] = static_cast<int>(bits);
+    out[5 * w + 4] = (warp_any ? 1 : 0) + (warp_all ? 2 : 0);
+  }
+}
+
+// Dynamic shared memory: poisoned with NaN before each block, then a block-wide exchange.
+__global__ void dynamic_exchange(float* out, float* first_read) {
+  LA3_DYNAMIC_SHARED(float, buffer);
+  if (threadIdx.x == 0) first_read[blockIdx.x] = buffer[blockDim.x - 1];  // read before any write
+  __syncthreads();
+  buffer[threadIdx.x] = static_cast<float>(blockIdx.x * 100 + threadIdx.x);
+  __syncthreads();
+  out[blockIdx.x * blockDim.x + threadIdx.x] = buffer[blockDim.x - 1 - threadIdx.x];
+}
+
+__global__ void atomic_histogram(const int* in, int* bins, float* total) {
+  atomicAdd(&bins[in[threadIdx.x] % 4], 1);
+  atomicAdd(total, 0.5f);
+}
+
 __global__ void throws_in_kernel(int* out) {
   if (threadIdx.x == 3) throw std::runtime_error("kernel failure at thread 3");
   out[threadIdx.x] = 1;
@@ -95,7 +131,57 @@ TEST_P(SimtOrder, WithTheBarrierEveryOrderIsRight) {
   for (int i = 0; i < 64; ++i) EXPECT_EQ(out[static_cast<size_t>(i)], ((i + 63) % 64) * 10);
 }
 
-INSTANTIATE_TEST_SUITE_P(Orders, SimtOrder, ::testing::Values("forward", "reverse"));
+TEST_P(SimtOrder, BlockAndWarpVotes) {
+  std::vector<int> in(64), out(10, -1);
+  for (int i = 0; i < 64; ++i) in[static_cast<size_t>(i)] = i < 32 ? 1 : (i % 3 == 0 ? 1 : 0);
+  la3::simt::launch(votes, dim3(1), dim3(64), 0, nullptr, in.data(), out.data());
+  unsigned expected_bits = 0;
+  for (int l = 0; l < 32; ++l) expected_bits |= (in[static_cast<size_t>(32 + l)] > 0 ? 1u : 0u) << l;
+  const int positives = 32 + 11;  // 32..63 has 11 multiples of 3
+  for (int w = 0; w < 2; ++w) {
+    EXPECT_EQ(out[static_cast<size_t>(5 * w + 0)], positives);
+    EXPECT_EQ(out[static_cast<size_t>(5 * w + 1)], 0);
+    EXPECT_EQ(out[static_cast<size_t>(5 * w + 2)], 1);
+  }
+  EXPECT_EQ(static_cast<unsigned>(out[3]), 0xffffffffu);
+  EXPECT_EQ(out[4], 3);  // warp 0: any and all
+  EXPECT_EQ(static_cast<unsigned>(out[8]), expected_bits);
+  EXPECT_EQ(out[9], 1);  // warp 1: any, not all
+}
+
+TEST_P(SimtOrder, DynamicSharedMemoryIsPoisonedPerBlockAndShared) {
+  const unsigned threads = 48;
+  std::vector<float> out(2 * threads), first(2, 0.0f);
+  la3::simt::launch(dynamic_exchange, dim3(2), dim3(threads), threads * sizeof(float), nullptr, out.data(),
+                    first.data());
+  EXPECT_TRUE(std::isnan(first[0]));
+  EXPECT_TRUE(std::isnan(first[1]));  // poisoned again before block 1
+  for (unsigned b = 0; b < 2; ++b) {
+    for (unsigned t = 0; t < threads; ++t) EXPECT_EQ(out[b * threads + t], static_cast<float>(b * 100 + threads - 1 - t));
+  }
+}
+
+TEST_P(SimtOrder, Atomics) {
+  std::vector<int> in(100), bins(4, 0);
+  for (int i = 0; i < 100; ++i) in[static_cast<size_t>(i)] = i;
+  float total = 0.0f;
+  la3::simt::launch(atomic_histogram, dim3(3), dim3(100), 0, nullptr, in.data(), bins.data(), &total);
+  EXPECT_EQ(bins, (std::vector<int>{75, 75, 75, 75}));
+  EXPECT_EQ(total, 150.0f);
+}
+
+INSTANTIATE_TEST_SUITE_P(Orders, SimtOrder, ::testing::Values("forward", "reverse", "shuffled"));
+
+TEST(Simt, InvalidLaunchesAreRefused) {
+  std::vector<int> out(2048, 0);
+  EXPECT_THROW(la3::simt::launch(neighbour, dim3(1), dim3(2048), 0, nullptr, out.data(), true), std::invalid_argument);
+  EXPECT_THROW(la3::simt::launch(neighbour, dim3(0), dim3(32), 0, nullptr, out.data(), true), std::invalid_argument);
+  EXPECT_THROW(la3::simt::launch(neighbour, dim3(1), dim3(32), 64 * 1024, nullptr, out.data(), true),
+               std::invalid_argument);
+  setenv("LA3_SIMT_ORDER", "sideways", 1);
+  EXPECT_THROW(la3::simt::launch(neighbour, dim3(1), dim3(32), 0, nullptr, out.data(), true), std::invalid_argument);
+  unsetenv("LA3_SIMT_ORDER");
+}
 
 TEST(Simt, AMissingBarrierIsCaughtInReverseOrder) {
   std::vector<int> out(64, -1);
