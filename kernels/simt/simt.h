@@ -18,6 +18,12 @@
 #if defined(__CUDACC__)
 #include <cuda_runtime.h>
 
+#include <utility>
+
+#define LA3_DYNAMIC_SHARED(type, name)                                   \
+  extern __shared__ __align__(16) unsigned char la3_dynamic_shared_bytes[]; \
+  type* name = reinterpret_cast<type*>(la3_dynamic_shared_bytes)
+
 namespace la3::simt {
 template <typename... KernelArgs, typename... Args>
 void launch(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t shared_bytes, cudaStream_t stream,

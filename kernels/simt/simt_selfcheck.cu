@@ -1,0 +1,10 @@
+// nvcc compiles the self-check kernels so the CUDA branch of simt.h is checked in every build.
+#include "kernels/simt/simt_selfcheck.cuh"
+
+namespace la3::kernels {
+
+void launch_block_reduce_sum(const float* in, float* out, int n, int blocks, int threads, cudaStream_t stream) {
+  simt::launch(block_reduce_sum, dim3(blocks), dim3(threads), (threads / 32) * sizeof(float), stream, in, out, n);
+}
+
+}  // namespace la3::kernels
