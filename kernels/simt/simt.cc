@@ -5,7 +5,10 @@
 #include <boost/context/protected_fixedsize_stack.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
+#include <mutex>
+#include <thread>
 #include <cstring>
 #include <exception>
 #include <string>
@@ -246,14 +249,44 @@ void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const std::function<vo
     throw std::invalid_argument("SIMT launch: " + std::to_string(shared_bytes) +
                                 " bytes of dynamic shared memory (the default limit is 48 KB)");
   }
-  dynamic_shared.assign(shared_bytes, static_cast<unsigned char>(0xFF));
   const std::vector<size_t> order = thread_order(threads);
-  for (unsigned z = 0; z < grid.z; ++z) {
-    for (unsigned y = 0; y < grid.y; ++y) {
-      for (unsigned x = 0; x < grid.x; ++x) run_block(grid, block, dim3(x, y, z), body, order);
+  const size_t blocks = static_cast<size_t>(grid.x) * grid.y * grid.z;
+  // Blocks are independent: LA3_SIMT_WORKERS OS threads take them from a shared counter.
+  // Each block runs start to finish on one worker, so thread_local __shared__ and the
+  // dynamic shared buffer stay per block.
+  const char* workers_text = std::getenv("LA3_SIMT_WORKERS");
+  const size_t workers = std::max<size_t>(1, std::min<size_t>(blocks, workers_text ? std::strtoul(workers_text, nullptr, 10) : 1));
+  std::atomic<size_t> next_block{0};
+  std::mutex error_mutex;
+  std::exception_ptr first_error;
+  auto work = [&]() {
+    dynamic_shared.assign(shared_bytes, static_cast<unsigned char>(0xFF));
+    while (true) {
+      const size_t index = next_block.fetch_add(1);
+      if (index >= blocks) break;
+      {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        if (first_error) break;
+      }
+      const dim3 block_idx(static_cast<unsigned>(index % grid.x), static_cast<unsigned>((index / grid.x) % grid.y),
+                           static_cast<unsigned>(index / (static_cast<size_t>(grid.x) * grid.y)));
+      try {
+        run_block(grid, block, block_idx, body, order);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        if (!first_error) first_error = std::current_exception();
+      }
     }
+    running_thread = nullptr;
+  };
+  if (workers == 1) {
+    work();
+  } else {
+    std::vector<std::thread> pool;
+    for (size_t w = 0; w < workers; ++w) pool.emplace_back(work);
+    for (std::thread& t : pool) t.join();
   }
-  running_thread = nullptr;
+  if (first_error) std::rethrow_exception(first_error);
 }
 
 }  // namespace la3::simt

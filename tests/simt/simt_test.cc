@@ -7,6 +7,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 namespace {
@@ -99,10 +100,19 @@ __global__ void throws_in_kernel(int* out) {
   out[threadIdx.x] = 1;
 }
 
+// "order" or "order/workers": the thread order and how many OS threads run blocks.
 class SimtOrder : public ::testing::TestWithParam<const char*> {
  protected:
-  void SetUp() override { setenv("LA3_SIMT_ORDER", GetParam(), 1); }
-  void TearDown() override { unsetenv("LA3_SIMT_ORDER"); }
+  void SetUp() override {
+    const std::string mode = GetParam();
+    const size_t slash = mode.find('/');
+    setenv("LA3_SIMT_ORDER", mode.substr(0, slash).c_str(), 1);
+    if (slash != std::string::npos) setenv("LA3_SIMT_WORKERS", mode.substr(slash + 1).c_str(), 1);
+  }
+  void TearDown() override {
+    unsetenv("LA3_SIMT_ORDER");
+    unsetenv("LA3_SIMT_WORKERS");
+  }
 };
 
 TEST_P(SimtOrder, BlockReductionWithSharedMemoryAndBarriers) {
@@ -170,7 +180,12 @@ TEST_P(SimtOrder, Atomics) {
   EXPECT_EQ(total, 150.0f);
 }
 
-INSTANTIATE_TEST_SUITE_P(Orders, SimtOrder, ::testing::Values("forward", "reverse", "shuffled"));
+INSTANTIATE_TEST_SUITE_P(Orders, SimtOrder, ::testing::Values("forward", "reverse", "shuffled", "shuffled/2"),
+                         [](const ::testing::TestParamInfo<const char*>& param_info) {
+                           std::string name = param_info.param;
+                           for (char& c : name) c = c == '/' ? '_' : c;
+                           return name;
+                         });
 
 TEST(Simt, InvalidLaunchesAreRefused) {
   std::vector<int> out(2048, 0);
