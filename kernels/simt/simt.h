@@ -34,6 +34,7 @@ void launch(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t shared_
 
 #else  // host emulation
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -153,6 +154,26 @@ inline void syncwarp(const char* where, unsigned int mask = 0xffffffffu) { (void
                             LA3_SIMT_WHERE)
 
 using la3::simt::dim3;
+
+// Math intrinsics kernels use, with host definitions (results are close to, not
+// bit-identical with, the GPU's approximate versions: compare with tolerances).
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+inline float __expf(float x) { return std::exp(x); }
+inline float __logf(float x) { return std::log(x); }
+inline float __fdividef(float a, float b) { return a / b; }
+inline float __frcp_rn(float x) { return 1.0f / x; }
+inline float __saturatef(float x) { return x < 0.0f ? 0.0f : (x > 1.0f ? 1.0f : x); }
+inline int __popc(unsigned int x) { return __builtin_popcount(x); }
+inline int __float_as_int(float x) {
+  int i;
+  std::memcpy(&i, &x, sizeof i);
+  return i;
+}
+inline float __int_as_float(int i) {
+  float x;
+  std::memcpy(&x, &i, sizeof x);
+  return x;
+}
 
 // Real atomics (blocks may one day run on several OS threads): CAS loop for float.
 inline float atomicAdd(float* address, float value) {
