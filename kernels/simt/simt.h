@@ -155,7 +155,7 @@ inline void syncwarp(const char* where, unsigned int mask = 0xffffffffu) { (void
 
 using la3::simt::dim3;
 
-// Math intrinsics kernels use, with host definitions (results are close to, not
+// Math intrinsics kernels use (sqrtf, tanhf, expf come from <cmath>), with host definitions (results are close to, not
 // bit-identical with, the GPU's approximate versions: compare with tolerances).
 inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
 inline float __expf(float x) { return std::exp(x); }

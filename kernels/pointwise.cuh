@@ -1,0 +1,72 @@
+// Pointwise CUDA kernels (f32): activations of the T5 feed-forward blocks, dropout with the
+// shared Philox keying, and the AdamW update. The CUDA counterparts of engine/cpu/
+// {activation,dropout,adamw}_cpu.cc; checked against them under the SIMT emulation.
+// One thread per element, grid-stride loops, so any launch size covers any count.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "kernels/adamw_scalars.h"
+#include "kernels/op_params.h"
+#include "kernels/philox.cuh"
+#include "kernels/simt/simt.h"
+
+namespace la3::kernels {
+
+constexpr unsigned int kPointwiseThreads = 256;
+
+__device__ __forceinline__ int64_t first_index() {
+  return static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+__device__ __forceinline__ int64_t grid_stride() { return static_cast<int64_t>(gridDim.x) * blockDim.x; }
+
+// gelu_new(x) = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) and its derivative.
+__device__ __forceinline__ float gelu_new_value(float x) {
+  const float inner = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+  return 0.5f * x * (1.0f + tanhf(inner));
+}
+__device__ __forceinline__ float gelu_new_derivative(float x) {
+  const float inner = 0.7978845608028654f * (x + 0.044715f * x * x * x);
+  const float t = tanhf(inner);
+  return 0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * 0.7978845608028654f * (1.0f + 3.0f * 0.044715f * x * x);
+}
+
+__global__ void relu_forward_kernel(int64_t count, const float* x, float* out) {
+  for (int64_t i = first_index(); i < count; i += grid_stride()) out[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+__global__ void relu_backward_kernel(int64_t count, const float* dout, const float* x, float* dx) {
+  for (int64_t i = first_index(); i < count; i += grid_stride()) dx[i] = x[i] > 0.0f ? dout[i] : 0.0f;
+}
+__global__ void gated_gelu_forward_kernel(int64_t count, const float* gate, const float* linear, float* out) {
+  for (int64_t i = first_index(); i < count; i += grid_stride()) out[i] = gelu_new_value(gate[i]) * linear[i];
+}
+__global__ void gated_gelu_backward_kernel(int64_t count, const float* dout, const float* gate, const float* linear,
+                                           float* dgate, float* dlinear) {
+  for (int64_t i = first_index(); i < count; i += grid_stride()) {
+    dgate[i] = dout[i] * linear[i] * gelu_new_derivative(gate[i]);
+    dlinear[i] = dout[i] * gelu_new_value(gate[i]);
+  }
+}
+
+// Inverted dropout: the same keep decision as the CPU backend for every element index.
+__global__ void dropout_kernel(DropoutParams p, int64_t count, const float* x, float* out) {
+  const float keep_scale = 1.0f / (1.0f - p.p);
+  for (int64_t i = first_index(); i < count; i += grid_stride()) {
+    out[i] = dropout_keep(p.p, p.seed, p.step, p.stream, static_cast<uint64_t>(i)) ? x[i] * keep_scale : 0.0f;
+  }
+}
+
+__global__ void adamw_kernel(AdamWScalars s, int64_t count, float* param, const float* grad, float* exp_avg,
+                             float* exp_avg_sq) {
+  for (int64_t i = first_index(); i < count; i += grid_stride()) {
+    const float g = grad[i];
+    param[i] *= s.decay;
+    exp_avg[i] += s.avg_weight * (g - exp_avg[i]);
+    exp_avg_sq[i] = exp_avg_sq[i] * s.beta2 + s.sq_weight * g * g;
+    const float denom = sqrtf(exp_avg_sq[i]) / s.bias_correction2_sqrt + s.eps;
+    param[i] += -s.step_size * (exp_avg[i] / denom);
+  }
+}
+
+}  // namespace la3::kernels
