@@ -10,25 +10,13 @@
 
 #include <cstdint>
 
+#include "kernels/block_reduce.cuh"
 #include "kernels/op_params.h"
 #include "kernels/simt/simt.h"
 
 namespace la3::kernels {
 
 constexpr unsigned int kRmsNormThreads = 256;  // a multiple of 32, at most 1024
-
-// Sum of `value` over the block; every thread gets the result. Needs blockDim.x / 32 floats
-// of shared memory in `scratch`.
-__device__ __forceinline__ float block_sum(float value, float* scratch) {
-  for (int offset = 16; offset > 0; offset /= 2) value += __shfl_xor_sync(0xffffffffu, value, offset);
-  const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-  if (lane == 0) scratch[warp] = value;
-  __syncthreads();
-  float total = lane < blockDim.x / 32 ? scratch[lane] : 0.0f;
-  for (int offset = 16; offset > 0; offset /= 2) total += __shfl_xor_sync(0xffffffffu, total, offset);
-  __syncthreads();  // scratch may be reused by the caller's next reduction
-  return total;
-}
 
 __global__ void rmsnorm_forward_kernel(RmsNormParams p, const float* x, const float* weight, float* out, float* rstd) {
   __shared__ float scratch[kRmsNormThreads / 32];

@@ -124,7 +124,7 @@ inline void syncwarp(const char* where, unsigned int mask = 0xffffffffu) { (void
 #define LA3_SIMT_STR(x) LA3_SIMT_STR2(x)
 #define LA3_SIMT_WHERE __FILE__ ":" LA3_SIMT_STR(__LINE__)
 
-#define __global__
+#define __global__ inline  // kernels live in headers; one definition across translation units
 #define __device__
 #define __host__
 #define __forceinline__ inline __attribute__((always_inline))

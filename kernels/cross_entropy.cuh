@@ -1,0 +1,70 @@
+// Token cross-entropy fused with log-softmax (f32 logits): one block per row. Forward gives
+// each row's loss and log-sum-exp; backward recomputes softmax from the saved log-sum-exp
+// (the [rows, vocab] probabilities are never stored). The CUDA counterpart of
+// engine/cpu/cross_entropy_cpu.cc, also the base of the k+1-caption losses (token_log_probs
+// uses these kernels with a per-row weight of -g).
+#pragma once
+
+#include <cfloat>
+#include <cstdint>
+
+#include "kernels/op_params.h"
+#include "kernels/block_reduce.cuh"
+#include "kernels/simt/simt.h"
+
+namespace la3::kernels {
+
+constexpr unsigned int kCrossEntropyThreads = 256;
+
+__global__ void cross_entropy_forward_kernel(CrossEntropyParams p, const float* logits, const int64_t* labels,
+                                             float* row_loss, float* row_lse) {
+  __shared__ float scratch[kCrossEntropyThreads / 32];
+  const int64_t row = blockIdx.x;
+  const float* z = logits + row * p.vocab;
+  float local_max = -FLT_MAX;
+  for (int64_t c = threadIdx.x; c < p.vocab; c += blockDim.x) local_max = fmaxf(local_max, z[c]);
+  const float max_value = block_max(local_max, scratch);
+  float local_sum = 0.0f;
+  for (int64_t c = threadIdx.x; c < p.vocab; c += blockDim.x) local_sum += expf(z[c] - max_value);
+  const float sum = block_sum(local_sum, scratch);
+  if (threadIdx.x == 0) {
+    const float log_sum = logf(sum);
+    row_lse[row] = max_value + log_sum;
+    const int64_t label = labels[row];
+    row_loss[row] = label == p.ignore_index ? 0.0f : (max_value - z[label]) + log_sum;
+  }
+}
+
+// dlogits[r] = weight[r] * (softmax(z_r) - onehot(label_r)); 0 for ignored rows.
+__global__ void cross_entropy_backward_kernel(CrossEntropyParams p, const float* logits, const int64_t* labels,
+                                              const float* row_lse, const float* row_weight, float* dlogits) {
+  const int64_t row = blockIdx.x;
+  const float* z = logits + row * p.vocab;
+  float* dz = dlogits + row * p.vocab;
+  const int64_t label = labels[row];
+  const float weight = label == p.ignore_index ? 0.0f : row_weight[row];
+  const float lse = row_lse[row];
+  for (int64_t c = threadIdx.x; c < p.vocab; c += blockDim.x) {
+    float g = weight == 0.0f ? 0.0f : weight * expf(z[c] - lse);
+    if (fabsf(g) < FLT_MIN) g = 0.0f;  // no subnormals into the next GEMM (engine/cpu/denormals.h)
+    if (c == label) g -= weight;
+    dz[c] = g;
+  }
+}
+
+// Embedding gather: one block per id, threads over the dimension.
+__global__ void embedding_forward_kernel(EmbeddingParams p, const int64_t* ids, const float* table, float* out) {
+  const int64_t i = blockIdx.x;
+  const float* row = table + ids[i] * p.dim;
+  for (int64_t c = threadIdx.x; c < p.dim; c += blockDim.x) out[i * p.dim + c] = row[c];
+}
+
+// Scatter-add of the gradient rows into the table gradient. Repeated ids race, so the sum
+// uses atomics (its order, and so the last bits, may vary between runs on a GPU).
+__global__ void embedding_backward_kernel(EmbeddingParams p, const int64_t* ids, const float* dout, float* dtable) {
+  const int64_t i = blockIdx.x;
+  float* row = dtable + ids[i] * p.dim;
+  for (int64_t c = threadIdx.x; c < p.dim; c += blockDim.x) atomicAdd(&row[c], dout[i * p.dim + c]);
+}
+
+}  // namespace la3::kernels
