@@ -1,4 +1,5 @@
 // nvcc compiles the self-check kernels so the CUDA branch of simt.h is checked in every build.
+#include "kernels/attention.cuh"
 #include "kernels/cross_entropy.cuh"
 #include "kernels/pointwise.cuh"
 #include "kernels/rmsnorm.cuh"
