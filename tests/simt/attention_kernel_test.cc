@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/simt/simt_modes.h"
+
 #include <cstdlib>
 #include <random>
 #include <string>
@@ -66,19 +68,7 @@ void check(const AttentionParams& p, const std::vector<int32_t>& mask, const cha
   }
 }
 
-class AttentionKernel : public ::testing::TestWithParam<const char*> {
- protected:
-  void SetUp() override {
-    const std::string mode = GetParam();
-    const size_t slash = mode.find('/');
-    setenv("LA3_SIMT_ORDER", mode.substr(0, slash).c_str(), 1);
-    if (slash != std::string::npos) setenv("LA3_SIMT_WORKERS", mode.substr(slash + 1).c_str(), 1);
-  }
-  void TearDown() override {
-    unsetenv("LA3_SIMT_ORDER");
-    unsetenv("LA3_SIMT_WORKERS");
-  }
-};
+class AttentionKernel : public la3::testing::SimtModeTest {};
 
 TEST_P(AttentionKernel, MatchesTheCpuBackend) {
   AttentionParams encoder;
@@ -102,11 +92,6 @@ TEST_P(AttentionKernel, MatchesTheCpuBackend) {
   check(dropped, {}, "dropout on the probabilities");
 }
 
-INSTANTIATE_TEST_SUITE_P(Orders, AttentionKernel, ::testing::Values("forward", "reverse", "shuffled/2"),
-                         [](const ::testing::TestParamInfo<const char*>& param_info) {
-                           std::string name = param_info.param;
-                           for (char& c : name) c = c == '/' ? '_' : c;
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(Orders, AttentionKernel, ::testing::Values("forward", "reverse", "shuffled/2"), la3::testing::simt_mode_name);
 
 }  // namespace

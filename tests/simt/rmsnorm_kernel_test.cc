@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/simt/simt_modes.h"
+
 #include <cstdlib>
 #include <random>
 #include <string>
@@ -22,19 +24,7 @@ double normalized_error(const std::vector<float>& actual, const std::vector<floa
   return norm == 0.0 ? diff : diff / norm;
 }
 
-class RmsNormKernel : public ::testing::TestWithParam<const char*> {
- protected:
-  void SetUp() override {
-    const std::string mode = GetParam();
-    const size_t slash = mode.find('/');
-    setenv("LA3_SIMT_ORDER", mode.substr(0, slash).c_str(), 1);
-    if (slash != std::string::npos) setenv("LA3_SIMT_WORKERS", mode.substr(slash + 1).c_str(), 1);
-  }
-  void TearDown() override {
-    unsetenv("LA3_SIMT_ORDER");
-    unsetenv("LA3_SIMT_WORKERS");
-  }
-};
+class RmsNormKernel : public la3::testing::SimtModeTest {};
 
 TEST_P(RmsNormKernel, MatchesTheCpuBackendForwardAndBackward) {
   for (const auto& [rows, cols] : {std::pair<int64_t, int64_t>{7, 333}, {3, 1}, {1, 1024}, {5, 37}}) {
@@ -75,11 +65,6 @@ TEST_P(RmsNormKernel, MatchesTheCpuBackendForwardAndBackward) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Orders, RmsNormKernel, ::testing::Values("forward", "reverse", "shuffled", "shuffled/2"),
-                         [](const ::testing::TestParamInfo<const char*>& param_info) {
-                           std::string name = param_info.param;
-                           for (char& c : name) c = c == '/' ? '_' : c;
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(Orders, RmsNormKernel, ::testing::Values("forward", "reverse", "shuffled", "shuffled/2"), la3::testing::simt_mode_name);
 
 }  // namespace

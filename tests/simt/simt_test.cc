@@ -5,6 +5,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "tests/simt/simt_modes.h"
+
 #include <cmath>
 #include <cstdlib>
 #include <string>
@@ -100,20 +102,7 @@ __global__ void throws_in_kernel(int* out) {
   out[threadIdx.x] = 1;
 }
 
-// "order" or "order/workers": the thread order and how many OS threads run blocks.
-class SimtOrder : public ::testing::TestWithParam<const char*> {
- protected:
-  void SetUp() override {
-    const std::string mode = GetParam();
-    const size_t slash = mode.find('/');
-    setenv("LA3_SIMT_ORDER", mode.substr(0, slash).c_str(), 1);
-    if (slash != std::string::npos) setenv("LA3_SIMT_WORKERS", mode.substr(slash + 1).c_str(), 1);
-  }
-  void TearDown() override {
-    unsetenv("LA3_SIMT_ORDER");
-    unsetenv("LA3_SIMT_WORKERS");
-  }
-};
+class SimtOrder : public la3::testing::SimtModeTest {};
 
 TEST_P(SimtOrder, BlockReductionWithSharedMemoryAndBarriers) {
   const int n = 1000;  // not a multiple of the block size
@@ -180,12 +169,7 @@ TEST_P(SimtOrder, Atomics) {
   EXPECT_EQ(total, 150.0f);
 }
 
-INSTANTIATE_TEST_SUITE_P(Orders, SimtOrder, ::testing::Values("forward", "reverse", "shuffled", "shuffled/2"),
-                         [](const ::testing::TestParamInfo<const char*>& param_info) {
-                           std::string name = param_info.param;
-                           for (char& c : name) c = c == '/' ? '_' : c;
-                           return name;
-                         });
+INSTANTIATE_TEST_SUITE_P(Orders, SimtOrder, ::testing::Values("forward", "reverse", "shuffled", "shuffled/2"), la3::testing::simt_mode_name);
 
 TEST(Simt, InvalidLaunchesAreRefused) {
   std::vector<int> out(2048, 0);
