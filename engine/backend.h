@@ -71,10 +71,12 @@ class Backend {
                                  const float* v, const float* bias_table, const int32_t* key_mask,
                                  float* out, float* probs) = 0;
   // dq, dk, dv are overwritten; dbias_table (when non-null) is accumulated. key_mask is
-  // needed to recognise fully masked rows, which get no gradient.
+  // needed to recognise fully masked rows, which get no gradient; bias_table lets a backend
+  // recompute the scores instead of reading saved probabilities. `probs` is the buffer the
+  // forward filled ([batch, heads, q_len, k_len]; a backend may keep other saved state in it).
   virtual void attention_backward(const kernels::AttentionParams& p, const float* dout, const float* q,
-                                  const float* k, const float* v, const int32_t* key_mask, const float* probs,
-                                  float* dq, float* dk, float* dv, float* dbias_table) = 0;
+                                  const float* k, const float* v, const float* bias_table, const int32_t* key_mask,
+                                  const float* probs, float* dq, float* dk, float* dv, float* dbias_table) = 0;
 
   // --- embedding, dropout, loss -------------------------------------------------------
   virtual void embedding_forward(const kernels::EmbeddingParams& p, const int64_t* ids, const float* table,

@@ -138,7 +138,8 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
                 Tensor dbias = need_dbias ? Tensor::zeros_like(bias_table) : Tensor();  // [num_buckets, heads]
                 backend_for(q.device()).attention_backward(
                     p, dout.data<float>(), q.data<float>(), k.data<float>(), v.data<float>(),
-                    p.has_key_mask ? key_mask.data<int32_t>() : nullptr, probs.data<float>(), dq.data<float>(),
+                    p.has_bias ? bias_table.data<float>() : nullptr, p.has_key_mask ? key_mask.data<int32_t>() : nullptr,
+                    probs.data<float>(), dq.data<float>(),
                     dk.data<float>(), dv.data<float>(), need_dbias ? dbias.data<float>() : nullptr);
                 return std::vector<Tensor>{dq, dk, dv, dbias};
               });

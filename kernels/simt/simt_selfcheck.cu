@@ -3,6 +3,7 @@
 #include "kernels/cross_entropy.cuh"
 #include "kernels/pointwise.cuh"
 #include "kernels/rmsnorm.cuh"
+#include "kernels/softmax.cuh"
 #include "kernels/simt/simt_selfcheck.cuh"
 
 namespace la3::kernels {

@@ -46,7 +46,7 @@ void check(const AttentionParams& p, const std::vector<int32_t>& mask, const cha
   std::vector<float> out_cpu(q_size), probs(static_cast<size_t>(p.batch * p.heads * p.q_len * p.k_len));
   cpu.attention_forward(p, q.data(), k.data(), v.data(), table.data(), mask_data, out_cpu.data(), probs.data());
   std::vector<float> dq_cpu(q_size), dk_cpu(kv_size), dv_cpu(kv_size), dbias_cpu(table.size(), 0.0f);
-  cpu.attention_backward(p, dout.data(), q.data(), k.data(), v.data(), mask_data, probs.data(), dq_cpu.data(),
+  cpu.attention_backward(p, dout.data(), q.data(), k.data(), v.data(), table.data(), mask_data, probs.data(), dq_cpu.data(),
                          dk_cpu.data(), dv_cpu.data(), dbias_cpu.data());
 
   const dim3 grid(static_cast<unsigned>(p.q_len), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));

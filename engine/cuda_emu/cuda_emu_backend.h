@@ -1,0 +1,48 @@
+// The cuda-emu device (DESIGN.md 2): the CUDA backend's kernels (kernels/*.cuh) compiled
+// by g++ and run by the SIMT emulation, with device memory = host memory. GEMMs go to the
+// CPU GEMM for now (cuBLASLt's stand-in); everything else is a kernel launch, so launch
+// configurations, indexing and buffer contracts are exercised on a machine without a GPU.
+#pragma once
+
+#include "engine/allocator.h"
+#include "engine/backend.h"
+
+namespace la3 {
+
+class CudaEmuBackend final : public Backend {
+ public:
+  Device device() const override;
+  std::string name() const override;
+  void gemm(const kernels::GemmParams& p, const float* a, const float* b, float* c) override;
+  void add_forward(const kernels::BinaryParams& p, const float* a, const float* b, float* out) override;
+  void add_backward(const kernels::BinaryParams& p, const float* dout, float* da, float* db) override;
+  void mul_forward(const kernels::BinaryParams& p, const float* a, const float* b, float* out) override;
+  void mul_backward(const kernels::BinaryParams& p, const float* dout, const float* a, const float* b, float* da, float* db) override;
+  void scale(int64_t count, float alpha, const float* x, float* out) override;
+  void axpy(int64_t count, float alpha, const float* x, float* y) override;
+  void fill(int64_t count, float value, float* out) override;
+  void relu_forward(int64_t count, const float* x, float* out) override;
+  void relu_backward(int64_t count, const float* dout, const float* x, float* dx) override;
+  void gelu_new_forward(int64_t count, const float* x, float* out) override;
+  void gelu_new_backward(int64_t count, const float* dout, const float* x, float* dx) override;
+  void gated_gelu_forward(int64_t count, const float* gate, const float* linear, float* out) override;
+  void gated_gelu_backward(int64_t count, const float* dout, const float* gate, const float* linear, float* dgate, float* dlinear) override;
+  void rmsnorm_forward(const kernels::RmsNormParams& p, const float* x, const float* weight, float* out, float* rstd) override;
+  void rmsnorm_backward(const kernels::RmsNormParams& p, const float* dout, const float* x, const float* weight, const float* rstd, float* dx, float* dweight) override;
+  void softmax_forward(const kernels::SoftmaxParams& p, const float* x, float* out) override;
+  void softmax_backward(const kernels::SoftmaxParams& p, const float* dout, const float* out, float* dx) override;
+  void attention_forward(const kernels::AttentionParams& p, const float* q, const float* k, const float* v, const float* bias_table, const int32_t* key_mask, float* out, float* probs) override;
+  void attention_backward(const kernels::AttentionParams& p, const float* dout, const float* q, const float* k, const float* v, const float* bias_table, const int32_t* key_mask, const float* probs, float* dq, float* dk, float* dv, float* dbias_table) override;
+  void embedding_forward(const kernels::EmbeddingParams& p, const int64_t* ids, const float* table, float* out) override;
+  void embedding_backward(const kernels::EmbeddingParams& p, const int64_t* ids, const float* dout, float* dtable) override;
+  void dropout_forward(const kernels::DropoutParams& p, int64_t count, const float* x, float* out) override;
+  void cross_entropy_forward(const kernels::CrossEntropyParams& p, const float* logits, const int64_t* labels, float* row_loss, float* row_lse) override;
+  void cross_entropy_backward(const kernels::CrossEntropyParams& p, const float* logits, const int64_t* labels, const float* row_lse, const float* row_weight, float* dlogits) override;
+  void adamw_step(const kernels::AdamWParams& p, float* param, const float* grad, float* exp_avg, float* exp_avg_sq) override;
+};
+
+// Registers the cuda-emu allocator and backend (idempotent). Tensors can then be created
+// with Device{DeviceType::kCudaEmu, 0}.
+void register_cuda_emu_backend();
+
+}  // namespace la3
