@@ -213,6 +213,13 @@ Tensor Tensor::to(DType target) const {
   return converted;
 }
 
+Tensor Tensor::to_device(Device target) const {
+  if (target == device()) return *this;
+  Tensor moved = empty(shape(), dtype(), target);
+  moved.copy_from(*this);
+  return moved;
+}
+
 void Tensor::copy_from(const Tensor& source) const {
   if (source.shape() != shape()) {
     Fail(ErrorKind::kInvalidArgument, "copy_from: source ", source.describe(),

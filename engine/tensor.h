@@ -94,6 +94,9 @@ class Tensor {
   Tensor clone() const;
   // Element type conversion (f32 <-> bf16 round-to-nearest-even, integer <-> float).
   Tensor to(DType dtype) const;
+  // A copy on `device` (this tensor itself when it is already there). Host-accessible
+  // devices only for now (cpu, cuda-emu); the cuda device will copy through its runtime.
+  Tensor to_device(Device device) const;
   // Copies `source` (same shape, any strides, any dtype convertible) into this tensor.
   void copy_from(const Tensor& source) const;
   void fill(double value) const;

@@ -171,6 +171,14 @@ absl::StatusOr<T5Model> T5Model::from_tensors(const T5Config& config, std::map<s
   return T5Model(config, std::move(parameters));
 }
 
+T5Model T5Model::to_device(Device target) const {
+  std::map<std::string, Tensor> moved;
+  for (const auto& [name, tensor] : parameters_) {
+    moved[name] = tensor.device() == target ? tensor.clone() : tensor.to_device(target);
+  }
+  return T5Model(config_, std::move(moved));
+}
+
 std::vector<Tensor> T5Model::parameter_list() const {
   std::vector<Tensor> list;
   for (const auto& entry : parameters_) list.push_back(entry.second);
@@ -314,7 +322,8 @@ Tensor T5Model::decode(const Tensor& decoder_input_ids, const Tensor& encoder_hi
 Tensor T5Model::logits(const Tensor& input_ids, const Tensor& attention_mask, const Tensor& labels,
                        const T5ForwardOptions& options) const {
   const Tensor encoded = encode(input_ids, attention_mask, options);
-  const Tensor decoder_inputs = shift_right(labels, config_.decoder_start_token_id, config_.pad_token_id);
+  const Tensor decoder_inputs =
+      shift_right(labels, config_.decoder_start_token_id, config_.pad_token_id).to_device(labels.device());
   return decode(decoder_inputs, encoded, attention_mask, options);
 }
 

@@ -38,6 +38,10 @@ class T5Model {
 
   const T5Config& config() const { return config_; }
 
+  // The same model with every parameter copied to `device` (gradients are not copied).
+  T5Model to_device(Device device) const;
+  Device device() const { return parameter("shared.weight").device(); }
+
   // Every trainable parameter by HF name (tied models have no separate lm_head.weight).
   const std::map<std::string, Tensor>& parameters() const { return parameters_; }
   // The same tensors in name order, for optimizers.

@@ -27,6 +27,36 @@ constexpr size_t kLaneBytes = 16;  // largest value a warp collective moves
 
 enum class State { kRunnable, kAtBarrier, kAtWarp, kDone };
 
+// Fiber stacks with a guard page (an overflow faults instead of corrupting memory). Creating
+// one costs an mmap and an mprotect, and every launch creates a block's worth of fibers, so
+// each worker thread keeps its released stacks for reuse.
+class CachedGuardedStack {
+ public:
+  ctx::stack_context allocate() {
+    std::vector<ctx::stack_context>& cache = free_stacks();
+    if (!cache.empty()) {
+      const ctx::stack_context stack = cache.back();
+      cache.pop_back();
+      return stack;
+    }
+    return ctx::protected_fixedsize_stack(kFiberStackBytes).allocate();
+  }
+  void deallocate(ctx::stack_context& stack) noexcept { free_stacks().push_back(stack); }
+
+ private:
+  static std::vector<ctx::stack_context>& free_stacks() {
+    // Released when the worker thread exits.
+    struct Cache {
+      std::vector<ctx::stack_context> stacks;
+      ~Cache() {
+        for (ctx::stack_context& stack : stacks) ctx::protected_fixedsize_stack(kFiberStackBytes).deallocate(stack);
+      }
+    };
+    thread_local Cache cache;
+    return cache.stacks;
+  }
+};
+
 struct EmulatedThread {
   ctx::fiber context;    // the thread's own fiber (while it is suspended)
   ctx::fiber scheduler;  // where to go back when the thread waits (while it runs)
@@ -146,7 +176,7 @@ void run_block(dim3 grid, dim3 block_dim, dim3 block_idx, const std::function<vo
                         static_cast<unsigned>(i / (static_cast<size_t>(block_dim.x) * block_dim.y)));
     t.warp = static_cast<unsigned>(i / kWarpSize);
     t.lane = static_cast<unsigned>(i % kWarpSize);
-    t.context = ctx::fiber(std::allocator_arg, ctx::protected_fixedsize_stack(kFiberStackBytes),
+    t.context = ctx::fiber(std::allocator_arg, CachedGuardedStack(),
                            [&block, &t, &body](ctx::fiber&& scheduler) {
                              t.scheduler = std::move(scheduler);
                              try {
