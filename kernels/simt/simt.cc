@@ -87,6 +87,12 @@ void suspend(State state, const char* where) {
   self->scheduler = std::move(self->scheduler).resume();
 }
 
+// LA3_SIMT_STRICT=1: divergent barriers are errors (see run_block).
+bool strict_mode() {
+  const char* strict = std::getenv("LA3_SIMT_STRICT");
+  return strict != nullptr && std::string(strict) == "1";
+}
+
 // Thread order within a block: forward, reverse, or shuffled (LA3_SIMT_SEED picks the
 // permutation), from LA3_SIMT_ORDER.
 std::vector<size_t> thread_order(size_t count) {
@@ -210,6 +216,15 @@ void run_block(dim3 grid, dim3 block_dim, dim3 block_idx, const std::function<vo
     }
     if (live == 0) break;
     bool released = release_warps(block);
+    if (at_barrier > 0 && at_barrier == live && live < block.threads.size() && strict_mode()) {
+      // Strict mode: a barrier that only some threads reach (the others returned) is
+      // divergent; CUDA leaves it undefined, so report it instead of releasing it.
+      running_block = nullptr;
+      throw DeadlockError("SIMT emulation (strict): divergent __syncthreads in block (" + std::to_string(block_idx.x) +
+                          ", " + std::to_string(block_idx.y) + ", " + std::to_string(block_idx.z) + "): " +
+                          std::to_string(block.threads.size() - live) + " thread(s) returned while others wait:" +
+                          waiting_report(block));
+    }
     if (at_barrier > 0 && at_barrier == live) {
       // Everyone still running has arrived (finished threads count as arrived). The
       // reductions of __syncthreads_count/_and/_or are taken now, before anyone moves on.

@@ -11,8 +11,10 @@
 // half in another barrier or finished with others still waiting elsewhere) is reported
 // with the file:line of every waiting thread instead of hanging.
 //
-// Thread order (forward, reverse) is selectable with LA3_SIMT_ORDER=forward|reverse, so a
-// kernel that misses a barrier shows wrong results in one of the orders.
+// Thread order is selectable with LA3_SIMT_ORDER=forward|reverse|shuffled (LA3_SIMT_SEED),
+// so a kernel that misses a barrier shows wrong results in one of the orders; blocks run on
+// LA3_SIMT_WORKERS OS threads; LA3_SIMT_STRICT=1 reports a barrier that only some threads
+// reach (the rest returned) instead of releasing it.
 #pragma once
 
 #if defined(__CUDACC__)

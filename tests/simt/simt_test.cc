@@ -97,6 +97,14 @@ __global__ void atomic_histogram(const int* in, int* bins, float* total) {
   atomicAdd(total, 0.5f);
 }
 
+// Threads 16..31 return early; 0..15 wait at a barrier: tolerated normally, an error in
+// strict mode.
+__global__ void early_return_then_barrier(int* out) {
+  if (threadIdx.x >= 16) return;
+  __syncthreads();
+  out[threadIdx.x] = 1;
+}
+
 __global__ void throws_in_kernel(int* out) {
   if (threadIdx.x == 3) throw std::runtime_error("kernel failure at thread 3");
   out[threadIdx.x] = 1;
@@ -203,6 +211,21 @@ TEST(Simt, DeadlockIsReportedWithTheWaitingLines) {
     EXPECT_THAT(error.what(), HasSubstr("in a warp collective at"));
     EXPECT_THAT(error.what(), HasSubstr("simt_test.cc:"));
   }
+}
+
+TEST(Simt, StrictModeReportsADivergentBarrier) {
+  std::vector<int> out(32, 0);
+  la3::simt::launch(early_return_then_barrier, dim3(1), dim3(32), 0, nullptr, out.data());
+  EXPECT_EQ(out[0], 1);  // tolerated (finished threads count as arrived)
+  setenv("LA3_SIMT_STRICT", "1", 1);
+  try {
+    la3::simt::launch(early_return_then_barrier, dim3(1), dim3(32), 0, nullptr, out.data());
+    ADD_FAILURE() << "expected a divergent-barrier report";
+  } catch (const la3::simt::DeadlockError& error) {
+    EXPECT_THAT(error.what(), HasSubstr("divergent __syncthreads"));
+    EXPECT_THAT(error.what(), HasSubstr("16 thread(s) returned"));
+  }
+  unsetenv("LA3_SIMT_STRICT");
 }
 
 TEST(Simt, ExceptionsInAKernelReachTheLauncher) {
