@@ -57,7 +57,7 @@ struct TrainConfig {
   int64_t log_every = 10;
   uint64_t seed = 0;
   int threads = 0;  // 0 = library defaults
-  std::string device = "cpu";
+  std::string device = "cpu";  // or "cuda-emu": every non-GEMM op as a CUDA kernel under emulation
   // run
   std::string output_dir = "runs/demo";
 

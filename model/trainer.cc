@@ -12,6 +12,7 @@
 #include "data/tokenizer.h"
 #include "engine/autograd/tape.h"
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cuda_emu/cuda_emu_backend.h"
 #include "engine/io/file_io.h"
 #include "engine/io/safetensors.h"
 #include "engine/ops/elementwise.h"
@@ -120,9 +121,13 @@ absl::StatusOr<Position> restore_checkpoint(const std::string& run_dir, T5Model&
 
 // The loss of one batch (differentiable when a tape is active).
 Tensor batch_loss(const T5Model& model, const Batch& batch, ops::CaptionLoss mode, const T5ForwardOptions& forward) {
-  const Tensor logits = model.logits(batch.input_ids, batch.attention_mask, batch.labels, forward);
-  const Tensor log_probs = ops::token_log_probs(logits, batch.labels);
-  return ops::caption_loss(log_probs, batch.labels, batch.group, mode);
+  // Batches are collated on the host; the model's device gets its own copy.
+  const Device device = model.device();
+  const Tensor labels = batch.labels.to_device(device);
+  const Tensor logits = model.logits(batch.input_ids.to_device(device), batch.attention_mask.to_device(device), labels,
+                                     forward);
+  const Tensor log_probs = ops::token_log_probs(logits, labels);
+  return ops::caption_loss(log_probs, labels, batch.group, mode);
 }
 
 double validation_loss(const T5Model& model, const std::vector<ExampleGroup>& groups, const TrainConfig& config) {
@@ -186,6 +191,12 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
     return T5Model::create(*model_config, config.seed);
   }();
   if (!model_or.ok()) return model_or.status();
+  absl::StatusOr<Device> device = parse_device(config.device);
+  if (!device.ok()) return device.status();
+  if (device->type == DeviceType::kCudaEmu) {
+    register_cuda_emu_backend();
+    *model_or = model_or->to_device(*device);
+  }
   T5Model& model = *model_or;
   if (model.config().vocab_size < tokenizer->vocab_size()) {
     return absl::InvalidArgumentError(absl::StrCat("the model's vocabulary (", model.config().vocab_size,

@@ -59,6 +59,7 @@ TEST(TrainConfig, DefaultsUnknownKeysAndBadValues) {
   EXPECT_THAT(error("training:\n  max_steps: many\n"), HasSubstr("run.yaml:2: training.max_steps has an invalid value 'many'"));
   EXPECT_THAT(error("loss:\n  mode: average\n"), HasSubstr("loss.mode: unknown caption loss 'average'"));
   EXPECT_THAT(error("training:\n  device: tpu\n"), HasSubstr("training.device 'tpu'"));
+  EXPECT_THAT(error("training:\n  device: cuda\n"), HasSubstr("the cuda device itself is not available"));
   EXPECT_THAT(error("optimizer:\n  lr: -1\n"), HasSubstr("optimizer.lr must be positive"));
   EXPECT_THAT(error("model: [1, 2]\n"), HasSubstr("model must be a mapping"));
   EXPECT_THAT(error("model:\n  preset: [oops\n"), HasSubstr("YAML syntax error"));
@@ -145,6 +146,38 @@ TEST(Training, ResumedRunIsBitIdenticalAndCheckpointReloads) {
   EXPECT_EQ(lines, 6 + 3);  // steps 1..6, evaluations at 0, 3, 6
   fs::remove_all(full.output_dir);
   fs::remove_all(part.output_dir);
+}
+
+TEST(Training, CudaEmuDeviceTrainsLikeTheCpu) {
+  // Same run on cpu and on cuda-emu (the CUDA kernels under the SIMT emulation).
+  // Short sequences keep the emulated launches small (every CUDA thread is a fiber).
+  TrainConfig cpu = small_run("device_cpu");
+  cpu.max_steps = 2;
+  cpu.checkpoint_every = 2;
+  cpu.max_source_length = 16;
+  cpu.max_target_length = 16;
+  // And a 4-molecule validation set.
+  const std::string small_validation = ::testing::TempDir() + "/la3_small_validation.jsonl";
+  {
+    std::ifstream in(kSample + "/validation.jsonl");
+    std::ofstream out(small_validation);
+    std::string line;
+    for (int i = 0; i < 4 && std::getline(in, line); ++i) out << line << "\n";
+  }
+  cpu.validation_path = small_validation;
+  TrainConfig emu = cpu;
+  emu.output_dir = ::testing::TempDir() + "/la3_train_device_emu";
+  fs::remove_all(emu.output_dir);
+  emu.device = "cuda-emu";
+  const absl::StatusOr<TrainSummary> a = train(cpu, {});
+  const absl::StatusOr<TrainSummary> b = train(emu, {});
+  ASSERT_TRUE(a.ok()) << a.status().ToString();
+  ASSERT_TRUE(b.ok()) << b.status().ToString();
+  EXPECT_NEAR(b->last_validation_loss, a->last_validation_loss, 1e-4 * a->last_validation_loss);
+  // The checkpoint written from the cuda-emu device loads like any other.
+  EXPECT_TRUE(load_t5_checkpoint(emu.output_dir + "/checkpoint").ok());
+  fs::remove_all(cpu.output_dir);
+  fs::remove_all(emu.output_dir);
 }
 
 TEST(Training, MixtureLossesTrainAndBadPathsAreNamed) {
