@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/support/gradcheck.h"
+
 #include "tests/simt/simt_modes.h"
 
 #include <cstdlib>
@@ -17,15 +19,6 @@
 namespace {
 
 using la3::kernels::AttentionParams;
-
-double normalized_error(const std::vector<float>& actual, const std::vector<float>& expected) {
-  double diff = 0.0, norm = 0.0;
-  for (size_t i = 0; i < actual.size(); ++i) {
-    diff += (static_cast<double>(actual[i]) - expected[i]) * (static_cast<double>(actual[i]) - expected[i]);
-    norm += static_cast<double>(expected[i]) * expected[i];
-  }
-  return norm == 0.0 ? diff : diff / norm;
-}
 
 std::vector<float> random_values(size_t n, std::mt19937& rng) {
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
@@ -59,12 +52,12 @@ void check(const AttentionParams& p, const std::vector<int32_t>& mask, const cha
                     2 * static_cast<size_t>(p.k_len) * sizeof(float), nullptr, p, dout.data(), q.data(), k.data(),
                     v.data(), table.data(), mask_data, lse.data(), dq.data(), dk.data(), dv.data(), dbias.data());
   // f32 with other summation orders (and atomics for dk, dv, dbias): ~1e-6 relative.
-  EXPECT_LT(normalized_error(out, out_cpu), 1e-11) << name << ": out";
-  EXPECT_LT(normalized_error(dq, dq_cpu), 1e-10) << name << ": dq";
-  EXPECT_LT(normalized_error(dk, dk_cpu), 1e-10) << name << ": dk";
-  EXPECT_LT(normalized_error(dv, dv_cpu), 1e-10) << name << ": dv";
+  EXPECT_LT(la3::testing::normalized_error(out, out_cpu), 1e-11) << name << ": out";
+  EXPECT_LT(la3::testing::normalized_error(dq, dq_cpu), 1e-10) << name << ": dq";
+  EXPECT_LT(la3::testing::normalized_error(dk, dk_cpu), 1e-10) << name << ": dk";
+  EXPECT_LT(la3::testing::normalized_error(dv, dv_cpu), 1e-10) << name << ": dv";
   if (p.has_bias) {
-    EXPECT_LT(normalized_error(dbias, dbias_cpu), 1e-10) << name << ": dbias";
+    EXPECT_LT(la3::testing::normalized_error(dbias, dbias_cpu), 1e-10) << name << ": dbias";
   }
 }
 

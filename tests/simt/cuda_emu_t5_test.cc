@@ -3,6 +3,8 @@
 // Every non-GEMM op runs as a CUDA kernel under the SIMT emulation.
 #include <gtest/gtest.h>
 
+#include "tests/support/gradcheck.h"
+
 #include <cmath>
 
 #include "engine/autograd/tape.h"
@@ -15,16 +17,6 @@ namespace la3 {
 namespace {
 
 const Device kEmu{DeviceType::kCudaEmu, 0};
-
-double normalized_error(const Tensor& actual, const Tensor& expected) {
-  double diff = 0.0, norm = 0.0;
-  for (int64_t i = 0; i < expected.numel(); ++i) {
-    const double a = actual.item(i), e = expected.item(i);
-    diff += (a - e) * (a - e);
-    norm += e * e;
-  }
-  return norm == 0.0 ? diff : diff / norm;
-}
 
 class CudaEmuT5 : public ::testing::TestWithParam<std::string> {};
 
@@ -48,7 +40,7 @@ TEST_P(CudaEmuT5, TrainingStepMatchesTransformersGolden) {
   double worst = 0.0;
   for (const auto& [name, parameter] : model.parameters()) {
     ASSERT_TRUE(parameter.grad().defined()) << name;
-    const double error = normalized_error(parameter.grad(), golden.tensors.at("grad." + name));
+    const double error = testing::normalized_error(parameter.grad(), golden.tensors.at("grad." + name));
     EXPECT_LT(error, 1e-9) << name;
     worst = std::max(worst, error);
   }
@@ -67,7 +59,7 @@ TEST_P(CudaEmuT5, TrainingStepMatchesTransformersGolden) {
   }
   double worst_weight = 0.0;
   for (const auto& [name, parameter] : model.parameters()) {
-    const double error = normalized_error(parameter, golden.tensors.at("final." + name));
+    const double error = testing::normalized_error(parameter, golden.tensors.at("final." + name));
     EXPECT_LT(error, 1e-10) << name;
     worst_weight = std::max(worst_weight, error);
   }

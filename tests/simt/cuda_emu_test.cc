@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/support/gradcheck.h"
+
 #include <map>
 #include <random>
 #include <string>
@@ -30,16 +32,6 @@ Tensor on(const Tensor& cpu_tensor, Device device) {
   Tensor out = Tensor::empty(cpu_tensor.shape(), cpu_tensor.dtype(), device);
   out.copy_from(cpu_tensor);
   return out;
-}
-
-double normalized_error(const Tensor& actual, const Tensor& expected) {
-  double diff = 0.0, norm = 0.0;
-  for (int64_t i = 0; i < expected.numel(); ++i) {
-    const double a = actual.item(i), e = expected.item(i);
-    diff += (a - e) * (a - e);
-    norm += e * e;
-  }
-  return norm == 0.0 ? diff : diff / norm;
 }
 
 // One block of a tiny T5 encoder-decoder step; returns the loss.
@@ -103,7 +95,7 @@ TEST_P(CudaEmuDevice, ForwardAndBackwardMatchTheCpuDevice) {
   for (const auto& [name, weight] : cpu_weights) {
     ASSERT_TRUE(emu_weights[name].grad().defined()) << name;
     EXPECT_EQ(emu_weights[name].grad().device(), kEmu) << name;
-    EXPECT_LT(normalized_error(emu_weights[name].grad(), weight.grad()), 1e-10) << name;
+    EXPECT_LT(testing::normalized_error(emu_weights[name].grad(), weight.grad()), 1e-10) << name;
   }
 }
 

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/support/gradcheck.h"
+
 #include "tests/simt/simt_modes.h"
 
 #include <cstdlib>
@@ -14,15 +16,6 @@
 #include "engine/backend.h"
 
 namespace {
-
-double normalized_error(const std::vector<float>& actual, const std::vector<float>& expected) {
-  double diff = 0.0, norm = 0.0;
-  for (size_t i = 0; i < actual.size(); ++i) {
-    diff += (static_cast<double>(actual[i]) - expected[i]) * (static_cast<double>(actual[i]) - expected[i]);
-    norm += static_cast<double>(expected[i]) * expected[i];
-  }
-  return norm == 0.0 ? diff : diff / norm;
-}
 
 class RmsNormKernel : public la3::testing::SimtModeTest {};
 
@@ -58,10 +51,10 @@ TEST_P(RmsNormKernel, MatchesTheCpuBackendForwardAndBackward) {
                       dim3(static_cast<unsigned>((cols + kRmsNormThreads - 1) / kRmsNormThreads)),
                       dim3(kRmsNormThreads), 0, nullptr, p, dout.data(), x.data(), rstd.data(), dweight.data());
     // fp32 with a different summation order: ~1e-7 relative per element.
-    EXPECT_LT(normalized_error(out, out_cpu), 1e-12) << rows << "x" << cols;
-    EXPECT_LT(normalized_error(rstd, rstd_cpu), 1e-12) << rows << "x" << cols;
-    EXPECT_LT(normalized_error(dx, dx_cpu), 1e-11) << rows << "x" << cols;
-    EXPECT_LT(normalized_error(dweight, dweight_cpu), 1e-12) << rows << "x" << cols;  // both accumulate onto 0.5
+    EXPECT_LT(la3::testing::normalized_error(out, out_cpu), 1e-12) << rows << "x" << cols;
+    EXPECT_LT(la3::testing::normalized_error(rstd, rstd_cpu), 1e-12) << rows << "x" << cols;
+    EXPECT_LT(la3::testing::normalized_error(dx, dx_cpu), 1e-11) << rows << "x" << cols;
+    EXPECT_LT(la3::testing::normalized_error(dweight, dweight_cpu), 1e-12) << rows << "x" << cols;  // both accumulate onto 0.5
   }
 }
 

@@ -17,6 +17,15 @@ double normalized_error(const std::vector<double>& actual, const std::vector<dou
   return norm == 0.0 ? diff / static_cast<double>(actual.size()) : diff / norm;
 }
 
+double normalized_error(const std::vector<float>& actual, const std::vector<float>& expected) {
+  return normalized_error(std::vector<double>(actual.begin(), actual.end()),
+                          std::vector<double>(expected.begin(), expected.end()));
+}
+
+double normalized_error(const Tensor& actual, const Tensor& expected) {
+  return normalized_error(to_doubles(actual), to_doubles(expected));
+}
+
 std::vector<double> to_doubles(const Tensor& tensor) {
   std::vector<double> values(static_cast<size_t>(tensor.numel()));
   for (int64_t i = 0; i < tensor.numel(); ++i) values[static_cast<size_t>(i)] = tensor.item(i);

@@ -29,6 +29,10 @@ double normalized_error(const std::vector<double>& actual, const std::vector<dou
 
 std::vector<double> to_doubles(const Tensor& tensor);
 
+// The same measure for raw f32 buffers (kernel tests) and for tensors.
+double normalized_error(const std::vector<float>& actual, const std::vector<float>& expected);
+double normalized_error(const Tensor& actual, const Tensor& expected);
+
 // f32 tensor with uniform values in [low, high).
 Tensor random_tensor(const Shape& shape, std::mt19937& rng, float low = -1.0f, float high = 1.0f);
 
