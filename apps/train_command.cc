@@ -7,6 +7,7 @@
 
 #include "apps/arguments.h"
 #include "apps/commands.h"
+#include "engine/device.h"
 #include "model/trainer.h"
 
 namespace la3::cli {
@@ -18,6 +19,7 @@ const std::vector<OptionSpec> kOptions = {
     {"output-dir", true, "run directory (overrides run.output_dir)"},
     {"max-steps", true, "optimizer steps (overrides training.max_steps)"},
     {"resume", false, "continue from <output-dir>/checkpoint if present"},
+    {"device", true, "auto | cpu | cuda | cuda:N | cuda-emu (overrides training.device; auto = cuda when a GPU is usable)"},
     {"help", false, "show this message"},
 };
 
@@ -78,6 +80,14 @@ int run_train(const std::vector<std::string>& args) {
   // Relative data paths are relative to the working directory, as users type them.
   config.resolve_paths(std::filesystem::current_path().string());
   if (parsed->has("output-dir")) config.output_dir = parsed->get("output-dir");
+  if (parsed->has("device")) {
+    config.device = parsed->get("device");
+    if (config.device != "auto" && !parse_device(config.device).ok()) {
+      std::fprintf(stderr, "engine train: --device '%s': expected auto, cpu, cuda, cuda:N or cuda-emu\n",
+                   config.device.c_str());
+      return 2;
+    }
+  }
   if (parsed->has("max-steps")) {
     try {
       config.max_steps = std::stoll(parsed->get("max-steps"));

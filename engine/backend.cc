@@ -1,12 +1,23 @@
 #include "engine/backend.h"
 
 #include <array>
+#include <cstring>
 #include <mutex>
 
 #include "engine/cpu/cpu_backend.h"
 #include "engine/error.h"
 
 namespace la3 {
+
+void Backend::copy_to_host(void* host_dst, const void* device_src, size_t bytes) {
+  if (bytes > 0) std::memmove(host_dst, device_src, bytes);
+}
+void Backend::copy_from_host(void* device_dst, const void* host_src, size_t bytes) {
+  if (bytes > 0) std::memmove(device_dst, host_src, bytes);
+}
+void Backend::copy_on_device(void* device_dst, const void* device_src, size_t bytes) {
+  if (bytes > 0) std::memmove(device_dst, device_src, bytes);
+}
 
 namespace {
 

@@ -13,6 +13,7 @@
 // buffers; activation gradients are overwritten.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -21,11 +22,34 @@
 
 namespace la3 {
 
+// How a backend runs GEMMs (what torch.backends.cuda.matmul settings choose).
+enum class GemmPrecision {
+  // bf16 operands, fp32 accumulation and output: the training default of the CUDA backends
+  // (DESIGN.md 3). cuda-emu rounds the operands to bf16 the same way before its CPU GEMM.
+  kBf16,
+  // fp32 operands and accumulation (no TF32): what the CPU backend always does; on the CUDA
+  // backends, for exact comparisons.
+  kFp32,
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
   virtual Device device() const = 0;
   virtual std::string name() const = 0;
+
+  // --- memory ---------------------------------------------------------------------------
+  // Copies between host memory and this backend's memory, and within it. They are ordered
+  // after every kernel queued before them; copy_to_host returns when the bytes are on the
+  // host. The defaults are memcpy, right for backends whose memory the host can address.
+  virtual void copy_to_host(void* host_dst, const void* device_src, size_t bytes);
+  virtual void copy_from_host(void* device_dst, const void* host_src, size_t bytes);
+  virtual void copy_on_device(void* device_dst, const void* device_src, size_t bytes);
+  // Waits for all queued work (no-op on the CPU).
+  virtual void synchronize() {}
+  // The CPU backend is fp32 only and ignores this.
+  virtual void set_gemm_precision(GemmPrecision /*precision*/) {}
+  virtual GemmPrecision gemm_precision() const { return GemmPrecision::kFp32; }
 
   // --- GEMM ---------------------------------------------------------------------------
   virtual void gemm(const kernels::GemmParams& p, const float* a, const float* b, float* c) = 0;
@@ -92,6 +116,10 @@ class Backend {
   virtual void cross_entropy_backward(const kernels::CrossEntropyParams& p, const float* logits,
                                       const int64_t* labels, const float* row_lse,
                                       const float* row_weight, float* dlogits) = 0;
+
+  // --- reductions -----------------------------------------------------------------------
+  // sum(x[i]^2) accumulated in double (the global gradient norm for clipping).
+  virtual double sum_of_squares(int64_t count, const float* x) = 0;
 
   // --- optimizer ------------------------------------------------------------------------
   virtual void adamw_step(const kernels::AdamWParams& p, float* param, const float* grad, float* exp_avg,

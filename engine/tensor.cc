@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "engine/backend.h"
 
 namespace la3 {
 
@@ -131,11 +132,16 @@ void* Tensor::raw_data() const {
 }
 
 double Tensor::item(int64_t index) const {
-  check_host_accessible("item");
   if (index < 0 || index >= numel()) {
     Fail(ErrorKind::kOutOfRange, "item: index ", index, " outside tensor ", describe());
   }
-  return load_as_double(raw_data(), dtype(), strided_offset(index, shape(), strides()));
+  const int64_t offset = strided_offset(index, shape(), strides());
+  if (host_accessible()) return load_as_double(raw_data(), dtype(), offset);
+  // Device memory: fetch the one element (waits for the kernels that produce it).
+  alignas(8) unsigned char element[8];
+  backend_for(device()).copy_to_host(element, static_cast<const char*>(raw_data()) + offset * dtype_size(dtype()),
+                                     dtype_size(dtype()));
+  return load_as_double(element, dtype(), 0);
 }
 
 // ---- views and copies ----------------------------------------------------------------------
@@ -225,8 +231,10 @@ void Tensor::copy_from(const Tensor& source) const {
     Fail(ErrorKind::kInvalidArgument, "copy_from: source ", source.describe(),
          " does not match destination ", describe());
   }
-  check_host_accessible("copy_from");
-  source.check_host_accessible("copy_from");
+  if (!host_accessible() || !source.host_accessible()) {
+    copy_across_devices(source);
+    return;
+  }
   const int64_t count = numel();
   if (dtype() == source.dtype() && is_contiguous() && source.is_contiguous()) {
     std::memmove(raw_data(), source.raw_data(), nbytes());
@@ -243,8 +251,75 @@ void Tensor::copy_from(const Tensor& source) const {
   }
 }
 
+// One side lives in device memory. Same-dtype contiguous copies are one backend copy; any
+// other case (dtype conversion, strided views) is staged through contiguous host tensors.
+void Tensor::copy_across_devices(const Tensor& source) const {
+  const bool plain = dtype() == source.dtype() && is_contiguous() && source.is_contiguous();
+  if (plain) {
+    if (nbytes() == 0) return;
+    if (!host_accessible() && !source.host_accessible()) {
+      if (device() != source.device()) {
+        Fail(ErrorKind::kUnimplemented, "copy_from: copies between ", device_name(source.device()), " and ",
+             device_name(device()), " go through the cpu");
+      }
+      backend_for(device()).copy_on_device(raw_data(), source.raw_data(), nbytes());
+    } else if (!host_accessible()) {
+      backend_for(device()).copy_from_host(raw_data(), source.raw_data(), nbytes());
+    } else {
+      backend_for(source.device()).copy_to_host(raw_data(), source.raw_data(), nbytes());
+    }
+    return;
+  }
+  const Tensor host_source = source.host_accessible() ? source : source.host_image();
+  if (host_accessible()) {
+    copy_from(host_source);
+    return;
+  }
+  // Read-modify-write of the storage span this view covers, so elements between the view's
+  // strided elements keep their values.
+  const Tensor image = host_image();
+  image.copy_from(host_source);
+  const size_t span_bytes = static_cast<size_t>(storage_span()) * dtype_size(dtype());
+  backend_for(device()).copy_from_host(raw_data(), image.raw_data(), span_bytes);
+}
+
+// Elements of storage from this view's first element to its last (inclusive).
+int64_t Tensor::storage_span() const {
+  if (numel() == 0) return 0;
+  int64_t last = 0;
+  for (size_t d = 0; d < shape().size(); ++d) last += (shape()[d] - 1) * strides()[d];
+  return last + 1;
+}
+
+// A host tensor with this view's shape and strides over a host copy of the storage span it
+// covers (for device tensors; a contiguous view gives a contiguous copy).
+Tensor Tensor::host_image() const {
+  const TensorImpl& self = impl();
+  const int64_t span = storage_span();
+  const Tensor buffer = empty({span}, dtype(), Device::cpu());
+  if (span > 0) {
+    backend_for(device()).copy_to_host(buffer.raw_data(), raw_data(), static_cast<size_t>(span) * dtype_size(dtype()));
+  }
+  auto image = std::make_shared<TensorImpl>();
+  image->storage = buffer.impl().storage;
+  image->offset = 0;
+  image->shape = self.shape;
+  image->strides = self.strides;
+  image->dtype = self.dtype;
+  return Tensor(std::move(image));
+}
+
 void Tensor::fill(double value) const {
-  check_host_accessible("fill");
+  if (!host_accessible()) {
+    if (dtype() == DType::kF32 && is_contiguous()) {
+      backend_for(device()).fill(numel(), static_cast<float>(value), static_cast<float*>(raw_data()));
+      return;
+    }
+    const Tensor staged = empty(shape(), dtype(), Device::cpu());
+    staged.fill(value);
+    copy_from(staged);
+    return;
+  }
   const int64_t count = numel();
   void* base = raw_data();
   if (is_contiguous() && dtype() == DType::kF32) {

@@ -118,6 +118,9 @@ class Tensor {
   explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
   const TensorImpl& impl() const;
   void check_host_accessible(const char* what) const;
+  void copy_across_devices(const Tensor& source) const;
+  Tensor host_image() const;
+  int64_t storage_span() const;
 
   std::shared_ptr<TensorImpl> impl_;
 };
@@ -151,15 +154,14 @@ Tensor Tensor::from_vector(const Shape& shape, const std::vector<T>& values, Dev
     Fail(ErrorKind::kInvalidArgument, "from_vector: ", values.size(), " values for shape ",
          shape_string(shape), " (", shape_numel(shape), " elements)");
   }
-  Tensor tensor = empty(shape, dtype_of<T>::value, device);
-  tensor.check_host_accessible("from_vector");
+  Tensor tensor = empty(shape, dtype_of<T>::value, Device::cpu());
   std::copy(values.begin(), values.end(), tensor.data<T>());
-  return tensor;
+  return tensor.to_device(device);
 }
 
 template <typename T>
 std::vector<T> Tensor::to_vector() const {
-  const Tensor dense = contiguous();
+  const Tensor dense = host_accessible() ? contiguous() : to_device(Device::cpu());
   dense.check_host_accessible("to_vector");
   const T* begin = dense.data<T>();
   return std::vector<T>(begin, begin + dense.numel());

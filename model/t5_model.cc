@@ -258,13 +258,14 @@ Tensor T5Model::encode(const Tensor& input_ids, const Tensor& attention_mask, co
          " does not match input_ids ", input_ids.describe());
   }
   const float eps = config_.layer_norm_epsilon;
+  const Tensor key_mask = attention_mask.defined() ? ops::key_mask_as_flags(attention_mask) : Tensor();
   Tensor hidden = apply_dropout(ops::embedding(parameter("shared.weight"), input_ids), stream::kEncoderEmbedding, options);
   const Tensor& table = parameter("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight");
   for (int64_t i = 0; i < config_.num_layers; ++i) {
     const std::string b = encoder_block(i);
     const uint32_t site = stream::kEncoderBlockBase + 16u * static_cast<uint32_t>(i);
     const Tensor normed = ops::rmsnorm(hidden, parameter(b + "layer.0.layer_norm.weight"), eps);
-    const Tensor attended = attention_block(b + "layer.0.SelfAttention.", normed, normed, table, attention_mask,
+    const Tensor attended = attention_block(b + "layer.0.SelfAttention.", normed, normed, table, key_mask,
                                             /*causal=*/false, /*bidirectional=*/true, site + stream::kSelfAttention,
                                             options);
     hidden = ops::add(hidden, apply_dropout(attended, site + stream::kSelfAttention + 1, options));
@@ -321,10 +322,12 @@ Tensor T5Model::decode(const Tensor& decoder_input_ids, const Tensor& encoder_hi
 
 Tensor T5Model::logits(const Tensor& input_ids, const Tensor& attention_mask, const Tensor& labels,
                        const T5ForwardOptions& options) const {
-  const Tensor encoded = encode(input_ids, attention_mask, options);
+  // Converted once for the encoder's and the decoder's cross-attention layers.
+  const Tensor key_mask = attention_mask.defined() ? ops::key_mask_as_flags(attention_mask) : Tensor();
+  const Tensor encoded = encode(input_ids, key_mask, options);
   const Tensor decoder_inputs =
       shift_right(labels, config_.decoder_start_token_id, config_.pad_token_id).to_device(labels.device());
-  return decode(decoder_inputs, encoded, attention_mask, options);
+  return decode(decoder_inputs, encoded, key_mask, options);
 }
 
 Tensor T5Model::loss(const Tensor& input_ids, const Tensor& attention_mask, const Tensor& labels,
@@ -335,6 +338,9 @@ Tensor T5Model::loss(const Tensor& input_ids, const Tensor& attention_mask, cons
 Tensor shift_right(const Tensor& labels, int64_t decoder_start_token_id, int64_t pad_token_id) {
   if (!labels.defined() || labels.rank() != 2 || !is_integer(labels.dtype())) {
     Fail(ErrorKind::kInvalidArgument, "shift_right: labels must be integer [batch, len], got ", labels.describe());
+  }
+  if (!labels.host_accessible()) {
+    return shift_right(labels.to_device(Device::cpu()), decoder_start_token_id, pad_token_id).to_device(labels.device());
   }
   const Tensor source = labels.to(DType::kI64).contiguous();
   const int64_t batch = source.size(0), length = source.size(1);

@@ -1,5 +1,7 @@
 #include "model/train_config.h"
 
+#include "engine/device.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -164,7 +166,8 @@ absl::StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, con
            training.read("max_steps", c.max_steps), training.read("clip_grad_norm", c.clip_grad_norm),
            training.read("eval_every", c.eval_every), training.read("checkpoint_every", c.checkpoint_every),
            training.read("log_every", c.log_every), training.read("seed", seed), training.read("threads", c.threads),
-           training.read("device", c.device), run.read("output_dir", c.output_dir),
+           training.read("device", c.device), training.read("gemm_precision", c.gemm_precision),
+           run.read("output_dir", c.output_dir),
            model.check_unknown_keys(), data.check_unknown_keys(), loss.check_unknown_keys(),
            optimizer.check_unknown_keys(), schedule.check_unknown_keys(), training.check_unknown_keys(),
            run.check_unknown_keys()}) {
@@ -203,10 +206,12 @@ absl::StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, con
            require(c.eval_every >= 0 && c.checkpoint_every >= 0 && c.log_every >= 1, source,
                    "training.eval_every and checkpoint_every must be >= 0 (0 = off), log_every >= 1"),
            require(c.threads >= 0, source, "training.threads must be >= 0"),
-           require(c.device == "cpu" || c.device == "cuda-emu", source,
+           require(c.device == "auto" || parse_device(c.device).ok(), source,
                    absl::StrCat("training.device '", c.device,
-                                "': expected cpu or cuda-emu (the CUDA kernels under the SIMT emulation); the cuda "
-                                "device itself is not available in this build yet")),
+                                "': expected auto, cpu, cuda, cuda:N or cuda-emu (the CUDA backend under the SIMT "
+                                "emulation)")),
+           require(c.gemm_precision == "bf16" || c.gemm_precision == "fp32", source,
+                   absl::StrCat("training.gemm_precision '", c.gemm_precision, "': expected bf16 or fp32")),
            require(!c.output_dir.empty(), source, "run.output_dir must not be empty"),
        }) {
     if (!s.ok()) return s;
@@ -258,7 +263,7 @@ std::string train_config_to_yaml(const TrainConfig& c) {
       << YAML::Key << "eval_every" << YAML::Value << c.eval_every << YAML::Key << "checkpoint_every" << YAML::Value
       << c.checkpoint_every << YAML::Key << "log_every" << YAML::Value << c.log_every << YAML::Key << "seed"
       << YAML::Value << c.seed << YAML::Key << "threads" << YAML::Value << c.threads << YAML::Key << "device"
-      << YAML::Value << c.device << YAML::EndMap;
+      << YAML::Value << c.device << YAML::Key << "gemm_precision" << YAML::Value << c.gemm_precision << YAML::EndMap;
   out << YAML::Key << "run" << YAML::Value << YAML::BeginMap << YAML::Key << "output_dir" << YAML::Value << c.output_dir
       << YAML::EndMap;
   out << YAML::EndMap;

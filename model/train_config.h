@@ -57,7 +57,11 @@ struct TrainConfig {
   int64_t log_every = 10;
   uint64_t seed = 0;
   int threads = 0;  // 0 = library defaults
-  std::string device = "cpu";  // or "cuda-emu": every non-GEMM op as a CUDA kernel under emulation
+  // auto (cuda when a GPU is usable, else cpu), cpu, cuda, cuda:N, or cuda-emu (the CUDA
+  // backend under the SIMT emulation).
+  std::string device = "auto";
+  // GEMMs on the CUDA backends: bf16 (bf16 operands, fp32 accumulation) or fp32.
+  std::string gemm_precision = "bf16";
   // run
   std::string output_dir = "runs/demo";
 

@@ -12,7 +12,7 @@
 #include "data/tokenizer.h"
 #include "engine/autograd/tape.h"
 #include "engine/cpu/cpu_backend.h"
-#include "engine/cuda_emu/cuda_emu_backend.h"
+#include "engine/cuda/device_setup.h"
 #include "engine/io/file_io.h"
 #include "engine/io/safetensors.h"
 #include "engine/ops/elementwise.h"
@@ -191,11 +191,12 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
     return T5Model::create(*model_config, config.seed);
   }();
   if (!model_or.ok()) return model_or.status();
-  absl::StatusOr<Device> device = parse_device(config.device);
-  if (!device.ok()) return device.status();
-  if (device->type == DeviceType::kCudaEmu) {
-    register_cuda_emu_backend();
-    *model_or = model_or->to_device(*device);
+  absl::StatusOr<DeviceChoice> choice = activate_device(config.device);
+  if (!choice.ok()) return choice.status();
+  const Device device = choice->device;
+  if (device.type != DeviceType::kCpu) {
+    backend_for(device).set_gemm_precision(config.gemm_precision == "fp32" ? GemmPrecision::kFp32 : GemmPrecision::kBf16);
+    *model_or = model_or->to_device(device);
   }
   T5Model& model = *model_or;
   if (model.config().vocab_size < tokenizer->vocab_size()) {
@@ -232,6 +233,9 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
                                  " layers, vocab ", model.config().vocab_size, "); loss ",
                                  ops::caption_loss_name(config.loss), " with k = ", config.k, "; ",
                                  direction_name(config.direction)));
+    options.on_info(absl::StrCat("device: ", backend_for(model.device()).name(),
+                                 model.device().type == DeviceType::kCpu ? "" : absl::StrCat(", ", config.gemm_precision, " GEMMs"),
+                                 choice->note.empty() ? "" : absl::StrCat(" (", choice->note, ")")));
   }
 
   TrainSummary summary;

@@ -8,6 +8,12 @@
 
 namespace la3 {
 
+double CpuBackend::sum_of_squares(int64_t count, const float* x) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < count; ++i) sum += static_cast<double>(x[i]) * x[i];
+  return sum;
+}
+
 void CpuBackend::adamw_step(const kernels::AdamWParams& p, float* param, const float* grad, float* exp_avg,
                             float* exp_avg_sq) {
   const kernels::AdamWScalars s = kernels::adamw_scalars(p);

@@ -35,6 +35,7 @@ class CpuBackend final : public Backend {
   void dropout_forward(const kernels::DropoutParams& p, int64_t count, const float* x, float* out) override;
   void cross_entropy_forward(const kernels::CrossEntropyParams& p, const float* logits, const int64_t* labels, float* row_loss, float* row_lse) override;
   void cross_entropy_backward(const kernels::CrossEntropyParams& p, const float* logits, const int64_t* labels, const float* row_lse, const float* row_weight, float* dlogits) override;
+  double sum_of_squares(int64_t count, const float* x) override;
   void adamw_step(const kernels::AdamWParams& p, float* param, const float* grad, float* exp_avg, float* exp_avg_sq) override;
 };
 

@@ -251,11 +251,8 @@ absl::StatusOr<std::string> serialize_safetensors(const std::map<std::string, Te
   for (const auto& [name, tensor] : tensors) {
     if (name == "__metadata__") return absl::InvalidArgumentError("a tensor cannot be named __metadata__");
     if (!tensor.defined()) return absl::InvalidArgumentError(absl::StrCat("tensor \"", name, "\" is undefined"));
-    if (!tensor.host_accessible()) {
-      return absl::InvalidArgumentError(absl::StrCat("tensor \"", name, "\" ", tensor.describe(),
-                                                     " is not in host memory; copy it to the cpu first"));
-    }
-    const Tensor host = tensor.contiguous();
+    // Device tensors are copied to the host (checkpoints of a model training on a GPU).
+    const Tensor host = tensor.host_accessible() ? tensor.contiguous() : tensor.to_device(Device::cpu());
     const uint64_t bytes = host.nbytes();
     header[name] = {{"dtype", safetensors_dtype_name(host.dtype())},
                     {"shape", host.shape()},

@@ -10,14 +10,16 @@ namespace {
 
 constexpr const char* kOp = "attention";
 
-// The key mask as the contiguous int32 flags the backends read (1 = attend, 0 = masked).
+}  // namespace
+
 // Any nonzero value attends, whatever the dtype: a plain cast would turn an f32 0.5 or an
 // i64 2^32 into 0 and silently mask the key.
 Tensor key_mask_as_flags(const Tensor& mask) {
   if (mask.dtype() == DType::kI32) return mask.contiguous();  // already what the backends read
   if (!mask.host_accessible()) {
-    Fail(ErrorKind::kInvalidArgument, kOp, ": key_mask ", mask.describe(),
-         " must be i32 on this device (converting another dtype runs on the host)");
+    // Converted on the host (a [batch, k_len] mask is small); models convert once per
+    // forward pass instead of once per attention call.
+    return key_mask_as_flags(mask.to_device(Device::cpu())).to_device(mask.device());
   }
   const Tensor dense = mask.contiguous();
   Tensor flags = Tensor::empty(dense.shape(), DType::kI32, dense.device());  // [batch, k_len]
@@ -32,6 +34,8 @@ Tensor key_mask_as_flags(const Tensor& mask) {
   }
   return flags;
 }
+
+namespace {
 
 // The bucket function needs at least one exact bucket per side (transformers divides by
 // log(max_distance / max_exact), so max_exact 0 fails there) and max_distance above the

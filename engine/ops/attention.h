@@ -29,6 +29,11 @@ struct AttentionOptions {
 // bias_table [num_buckets, heads] or undefined (no position bias),
 // key_mask [batch, k_len] (i32/i64/f32; nonzero = attend) or undefined
 // -> [batch, q_len, heads, head_dim].
+// A key mask (any dtype; nonzero = attend) as the contiguous int32 flags the backends read.
+// Attention converts other dtypes itself; callers that reuse one mask across many attention
+// calls convert it once (on a GPU device the conversion goes through the host).
+Tensor key_mask_as_flags(const Tensor& mask);
+
 Tensor attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& bias_table,
                  const Tensor& key_mask, const AttentionOptions& options = {});
 

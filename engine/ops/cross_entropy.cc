@@ -1,5 +1,7 @@
 #include "engine/ops/cross_entropy.h"
 
+#include <vector>
+
 #include "engine/autograd/tape.h"
 #include "engine/backend.h"
 #include "engine/ops/op_checks.h"
@@ -22,13 +24,14 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& labels_in, const Cro
   backend_for(logits.device())
       .cross_entropy_forward(p, logits.data<float>(), label_data, row_loss.data<float>(), row_lse.data<float>());
 
-  // Reduce in double, in row order: deterministic and as exact as the row losses allow.
+  // Reduce in double, in row order: deterministic and as exact as the row losses allow (the
+  // [rows] losses of a GPU device are reduced on a host copy).
   double total = 0.0;
-  const float* losses = row_loss.data<float>();
-  for (int64_t row = 0; row < p.rows; ++row) total += losses[row];
+  const std::vector<float> losses = row_loss.to_vector<float>();
+  for (float loss : losses) total += loss;
   const bool mean = options.reduction == Reduction::kMean;
   const double divisor = mean ? static_cast<double>(counted) : 1.0;
-  Tensor out = Tensor::scalar(counted == 0 ? 0.0f : static_cast<float>(total / divisor));
+  Tensor out = Tensor::scalar(counted == 0 ? 0.0f : static_cast<float>(total / divisor)).to_device(logits.device());
 
   if (should_record({&logits_in})) {
     record_op(kOp, {logits_in, labels_in}, out,

@@ -19,13 +19,16 @@ Tensor embedding(const Tensor& table_in, const Tensor& ids_in) {
   p.vocab = table.size(0);
   p.dim = table.size(1);
   // Range check here, once, so every backend can trust the ids.
-  const int64_t* id_data = ids.data<int64_t>();
+  // (ids on a GPU device are checked on a host copy).
+  const Tensor host_ids = ids.host_accessible() ? ids : ids.to_device(Device::cpu());
+  const int64_t* checked_ids = host_ids.data<int64_t>();
   for (int64_t i = 0; i < p.count; ++i) {
-    if (id_data[i] < 0 || id_data[i] >= p.vocab) {
-      Fail(ErrorKind::kOutOfRange, kOp, ": id ", id_data[i], " at position ", i, " of ids ", ids_in.describe(),
+    if (checked_ids[i] < 0 || checked_ids[i] >= p.vocab) {
+      Fail(ErrorKind::kOutOfRange, kOp, ": id ", checked_ids[i], " at position ", i, " of ids ", ids_in.describe(),
            " is outside the table's vocabulary [0, ", p.vocab, ")");
     }
   }
+  const int64_t* id_data = ids.data<int64_t>();
   Shape out_shape = ids.shape();
   out_shape.push_back(p.dim);
   Tensor out = Tensor::empty(out_shape, DType::kF32, table.device());

@@ -57,7 +57,9 @@ CheckedLabels check_token_labels(const char* op, const Tensor& logits, const Ten
   }
   CheckedLabels checked{as_int64(labels), 0};
   const int64_t vocab = logits.size(-1);
-  const int64_t* data = checked.labels.data<int64_t>();
+  // Labels on a GPU device are checked on a host copy (one [rows] copy per loss).
+  const Tensor host_labels = checked.labels.host_accessible() ? checked.labels : checked.labels.to_device(Device::cpu());
+  const int64_t* data = host_labels.data<int64_t>();
   for (int64_t row = 0; row < checked.labels.numel(); ++row) {
     const int64_t label = data[row];
     if (label == ignore_index) continue;

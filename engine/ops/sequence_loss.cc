@@ -94,9 +94,11 @@ Tensor caption_loss(const Tensor& log_probs_in, const Tensor& labels_in, const s
     if (g < 0) Fail(ErrorKind::kInvalidArgument, kOp, ": negative group id ", g);
     groups = std::max(groups, g + 1);
   }
-  // The small [rows, len] tensors are combined on the host in double.
-  const Tensor log_probs = log_probs_in.contiguous();
-  const Tensor labels = as_int64(labels_in);
+  // The small [rows, len] tensors are combined on the host in double (copied there from a
+  // GPU device; the gradient goes back to the device).
+  const Device device = log_probs_in.device();
+  const Tensor log_probs = log_probs_in.to_device(Device::cpu()).contiguous();
+  const Tensor labels = as_int64(labels_in).to_device(Device::cpu());
   const float* lp = log_probs.data<float>();
   const int64_t* lab = labels.data<int64_t>();
   std::vector<std::vector<int64_t>> members(static_cast<size_t>(groups));
@@ -166,15 +168,15 @@ Tensor caption_loss(const Tensor& log_probs_in, const Tensor& labels_in, const s
     }
   }
   const double normaliser = tokens > 0.0 ? tokens : 1.0;
-  Tensor out = Tensor::scalar(tokens > 0.0 ? static_cast<float>(loss_sum / normaliser) : 0.0f);
+  Tensor out = Tensor::scalar(tokens > 0.0 ? static_cast<float>(loss_sum / normaliser) : 0.0f).to_device(device);
   if (should_record({&log_probs_in})) {
     record_op(kOp, {log_probs_in, labels_in}, out,
-              [weight = std::move(weight), normaliser, rows, length](const Tensor& dout) {
+              [weight = std::move(weight), normaliser, rows, length, device](const Tensor& dout) {
                 const double upstream = dout.item(0) / normaliser;
                 Tensor grad = Tensor::empty({rows, length}, DType::kF32);
                 float* g = grad.data<float>();
                 for (size_t i = 0; i < weight.size(); ++i) g[i] = static_cast<float>(upstream * weight[i]);
-                return std::vector<Tensor>{grad, Tensor()};
+                return std::vector<Tensor>{grad.to_device(device), Tensor()};
               });
   }
   return out;

@@ -87,8 +87,7 @@ double clip_grad_norm(const std::vector<Tensor>& parameters, double max_norm) {
     const Tensor grad = parameter.grad();
     if (!grad.defined()) continue;
     const Tensor dense = grad.contiguous();
-    const float* values = dense.data<float>();
-    for (int64_t i = 0; i < dense.numel(); ++i) sum_squares += static_cast<double>(values[i]) * values[i];
+    sum_squares += backend_for(dense.device()).sum_of_squares(dense.numel(), dense.data<float>());
   }
   const double norm = std::sqrt(sum_squares);
   // torch: clip_coef = max_norm / (total_norm + 1e-6), applied when < 1.

@@ -126,7 +126,10 @@ inline void syncwarp(const char* where, unsigned int mask = 0xffffffffu) { (void
 #define LA3_SIMT_STR(x) LA3_SIMT_STR2(x)
 #define LA3_SIMT_WHERE __FILE__ ":" LA3_SIMT_STR(__LINE__)
 
-#define __global__ inline  // kernels live in headers; one definition across translation units
+// Kernels live in headers. Internal linkage: a binary may also hold the nvcc build of the same
+// kernels (the `cuda` device), whose host launch stubs have the same mangled names; an inline
+// definition would be merged with them by the linker and the emulation would call the stub.
+#define __global__ static inline
 #define __device__
 #define __host__
 #define __forceinline__ inline __attribute__((always_inline))

@@ -59,7 +59,9 @@ TEST(TrainConfig, DefaultsUnknownKeysAndBadValues) {
   EXPECT_THAT(error("training:\n  max_steps: many\n"), HasSubstr("run.yaml:2: training.max_steps has an invalid value 'many'"));
   EXPECT_THAT(error("loss:\n  mode: average\n"), HasSubstr("loss.mode: unknown caption loss 'average'"));
   EXPECT_THAT(error("training:\n  device: tpu\n"), HasSubstr("training.device 'tpu'"));
-  EXPECT_THAT(error("training:\n  device: cuda\n"), HasSubstr("the cuda device itself is not available"));
+  EXPECT_THAT(error("training:\n  device: cuda:x\n"), HasSubstr("expected auto, cpu, cuda, cuda:N or cuda-emu"));
+  EXPECT_THAT(error("training:\n  gemm_precision: fp16\n"), HasSubstr("training.gemm_precision 'fp16'"));
+  EXPECT_TRUE(parse_train_config("training:\n  device: cuda\n", "run.yaml").ok());
   EXPECT_THAT(error("optimizer:\n  lr: -1\n"), HasSubstr("optimizer.lr must be positive"));
   EXPECT_THAT(error("model: [1, 2]\n"), HasSubstr("model must be a mapping"));
   EXPECT_THAT(error("model:\n  preset: [oops\n"), HasSubstr("YAML syntax error"));
@@ -169,6 +171,7 @@ TEST(Training, CudaEmuDeviceTrainsLikeTheCpu) {
   emu.output_dir = ::testing::TempDir() + "/la3_train_device_emu";
   fs::remove_all(emu.output_dir);
   emu.device = "cuda-emu";
+  emu.gemm_precision = "fp32";  // the same arithmetic as the cpu run up to summation order
   const absl::StatusOr<TrainSummary> a = train(cpu, {});
   const absl::StatusOr<TrainSummary> b = train(emu, {});
   ASSERT_TRUE(a.ok()) << a.status().ToString();

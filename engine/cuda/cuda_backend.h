@@ -1,18 +1,51 @@
-// The cuda-emu device (DESIGN.md 2): the CUDA backend's kernels (kernels/*.cuh) compiled
-// by g++ and run by the SIMT emulation, with device memory = host memory. GEMMs go to the
-// CPU GEMM for now (cuBLASLt's stand-in); everything else is a kernel launch, so launch
-// configurations, indexing and buffer contracts are exercised on a machine without a GPU.
+// The CUDA backend: one host-code source for two devices.
+//
+// engine/cuda/*.cc holds the backend's host code: launch configurations, workspace and
+// buffer handling, copies, GEMM dispatch. nvcc compiles it (through generated .cu wrappers)
+// into the `cuda` device: real runtime, one stream per device, a caching allocator over
+// cudaMalloc, cuBLASLt for GEMMs. g++ compiles the same files into the `cuda-emu` device:
+// the runtime is kernels/simt/runtime.h (device memory = host memory, checked bounds), the
+// kernels run on fibers, and the GEMM is the CPU reference fed the same bf16-rounded
+// operands cuBLASLt would get. The two compiled copies live in different namespaces
+// (cuda_device / cuda_emu) so one binary can hold both.
 #pragma once
 
-#include "engine/allocator.h"
+#include <memory>
+#include <string>
+
 #include "engine/backend.h"
+#include "engine/cuda/caching_allocator.h"
+#include "engine/cuda/cuda_runtime_api.h"
 
-namespace la3 {
+#if defined(__CUDACC__)
+#define LA3_CUDA_FLAVOUR cuda_device
+#else
+#define LA3_CUDA_FLAVOUR cuda_emu
+#endif
 
-class CudaEmuBackend final : public Backend {
+namespace la3::LA3_CUDA_FLAVOUR {
+
+class GemmEngine;  // cuBLASLt (cuda) or the CPU stand-in (cuda-emu); engine/cuda/gemm_cuda.cc
+
+class CudaBackend final : public Backend {
  public:
-  Device device() const override;
+  // Binds the device, creates the stream, the allocator and the GEMM engine; throws
+  // EngineError when the runtime refuses (no device, no driver).
+  CudaBackend(DeviceType type, int ordinal);
+  ~CudaBackend() override;
+
+  Device device() const override { return Device{type_, ordinal_}; }
   std::string name() const override;
+  CachingAllocator& allocator() { return *allocator_; }
+  cudaStream_t stream() const { return stream_; }
+  void set_gemm_precision(GemmPrecision precision) override { precision_ = precision; }
+  GemmPrecision gemm_precision() const override { return precision_; }
+
+  void copy_to_host(void* host_dst, const void* device_src, size_t bytes) override;
+  void copy_from_host(void* device_dst, const void* host_src, size_t bytes) override;
+  void copy_on_device(void* device_dst, const void* device_src, size_t bytes) override;
+  void synchronize() override;
+
   void gemm(const kernels::GemmParams& p, const float* a, const float* b, float* c) override;
   void add_forward(const kernels::BinaryParams& p, const float* a, const float* b, float* out) override;
   void add_backward(const kernels::BinaryParams& p, const float* dout, float* da, float* db) override;
@@ -38,11 +71,36 @@ class CudaEmuBackend final : public Backend {
   void dropout_forward(const kernels::DropoutParams& p, int64_t count, const float* x, float* out) override;
   void cross_entropy_forward(const kernels::CrossEntropyParams& p, const float* logits, const int64_t* labels, float* row_loss, float* row_lse) override;
   void cross_entropy_backward(const kernels::CrossEntropyParams& p, const float* logits, const int64_t* labels, const float* row_lse, const float* row_weight, float* dlogits) override;
+  double sum_of_squares(int64_t count, const float* x) override;
   void adamw_step(const kernels::AdamWParams& p, float* param, const float* grad, float* exp_avg, float* exp_avg_sq) override;
+
+ private:
+  DeviceType type_;
+  int ordinal_;
+  cudaStream_t stream_ = nullptr;
+  std::unique_ptr<CachingAllocator> allocator_;
+  std::unique_ptr<GemmEngine> gemm_engine_;
+  GemmPrecision precision_ = GemmPrecision::kBf16;
 };
 
-// Registers the cuda-emu allocator and backend (idempotent). Tensors can then be created
-// with Device{DeviceType::kCudaEmu, 0}.
-void register_cuda_emu_backend();
+// Device scratch memory from the backend's caching allocator, returned when it goes out of
+// scope (stream order makes the reuse safe; see caching_allocator.h).
+class DeviceScratch {
+ public:
+  DeviceScratch(CachingAllocator& allocator, size_t bytes)
+      : allocator_(allocator), bytes_(bytes), pointer_(allocator.allocate(bytes)) {}
+  ~DeviceScratch() { allocator_.deallocate(pointer_, bytes_); }
+  DeviceScratch(const DeviceScratch&) = delete;
+  DeviceScratch& operator=(const DeviceScratch&) = delete;
+  template <typename T>
+  T* as() const {
+    return static_cast<T*>(pointer_);
+  }
 
-}  // namespace la3
+ private:
+  CachingAllocator& allocator_;
+  size_t bytes_;
+  void* pointer_;
+};
+
+}  // namespace la3::LA3_CUDA_FLAVOUR

@@ -1,0 +1,179 @@
+// CudaBackend::gemm and the GemmEngine (see gemm_engine.h).
+#include <algorithm>
+#include <vector>
+
+#include "engine/cuda/cuda_backend.h"
+#include "engine/cuda/gemm_engine.h"
+#include "engine/error.h"
+
+#if defined(__CUDACC__)
+#include <cublasLt.h>
+#endif
+
+// Kernel sources last: under g++ they bring the SIMT keyword macros.
+#include "kernels/bf16.cuh"
+#include "engine/cuda/launch.h"
+
+namespace la3::LA3_CUDA_FLAVOUR {
+
+int64_t gemm_operand_span(int64_t rows, int64_t cols, int64_t ld, int64_t batch, int64_t batch_stride) {
+  if (rows == 0 || cols == 0 || batch == 0) return 0;
+  return (batch - 1) * batch_stride + (rows - 1) * ld + cols;
+}
+
+namespace {
+
+struct OperandSpans {
+  int64_t a = 0, b = 0, c = 0;
+};
+
+OperandSpans spans_of(const kernels::GemmParams& p) {
+  OperandSpans s;
+  s.a = gemm_operand_span(p.trans_a ? p.k : p.m, p.trans_a ? p.m : p.k, p.lda, p.batch, p.stride_a);
+  s.b = gemm_operand_span(p.trans_b ? p.n : p.k, p.trans_b ? p.k : p.n, p.ldb, p.batch, p.stride_b);
+  s.c = gemm_operand_span(p.m, p.n, p.ldc, p.batch, p.stride_c);
+  return s;
+}
+
+void cast_to_bf16(const float* in, uint16_t* out, int64_t count, cudaStream_t stream) {
+  if (count == 0) return;
+  const int64_t blocks = std::clamp<int64_t>((count + kernels::kCastThreads - 1) / kernels::kCastThreads, 1, 4096);
+  launch_kernel(kernels::cast_f32_to_bf16_kernel, dim3(static_cast<unsigned>(blocks)), dim3(kernels::kCastThreads), 0,
+               stream, count, in, out);
+}
+
+}  // namespace
+
+void CudaBackend::gemm(const kernels::GemmParams& p, const float* a, const float* b, float* c) {
+  if (p.m == 0 || p.n == 0 || p.batch == 0) return;
+  if (precision_ == GemmPrecision::kFp32 || p.k == 0) {
+    gemm_engine_->run_fp32(p, a, b, c);
+    return;
+  }
+  // bf16 copies of the operands (the GPU reads half the bytes; fp32 accumulation).
+  const OperandSpans spans = spans_of(p);
+  DeviceScratch a16(*allocator_, static_cast<size_t>(spans.a) * sizeof(uint16_t));
+  DeviceScratch b16(*allocator_, static_cast<size_t>(spans.b) * sizeof(uint16_t));
+  cast_to_bf16(a, a16.as<uint16_t>(), spans.a, stream_);
+  cast_to_bf16(b, b16.as<uint16_t>(), spans.b, stream_);
+  gemm_engine_->run_bf16(p, a16.as<uint16_t>(), b16.as<uint16_t>(), c);
+}
+
+#if defined(__CUDACC__)
+
+namespace {
+
+void check_lt(cublasStatus_t status, const char* call, const char* file, int line) {
+  if (status != CUBLAS_STATUS_SUCCESS) {
+    Fail(ErrorKind::kInternal, "cuBLASLt error ", cublasLtGetStatusName(status), " (", cublasLtGetStatusString(status),
+         ") in ", call, " at ", file, ":", line);
+  }
+}
+#define LA3_LT_CHECK(call) check_lt((call), #call, __FILE__, __LINE__)
+
+// Owns the descriptors of one matmul.
+struct LtMatmul {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
+  ~LtMatmul() {
+    if (c != nullptr) cublasLtMatrixLayoutDestroy(c);
+    if (b != nullptr) cublasLtMatrixLayoutDestroy(b);
+    if (a != nullptr) cublasLtMatrixLayoutDestroy(a);
+    if (desc != nullptr) cublasLtMatmulDescDestroy(desc);
+  }
+};
+
+void make_layout(cublasLtMatrixLayout_t* layout, cudaDataType_t type, int64_t rows, int64_t cols, int64_t ld,
+                 int64_t batch, int64_t stride) {
+  LA3_LT_CHECK(cublasLtMatrixLayoutCreate(layout, type, static_cast<uint64_t>(rows), static_cast<uint64_t>(cols), ld));
+  if (batch > 1) {
+    const int32_t count = static_cast<int32_t>(batch);
+    LA3_LT_CHECK(cublasLtMatrixLayoutSetAttribute(*layout, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof count));
+    LA3_LT_CHECK(cublasLtMatrixLayoutSetAttribute(*layout, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride,
+                                                  sizeof stride));
+  }
+}
+
+// Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: B's storage read as a
+// column-major matrix is B^T, so cuBLASLt gets (B, trans_b) as its first operand and
+// (A, trans_a) as its second, and writes C^T column-major = C row-major.
+void lt_matmul(cublasLtHandle_t handle, void* workspace, cudaStream_t stream, const kernels::GemmParams& p,
+               cudaDataType_t operand_type, const void* a, const void* b, float* c) {
+  LtMatmul mm;
+  LA3_LT_CHECK(cublasLtMatmulDescCreate(&mm.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+  const cublasOperation_t op_first = p.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  const cublasOperation_t op_second = p.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  LA3_LT_CHECK(cublasLtMatmulDescSetAttribute(mm.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof op_first));
+  LA3_LT_CHECK(cublasLtMatmulDescSetAttribute(mm.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof op_second));
+  // Column-major shapes of the stored operands.
+  make_layout(&mm.a, operand_type, p.trans_b ? p.k : p.n, p.trans_b ? p.n : p.k, p.ldb, p.batch, p.stride_b);
+  make_layout(&mm.b, operand_type, p.trans_a ? p.m : p.k, p.trans_a ? p.k : p.m, p.lda, p.batch, p.stride_a);
+  make_layout(&mm.c, CUDA_R_32F, p.n, p.m, p.ldc, p.batch, p.stride_c);
+
+  cublasLtMatmulPreference_t preference = nullptr;
+  LA3_LT_CHECK(cublasLtMatmulPreferenceCreate(&preference));
+  const uint64_t workspace_bytes = GemmEngine::kWorkspaceBytes;
+  cublasLtMatmulPreferenceSetAttribute(preference, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &workspace_bytes,
+                                       sizeof workspace_bytes);
+  cublasLtMatmulHeuristicResult_t heuristic{};
+  int found = 0;
+  const cublasStatus_t status =
+      cublasLtMatmulAlgoGetHeuristic(handle, mm.desc, mm.a, mm.b, mm.c, mm.c, preference, 1, &heuristic, &found);
+  cublasLtMatmulPreferenceDestroy(preference);
+  LA3_LT_CHECK(status);
+  if (found == 0) {
+    Fail(ErrorKind::kUnimplemented, "cuBLASLt has no algorithm for GEMM m=", p.m, " n=", p.n, " k=", p.k,
+         " batch=", p.batch);
+  }
+  LA3_LT_CHECK(cublasLtMatmul(handle, mm.desc, &p.alpha, b, mm.a, a, mm.b, &p.beta, c, mm.c,
+                              c, mm.c, &heuristic.algo, workspace, GemmEngine::kWorkspaceBytes, stream));
+}
+
+}  // namespace
+
+GemmEngine::GemmEngine(CachingAllocator& allocator, cudaStream_t stream) : allocator_(allocator), stream_(stream) {
+  cublasLtHandle_t handle = nullptr;
+  LA3_LT_CHECK(cublasLtCreate(&handle));
+  handle_ = handle;
+  workspace_ = allocator_.allocate(kWorkspaceBytes);
+}
+
+GemmEngine::~GemmEngine() {
+  if (workspace_ != nullptr) allocator_.deallocate(workspace_, kWorkspaceBytes);
+  if (handle_ != nullptr) cublasLtDestroy(static_cast<cublasLtHandle_t>(handle_));
+}
+
+void GemmEngine::run_fp32(const kernels::GemmParams& p, const float* a, const float* b, float* c) {
+  lt_matmul(static_cast<cublasLtHandle_t>(handle_), workspace_, stream_, p, CUDA_R_32F, a, b, c);
+}
+void GemmEngine::run_bf16(const kernels::GemmParams& p, const uint16_t* a, const uint16_t* b, float* c) {
+  lt_matmul(static_cast<cublasLtHandle_t>(handle_), workspace_, stream_, p, CUDA_R_16BF, a, b, c);
+}
+
+#else  // the emulation: cuBLASLt's stand-in is the CPU reference GEMM
+
+GemmEngine::GemmEngine(CachingAllocator& allocator, cudaStream_t stream) : allocator_(allocator), stream_(stream) {
+  // Hold the workspace like the real engine does, so memory accounting matches.
+  workspace_ = allocator_.allocate(kWorkspaceBytes);
+}
+GemmEngine::~GemmEngine() {
+  if (workspace_ != nullptr) allocator_.deallocate(workspace_, kWorkspaceBytes);
+}
+
+void GemmEngine::run_fp32(const kernels::GemmParams& p, const float* a, const float* b, float* c) {
+  backend_for(Device::cpu()).gemm(p, a, b, c);
+}
+
+void GemmEngine::run_bf16(const kernels::GemmParams& p, const uint16_t* a, const uint16_t* b, float* c) {
+  // Widen the bf16 operands exactly (a bf16 value is a float with 16 zero low bits) and run
+  // the fp32 GEMM: the products are exact in fp32, as in the tensor cores' fp32 accumulation.
+  const OperandSpans spans = spans_of(p);
+  std::vector<float> a32(static_cast<size_t>(spans.a)), b32(static_cast<size_t>(spans.b));
+  for (int64_t i = 0; i < spans.a; ++i) a32[static_cast<size_t>(i)] = kernels::from_bf16_bits(a[i]);
+  for (int64_t i = 0; i < spans.b; ++i) b32[static_cast<size_t>(i)] = kernels::from_bf16_bits(b[i]);
+  backend_for(Device::cpu()).gemm(p, a32.data(), b32.data(), c);
+}
+
+#endif
+
+}  // namespace la3::LA3_CUDA_FLAVOUR

@@ -1,0 +1,37 @@
+// GEMMs of the CUDA backends behind one interface. Under nvcc: cuBLASLt (one handle, a
+// workspace from the caching allocator, row-major problems mapped onto column-major ones).
+// Under the emulation: the CPU reference GEMM, fed the operands exactly as the GPU would
+// see them (bf16-rounded by the same cast kernel in kBf16 mode).
+#pragma once
+
+#include "engine/cuda/cuda_backend.h"
+
+namespace la3::LA3_CUDA_FLAVOUR {
+
+class GemmEngine {
+ public:
+  GemmEngine(CachingAllocator& allocator, cudaStream_t stream);
+  ~GemmEngine();
+  GemmEngine(const GemmEngine&) = delete;
+  GemmEngine& operator=(const GemmEngine&) = delete;
+
+  // C = alpha op(A) op(B) + beta C with fp32 operands (kFp32) or the bf16 copies of them
+  // (kBf16: a_bf16 / b_bf16 hold the same layout as a / b, as uint16_t bf16 values).
+  void run_fp32(const kernels::GemmParams& p, const float* a, const float* b, float* c);
+  void run_bf16(const kernels::GemmParams& p, const uint16_t* a, const uint16_t* b, float* c);
+
+  // Bytes of cuBLASLt workspace (32 MiB, what cuBLAS recommends for Hopper).
+  static constexpr size_t kWorkspaceBytes = size_t{32} << 20;
+
+ private:
+  CachingAllocator& allocator_;
+  cudaStream_t stream_;
+  void* handle_ = nullptr;     // cublasLtHandle_t under nvcc
+  void* workspace_ = nullptr;  // device memory, kWorkspaceBytes
+};
+
+// Elements spanned by one operand of a (batched) GEMM as stored: from its first element to
+// its last, gaps between rows and batch items included.
+int64_t gemm_operand_span(int64_t rows, int64_t cols, int64_t ld, int64_t batch, int64_t batch_stride);
+
+}  // namespace la3::LA3_CUDA_FLAVOUR

@@ -1,0 +1,63 @@
+// bf16 storage for the CUDA kernels: conversions written with integer bit operations so the
+// same source gives the same bits under nvcc and under the SIMT emulation (and matches
+// engine/dtype.h's float_to_bf16: round to nearest even, NaN kept quiet). A bf16 value is a
+// uint16_t in memory, which is what cuBLASLt's CUDA_R_16BF and __nv_bfloat16 store.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/host_device.h"
+#include "kernels/simt/simt.h"
+
+namespace la3::kernels {
+
+LA3_HOST_DEVICE uint32_t float_bits(float value) {
+#if defined(__CUDA_ARCH__)
+  return __float_as_uint(value);
+#else
+  uint32_t bits;
+  std::memcpy(&bits, &value, sizeof bits);
+  return bits;
+#endif
+}
+
+LA3_HOST_DEVICE float bits_float(uint32_t bits) {
+#if defined(__CUDA_ARCH__)
+  return __uint_as_float(bits);
+#else
+  float value;
+  std::memcpy(&value, &bits, sizeof value);
+  return value;
+#endif
+}
+
+LA3_HOST_DEVICE uint16_t to_bf16_bits(float value) {
+  const uint32_t bits = float_bits(value);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x0040u);  // NaN
+  const uint32_t rounding_bias = 0x7fffu + ((bits >> 16) & 1u);
+  return static_cast<uint16_t>((bits + rounding_bias) >> 16);
+}
+
+LA3_HOST_DEVICE float from_bf16_bits(uint16_t bits) { return bits_float(static_cast<uint32_t>(bits) << 16); }
+
+// The value a bf16 round trip leaves (what a bf16 GEMM input holds).
+LA3_HOST_DEVICE float round_to_bf16(float value) { return from_bf16_bits(to_bf16_bits(value)); }
+
+constexpr unsigned int kCastThreads = 256;
+
+__global__ void cast_f32_to_bf16_kernel(int64_t count, const float* in, uint16_t* out) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += stride) {
+    out[i] = to_bf16_bits(in[i]);
+  }
+}
+
+__global__ void cast_bf16_to_f32_kernel(int64_t count, const uint16_t* in, float* out) {
+  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += stride) {
+    out[i] = from_bf16_bits(in[i]);
+  }
+}
+
+}  // namespace la3::kernels
