@@ -11,6 +11,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "apps/arguments.h"
+#include "engine/backend.h"
+#include "engine/cuda/device_setup.h"
 #include "apps/commands.h"
 #include "data/batching.h"
 #include "data/molecule_dataset.h"
@@ -38,6 +40,8 @@ const std::vector<OptionSpec> kOptions = {
     {"batch-size", true, "inputs per batch (default 8)"},
     {"max-input-length", true, "input tokens, longer inputs are truncated and counted (default 512)"},
     {"prefer-valid-smiles", false, "caption2smiles with beams: rank hypotheses RDKit parses first"},
+    {"device", true, "auto | cpu | cuda | cuda:N | cuda-emu (default cpu; auto = cuda when a GPU is usable)"},
+    {"gemm-precision", true, "bf16 or fp32 GEMMs on the CUDA devices (default bf16)"},
     {"help", false, "show this message"},
 };
 
@@ -125,6 +129,23 @@ int run_generate(const std::vector<std::string>& args) {
   if (!model.ok()) {
     std::fprintf(stderr, "engine generate: %s\n", std::string(model.status().message()).c_str());
     return 1;
+  }
+  if (parsed->has("device")) {
+    absl::StatusOr<DeviceChoice> choice = activate_device(parsed->get("device"));
+    if (!choice.ok()) {
+      std::fprintf(stderr, "engine generate: %s\n", std::string(choice.status().message()).c_str());
+      return 2;
+    }
+    const std::string precision = parsed->get("gemm-precision", "bf16");
+    if (precision != "bf16" && precision != "fp32") {
+      std::fprintf(stderr, "engine generate: --gemm-precision '%s': expected bf16 or fp32\n", precision.c_str());
+      return 2;
+    }
+    if (choice->device.type != DeviceType::kCpu) {
+      backend_for(choice->device).set_gemm_precision(precision == "fp32" ? GemmPrecision::kFp32 : GemmPrecision::kBf16);
+      *model = model->to_device(choice->device);
+    }
+    if (!choice->note.empty()) std::fprintf(stderr, "engine generate: %s\n", choice->note.c_str());
   }
   absl::StatusOr<Tokenizer> tokenizer = Tokenizer::load(parsed->get("tokenizer", checkpoint + "/spiece.model"));
   if (!tokenizer.ok()) {

@@ -175,7 +175,8 @@ std::vector<std::vector<GeneratedSequence>> greedy(const T5Model& model, T5Decod
   for (int64_t length = 1; length < max_length; ++length) {
     std::vector<int64_t> last;
     for (const auto& t : tokens) last.push_back(t.back());
-    Tensor logits = decoder.step(cache, last);
+    // Scores are processed on the host: one [rows, vocab] copy per step on a GPU device.
+    Tensor logits = decoder.step(cache, last).to_device(Device::cpu());
     const int64_t vocab = logits.size(1);
     bool all_done = true;
     for (int64_t r = 0; r < batch; ++r) {
@@ -223,7 +224,8 @@ std::vector<std::vector<GeneratedSequence>> beam_search(const T5Model& model, T5
   while (true) {
     std::vector<int64_t> last;
     for (const auto& t : tokens) last.push_back(t.back());
-    Tensor logits = decoder.step(cache, last);
+    // Scores are processed on the host: one [rows, vocab] copy per step on a GPU device.
+    Tensor logits = decoder.step(cache, last).to_device(Device::cpu());
     const int64_t vocab = logits.size(1);
     float* data = logits.data<float>();
     for (int64_t r = 0; r < rows; ++r) {
@@ -322,8 +324,11 @@ absl::StatusOr<std::vector<std::vector<GeneratedSequence>>> generate(const T5Mod
   try {
     NoGradGuard no_grad;
     const int64_t max_length = options.max_new_tokens > 0 ? 1 + options.max_new_tokens : options.max_length;
-    const Tensor encoded = model.encode(input_ids, attention_mask, {});
-    T5DecodingCache cache = T5Decoder(model).start(encoded, attention_mask, options.num_beams);
+    // Inputs follow the model to its device.
+    const Tensor ids = input_ids.to_device(model.device());
+    const Tensor mask = attention_mask.defined() ? attention_mask.to_device(model.device()) : Tensor();
+    const Tensor encoded = model.encode(ids, mask, {});
+    T5DecodingCache cache = T5Decoder(model).start(encoded, mask, options.num_beams);
     if (options.num_beams == 1) return greedy(model, cache, input_ids.size(0), max_length, options);
     return beam_search(model, cache, input_ids.size(0), max_length, options);
   } catch (const std::exception& error) {

@@ -4,7 +4,9 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "engine/allocator.h"
 #include "engine/autograd/tape.h"
+#include "engine/backend.h"
 #include "engine/ops/activation.h"
 #include "engine/ops/attention.h"
 #include "engine/ops/elementwise.h"
@@ -14,6 +16,20 @@
 #include "engine/ops/rmsnorm.h"
 
 namespace la3 {
+
+namespace {
+
+// Copies bytes between two buffers of one device (a memcpy on the host, a device copy on a
+// GPU device: the cache never leaves the model's device).
+void copy_bytes(Device device, void* dst, const void* src, size_t bytes) {
+  if (allocator_for(device).host_accessible()) {
+    std::memcpy(dst, src, bytes);
+  } else {
+    backend_for(device).copy_on_device(dst, src, bytes);
+  }
+}
+
+}  // namespace
 
 Tensor gather_rows(const Tensor& tensor, const std::vector<int64_t>& rows) {
   const Tensor source = tensor.contiguous();
@@ -28,7 +44,7 @@ Tensor gather_rows(const Tensor& tensor, const std::vector<int64_t>& rows) {
     if (rows[r] < 0 || rows[r] >= source.size(0)) {
       Fail(ErrorKind::kOutOfRange, "gather_rows: row ", rows[r], " outside ", source.describe());
     }
-    std::memcpy(dst + r * row_bytes, in + static_cast<size_t>(rows[r]) * row_bytes, row_bytes);
+    copy_bytes(source.device(), dst + r * row_bytes, in + static_cast<size_t>(rows[r]) * row_bytes, row_bytes);
   }
   return out;
 }
@@ -45,9 +61,10 @@ Tensor append_step(const Tensor& cache, const Tensor& step) {
   const float* old_data = cache.data<float>();
   const float* step_data = dense_step.data<float>();
   float* dst = out.data<float>();
+  const Device device = cache.device();
   for (int64_t r = 0; r < rows; ++r) {
-    std::memcpy(dst + r * (t + 1) * per_step, old_data + r * t * per_step, sizeof(float) * static_cast<size_t>(t * per_step));
-    std::memcpy(dst + (r * (t + 1) + t) * per_step, step_data + r * per_step, sizeof(float) * static_cast<size_t>(per_step));
+    copy_bytes(device, dst + r * (t + 1) * per_step, old_data + r * t * per_step, sizeof(float) * static_cast<size_t>(t * per_step));
+    copy_bytes(device, dst + (r * (t + 1) + t) * per_step, step_data + r * per_step, sizeof(float) * static_cast<size_t>(per_step));
   }
   return out;
 }
@@ -90,7 +107,7 @@ Tensor T5Decoder::step(T5DecodingCache& cache, const std::vector<int64_t>& token
   }
   const int64_t rows = cache.rows, heads = c.num_heads, d_kv = c.d_kv;
   const float eps = c.layer_norm_epsilon;
-  Tensor hidden = ops::embedding(model_.parameter("shared.weight"), Tensor::from_vector<int64_t>({rows, 1}, tokens));
+  Tensor hidden = ops::embedding(model_.parameter("shared.weight"), Tensor::from_vector<int64_t>({rows, 1}, tokens, model_.device()));
   const Tensor& table = model_.parameter("decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight");
   ops::AttentionOptions self_options;
   self_options.causal = true;

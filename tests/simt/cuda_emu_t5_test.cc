@@ -10,6 +10,7 @@
 #include <cstdlib>
 
 #include "engine/autograd/tape.h"
+#include "model/generation.h"
 #include "engine/backend.h"
 #include "engine/cuda/cuda_devices.h"
 #include "engine/io/safetensors.h"
@@ -135,6 +136,41 @@ TEST_P(CudaEmuT5, Bf16TrainingStepMatchesTheCpuBackend) {
   std::printf("[cuda-emu bf16 %s] worst loss relative error %.3g, first-step gradient normalised error %.3g, "
               "weight normalised error after 3 AdamW steps %.3g; %.2f s for 3 steps on both devices\n",
               GetParam().c_str(), worst_loss, worst_gradient, worst_weight, seconds);
+}
+
+// Beam search with the model on the CUDA backend: with fp32 GEMMs the same tokens and scores as
+// on the cpu; with bf16 GEMMs (how a GPU decodes) the scores within bf16 accuracy.
+TEST_P(CudaEmuT5, BeamSearchMatchesTheCpu) {
+  register_cuda_emu_backend();
+  const std::string dir = std::string(LA3_GOLDEN_DIR) + "/" + GetParam();
+  const T5Model cpu = *load_t5_checkpoint(dir);
+  const T5Model emu = cpu.to_device(kEmu);
+  const SafetensorsContents inputs = *read_safetensors(dir + "/expected.safetensors");
+  GenerationOptions options;
+  options.num_beams = 3;
+  options.num_return_sequences = 2;
+  options.max_new_tokens = 6;
+  options.no_repeat_ngram_size = 2;
+  const auto expected = generate(cpu, inputs.tensors.at("input_ids"), inputs.tensors.at("attention_mask"), options);
+  ASSERT_TRUE(expected.ok()) << expected.status().ToString();
+  for (GemmPrecision precision : {GemmPrecision::kFp32, GemmPrecision::kBf16}) {
+    SCOPED_TRACE(precision == GemmPrecision::kFp32 ? "fp32 GEMM" : "bf16 GEMM");
+    backend_for(kEmu).set_gemm_precision(precision);
+    const auto got = generate(emu, inputs.tensors.at("input_ids"), inputs.tensors.at("attention_mask"), options);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    ASSERT_EQ(got->size(), expected->size());
+    for (size_t b = 0; b < got->size(); ++b) {
+      ASSERT_EQ((*got)[b].size(), (*expected)[b].size());
+      for (size_t j = 0; j < (*got)[b].size(); ++j) {
+        const double tolerance = precision == GemmPrecision::kFp32 ? 1e-5 : 2e-2;
+        EXPECT_NEAR((*got)[b][j].score, (*expected)[b][j].score, tolerance * std::abs((*expected)[b][j].score) + 1e-6);
+        if (precision == GemmPrecision::kFp32) {
+          EXPECT_EQ((*got)[b][j].tokens, (*expected)[b][j].tokens) << b << " " << j;
+        }
+      }
+    }
+  }
+  backend_for(kEmu).set_gemm_precision(GemmPrecision::kBf16);
 }
 
 INSTANTIATE_TEST_SUITE_P(Variants, CudaEmuT5, ::testing::Values("t5_v1_0", "t5_v1_1"));
