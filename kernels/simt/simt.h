@@ -151,6 +151,12 @@ inline void syncwarp(const char* where, unsigned int mask = 0xffffffffu) { (void
 #define __all_sync(mask, p) (::la3::simt::ballot((mask), (p) ? 1 : 0, LA3_SIMT_WHERE) == (mask))
 #define __syncwarp(...) ::la3::simt::syncwarp(LA3_SIMT_WHERE __VA_OPT__(, ) __VA_ARGS__)
 #define LA3_DYNAMIC_SHARED(type, name) type* name = reinterpret_cast<type*>(::la3::simt::dynamic_shared_memory())
+#define __shfl_up_sync(mask, value, delta)                                                            \
+  ::la3::simt::shfl_generic((mask), (value),                                                          \
+                            static_cast<int>(::la3::simt::lane_id()) >= static_cast<int>(delta)       \
+                                ? static_cast<int>(::la3::simt::lane_id()) - static_cast<int>(delta)  \
+                                : static_cast<int>(::la3::simt::lane_id()),                           \
+                            LA3_SIMT_WHERE)
 #define __shfl_down_sync(mask, value, delta)                                                              \
   ::la3::simt::shfl_generic((mask), (value),                                                             \
                             static_cast<int>(::la3::simt::lane_id()) + (delta) < ::la3::simt::kWarpSize \

@@ -105,6 +105,32 @@ __global__ void early_return_then_barrier(int* out) {
   out[threadIdx.x] = 1;
 }
 
+// Inclusive prefix sum over a block: a Hillis-Steele scan within each warp (__shfl_up_sync),
+// then the warp totals scanned by warp 0 through shared memory.
+__global__ void block_inclusive_scan(const int* in, int* out, int n) {
+  __shared__ int warp_totals[32];
+  const int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
+  const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  int value = i < n ? in[i] : 0;
+  for (int delta = 1; delta < 32; delta *= 2) {
+    const int other = __shfl_up_sync(0xffffffffu, value, delta);
+    if (static_cast<int>(lane) >= delta) value += other;
+  }
+  if (lane == 31) warp_totals[warp] = value;
+  __syncthreads();
+  if (warp == 0) {
+    int total = lane < blockDim.x / 32 ? warp_totals[lane] : 0;
+    for (int delta = 1; delta < 32; delta *= 2) {
+      const int other = __shfl_up_sync(0xffffffffu, total, delta);
+      if (static_cast<int>(lane) >= delta) total += other;
+    }
+    if (lane < blockDim.x / 32) warp_totals[lane] = total;
+  }
+  __syncthreads();
+  if (warp > 0) value += warp_totals[warp - 1];
+  if (i < n) out[i] = value;
+}
+
 __global__ void throws_in_kernel(int* out) {
   if (threadIdx.x == 3) throw std::runtime_error("kernel failure at thread 3");
   out[threadIdx.x] = 1;
@@ -130,6 +156,20 @@ TEST_P(SimtOrder, WarpShufflesIncludingACollectiveInsideOneWarp) {
   la3::simt::launch(warp_sum, dim3(2), dim3(128), 0, nullptr, in.data(), out.data());
   EXPECT_EQ(out[0], 127 * 128 / 2);
   EXPECT_EQ(out[1], (255 * 256 - 127 * 128) / 2);
+}
+
+TEST_P(SimtOrder, BlockScanWithShuffleUp) {
+  const int n = 700;  // blocks of 256: the last one partial
+  std::vector<int> in(n), out(n, -1);
+  for (int i = 0; i < n; ++i) in[static_cast<size_t>(i)] = (i * 37) % 11 - 5;
+  la3::simt::launch(block_inclusive_scan, dim3(3), dim3(256), 0, nullptr, in.data(), out.data(), n);
+  for (int b = 0; b < 3; ++b) {
+    int running = 0;
+    for (int i = b * 256; i < std::min(n, (b + 1) * 256); ++i) {
+      running += in[static_cast<size_t>(i)];
+      ASSERT_EQ(out[static_cast<size_t>(i)], running) << "element " << i;
+    }
+  }
 }
 
 TEST_P(SimtOrder, WithTheBarrierEveryOrderIsRight) {
