@@ -32,7 +32,7 @@ struct AugmentConfig {
   std::string output_jsonl = "runs/augment/augmented.jsonl";
   std::string output_csv;  // default: output_jsonl with .csv
   std::string journal;     // default: output_jsonl with .journal.jsonl
-  int journal_fsync_interval_ms = 0;  // 0: fdatasync after every line
+  int journal_fsync_interval_ms = 100;  // group commit; 0: fdatasync after every line
   // filter
   FilterOptions filter;
   int max_rejections = 3;  // re-requests of one rewrite after filter rejections

@@ -186,6 +186,9 @@ absl::Status ChatClient::run(const NextRequest& next, const OnResult& on_result,
       im.idle.pop_back();
     }
     t->headers = curl_slist_append(t->headers, "Content-Type: application/json");
+    // curl 7.88 sends "Expect: 100-continue" for bodies over 1 KiB and waits for the server's
+    // interim reply: a wasted round trip per request (prompts are usually longer than that).
+    t->headers = curl_slist_append(t->headers, "Expect:");
     if (!auth.empty()) t->headers = curl_slist_append(t->headers, auth.c_str());
     CURL* e = t->easy;
     curl_easy_setopt(e, CURLOPT_URL, url_.c_str());

@@ -19,10 +19,6 @@ namespace {
 
 using nlohmann::json;
 
-int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
 std::string errno_text() { return std::strerror(errno); }
 
 }  // namespace
@@ -76,8 +72,16 @@ absl::StatusOr<JournalEntry> JournalEntry::from_json(const std::string& line) {
 }
 
 Journal::~Journal() {
+  if (syncer_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      closing_ = true;
+    }
+    wake_.notify_all();
+    syncer_.join();
+  }
   if (fd_ >= 0) {
-    if (dirty_) ::fdatasync(fd_);
+    if (dirty_.load()) ::fdatasync(fd_);
     ::close(fd_);
   }
 }
@@ -127,7 +131,16 @@ absl::StatusOr<std::unique_ptr<Journal>> Journal::open(const std::string& path, 
     journal->entries_.push_back(std::move(*entry));
   }
   r.entries = static_cast<int64_t>(journal->entries_.size());
-  journal->last_sync_ns_ = now_ns();
+  if (fsync_interval_ms > 0) {
+    Journal* j = journal.get();
+    j->syncer_ = std::thread([j] {
+      std::unique_lock<std::mutex> lock(j->mutex_);
+      while (!j->closing_) {
+        j->wake_.wait_for(lock, std::chrono::milliseconds(j->fsync_interval_ms_));
+        if (j->dirty_.exchange(false) && ::fdatasync(j->fd_) != 0) j->sync_failed_.store(true);
+      }
+    });
+  }
   return journal;
 }
 
@@ -146,17 +159,14 @@ absl::Status Journal::append(const JournalEntry& entry) {
     return absl::DataLossError(absl::StrCat(path_, ": cannot append to the journal: ", why));
   }
   entries_.push_back(entry);
-  dirty_ = true;
-  const int64_t now = now_ns();
-  if (fsync_interval_ms_ <= 0 || now - last_sync_ns_ >= int64_t{fsync_interval_ms_} * 1000000) return sync();
-  return absl::OkStatus();
+  dirty_.store(true);
+  if (sync_failed_.load()) return absl::DataLossError(absl::StrCat(path_, ": fdatasync failed in the background"));
+  return fsync_interval_ms_ <= 0 ? sync() : absl::OkStatus();
 }
 
 absl::Status Journal::sync() {
-  if (!dirty_) return absl::OkStatus();
+  if (!dirty_.exchange(false)) return absl::OkStatus();
   if (::fdatasync(fd_) != 0) return absl::DataLossError(absl::StrCat(path_, ": fdatasync failed: ", errno_text()));
-  dirty_ = false;
-  last_sync_ns_ = now_ns();
   return absl::OkStatus();
 }
 

@@ -2,14 +2,20 @@
 // rejected rewrite) and per given-up rewrite, keyed by (CID, caption SHA-256, template
 // SHA-256, model, sample index). Each line is written with a single write() on an O_APPEND
 // descriptor, so a kill -9 leaves at most one torn last line; fdatasync follows every line
-// (or at most every `fsync_interval_ms`). On open, a torn last line is cut off (reported,
+// (fsync_interval_ms = 0), or a background thread syncs at most every fsync_interval_ms
+// (group commit: the event loop never waits for the disk; a kill -9 still loses nothing,
+// since write() has handed the line to the kernel). On open, a torn last line is cut off (reported,
 // never fatal); a corrupt complete line is an error naming file:line. An exclusive flock
 // keeps two runs from writing one journal.
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -54,9 +60,14 @@ class Journal {
   std::string path_;
   int fd_ = -1;
   int fsync_interval_ms_ = 0;
-  int64_t last_sync_ns_ = 0;
-  bool dirty_ = false;
+  std::atomic<bool> dirty_{false};
   std::vector<JournalEntry> entries_;
+  // Group commit (fsync_interval_ms > 0).
+  std::thread syncer_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool closing_ = false;
+  std::atomic<bool> sync_failed_{false};
 };
 
 }  // namespace la3::llm

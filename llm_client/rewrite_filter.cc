@@ -25,7 +25,7 @@ const std::set<std::string>& stereo_and_charge_words() {
 bool has_chemical_suffix(const std::string& word) {
   static const std::vector<std::string> suffixes = {
       "ane", "ene", "yne", "ol", "one", "ide", "ate", "ite", "ine", "ium", "yl", "oic", "ose", "oside",
-      "ester", "ether", "amide", "amine", "acid", "oid", "an", "in", "yde"};
+      "ester", "ether", "amide", "amine", "acid", "oid", "an", "in", "yde", "oxy"};
   if (word.size() < 6) return false;
   std::string stem = word;
   if (stem.back() == 's' && stem[stem.size() - 2] != 's') stem.pop_back();
