@@ -9,7 +9,10 @@
 // Counters: requests_per_s / rewrites_per_s (wall clock), client_cpu_us (CPU time of the
 // client thread per request: libcurl + JSON + our loop; the server runs on other threads).
 // The server and client share the machine's 2 cores, so the zero-latency figures are a
-// floor for the client, not a server benchmark.
+// floor for the client, not a server benchmark. cpp-httplib 0.11.4 (Debian) listens with a
+// backlog of 5: opening 64 connections at once drops SYNs and costs 1 s retransmits, so
+// BM_ChatClient warms its connections up first (they stay in the client's libcurl multi
+// handle between runs); the pipeline bench opens fresh ones and pays that once per run.
 #include <benchmark/benchmark.h>
 #include <time.h>
 
@@ -48,20 +51,24 @@ void BM_ChatClient(benchmark::State& state) {
   o.max_in_flight = in_flight;
   double cpu = 0;
   int64_t total = 0;
-  for (auto _ : state) {
-    la3::llm::ChatClient client(o);
+  la3::llm::ChatClient client(o);
+  auto run = [&](int count) {
     int issued = 0;
     la3::llm::StopFlag stop{0};
-    const double cpu_start = thread_cpu_seconds();
-    const absl::Status status = client.run(
+    return client.run(
         [&]() -> std::optional<la3::llm::ChatRequest> {
-          if (issued == requests) return std::nullopt;
+          if (issued == count) return std::nullopt;
           la3::llm::ChatRequest r;
           r.id = static_cast<uint64_t>(issued++);
           r.user = "Rewrite.\nSMILES: CCO\nDescription: The molecule is a primary alcohol that is ethane substituted by a hydroxy group at position 1.";
           return r;
         },
         [&](la3::llm::ChatResult&& r) { benchmark::DoNotOptimize(r.choices.size()); }, stop);
+  };
+  if (const absl::Status warm = run(4 * in_flight); !warm.ok()) state.SkipWithError(std::string(warm.message()).c_str());
+  for (auto _ : state) {
+    const double cpu_start = thread_cpu_seconds();
+    const absl::Status status = run(requests);
     cpu += thread_cpu_seconds() - cpu_start;
     total += requests;
     if (!status.ok()) state.SkipWithError(std::string(status.message()).c_str());
@@ -91,7 +98,7 @@ void BM_AugmentPipeline(benchmark::State& state) {
   c.client.max_in_flight = in_flight;
   c.input = std::string(LA3_SHARED_DATA_DIR) + "/chebi20/validation.txt";
   c.allow_eval_split = true;
-  c.limit = latency == 0 ? 1000 : 500;
+  c.limit = 1000;
   c.k = 2;
   c.template_path = std::string(LA3_SOURCE_DIR) + "/configs/prompts/la3_rewrite.txt";
   c.output_jsonl = dir + "/augmented.jsonl";

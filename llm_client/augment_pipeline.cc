@@ -382,7 +382,8 @@ AugmentOutcome run_augment(const AugmentConfig& config, StopFlag& stop,
         gave_up.push_back(s);
       }
     }
-    json line = {{"cid", r.cid},
+    // Keys in reading order (cid, smiles, original, rewrites, ...), not sorted.
+    nlohmann::ordered_json line = {{"cid", r.cid},
                  {"smiles", r.smiles},
                  {"original", r.captions[0]},
                  {"rewrites", rewrites},
@@ -395,7 +396,7 @@ AugmentOutcome run_augment(const AugmentConfig& config, StopFlag& stop,
                    {"completion_tokens", p.completion_tokens},
                    {"rejected", p.rejected},
                    {"gave_up_samples", gave_up}}}};
-    absl::StrAppend(&jsonl, line.dump(-1, ' ', false, json::error_handler_t::replace), "\n");
+    absl::StrAppend(&jsonl, line.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace), "\n");
   }
   for (const std::string& path : {config.output_jsonl, config.output_csv}) {
     const std::filesystem::path parent = std::filesystem::path(path).parent_path();

@@ -314,7 +314,7 @@ TEST_F(AugmentPipeline, ATornJournalLineIsCutOffOnResume) {
 // completed before the kill is requested again.
 TEST_F(AugmentPipeline, SurvivesSigkillAndResumesWithoutRepeatingCompletedRewrites) {
   ScriptedServer server;
-  server.set_latency_ms(15);
+  server.set_latency_ms(25);
   const std::string dir = fresh_dir("sigkill");
   const int molecules = 40, k = 2;
   const std::string input = write_input(dir, molecules);

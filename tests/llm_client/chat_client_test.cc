@@ -137,7 +137,7 @@ TEST(ChatClient, RetriesServerErrorsWithGrowingJitteredBackoff) {
   for (int a = 0; a < 3; ++a) {
     const double gap = q[static_cast<size_t>(a) + 1].seconds - q[static_cast<size_t>(a)].seconds;
     EXPECT_GE(gap, expected_min[a] * 0.9) << "retry " << a + 1;
-    EXPECT_LE(gap, expected_max[a] + 0.25) << "retry " << a + 1;
+    EXPECT_LE(gap, expected_max[a] + 0.5) << "retry " << a + 1;
   }
 }
 
@@ -237,8 +237,9 @@ TEST(ChatClient, KeepsManyRequestsInFlight) {
   const RunResult r = run_requests(client, 32);
   ASSERT_TRUE(r.status.ok()) << r.status;
   EXPECT_EQ(r.results.size(), 32u);
-  // Sequentially this would take 6.4 s; 16 at a time two rounds of 0.2 s.
-  EXPECT_LT(r.seconds, 2.0);
+  // Sequentially this would take 6.4 s; 16 at a time two rounds of 0.2 s (plus, on a busy
+  // machine, a 1 s SYN retransmit: cpp-httplib's listen backlog is 5).
+  EXPECT_LT(r.seconds, 3.5);
 }
 
 TEST(ChatClient, HoldsTheRequestsPerMinuteLimit) {
@@ -251,11 +252,12 @@ TEST(ChatClient, HoldsTheRequestsPerMinuteLimit) {
   ASSERT_TRUE(r.status.ok()) << r.status;
   const auto q = server.requests();
   ASSERT_EQ(q.size(), 50u);
-  // Token bucket: in any window of w seconds at most burst + rate * w requests start.
+  // Token bucket: in any window of w seconds at most burst + rate * w requests start (the
+  // server sees arrival times: allow a few for uneven transit on a busy machine).
   for (size_t i = 0; i < q.size(); ++i) {
     for (size_t j = i; j < q.size(); ++j) {
       const double window = q[j].seconds - q[i].seconds;
-      EXPECT_LE(static_cast<double>(j - i + 1), 20 + 20 * window + 2) << "requests " << i << ".." << j;
+      EXPECT_LE(static_cast<double>(j - i + 1), 20 + 20 * window + 4) << "requests " << i << ".." << j;
     }
   }
   EXPECT_GE(q.back().seconds - q.front().seconds, (50 - 20) / 20.0 * 0.85);
