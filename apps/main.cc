@@ -24,6 +24,7 @@ commands:
   train          train a T5 (default: the CPU demo on the bundled sample data)
   generate       translate a file with a checkpoint (beam search), writing MolT5's TSV format
   eval           MolT5/LA3 metrics of a predictions TSV (caption -> SMILES or SMILES -> caption)
+  augment        rewrite training captions k times with an OpenAI-compatible LLM (LaChEBI-20 style)
   tokenizer      train a SentencePiece model with T5's special ids, or encode text
   version        print the version, the build configuration and the devices found
   help           print this message
@@ -66,6 +67,7 @@ int main(int argc, char** argv) {
   if (command == "tokenizer") return la3::cli::run_tokenizer(rest);
   if (command == "generate") return la3::cli::run_generate(rest);
   if (command == "eval") return la3::cli::run_eval(rest);
+  if (command == "augment") return la3::cli::run_augment(rest);
   std::fprintf(stderr, "engine: unknown command '%s'\n\n%s", argv[1], kUsage);
   return 2;
 }

@@ -25,6 +25,15 @@ pkg_check_modules(SentencePiece REQUIRED IMPORTED_TARGET sentencepiece)
 # Unicode data (NFD, categories, case) for BERT's tokenisation in eval/.
 pkg_check_modules(Utf8proc REQUIRED IMPORTED_TARGET libutf8proc)
 
+# llm_client/: libcurl for HTTP(S) (CURL::libcurl) and OpenSSL's libcrypto for SHA-256 keys.
+find_package(CURL REQUIRED)
+find_package(OpenSSL REQUIRED COMPONENTS Crypto)
+# cpp-httplib (tests' scripted OpenAI-compatible server, the throughput bench): the
+# pkg-config target carries the -D flags the prebuilt .so was compiled with (BUILD-NOTES 9).
+if(LA3_BUILD_TESTS OR LA3_BUILD_BENCHMARKS)
+  pkg_check_modules(CppHttplib REQUIRED IMPORTED_TARGET cpp-httplib)
+endif()
+
 if(LA3_BUILD_TESTS)
   find_package(GTest REQUIRED)
   include(GoogleTest)

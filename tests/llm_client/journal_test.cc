@@ -1,0 +1,120 @@
+// The journal (torn last line, corrupt lines, locking), SHA-256 and the rate limiter.
+#include "llm_client/journal.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "engine/io/file_io.h"
+#include "llm_client/hashing.h"
+#include "llm_client/rate_limiter.h"
+
+namespace la3::llm {
+namespace {
+
+std::string temp_path(const std::string& name) {
+  const std::string path = ::testing::TempDir() + "la3_journal_" + name + "_" + std::to_string(::getpid()) + ".jsonl";
+  std::filesystem::remove(path);
+  return path;
+}
+
+JournalEntry entry(int sample, const std::string& text) {
+  JournalEntry e;
+  e.cid = "92470518";
+  e.caption_sha256 = sha256_hex("caption");
+  e.template_sha256 = sha256_hex("template");
+  e.model = "test-model";
+  e.sample = sample;
+  e.kept = true;
+  e.text = text;
+  e.attempts = 1;
+  return e;
+}
+
+TEST(Journal, AppendsAndReloads) {
+  const std::string path = temp_path("reload");
+  {
+    auto journal = Journal::open(path, 0);
+    ASSERT_TRUE(journal.ok()) << journal.status();
+    ASSERT_TRUE((*journal)->append(entry(0, "first, with \"quotes\"\nand a newline")).ok());
+    JournalEntry g = entry(1, "");
+    g.type = "gave_up";
+    ASSERT_TRUE((*journal)->append(g).ok());
+  }
+  auto journal = Journal::open(path, 0);
+  ASSERT_TRUE(journal.ok()) << journal.status();
+  ASSERT_EQ((*journal)->entries().size(), 2u);
+  EXPECT_EQ((*journal)->entries()[0].text, "first, with \"quotes\"\nand a newline");
+  EXPECT_EQ((*journal)->entries()[1].type, "gave_up");
+}
+
+TEST(Journal, CutsOffATornLastLine) {
+  const std::string path = temp_path("torn");
+  {
+    auto journal = Journal::open(path, 0);
+    ASSERT_TRUE(journal.ok());
+    for (int s = 0; s < 3; ++s) ASSERT_TRUE((*journal)->append(entry(s, "text")).ok());
+  }
+  std::string text = *read_file(path);
+  const std::string intact = text;
+  const std::string torn_line = entry(3, "torn").to_json_line();
+  text.append(torn_line.data(), 30);  // kill -9 mid-write
+  ASSERT_TRUE(write_file_atomically(path, text).ok());
+  JournalOpenReport report;
+  auto journal = Journal::open(path, 0, &report);
+  ASSERT_TRUE(journal.ok()) << journal.status();
+  EXPECT_EQ(report.entries, 3);
+  EXPECT_EQ(report.torn_bytes, 30);
+  EXPECT_EQ(*read_file(path), intact);
+  ASSERT_TRUE((*journal)->append(entry(3, "whole")).ok());
+  journal->reset();
+  auto reopened = Journal::open(path, 0);
+  ASSERT_TRUE(reopened.ok());
+  EXPECT_EQ((*reopened)->entries().size(), 4u);
+}
+
+TEST(Journal, ACorruptCompleteLineIsAnErrorNamingTheLine) {
+  const std::string path = temp_path("corrupt");
+  ASSERT_TRUE(write_file_atomically(path, entry(0, "a").to_json_line() + "{\"type\": 3}\n").ok());
+  auto journal = Journal::open(path, 0);
+  ASSERT_FALSE(journal.ok());
+  EXPECT_NE(std::string(journal.status().message()).find(path + ":2: corrupt journal line"), std::string::npos)
+      << journal.status();
+}
+
+TEST(Journal, OneWriterAtATime) {
+  const std::string path = temp_path("lock");
+  auto first = Journal::open(path, 0);
+  ASSERT_TRUE(first.ok());
+  auto second = Journal::open(path, 0);
+  ASSERT_FALSE(second.ok());
+  EXPECT_NE(std::string(second.status().message()).find("in use by another"), std::string::npos);
+}
+
+TEST(Hashing, Sha256KnownVectors) {
+  EXPECT_EQ(sha256_hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+  EXPECT_EQ(sha256_hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+}
+
+TEST(RateLimiter, BurstThenSteadyRate) {
+  using Clock = RateLimiter::Clock;
+  RateLimiter limiter(600);  // 10/s, burst 10
+  const Clock::time_point t0 = Clock::now();
+  int admitted = 0;
+  while (limiter.try_acquire(1, t0)) ++admitted;
+  EXPECT_EQ(admitted, 10);
+  EXPECT_NEAR(limiter.seconds_until_available(1, t0), 0.1, 1e-9);
+  EXPECT_TRUE(limiter.try_acquire(1, t0 + std::chrono::milliseconds(100)));
+  EXPECT_FALSE(limiter.try_acquire(1, t0 + std::chrono::milliseconds(150)));
+  // A cost above the burst runs once the bucket is full and leaves a debt.
+  RateLimiter tokens(60);  // 1/s, burst 1
+  EXPECT_TRUE(tokens.try_acquire(5, t0));
+  EXPECT_NEAR(tokens.seconds_until_available(1, t0), 5.0, 1e-9);
+  tokens.adjust(4);  // the reply used 1 token, not 5
+  EXPECT_NEAR(tokens.seconds_until_available(1, t0), 1.0, 1e-9);
+  EXPECT_TRUE(RateLimiter(0).try_acquire(1e9, t0));
+}
+
+}  // namespace
+}  // namespace la3::llm
