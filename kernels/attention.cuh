@@ -47,7 +47,7 @@ namespace la3::kernels {
 constexpr unsigned int kAttentionThreads = 128;
 constexpr int kAttentionWarps = static_cast<int>(kAttentionThreads / 32);
 constexpr int kAttentionKeyTile = 32;   // forward: one key of the tile per lane
-constexpr int kAttentionMaxRowsPerWarp = 4;
+constexpr int kAttentionMaxRowsPerWarp = 4;  // forward: Br <= 16
 constexpr size_t kAttentionSharedLimit = 48 * 1024;  // default per-block limit without opt-in
 
 // --- launch configuration (host) ------------------------------------------------------------
@@ -66,10 +66,11 @@ struct AttentionBackwardTiles {
 LA3_HOST_DEVICE int64_t attention_bias_floats(const AttentionParams& p) { return p.has_bias ? p.num_buckets : 0; }
 
 // Forward shared memory (floats): bias column [nb], q [Br][d], k [Bc][d + 1], v [Bc][d],
-// dropped probabilities [Br][Bc], output accumulator [Br][d].
+// dropped probabilities [Br][Bc], output accumulator [Br][d], row statistics [Br][3].
 inline size_t attention_forward_shared_bytes(const AttentionParams& p, int rows) {
   const int64_t d = p.head_dim, bc = kAttentionKeyTile;
-  const int64_t floats = attention_bias_floats(p) + rows * d + bc * (d + 1) + bc * d + rows * bc + rows * d;
+  const int64_t floats =
+      attention_bias_floats(p) + rows * d + bc * (d + 1) + bc * d + rows * bc + rows * d + 3 * rows;
   return static_cast<size_t>(floats) * sizeof(float);
 }
 
@@ -168,21 +169,30 @@ __device__ __forceinline__ float warp_sum(float value) {
 // attention_forward_shared_bytes(p, rows) with rows from attention_forward_tiles(p).
 // row_lse[b, h, i] = log-sum-exp of the visible scores (+inf marks a fully masked row).
 __global__ void attention_forward_kernel(AttentionParams p, int rows, const float* q, const float* k, const float* v,
-                             const float* bias_table, const int32_t* key_mask, float* out, float* row_lse) {
+                                         const float* bias_table, const int32_t* key_mask, float* out,
+                                         float* row_lse) {
   LA3_DYNAMIC_SHARED(float, shared);
   __shared__ int scratch[kAttentionWarps];
   const int64_t d = p.head_dim, row_stride = p.heads * p.head_dim;
   const int64_t bias_floats = attention_bias_floats(p);
-  float* bias_s = shared;                             // [nb]: this head's column of the table
-  float* q_s = bias_s + bias_floats;                  // [rows][d]
-  float* k_s = q_s + rows * d;                        // [Bc][d + 1] (padded: lanes read rows)
-  float* v_s = k_s + kAttentionKeyTile * (d + 1);     // [Bc][d]
-  float* p_s = v_s + kAttentionKeyTile * d;           // [rows][Bc]: dropped probabilities
-  float* o_s = p_s + rows * kAttentionKeyTile;        // [rows][d]: output accumulator
+  float* bias_s = shared;                          // [nb]: this head's column of the table
+  float* q_s = bias_s + bias_floats;               // [rows][d]
+  float* k_s = q_s + rows * d;                     // [Bc][d + 1] (padded: lanes read different rows)
+  float* v_s = k_s + kAttentionKeyTile * (d + 1);  // [Bc][d]
+  float* p_s = v_s + kAttentionKeyTile * d;        // [rows][Bc]: dropped probabilities
+  float* o_s = p_s + rows * kAttentionKeyTile;     // [rows][d]: output accumulator
+  float* stats_s = o_s + rows * d;                 // [rows][3]: running max, running sum, rescale
   const int64_t h = blockIdx.y, b = blockIdx.z;
   const int64_t q0 = static_cast<int64_t>(blockIdx.x) * rows;
   const int warp = static_cast<int>(threadIdx.x / 32), lane = static_cast<int>(threadIdx.x % 32);
   const int rows_per_warp = rows / kAttentionWarps;
+  // Warp `warp` owns rows [row_begin, row_end) of the block (those inside q_len): their
+  // statistics (the same value in every lane, written by lane 0) and their output accumulator
+  // (element dd by lane dd % 32).
+  const int row_begin = warp * rows_per_warp;
+  const int64_t rows_left = p.q_len - q0 - row_begin;
+  const int row_end = row_begin + static_cast<int>(rows_left < rows_per_warp ? (rows_left > 0 ? rows_left : 0)
+                                                                              : rows_per_warp);
 
   for (int64_t t = threadIdx.x; t < bias_floats; t += blockDim.x) bias_s[t] = bias_table[t * p.heads + h];
   for (int64_t e = threadIdx.x; e < rows * d; e += blockDim.x) {
@@ -190,17 +200,13 @@ __global__ void attention_forward_kernel(AttentionParams p, int rows, const floa
     q_s[e] = i < p.q_len ? q[(b * p.q_len + i) * row_stride + h * d + e % d] : 0.0f;
     o_s[e] = 0.0f;
   }
-  const int64_t first_visible = attention_first_visible_key(p, key_mask, b, scratch);  // barriers publish the loads
-
-  // Row state, the same in every lane of the owning warp (warp-uniform).
-  float row_max[kAttentionMaxRowsPerWarp], row_sum[kAttentionMaxRowsPerWarp];
-  bool all_masked[kAttentionMaxRowsPerWarp];
-#pragma unroll
-  for (int rr = 0; rr < kAttentionMaxRowsPerWarp; ++rr) {
-    row_max[rr] = -INFINITY;
-    row_sum[rr] = 0.0f;
-    all_masked[rr] = attention_row_all_masked(p, first_visible, q0 + warp * rows_per_warp + rr);
+  for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) {
+    stats_s[3 * r] = -INFINITY;
+    stats_s[3 * r + 1] = 0.0f;
+    stats_s[3 * r + 2] = 1.0f;
   }
+  const int64_t first_visible = attention_first_visible_key(p, key_mask, b, scratch);  // barriers publish the stores
+
   // Causal: keys after the block's last visible position are masked for every row, unless a
   // row is fully masked (then it attends uniformly to every key). All-masked rows are a
   // prefix of the rows, so the block's first row decides. Block-uniform.
@@ -220,16 +226,12 @@ __global__ void attention_forward_kernel(AttentionParams p, int rows, const floa
     }
     __syncthreads();
     const int64_t j = k0 + lane;
-    float rescale[kAttentionMaxRowsPerWarp];
-#pragma unroll
-    for (int rr = 0; rr < kAttentionMaxRowsPerWarp; ++rr) {
-      rescale[rr] = 1.0f;
-      const int r = warp * rows_per_warp + rr;
+    for (int r = row_begin; r < row_end; ++r) {  // warp-uniform bounds
       const int64_t i = q0 + r;
-      if (rr >= rows_per_warp || i >= p.q_len) continue;  // warp-uniform
-      bool visible = j < p.k_len && (all_masked[rr] || !attention_masked(p, key_mask, b, i, j));
+      const bool all_masked = attention_row_all_masked(p, first_visible, i);
+      const bool visible = j < p.k_len && (all_masked || !attention_masked(p, key_mask, b, i, j));
       float score = 0.0f;  // an all-masked row: every key scores 0, i.e. uniform probabilities
-      if (visible && !all_masked[rr]) {
+      if (visible && !all_masked) {
         float dot = 0.0f;
         const float* q_row = q_s + r * d;
         const float* k_row = k_s + lane * (d + 1);
@@ -237,38 +239,43 @@ __global__ void attention_forward_kernel(AttentionParams p, int rows, const floa
         score = p.scale * dot;
         if (p.has_bias) score += bias_s[attention_bucket(p, i, j)];
       }
-      const float tile_max = warp_max(visible ? score : -INFINITY);
-      const float new_max = fmaxf(row_max[rr], tile_max);
-      float prob = 0.0f;
+      const float old_max = stats_s[3 * r], old_sum = stats_s[3 * r + 1];
+      const float new_max = fmaxf(old_max, warp_max(visible ? score : -INFINITY));
+      float prob = 0.0f, rescale = 1.0f;
       if (new_max != -INFINITY) {
-        rescale[rr] = expf(row_max[rr] - new_max);  // exp(-inf) = 0 on the first visible tile
+        rescale = expf(old_max - new_max);  // exp(-inf) = 0 on the first tile with a visible key
         if (visible) prob = expf(score - new_max);
       }
-      row_sum[rr] = row_sum[rr] * rescale[rr] + warp_sum(prob);
-      row_max[rr] = new_max;
+      const float new_sum = old_sum * rescale + warp_sum(prob);
       p_s[r * kAttentionKeyTile + lane] = visible ? prob * attention_keep(p, b, h, i, j) : 0.0f;
+      __syncwarp();  // every lane has read the old statistics
+      if (lane == 0) {
+        stats_s[3 * r] = new_max;
+        stats_s[3 * r + 1] = new_sum;
+        stats_s[3 * r + 2] = rescale;
+      }
     }
-    __syncwarp();  // the warp's probabilities are visible to all its lanes
-#pragma unroll
-    for (int rr = 0; rr < kAttentionMaxRowsPerWarp; ++rr) {
-      const int r = warp * rows_per_warp + rr;
-      if (rr >= rows_per_warp || q0 + r >= p.q_len) continue;
+    __syncwarp();  // the warp's probabilities and statistics are visible to all its lanes
+    for (int r = row_begin; r < row_end; ++r) {
+      const float rescale = stats_s[3 * r + 2];
       const float* p_row = p_s + r * kAttentionKeyTile;
       for (int64_t dd = lane; dd < d; dd += 32) {
-        float acc = o_s[r * d + dd] * rescale[rr];
+        float acc = o_s[r * d + dd] * rescale;
         for (int c = 0; c < kAttentionKeyTile; ++c) acc += p_row[c] * v_s[c * d + dd];
         o_s[r * d + dd] = acc;
       }
     }
   }
-#pragma unroll
-  for (int rr = 0; rr < kAttentionMaxRowsPerWarp; ++rr) {
-    const int r = warp * rows_per_warp + rr;
+  __syncwarp();  // lane 0's last statistics
+  for (int r = row_begin; r < row_end; ++r) {
     const int64_t i = q0 + r;
-    if (rr >= rows_per_warp || i >= p.q_len) continue;
-    const float inverse = 1.0f / row_sum[rr];  // >= 1: the row's maximum contributes exp(0)
+    const float row_max = stats_s[3 * r], row_sum = stats_s[3 * r + 1];
+    const float inverse = 1.0f / row_sum;  // row_sum >= 1: the row's maximum contributes exp(0)
     for (int64_t dd = lane; dd < d; dd += 32) out[(b * p.q_len + i) * row_stride + h * d + dd] = o_s[r * d + dd] * inverse;
-    if (lane == 0) row_lse[(b * p.heads + h) * p.q_len + i] = all_masked[rr] ? INFINITY : row_max[rr] + logf(row_sum[rr]);
+    if (lane == 0) {
+      row_lse[(b * p.heads + h) * p.q_len + i] =
+          attention_row_all_masked(p, first_visible, i) ? INFINITY : row_max + logf(row_sum);
+    }
   }
 }
 
