@@ -8,8 +8,9 @@
 // Forward: one block per (tile of Br query rows, head, batch), kAttentionThreads threads =
 // kAttentionWarps warps, each warp owning Br / kAttentionWarps rows. The keys stream through
 // shared memory in tiles of kAttentionKeyTile = 32 (one key per lane), with an online
-// softmax (running max and sum per row, kept in registers, warp-uniform) and the output
-// accumulated in shared memory (each element always touched by the same lane). Saves the
+// softmax (running max and sum per row in shared memory, computed by every lane of the owning
+// warp, stored by lane 0) and the output accumulated in shared memory (each element always
+// touched by the same lane). Causal blocks stop after their last visible key tile. Saves the
 // row log-sum-exp (+inf marks a fully masked row). Nothing is k_len-sized.
 //
 // Backward: attention_row_dot_kernel computes D = rowsum(dO * O); then one block per (tile of
@@ -27,9 +28,10 @@
 //
 // Shared memory is sized from head_dim (and num_buckets) at launch: attention_forward_tiles /
 // attention_backward_tiles pick the largest tiles within the 48 KB default per block; with
-// num_buckets 32: forward Br 16 up to head_dim 100, Br 8 up to 128 (42 KB at 128), Br 4 up to
-// ~165; backward (Bc, Br) = (32, 16) up to head_dim 64 (46 KB), (16, 16) up to 116, (16, 8) up
-// to ~140 (42 KB at 128).
+// num_buckets 32: forward Br 16 up to head_dim 121 (27 KB at 64), Br 8 up to 149 (42 KB at
+// 128), Br 4 up to 167; backward (Bc, Br) = (32, 16) up to head_dim 69 (45 KB at 64), (16, 16)
+// up to 121, (16, 8) up to 149 (42 KB at 128), then (8, 8), (8, 4) up to 303. Larger head_dim
+// is refused at launch with a clear error.
 #pragma once
 
 #include <cfloat>
@@ -297,9 +299,9 @@ __global__ void attention_row_dot_kernel(AttentionParams p, const float* dout, c
 // attention_backward_shared_bytes(p, keys, rows) with keys/rows from attention_backward_tiles.
 // dk, dv overwritten; dq and dbias_table accumulated (zero dq before the launch).
 __global__ void attention_backward_kernel(AttentionParams p, int keys, int rows, const float* dout, const float* q,
-                              const float* k, const float* v, const float* bias_table, const int32_t* key_mask,
-                              const float* row_lse, const float* row_dot, float* dq, float* dk, float* dv,
-                              float* dbias_table) {
+                                          const float* k, const float* v, const float* bias_table,
+                                          const int32_t* key_mask, const float* row_lse, const float* row_dot,
+                                          float* dq, float* dk, float* dv, float* dbias_table) {
   LA3_DYNAMIC_SHARED(float, shared);
   __shared__ int scratch[kAttentionWarps];
   const int64_t d = p.head_dim, row_stride = p.heads * p.head_dim;
