@@ -98,9 +98,12 @@ class Backend {
   // needed to recognise fully masked rows, which get no gradient; bias_table lets a backend
   // recompute the scores instead of reading saved probabilities. `probs` is the buffer the
   // forward filled ([batch, heads, q_len, k_len]; a backend may keep other saved state in it).
+  // `out` is the forward's output ([batch, q_len, heads, head_dim]): a tiled backend needs
+  // rowsum(dout * out) (FlashAttention-2's D) without the full probability rows.
   virtual void attention_backward(const kernels::AttentionParams& p, const float* dout, const float* q,
-                                  const float* k, const float* v, const float* bias_table, const int32_t* key_mask,
-                                  const float* probs, float* dq, float* dk, float* dv, float* dbias_table) = 0;
+                                  const float* k, const float* v, const float* out, const float* bias_table,
+                                  const int32_t* key_mask, const float* probs, float* dq, float* dk, float* dv,
+                                  float* dbias_table) = 0;
 
   // --- embedding, dropout, loss -------------------------------------------------------
   virtual void embedding_forward(const kernels::EmbeddingParams& p, const int64_t* ids, const float* table,

@@ -62,7 +62,10 @@ LA3_HOST_DEVICE uint32_t philox_bits(uint64_t seed, uint64_t step, uint32_t stre
   const uint32_t key[2] = {static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)};
   uint32_t words[4];
   philox4x32_10(counter, key, words);
-  return words[index & 3u];
+  // A select, not words[index & 3]: a dynamic index puts `words` in local memory (a stack
+  // frame) in every kernel that draws a dropout bit.
+  const uint32_t word = static_cast<uint32_t>(index & 3u);
+  return word == 0 ? words[0] : word == 1 ? words[1] : word == 2 ? words[2] : words[3];
 }
 
 // Uniform float in [0, 1) with 24 random bits (exactly representable, never 1.0).

@@ -162,7 +162,8 @@ void CpuBackend::attention_forward(const AttentionParams& p, const float* q, con
 }
 
 void CpuBackend::attention_backward(const AttentionParams& p, const float* dout, const float* q, const float* k,
-                                    const float* v, const float* /*bias_table: the saved probabilities already hold it*/,
+                                    const float* v, const float* /*out: the saved probabilities give D directly*/,
+                                    const float* /*bias_table: the saved probabilities already hold it*/,
                                     const int32_t* key_mask, const float* probs, float* dq, float* dk,
                                     float* dv, float* dbias_table) {
   const int64_t slices = p.batch * p.heads;

@@ -29,7 +29,7 @@ class CpuBackend final : public Backend {
   void softmax_forward(const kernels::SoftmaxParams& p, const float* x, float* out) override;
   void softmax_backward(const kernels::SoftmaxParams& p, const float* dout, const float* out, float* dx) override;
   void attention_forward(const kernels::AttentionParams& p, const float* q, const float* k, const float* v, const float* bias_table, const int32_t* key_mask, float* out, float* probs) override;
-  void attention_backward(const kernels::AttentionParams& p, const float* dout, const float* q, const float* k, const float* v, const float* bias_table, const int32_t* key_mask, const float* probs, float* dq, float* dk, float* dv, float* dbias_table) override;
+  void attention_backward(const kernels::AttentionParams& p, const float* dout, const float* q, const float* k, const float* v, const float* out, const float* bias_table, const int32_t* key_mask, const float* probs, float* dq, float* dk, float* dv, float* dbias_table) override;
   void embedding_forward(const kernels::EmbeddingParams& p, const int64_t* ids, const float* table, float* out) override;
   void embedding_backward(const kernels::EmbeddingParams& p, const int64_t* ids, const float* dout, float* dtable) override;
   void dropout_forward(const kernels::DropoutParams& p, int64_t count, const float* x, float* out) override;

@@ -135,13 +135,13 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
     // The table gradient costs a reduction over batch and positions; skip it for a frozen table.
     const bool need_dbias = p.has_bias && bias_table_in.requires_grad();
     record_op(kOp, {q_in, k_in, v_in, bias_table_in}, out,
-              [p, q, k, v, bias_table, key_mask, probs, need_dbias](const Tensor& dout_in) {
+              [p, q, k, v, out, bias_table, key_mask, probs, need_dbias](const Tensor& dout_in) {
                 const Tensor dout = dout_in.contiguous();  // [batch, q_len, heads, head_dim]
                 Tensor dq = Tensor::empty_like(q), dk = Tensor::empty_like(k), dv = Tensor::empty_like(v);
                 // The backend accumulates into the table gradient, so it starts from zero.
                 Tensor dbias = need_dbias ? Tensor::zeros_like(bias_table) : Tensor();  // [num_buckets, heads]
                 backend_for(q.device()).attention_backward(
-                    p, dout.data<float>(), q.data<float>(), k.data<float>(), v.data<float>(),
+                    p, dout.data<float>(), q.data<float>(), k.data<float>(), v.data<float>(), out.data<float>(),
                     p.has_bias ? bias_table.data<float>() : nullptr, p.has_key_mask ? key_mask.data<int32_t>() : nullptr,
                     probs.data<float>(), dq.data<float>(),
                     dk.data<float>(), dv.data<float>(), need_dbias ? dbias.data<float>() : nullptr);

@@ -486,7 +486,7 @@ TEST(AttentionBackend, OverwritesActivationGradientsAccumulatesTableGradientSave
   }
 
   auto backward = [&](std::vector<float>& dq, std::vector<float>& dk, std::vector<float>& dv, std::vector<float>& dtable) {
-    backend.attention_backward(p, dout.data(), q.data(), k.data(), v.data(), nullptr, key_mask.data(), probs.data(), dq.data(),
+    backend.attention_backward(p, dout.data(), q.data(), k.data(), v.data(), out.data(), nullptr, key_mask.data(), probs.data(), dq.data(),
                                dk.data(), dv.data(), dtable.data());
   };
   const float nan = std::numeric_limits<float>::quiet_NaN();

@@ -1,6 +1,10 @@
-// The fused attention CUDA kernels under the SIMT emulation against the CPU backend:
+// The tiled attention CUDA kernels under the SIMT emulation against the CPU backend, launched
+// with the tiles CudaBackend picks (attention_forward_tiles / attention_backward_tiles):
 // encoder-style (bias, padding, a fully padded item), causal decoder with a cache offset,
-// cross-attention without bias, dropout; forward output and dq, dk, dv, d(bias table).
+// cross-attention without bias, dropout, lengths that are not multiples of the tiles,
+// length 1, causal rows that are fully padded, head_dim 7, 64 and 128, and more keys than the
+// old row-per-block kernels could hold in shared memory. Forward output and dq, dk, dv,
+// d(bias table).
 #include "kernels/attention.cuh"
 
 #include <gtest/gtest.h>
@@ -9,6 +13,7 @@
 
 #include "tests/simt/simt_modes.h"
 
+#include <cmath>
 #include <cstdlib>
 #include <random>
 #include <string>
@@ -27,47 +32,157 @@ std::vector<float> random_values(size_t n, std::mt19937& rng) {
   return v;
 }
 
+unsigned blocks(int64_t count, int64_t per_block) { return static_cast<unsigned>((count + per_block - 1) / per_block); }
+
+// Tolerances (normalised error mse(a, b) / mse(a, 0)): f32 with other summation orders (online
+// softmax rescaling, tile-wise partial sums, atomics for dq and dbias) against the CPU's BLAS
+// products: ~1e-6 relative per element, i.e. ~1e-12 normalised; 1e-10 leaves room for long
+// rows (13000 keys) and cancellation in dS without hiding a wrong element (a single wrong
+// element of these tensors is >= 1e-4).
+constexpr double kOutTolerance = 1e-11;
+constexpr double kGradTolerance = 1e-10;
+// d(bias table) against the double reference below: the kernels sum dS in f32 (per-block shared
+// partials, then atomics), and with thousands of keys the last bucket is the small remainder of
+// a sum of ~10^4 terms that cancels (sum_j dS_ij = 0): ~2e-9 at 7000 causal keys, < 1e-11 in the
+// short cases. A wrong bucket or a lost partial is >= 1e-4.
+constexpr double kDbiasTolerance = 1e-8;
+
+// d(bias table) in double from the CPU's (f32) probabilities: with thousands of keys nearly all
+// of a row falls into the last bucket, whose gradient is the small remainder of a sum that
+// cancels (sum_j dS_ij = 0), and the CPU's f32 row dot products (D) dominate its error there
+// (normalised ~1e-7 at 13000 keys). Both the CPU and the kernels are compared with this.
+std::vector<double> dbias_reference(const AttentionParams& p, const std::vector<int32_t>& mask,
+                                    const std::vector<float>& probs, const std::vector<float>& dout,
+                                    const std::vector<float>& v) {
+  std::vector<double> table(static_cast<size_t>(p.num_buckets * p.heads), 0.0);
+  std::vector<double> dprob(static_cast<size_t>(p.k_len));
+  const int64_t row = p.heads * p.head_dim;
+  for (int64_t b = 0; b < p.batch; ++b) {
+    for (int64_t h = 0; h < p.heads; ++h) {
+      for (int64_t i = 0; i < p.q_len; ++i) {
+        bool all_masked = true;
+        for (int64_t j = 0; j < p.k_len && all_masked; ++j) {
+          all_masked = (p.has_key_mask && mask[static_cast<size_t>(b * p.k_len + j)] == 0) ||
+                       (p.causal && j > p.query_offset + i);
+        }
+        if (all_masked) continue;
+        const float* prob = probs.data() + ((b * p.heads + h) * p.q_len + i) * p.k_len;
+        double row_dot = 0.0;
+        for (int64_t j = 0; j < p.k_len; ++j) {
+          double dot = 0.0;
+          for (int64_t dd = 0; dd < p.head_dim; ++dd) {
+            dot += static_cast<double>(dout[static_cast<size_t>((b * p.q_len + i) * row + h * p.head_dim + dd)]) *
+                   v[static_cast<size_t>((b * p.k_len + j) * row + h * p.head_dim + dd)];
+          }
+          const uint64_t index = static_cast<uint64_t>(((b * p.heads + h) * p.q_len + i) * p.k_len + j);
+          const double keep = p.dropout.p <= 0.0f ? 1.0
+                              : la3::kernels::dropout_keep(p.dropout.p, p.dropout.seed, p.dropout.step,
+                                                           p.dropout.stream, index)
+                                  ? 1.0 / (1.0 - static_cast<double>(p.dropout.p))
+                                  : 0.0;
+          dprob[static_cast<size_t>(j)] = keep * dot;
+          row_dot += prob[j] * dprob[static_cast<size_t>(j)];
+        }
+        for (int64_t j = 0; j < p.k_len; ++j) {
+          const int bucket = la3::kernels::t5_relative_position_bucket(
+              static_cast<int>(j - (p.query_offset + i)), p.bidirectional, p.num_buckets, p.max_distance);
+          table[static_cast<size_t>(bucket * p.heads + h)] += prob[j] * (dprob[static_cast<size_t>(j)] - row_dot);
+        }
+      }
+    }
+  }
+  return table;
+}
+
+std::vector<double> as_doubles(const std::vector<float>& values) { return {values.begin(), values.end()}; }
+
 void check(const AttentionParams& p, const std::vector<int32_t>& mask, const char* name) {
+  SCOPED_TRACE(name);
   std::mt19937 rng(17);
   const size_t q_size = static_cast<size_t>(p.batch * p.q_len * p.heads * p.head_dim);
   const size_t kv_size = static_cast<size_t>(p.batch * p.k_len * p.heads * p.head_dim);
+  const size_t rows = static_cast<size_t>(p.batch * p.heads * p.q_len);
   const std::vector<float> q = random_values(q_size, rng), k = random_values(kv_size, rng), v = random_values(kv_size, rng),
                            table = random_values(static_cast<size_t>(p.num_buckets * p.heads), rng),
                            dout = random_values(q_size, rng);
   const int32_t* mask_data = p.has_key_mask ? mask.data() : nullptr;
+  const float* table_data = p.has_bias ? table.data() : nullptr;
   la3::Backend& cpu = la3::backend_for(la3::Device::cpu());
-  std::vector<float> out_cpu(q_size), probs(static_cast<size_t>(p.batch * p.heads * p.q_len * p.k_len));
-  cpu.attention_forward(p, q.data(), k.data(), v.data(), table.data(), mask_data, out_cpu.data(), probs.data());
+  std::vector<float> out_cpu(q_size), probs(rows * static_cast<size_t>(p.k_len));
+  cpu.attention_forward(p, q.data(), k.data(), v.data(), table_data, mask_data, out_cpu.data(), probs.data());
   std::vector<float> dq_cpu(q_size), dk_cpu(kv_size), dv_cpu(kv_size), dbias_cpu(table.size(), 0.0f);
-  cpu.attention_backward(p, dout.data(), q.data(), k.data(), v.data(), table.data(), mask_data, probs.data(), dq_cpu.data(),
-                         dk_cpu.data(), dv_cpu.data(), dbias_cpu.data());
+  cpu.attention_backward(p, dout.data(), q.data(), k.data(), v.data(), out_cpu.data(), table_data, mask_data,
+                         probs.data(), dq_cpu.data(), dk_cpu.data(), dv_cpu.data(), dbias_cpu.data());
 
-  const dim3 grid(static_cast<unsigned>(p.q_len), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
-  std::vector<float> out(q_size, -1.0f), lse(static_cast<size_t>(p.batch * p.heads * p.q_len));
-  la3::simt::launch(la3::kernels::attention_forward_kernel, grid, dim3(la3::kernels::kAttentionThreads),
-                    static_cast<size_t>(p.k_len) * sizeof(float), nullptr, p, q.data(), k.data(), v.data(),
-                    table.data(), mask_data, out.data(), lse.data());
-  std::vector<float> dq(q_size, -1.0f), dk(kv_size, 0.0f), dv(kv_size, 0.0f), dbias(table.size(), 0.0f);
-  la3::simt::launch(la3::kernels::attention_backward_kernel, grid, dim3(la3::kernels::kAttentionThreads),
-                    2 * static_cast<size_t>(p.k_len) * sizeof(float), nullptr, p, dout.data(), q.data(), k.data(),
-                    v.data(), table.data(), mask_data, lse.data(), dq.data(), dk.data(), dv.data(), dbias.data());
-  // f32 with other summation orders (and atomics for dk, dv, dbias): ~1e-6 relative.
-  EXPECT_LT(la3::testing::normalized_error(out, out_cpu), 1e-11) << name << ": out";
-  EXPECT_LT(la3::testing::normalized_error(dq, dq_cpu), 1e-10) << name << ": dq";
-  EXPECT_LT(la3::testing::normalized_error(dk, dk_cpu), 1e-10) << name << ": dk";
-  EXPECT_LT(la3::testing::normalized_error(dv, dv_cpu), 1e-10) << name << ": dv";
-  if (p.has_bias) {
-    EXPECT_LT(la3::testing::normalized_error(dbias, dbias_cpu), 1e-10) << name << ": dbias";
+  const la3::kernels::AttentionForwardTiles forward = la3::kernels::attention_forward_tiles(p);
+  ASSERT_GT(forward.rows, 0);
+  ASSERT_LE(forward.shared_bytes, 48u * 1024u);
+  std::vector<float> out(q_size, -1.0f), lse(rows, -1.0f);
+  la3::simt::launch(la3::kernels::attention_forward_kernel,
+                    dim3(blocks(p.q_len, forward.rows), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch)),
+                    dim3(la3::kernels::kAttentionThreads), forward.shared_bytes, nullptr, p, forward.rows, q.data(),
+                    k.data(), v.data(), table_data, mask_data, out.data(), lse.data());
+  // A fully masked row is marked by lse = +inf; every other lse is finite.
+  for (int64_t b = 0; b < p.batch; ++b) {
+    for (int64_t i = 0; i < p.q_len; ++i) {
+      bool all_masked = true;
+      for (int64_t j = 0; j < p.k_len && all_masked; ++j) {
+        all_masked = (p.has_key_mask && mask[static_cast<size_t>(b * p.k_len + j)] == 0) ||
+                     (p.causal && j > p.query_offset + i);
+      }
+      for (int64_t h = 0; h < p.heads; ++h) {
+        const float row_lse = lse[static_cast<size_t>((b * p.heads + h) * p.q_len + i)];
+        if (all_masked) {
+          EXPECT_EQ(row_lse, INFINITY) << "b " << b << " h " << h << " i " << i;
+        } else {
+          EXPECT_TRUE(std::isfinite(row_lse)) << "b " << b << " h " << h << " i " << i;
+        }
+      }
+    }
   }
+
+  const la3::kernels::AttentionBackwardTiles backward = la3::kernels::attention_backward_tiles(p);
+  ASSERT_GT(backward.keys, 0);
+  ASSERT_LE(backward.shared_bytes, 48u * 1024u);
+  std::vector<float> row_dot(rows, -1.0f);
+  la3::simt::launch(la3::kernels::attention_row_dot_kernel,
+                    dim3(blocks(static_cast<int64_t>(rows), la3::kernels::kAttentionThreads)),
+                    dim3(la3::kernels::kAttentionThreads), 0, nullptr, p, dout.data(), out.data(), row_dot.data());
+  // dq starts from zero (the backend zeroes it); dk and dv must be overwritten, the table
+  // gradient accumulates onto what is there (here: the CPU's gradient, so twice the gradient
+  // is expected; a constant offset would cost the small buckets their precision).
+  std::vector<float> dq(q_size, 0.0f), dk(kv_size, NAN), dv(kv_size, NAN), dbias = dbias_cpu;
+  la3::simt::launch(la3::kernels::attention_backward_kernel,
+                    dim3(blocks(p.k_len, backward.keys), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch)),
+                    dim3(la3::kernels::kAttentionThreads), backward.shared_bytes, nullptr, p, backward.keys,
+                    backward.rows, dout.data(), q.data(), k.data(), v.data(), table_data, mask_data, lse.data(),
+                    row_dot.data(), dq.data(), dk.data(), dv.data(), p.has_bias ? dbias.data() : nullptr);
+  EXPECT_LT(la3::testing::normalized_error(out, out_cpu), kOutTolerance) << "out";
+  EXPECT_LT(la3::testing::normalized_error(dq, dq_cpu), kGradTolerance) << "dq";
+  EXPECT_LT(la3::testing::normalized_error(dk, dk_cpu), kGradTolerance) << "dk";
+  EXPECT_LT(la3::testing::normalized_error(dv, dv_cpu), kGradTolerance) << "dv";
+  if (p.has_bias) {
+    const std::vector<double> reference = dbias_reference(p, mask, probs, dout, v);
+    std::vector<double> twice = reference;
+    for (double& g : twice) g *= 2.0;
+    EXPECT_LT(la3::testing::normalized_error(as_doubles(dbias), twice), kDbiasTolerance) << "dbias";
+    // The CPU backend's own f32 error, for the record (bounded loosely: see dbias_reference).
+    EXPECT_LT(la3::testing::normalized_error(as_doubles(dbias_cpu), reference), 1e-6) << "cpu dbias";
+  }
+}
+
+AttentionParams encoder_params() {
+  AttentionParams encoder;
+  encoder.batch = 2; encoder.heads = 3; encoder.q_len = 7; encoder.k_len = 7; encoder.head_dim = 5;
+  encoder.has_bias = true; encoder.bidirectional = true; encoder.num_buckets = 8; encoder.max_distance = 12;
+  encoder.has_key_mask = true;
+  return encoder;
 }
 
 class AttentionKernel : public la3::testing::SimtModeTest {};
 
 TEST_P(AttentionKernel, MatchesTheCpuBackend) {
-  AttentionParams encoder;
-  encoder.batch = 2; encoder.heads = 3; encoder.q_len = 7; encoder.k_len = 7; encoder.head_dim = 5;
-  encoder.has_bias = true; encoder.bidirectional = true; encoder.num_buckets = 8; encoder.max_distance = 12;
-  encoder.has_key_mask = true;
+  const AttentionParams encoder = encoder_params();
   check(encoder, {1, 1, 1, 1, 1, 0, 0, /**/ 0, 0, 0, 0, 0, 0, 0}, "encoder, padding, fully padded item");
 
   AttentionParams decoder = encoder;
@@ -83,6 +198,95 @@ TEST_P(AttentionKernel, MatchesTheCpuBackend) {
   dropped.has_key_mask = false;
   dropped.dropout = la3::kernels::DropoutParams{0.3f, 42, 5, 9};
   check(dropped, {}, "dropout on the probabilities");
+
+  AttentionParams single = encoder;
+  single.batch = 1; single.heads = 2; single.q_len = 1; single.k_len = 1;
+  check(single, {1}, "length 1");
+  single.dropout = la3::kernels::DropoutParams{0.5f, 3, 1, 2};
+  check(single, {1}, "length 1 with dropout");
+}
+
+// Several query and key tiles, none of them full: causal self-attention over padded items, so
+// rows 0..2 of item 0 (and all of item 1) see no key at all and attend uniformly to every key
+// (the future ones included), and odd head_dim 7.
+TEST_P(AttentionKernel, PartialTilesAndFullyMaskedCausalRows) {
+  AttentionParams p;
+  p.batch = 2; p.heads = 2; p.q_len = 41; p.k_len = 41; p.head_dim = 7;
+  p.has_bias = true; p.bidirectional = false; p.causal = true; p.num_buckets = 32; p.max_distance = 128;
+  p.has_key_mask = true;
+  std::vector<int32_t> mask(82, 1);
+  for (int j = 0; j < 3; ++j) mask[static_cast<size_t>(j)] = 0;    // item 0: first 3 keys padded
+  for (int j = 37; j < 41; ++j) mask[static_cast<size_t>(j)] = 0;  // ... and the last 4
+  for (int j = 41; j < 82; ++j) mask[static_cast<size_t>(j)] = 0;  // item 1: all padding
+  check(p, mask, "causal, partial tiles, fully masked rows, head_dim 7");
+  p.dropout = la3::kernels::DropoutParams{0.2f, 7, 3, 11};
+  check(p, mask, "the same with dropout");
+
+  // Incremental decoding over a cache spanning several key tiles: the forward stops after the
+  // last visible key tile, the backward skips query steps that cannot see a key tile.
+  AttentionParams step = p;
+  step.batch = 1; step.q_len = 5; step.k_len = 70; step.query_offset = 65; step.has_key_mask = false;
+  step.dropout = {};
+  check(step, {}, "causal, query_offset 65, 70 keys");
+  step.q_len = 20; step.query_offset = 9; step.k_len = 29;  // keys 29..: none; query 19 sees keys <= 28
+  check(step, {}, "causal, query_offset 9, more queries than a tile");
+
+  AttentionParams cross = p;
+  cross.causal = false; cross.has_bias = false; cross.q_len = 17; cross.k_len = 33; cross.head_dim = 7;
+  std::vector<int32_t> cross_mask(66, 1);
+  for (int j = 30; j < 33; ++j) cross_mask[static_cast<size_t>(j)] = 0;
+  check(cross, cross_mask, "cross-attention without bias, partial tiles");
+}
+
+TEST_P(AttentionKernel, HeadDim64And128) {
+  AttentionParams p;
+  p.batch = 1; p.heads = 2; p.q_len = 18; p.k_len = 35; p.head_dim = 64;
+  p.has_bias = true; p.bidirectional = true; p.num_buckets = 32; p.max_distance = 128; p.has_key_mask = true;
+  std::vector<int32_t> mask(35, 1);
+  mask[34] = mask[33] = 0;
+  p.dropout = la3::kernels::DropoutParams{0.1f, 1, 2, 3};
+  check(p, mask, "head_dim 64, dropout");
+  p.heads = 1; p.q_len = 9; p.k_len = 20; p.head_dim = 128; p.dropout = {};
+  check(p, std::vector<int32_t>(20, 1), "head_dim 128");
+}
+
+// More keys than the old kernels' k_len-sized shared buffers allowed (12288 forward, 6144
+// backward), with tiny other dimensions to keep the emulated thread count small: every key
+// tile of the forward is one block's loop, the backward has one block per key tile.
+TEST_P(AttentionKernel, ManyKeys) {
+  AttentionParams p;
+  p.batch = 1; p.heads = 1; p.q_len = 3; p.k_len = 13000; p.head_dim = 2;
+  p.has_bias = true; p.bidirectional = true; p.num_buckets = 32; p.max_distance = 128; p.has_key_mask = true;
+  std::vector<int32_t> mask(13000, 1);
+  for (size_t j = 0; j < mask.size(); j += 7) mask[j] = 0;
+  p.dropout = la3::kernels::DropoutParams{0.25f, 9, 4, 1};
+  check(p, mask, "13000 keys, padding, dropout");
+
+  AttentionParams decoder = p;
+  decoder.q_len = 2; decoder.k_len = 7000; decoder.causal = true; decoder.bidirectional = false;
+  decoder.query_offset = 6990; decoder.has_key_mask = false; decoder.dropout = {};
+  check(decoder, {}, "7000 keys, causal, query_offset 6990");
+}
+
+TEST(AttentionTiles, FitTheDefaultSharedMemoryUpToHeadDim128) {
+  for (int64_t head_dim = 1; head_dim <= 128; ++head_dim) {
+    AttentionParams p;
+    p.head_dim = head_dim;
+    p.has_bias = true;
+    p.num_buckets = 32;
+    const la3::kernels::AttentionForwardTiles forward = la3::kernels::attention_forward_tiles(p);
+    const la3::kernels::AttentionBackwardTiles backward = la3::kernels::attention_backward_tiles(p);
+    EXPECT_GT(forward.rows, 0) << head_dim;
+    EXPECT_LE(forward.shared_bytes, 48u * 1024u) << head_dim;
+    EXPECT_GT(backward.keys, 0) << head_dim;
+    EXPECT_LE(backward.shared_bytes, 48u * 1024u) << head_dim;
+  }
+  AttentionParams p;
+  p.head_dim = 64;
+  p.has_bias = true;
+  EXPECT_EQ(la3::kernels::attention_forward_tiles(p).rows, 16);  // MolT5: the largest tiles
+  EXPECT_EQ(la3::kernels::attention_backward_tiles(p).keys, 32);
+  EXPECT_EQ(la3::kernels::attention_backward_tiles(p).rows, 16);
 }
 
 INSTANTIATE_TEST_SUITE_P(Orders, AttentionKernel, ::testing::Values("forward", "reverse", "shuffled/2"), la3::testing::simt_mode_name);
