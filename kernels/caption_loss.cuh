@@ -67,7 +67,9 @@ __device__ __forceinline__ LseState lse_merge(LseState a, LseState b) {
   return LseState{m, a.sum * expf(a.max - m) + b.sum * expf(b.max - m)};
 }
 
-// Block-wide merge; every thread gets the result. scratch: 2 * blockDim.x / 32 floats.
+// Block-wide merge: warps reduce with xor shuffles, warp 0 merges the warps' states, and the
+// result goes to every thread through shared memory. scratch: 2 * (blockDim.x / 32) + 2 floats,
+// not to be written again in the kernel (no trailing barrier).
 __device__ __forceinline__ LseState block_lse(LseState state, float* scratch) {
   for (int offset = 16; offset > 0; offset /= 2) {
     const LseState other{__shfl_xor_sync(0xffffffffu, state.max, offset), __shfl_xor_sync(0xffffffffu, state.sum, offset)};
@@ -79,14 +81,27 @@ __device__ __forceinline__ LseState block_lse(LseState state, float* scratch) {
     scratch[warps + warp] = state.sum;
   }
   __syncthreads();
-  LseState total{-FLT_MAX, 0.0f};
-  if (lane < warps) total = LseState{scratch[lane], scratch[warps + lane]};
-  for (int offset = 16; offset > 0; offset /= 2) {
-    const LseState other{__shfl_xor_sync(0xffffffffu, total.max, offset), __shfl_xor_sync(0xffffffffu, total.sum, offset)};
-    total = lse_merge(total, other);
+  if (warp == 0) {
+    LseState total{-FLT_MAX, 0.0f};
+    if (lane < warps) total = LseState{scratch[lane], scratch[warps + lane]};
+    for (int offset = 16; offset > 0; offset /= 2) {
+      const LseState other{__shfl_xor_sync(0xffffffffu, total.max, offset), __shfl_xor_sync(0xffffffffu, total.sum, offset)};
+      total = lse_merge(total, other);
+    }
+    if (lane == 0) {
+      scratch[2 * warps] = total.max;
+      scratch[2 * warps + 1] = total.sum;
+    }
   }
-  __syncthreads();  // scratch may be reused
-  return total;
+  __syncthreads();
+  return LseState{scratch[2 * warps], scratch[2 * warps + 1]};  // scratch is not reused afterwards
+}
+
+// Threads per block of the vocabulary kernels: enough warps to cover the vocabulary, at most
+// kCaptionTokenThreads (small vocabularies, as in tests, need not idle 8 warps).
+inline unsigned caption_token_threads(int64_t vocab) {
+  const int64_t warps = (vocab + 31) / 32;
+  return static_cast<unsigned>(32 * (warps < 1 ? 1 : (warps > kCaptionTokenThreads / 32 ? kCaptionTokenThreads / 32 : warps)));
 }
 
 // Sum over the block in double, fixed tree (deterministic); every thread gets the result.
@@ -102,10 +117,10 @@ __device__ __forceinline__ double block_sum_double(double value, double* scratch
   return total;
 }
 
-// log p(label) and the row's lse of one token; grid = tokens, block = kCaptionTokenThreads.
+// log p(label) and the row's lse of one token; grid = tokens, block = caption_token_threads(vocab).
 __global__ void caption_token_log_prob_kernel(CaptionLossParams p, const float* logits, const int64_t* labels,
                                               float* log_prob, float* lse) {
-  __shared__ float scratch[2 * kCaptionTokenThreads / 32];
+  __shared__ float scratch[2 * kCaptionTokenThreads / 32 + 2];
   const int64_t token = blockIdx.x;
   const float* z = logits + token * p.vocab;
   LseState state{-FLT_MAX, 0.0f};
@@ -134,7 +149,7 @@ __global__ void caption_count_tokens_kernel(CaptionLossParams p, const int64_t* 
 // dlogits = (softmax - onehot) * inverse_tokens (0 for ignored tokens).
 __global__ void caption_mean_fused_kernel(CaptionLossParams p, const float* logits, const int64_t* labels,
                                           const float* inverse_tokens, float* log_prob, float* dlogits) {
-  __shared__ float scratch[2 * kCaptionTokenThreads / 32];
+  __shared__ float scratch[2 * kCaptionTokenThreads / 32 + 2];
   const int64_t token = blockIdx.x;
   const float* z = logits + token * p.vocab;
   float* dz = dlogits + token * p.vocab;

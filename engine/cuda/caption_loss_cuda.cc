@@ -24,7 +24,7 @@ dim3 token_grid(const kernels::CaptionLossParams& p) {
 void CudaBackend::caption_loss_log_probs(const kernels::CaptionLossParams& p, const float* logits,
                                          const int64_t* labels, float* log_prob, float* lse) {
   if (p.rows * p.length == 0) return;
-  launch_kernel(kernels::caption_token_log_prob_kernel, token_grid(p), dim3(kernels::kCaptionTokenThreads), 0, stream_, p,
+  launch_kernel(kernels::caption_token_log_prob_kernel, token_grid(p), dim3(kernels::caption_token_threads(p.vocab)), 0, stream_, p,
                 logits, labels, log_prob, lse);
 }
 
@@ -34,7 +34,7 @@ void CudaBackend::caption_loss_mean_fused(const kernels::CaptionLossParams& p, c
   launch_kernel(kernels::caption_count_tokens_kernel, dim3(1), dim3(kernels::kCaptionReduceThreads), 0, stream_, p,
                 labels, inverse_tokens);
   if (p.rows * p.length == 0) return;
-  launch_kernel(kernels::caption_mean_fused_kernel, token_grid(p), dim3(kernels::kCaptionTokenThreads), 0, stream_, p,
+  launch_kernel(kernels::caption_mean_fused_kernel, token_grid(p), dim3(kernels::caption_token_threads(p.vocab)), 0, stream_, p,
                 logits, labels, static_cast<const float*>(inverse_tokens), log_prob, dlogits);
 }
 
@@ -60,7 +60,7 @@ void CudaBackend::caption_loss_backward(const kernels::CaptionLossParams& p, con
                                         const int64_t* labels, const float* lse, const float* token_weight,
                                         const float* upstream, const float* inverse_tokens, float* dlogits) {
   if (p.rows * p.length == 0) return;
-  launch_kernel(kernels::caption_backward_kernel, token_grid(p), dim3(kernels::kCaptionTokenThreads), 0, stream_, p,
+  launch_kernel(kernels::caption_backward_kernel, token_grid(p), dim3(kernels::caption_token_threads(p.vocab)), 0, stream_, p,
                 logits, labels, lse, token_weight, upstream, inverse_tokens, dlogits);
 }
 
