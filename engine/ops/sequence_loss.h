@@ -1,8 +1,10 @@
 // Token log-probabilities and the k+1-caption aggregated losses of LA3 (DESIGN.md 4).
 //
+// caption_loss_from_logits is the fused path the trainer uses (kernels/caption_loss.cuh): one
+// vocabulary pass per token, the per-group combination and the loss reduction on the device.
 // token_log_probs gives log p(label) per target token with one log-sum-exp per row (the
-// [rows, vocab] softmax is never stored; backward recomputes it row by row). The losses then
-// combine those small [rows, len] tensors, so each mode costs one vocabulary pass:
+// [rows, vocab] softmax is never stored; backward recomputes it row by row); caption_loss then
+// combines those small [rows, len] tensors, also on the device. The modes:
 //
 //   mean              every (caption, SMILES) row is its own example: token CE averaged over
 //                     all counted tokens.
