@@ -120,9 +120,38 @@ class Backend {
                                       const int64_t* labels, const float* row_lse,
                                       const float* row_weight, float* dlogits) = 0;
 
+  // --- the k+1-caption loss (DESIGN.md 4; kernels/caption_loss.cuh) -------------------------
+  // Token = (row, position) of logits [rows, length, vocab]. Vocabulary pass: log_prob[i] =
+  // log softmax(logits[i])[labels[i]] (0 where ignored) and lse[i] saved for backward.
+  virtual void caption_loss_log_probs(const kernels::CaptionLossParams& p, const float* logits, const int64_t* labels,
+                                      float* log_prob, float* lse) = 0;
+  // Mode mean with a gradient, one pass: log_prob as above, inverse_tokens[0] = 1 / max(counted
+  // tokens, 1) and dlogits = (softmax - onehot) * inverse_tokens (the loss gradient for an
+  // upstream gradient of 1; 0 for ignored tokens).
+  virtual void caption_loss_mean_fused(const kernels::CaptionLossParams& p, const float* logits,
+                                       const int64_t* labels, float* log_prob, float* inverse_tokens,
+                                       float* dlogits) = 0;
+  // Combines log_prob per group in the mode's formula: loss[0] = sum_g L_g / tokens (0 when
+  // no token counts), inverse_tokens[0] = 1 / max(tokens, 1), and (when token_weight is not
+  // null) token_weight[i] = d sum_g L_g / d log_prob[i]. The sum is deterministic.
+  virtual void caption_loss_combine(const kernels::CaptionLossParams& p, const float* log_prob, const int64_t* labels,
+                                    const int64_t* group, float* token_weight, float* loss,
+                                    float* inverse_tokens) = 0;
+  // dlogits[i] = s * token_weight[i] * (onehot(labels[i]) - softmax(logits[i])), the gradient
+  // of s * sum_i token_weight[i] * log_prob[i], with s = upstream[0] * inverse_tokens[0] read
+  // on the device (a null pointer counts as 1); 0 for ignored tokens.
+  virtual void caption_loss_backward(const kernels::CaptionLossParams& p, const float* logits, const int64_t* labels,
+                                     const float* lse, const float* token_weight, const float* upstream,
+                                     const float* inverse_tokens, float* dlogits) = 0;
+
   // --- reductions -----------------------------------------------------------------------
   // sum(x[i]^2) accumulated in double (the global gradient norm for clipping).
   virtual double sum_of_squares(int64_t count, const float* x) = 0;
+  // out[0] = alpha * sum(x) accumulated in double in a fixed order (a device scalar: the
+  // loss reductions never copy to the host).
+  virtual void sum_to_scalar(int64_t count, const float* x, double alpha, float* out) = 0;
+  // x[i] *= scalar[0], the scalar read on the device (an upstream gradient).
+  virtual void scale_by_device_scalar(int64_t count, const float* scalar, float* x) = 0;
 
   // --- optimizer ------------------------------------------------------------------------
   virtual void adamw_step(const kernels::AdamWParams& p, float* param, const float* grad, float* exp_avg,

@@ -79,6 +79,20 @@ struct CrossEntropyParams {
   int64_t ignore_index = -100;
 };
 
+// The k+1-caption aggregated loss (DESIGN.md 4; kernels/caption_loss.cuh). Tokens are the
+// rows * length (row, position) pairs of logits [rows, length, vocab]; group ids are in
+// [0, groups) and every group has at least one row (the op validates them).
+enum class CaptionLossMode : int { kMean = 0, kTokenMixture = 1, kSequenceMixture = 2 };
+struct CaptionLossParams {
+  int64_t rows = 0;            // captions (rows of the batch)
+  int64_t length = 0;          // target positions per row
+  int64_t vocab = 0;
+  int64_t groups = 0;          // molecules
+  int64_t max_group_rows = 0;  // k + 1 of the largest group
+  CaptionLossMode mode = CaptionLossMode::kMean;
+  int64_t ignore_index = -100;
+};
+
 // One AdamW step (torch.optim.AdamW semantics; decoupled weight decay, bias correction).
 // Hyper-parameters are doubles, like the Python floats torch keeps them in: 1 - beta2 must be
 // 0.001 exactly-as-double before it is rounded to fp32, not 1 - float(0.999).

@@ -126,8 +126,8 @@ Tensor batch_loss(const T5Model& model, const Batch& batch, ops::CaptionLoss mod
   const Tensor labels = batch.labels.to_device(device);
   const Tensor logits = model.logits(batch.input_ids.to_device(device), batch.attention_mask.to_device(device), labels,
                                      forward);
-  const Tensor log_probs = ops::token_log_probs(logits, labels);
-  return ops::caption_loss(log_probs, labels, batch.group, mode);
+  const Tensor group = Tensor::from_vector<int64_t>({static_cast<int64_t>(batch.group.size())}, batch.group, device);
+  return ops::caption_loss_from_logits(logits, labels, group, mode);
 }
 
 double validation_loss(const T5Model& model, const std::vector<ExampleGroup>& groups, const TrainConfig& config) {

@@ -24,25 +24,26 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& labels_in, const Cro
   backend_for(logits.device())
       .cross_entropy_forward(p, logits.data<float>(), label_data, row_loss.data<float>(), row_lse.data<float>());
 
-  // Reduce in double, in row order: deterministic and as exact as the row losses allow (the
-  // [rows] losses of a GPU device are reduced on a host copy).
-  double total = 0.0;
-  const std::vector<float> losses = row_loss.to_vector<float>();
-  for (float loss : losses) total += loss;
+  // Reduced on the device in double, in a fixed order (deterministic): the loss scalar is a
+  // device tensor; `counted` comes from the labels' host check.
   const bool mean = options.reduction == Reduction::kMean;
   const double divisor = mean ? static_cast<double>(counted) : 1.0;
-  Tensor out = Tensor::scalar(counted == 0 ? 0.0f : static_cast<float>(total / divisor)).to_device(logits.device());
+  Tensor out = Tensor::empty({}, DType::kF32, logits.device());
+  backend_for(logits.device()).sum_to_scalar(p.rows, row_loss.data<float>(), counted == 0 ? 0.0 : 1.0 / divisor,
+                                             out.data<float>());
 
   if (should_record({&logits_in})) {
     record_op(kOp, {logits_in, labels_in}, out,
-              [p, logits, labels, row_lse, divisor, counted](const Tensor& dout) {
-                const float upstream = static_cast<float>(dout.item(0));
-                const float weight = counted == 0 ? 0.0f : static_cast<float>(upstream / divisor);
+              [p, logits, labels, row_lse, divisor, counted](const Tensor& dout_in) {
+                // row weight = upstream / divisor, the upstream read on the device.
+                const Tensor dout = dout_in.contiguous();
+                Backend& backend = backend_for(logits.device());
+                const double weight = counted == 0 ? 0.0 : 1.0 / divisor;
                 Tensor row_weight = Tensor::full({p.rows}, weight, DType::kF32, logits.device());
+                backend.scale_by_device_scalar(p.rows, dout.data<float>(), row_weight.data<float>());
                 Tensor dlogits = Tensor::empty_like(logits);
-                backend_for(logits.device())
-                    .cross_entropy_backward(p, logits.data<float>(), labels.data<int64_t>(), row_lse.data<float>(),
-                                            row_weight.data<float>(), dlogits.data<float>());
+                backend.cross_entropy_backward(p, logits.data<float>(), labels.data<int64_t>(), row_lse.data<float>(),
+                                               row_weight.data<float>(), dlogits.data<float>());
                 return std::vector<Tensor>{dlogits, Tensor()};
               });
   }

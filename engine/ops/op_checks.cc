@@ -55,10 +55,11 @@ CheckedLabels check_token_labels(const char* op, const Tensor& logits, const Ten
     Fail(ErrorKind::kInvalidArgument, op, ": labels ", labels.describe(), " do not match logits ", logits.describe(),
          " (expected labels of shape ", shape_string(expected), ")");
   }
-  CheckedLabels checked{as_int64(labels), 0};
+  CheckedLabels checked{as_int64(labels), 0, Tensor()};
   const int64_t vocab = logits.size(-1);
   // Labels on a GPU device are checked on a host copy (one [rows] copy per loss).
-  const Tensor host_labels = checked.labels.host_accessible() ? checked.labels : checked.labels.to_device(Device::cpu());
+  checked.host_labels = checked.labels.host_accessible() ? checked.labels : checked.labels.to_device(Device::cpu());
+  const Tensor& host_labels = checked.host_labels;
   const int64_t* data = host_labels.data<int64_t>();
   for (int64_t row = 0; row < checked.labels.numel(); ++row) {
     const int64_t label = data[row];

@@ -28,6 +28,7 @@ Tensor as_int64(const Tensor& ids);
 struct CheckedLabels {
   Tensor labels;  // [rows] view of the labels, int64
   int64_t counted = 0;
+  Tensor host_labels;  // the same labels readable on the host (the copy the check made)
 };
 CheckedLabels check_token_labels(const char* op, const Tensor& logits, const Tensor& labels, int64_t ignore_index);
 

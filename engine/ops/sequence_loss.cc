@@ -1,7 +1,7 @@
 #include "engine/ops/sequence_loss.h"
 
 #include <algorithm>
-#include <cmath>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "engine/autograd/tape.h"
@@ -19,27 +19,24 @@ Tensor token_log_probs(const Tensor& logits_in, const Tensor& labels_in, int64_t
   const CheckedLabels checked = check_token_labels(kOp, logits_in, labels_in, ignore_index);
   const Tensor logits = logits_in.contiguous();
   const Tensor& labels = checked.labels;
-  kernels::CrossEntropyParams p;
-  p.vocab = logits.size(-1);
+  // Every (row, position) is one token of the caption-loss vocabulary kernels.
+  kernels::CaptionLossParams p;
   p.rows = labels.numel();
+  p.length = 1;
+  p.vocab = logits.size(-1);
   p.ignore_index = ignore_index;
-  const int64_t* label_data = labels.data<int64_t>();
-  Tensor negative = Tensor::empty(labels.shape(), DType::kF32, logits.device());  // -log p, 0 if ignored
-  Tensor row_lse = Tensor::empty({p.rows}, DType::kF32, logits.device());          // saved for backward
-  Backend& backend = backend_for(logits.device());
-  backend.cross_entropy_forward(p, logits.data<float>(), label_data, negative.data<float>(), row_lse.data<float>());
-  Tensor out = Tensor::empty(labels.shape(), DType::kF32, logits.device());
-  backend.scale(p.rows, -1.0f, negative.data<float>(), out.data<float>());
+  Tensor out = Tensor::empty(labels.shape(), DType::kF32, logits.device());  // log p, 0 if ignored
+  Tensor lse = Tensor::empty({p.rows}, DType::kF32, logits.device());        // saved for backward
+  backend_for(logits.device())
+      .caption_loss_log_probs(p, logits.data<float>(), labels.data<int64_t>(), out.data<float>(), lse.data<float>());
   if (should_record({&logits_in})) {
-    record_op(kOp, {logits_in, labels_in}, out, [p, logits, labels, row_lse](const Tensor& dout_in) {
-      // d log p(y) / dz = onehot(y) - softmax(z): the cross-entropy kernel with weight -g.
+    record_op(kOp, {logits_in, labels_in}, out, [p, logits, labels, lse](const Tensor& dout_in) {
+      // d sum(g * log p) / dz = g * (onehot - softmax), g read on the device.
       const Tensor dout = dout_in.contiguous();
-      Backend& bk = backend_for(logits.device());
-      Tensor weights = Tensor::empty({p.rows}, DType::kF32, logits.device());
-      bk.scale(p.rows, -1.0f, dout.data<float>(), weights.data<float>());
       Tensor dlogits = Tensor::empty_like(logits);
-      bk.cross_entropy_backward(p, logits.data<float>(), labels.data<int64_t>(), row_lse.data<float>(),
-                                weights.data<float>(), dlogits.data<float>());
+      backend_for(logits.device())
+          .caption_loss_backward(p, logits.data<float>(), labels.data<int64_t>(), lse.data<float>(), dout.data<float>(),
+                                 nullptr, nullptr, dlogits.data<float>());
       return std::vector<Tensor>{dlogits, Tensor()};
     });
   }
@@ -65,14 +62,58 @@ const char* caption_loss_name(CaptionLoss loss) {
 
 namespace {
 
-// log(sum_j exp(x_j)) in double, stable.
-double log_sum_exp(const std::vector<double>& values) {
-  double max_value = -INFINITY;
-  for (double v : values) max_value = std::max(max_value, v);
-  if (max_value == -INFINITY) return -INFINITY;
-  double sum = 0.0;
-  for (double v : values) sum += std::exp(v - max_value);
-  return max_value + std::log(sum);
+kernels::CaptionLossMode kernel_mode(CaptionLoss mode) {
+  switch (mode) {
+    case CaptionLoss::kMean: return kernels::CaptionLossMode::kMean;
+    case CaptionLoss::kTokenMixture: return kernels::CaptionLossMode::kTokenMixture;
+    case CaptionLoss::kSequenceMixture: return kernels::CaptionLossMode::kSequenceMixture;
+  }
+  return kernels::CaptionLossMode::kMean;
+}
+
+struct GroupLayout {
+  int64_t groups = 0;
+  int64_t max_group_rows = 0;
+};
+
+// Group ids and labels ([rows, length], both host values) checked for the kernels: ids in
+// [0, G) with every group present, and for token_mixture one target per group.
+GroupLayout check_groups(const char* op, const int64_t* group, int64_t rows, const int64_t* labels, int64_t length,
+                         CaptionLoss mode) {
+  GroupLayout layout;
+  for (int64_t r = 0; r < rows; ++r) {
+    if (group[r] < 0) Fail(ErrorKind::kInvalidArgument, op, ": negative group id ", group[r], " at row ", r);
+    layout.groups = std::max(layout.groups, group[r] + 1);
+  }
+  if (layout.groups > rows) {  // some id in [0, G) has no row: name the first
+    std::vector<int64_t> ids(group, group + rows);
+    std::sort(ids.begin(), ids.end());
+    ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+    int64_t missing = 0;
+    while (missing < static_cast<int64_t>(ids.size()) && ids[static_cast<size_t>(missing)] == missing) ++missing;
+    Fail(ErrorKind::kInvalidArgument, op, ": group ", missing, " has no rows (group ids must be 0..G-1; the largest is ",
+         layout.groups - 1, " for ", rows, " rows)");
+  }
+  std::vector<int64_t> first(static_cast<size_t>(layout.groups), -1), size(static_cast<size_t>(layout.groups), 0);
+  for (int64_t r = 0; r < rows; ++r) {
+    const size_t g = static_cast<size_t>(group[r]);
+    layout.max_group_rows = std::max(layout.max_group_rows, ++size[g]);
+    if (first[g] < 0) {
+      first[g] = r;
+      continue;
+    }
+    if (mode != CaptionLoss::kTokenMixture) continue;
+    for (int64_t t = 0; t < length; ++t) {
+      if (labels[r * length + t] != labels[first[g] * length + t]) {
+        Fail(ErrorKind::kInvalidArgument, op, ": token_mixture needs one target per group, but rows ", first[g], " and ",
+             r, " of group ", g, " differ at position ", t);
+      }
+    }
+  }
+  for (size_t g = 0; g < size.size(); ++g) {
+    if (size[g] == 0) Fail(ErrorKind::kInvalidArgument, op, ": group ", g, " has no rows");
+  }
+  return layout;
 }
 
 }  // namespace
@@ -84,99 +125,116 @@ Tensor caption_loss(const Tensor& log_probs_in, const Tensor& labels_in, const s
   check_integer(kOp, "labels", labels_in);
   check_rank(kOp, "log_probs", log_probs_in, 2);
   check_same_shape(kOp, "log_probs", log_probs_in, "labels", labels_in);
+  check_same_device(kOp, {&log_probs_in, &labels_in});
   const int64_t rows = log_probs_in.size(0), length = log_probs_in.size(1);
   if (static_cast<int64_t>(group.size()) != rows) {
     Fail(ErrorKind::kInvalidArgument, kOp, ": ", group.size(), " group ids for ", rows, " rows of ",
          log_probs_in.describe());
   }
-  int64_t groups = 0;
-  for (int64_t g : group) {
-    if (g < 0) Fail(ErrorKind::kInvalidArgument, kOp, ": negative group id ", g);
-    groups = std::max(groups, g + 1);
-  }
-  // The small [rows, len] tensors are combined on the host in double (copied there from a
-  // GPU device; the gradient goes back to the device).
   const Device device = log_probs_in.device();
-  const Tensor log_probs = log_probs_in.to_device(Device::cpu()).contiguous();
-  const Tensor labels = as_int64(labels_in).to_device(Device::cpu());
-  const float* lp = log_probs.data<float>();
-  const int64_t* lab = labels.data<int64_t>();
-  std::vector<std::vector<int64_t>> members(static_cast<size_t>(groups));
-  for (int64_t r = 0; r < rows; ++r) members[static_cast<size_t>(group[static_cast<size_t>(r)])].push_back(r);
-  auto counted = [&](int64_t r, int64_t t) { return lab[r * length + t] != ignore_index; };
+  const Tensor labels = as_int64(labels_in);
+  // Validation reads the labels on the host (a copy for a GPU device); the floats stay on the device.
+  const Tensor host_labels = labels.host_accessible() ? labels : labels.to_device(Device::cpu());
+  const GroupLayout layout = check_groups(kOp, group.data(), rows, host_labels.data<int64_t>(), length, mode);
+  const Tensor group_ids = Tensor::from_vector<int64_t>({rows}, group, device);
+  const Tensor log_probs = log_probs_in.contiguous();
 
-  // weight[r * length + t] = d loss_sum / d log_probs[r, t], before the normaliser.
-  std::vector<double> weight(static_cast<size_t>(rows * length), 0.0);
-  double loss_sum = 0.0, tokens = 0.0;
-  for (int64_t g = 0; g < groups; ++g) {
-    const std::vector<int64_t>& rows_of_g = members[static_cast<size_t>(g)];
-    if (rows_of_g.empty()) Fail(ErrorKind::kInvalidArgument, kOp, ": group ", g, " has no rows");
-    const double k_plus_one = static_cast<double>(rows_of_g.size());
-    if (mode == CaptionLoss::kMean) {
-      for (int64_t r : rows_of_g) {
-        for (int64_t t = 0; t < length; ++t) {
-          if (!counted(r, t)) continue;
-          loss_sum -= lp[r * length + t];
-          weight[static_cast<size_t>(r * length + t)] = -1.0;
-          tokens += 1.0;
-        }
-      }
-    } else if (mode == CaptionLoss::kTokenMixture) {
-      const int64_t first = rows_of_g.front();
-      for (int64_t r : rows_of_g) {
-        for (int64_t t = 0; t < length; ++t) {
-          if (lab[r * length + t] != lab[first * length + t]) {
-            Fail(ErrorKind::kInvalidArgument, kOp, ": token_mixture needs one target per group, but rows ", first,
-                 " and ", r, " of group ", g, " differ at position ", t);
-          }
-        }
-      }
-      for (int64_t t = 0; t < length; ++t) {
-        if (!counted(first, t)) continue;
-        std::vector<double> values;
-        for (int64_t r : rows_of_g) values.push_back(lp[r * length + t]);
-        const double mixture = log_sum_exp(values) - std::log(k_plus_one);  // log p_t
-        loss_sum -= mixture;
-        tokens += 1.0;
-        // d(-log p_t)/d log p_j = -p_j / sum_i p_i = -softmax_j(values).
-        for (size_t j = 0; j < rows_of_g.size(); ++j) {
-          weight[static_cast<size_t>(rows_of_g[j] * length + t)] = -std::exp(values[j] - (mixture + std::log(k_plus_one)));
-        }
-      }
-    } else {
-      std::vector<double> scores;  // s_j
-      double length_sum = 0.0;
-      for (int64_t r : rows_of_g) {
-        double s = 0.0;
-        for (int64_t t = 0; t < length; ++t) {
-          if (!counted(r, t)) continue;
-          s += lp[r * length + t];
-          length_sum += 1.0;
-        }
-        scores.push_back(s);
-      }
-      const double total = log_sum_exp(scores);
-      loss_sum -= total - std::log(k_plus_one);
-      tokens += length_sum / k_plus_one;
-      for (size_t j = 0; j < rows_of_g.size(); ++j) {
-        const double posterior = std::exp(scores[j] - total);  // softmax_j(s)
-        const int64_t r = rows_of_g[j];
-        for (int64_t t = 0; t < length; ++t) {
-          if (counted(r, t)) weight[static_cast<size_t>(r * length + t)] = -posterior;
-        }
-      }
-    }
+  kernels::CaptionLossParams p;
+  p.rows = rows;
+  p.length = length;
+  p.groups = layout.groups;
+  p.max_group_rows = layout.max_group_rows;
+  p.mode = kernel_mode(mode);
+  p.ignore_index = ignore_index;
+  const bool record = should_record({&log_probs_in});
+  Tensor out = Tensor::empty({}, DType::kF32, device);
+  Tensor inverse_tokens = Tensor::empty({1}, DType::kF32, device);
+  Tensor weight = record ? Tensor::empty({rows, length}, DType::kF32, device) : Tensor();
+  backend_for(device).caption_loss_combine(p, log_probs.data<float>(), labels.data<int64_t>(),
+                                           group_ids.data<int64_t>(), record ? weight.data<float>() : nullptr,
+                                           out.data<float>(), inverse_tokens.data<float>());
+  if (record) {
+    record_op(kOp, {log_probs_in, labels_in}, out, [weight, inverse_tokens](const Tensor& dout_in) {
+      // d loss / d log_probs = upstream * weight / tokens, all on the device.
+      const Tensor dout = dout_in.contiguous();
+      Backend& backend = backend_for(weight.device());
+      Tensor grad = Tensor::empty_like(weight);
+      backend.copy_on_device(grad.data<float>(), weight.data<float>(), weight.nbytes());
+      backend.scale_by_device_scalar(grad.numel(), dout.data<float>(), grad.data<float>());
+      backend.scale_by_device_scalar(grad.numel(), inverse_tokens.data<float>(), grad.data<float>());
+      return std::vector<Tensor>{grad, Tensor()};
+    });
   }
-  const double normaliser = tokens > 0.0 ? tokens : 1.0;
-  Tensor out = Tensor::scalar(tokens > 0.0 ? static_cast<float>(loss_sum / normaliser) : 0.0f).to_device(device);
-  if (should_record({&log_probs_in})) {
-    record_op(kOp, {log_probs_in, labels_in}, out,
-              [weight = std::move(weight), normaliser, rows, length, device](const Tensor& dout) {
-                const double upstream = dout.item(0) / normaliser;
-                Tensor grad = Tensor::empty({rows, length}, DType::kF32);
-                float* g = grad.data<float>();
-                for (size_t i = 0; i < weight.size(); ++i) g[i] = static_cast<float>(upstream * weight[i]);
-                return std::vector<Tensor>{grad.to_device(device), Tensor()};
+  return out;
+}
+
+Tensor caption_loss_from_logits(const Tensor& logits_in, const Tensor& labels_in, const Tensor& group_in,
+                                CaptionLoss mode, int64_t ignore_index) {
+  constexpr const char* kOp = "caption_loss_from_logits";
+  check_rank(kOp, "logits", logits_in, 3);
+  const CheckedLabels checked = check_token_labels(kOp, logits_in, labels_in, ignore_index);
+  check_integer(kOp, "group", group_in);
+  check_rank(kOp, "group", group_in, 1);
+  check_same_device(kOp, {&logits_in, &group_in});
+  const int64_t rows = logits_in.size(0), length = logits_in.size(1);
+  if (group_in.size(0) != rows) {
+    Fail(ErrorKind::kInvalidArgument, kOp, ": ", group_in.size(0), " group ids for ", rows, " rows of ",
+         logits_in.describe());
+  }
+  const Device device = logits_in.device();
+  // Validation on host copies of the integers (labels: already made by the range check).
+  const Tensor host_group = (group_in.host_accessible() ? group_in : group_in.to_device(Device::cpu())).to(DType::kI64).contiguous();
+  const GroupLayout layout =
+      check_groups(kOp, host_group.data<int64_t>(), rows, checked.host_labels.data<int64_t>(), length, mode);
+  const Tensor group = group_in.dtype() == DType::kI64 && group_in.is_contiguous() ? group_in : host_group.to_device(device);
+  const Tensor logits = logits_in.contiguous();
+  const Tensor& labels = checked.labels;
+
+  kernels::CaptionLossParams p;
+  p.rows = rows;
+  p.length = length;
+  p.vocab = logits.size(2);
+  p.groups = layout.groups;
+  p.max_group_rows = layout.max_group_rows;
+  p.mode = kernel_mode(mode);
+  p.ignore_index = ignore_index;
+  Backend& backend = backend_for(device);
+  Tensor log_prob = Tensor::empty({rows, length}, DType::kF32, device);
+  Tensor out = Tensor::empty({}, DType::kF32, device);
+  Tensor inverse_tokens = Tensor::empty({1}, DType::kF32, device);
+  const bool record = should_record({&logits_in});
+
+  if (record && mode == CaptionLoss::kMean) {
+    // The weights are known up front: one pass writes log p and the gradient for upstream 1.
+    Tensor dlogits = Tensor::empty_like(logits);
+    backend.caption_loss_mean_fused(p, logits.data<float>(), labels.data<int64_t>(), log_prob.data<float>(),
+                                    inverse_tokens.data<float>(), dlogits.data<float>());
+    backend.caption_loss_combine(p, log_prob.data<float>(), labels.data<int64_t>(), group.data<int64_t>(), nullptr,
+                                 out.data<float>(), inverse_tokens.data<float>());
+    record_op(kOp, {logits_in, labels_in, group_in}, out, [dlogits](const Tensor& dout_in) {
+      // The tape calls this once: scale the saved gradient in place (nothing when upstream is 1).
+      const Tensor dout = dout_in.contiguous();
+      backend_for(dlogits.device()).scale_by_device_scalar(dlogits.numel(), dout.data<float>(), dlogits.data<float>());
+      return std::vector<Tensor>{dlogits, Tensor(), Tensor()};
+    });
+    return out;
+  }
+  Tensor lse = Tensor::empty({rows, length}, DType::kF32, device);
+  Tensor weight = record ? Tensor::empty({rows, length}, DType::kF32, device) : Tensor();
+  backend.caption_loss_log_probs(p, logits.data<float>(), labels.data<int64_t>(), log_prob.data<float>(),
+                                 lse.data<float>());
+  backend.caption_loss_combine(p, log_prob.data<float>(), labels.data<int64_t>(), group.data<int64_t>(),
+                               record ? weight.data<float>() : nullptr, out.data<float>(), inverse_tokens.data<float>());
+  if (record) {
+    record_op(kOp, {logits_in, labels_in, group_in}, out,
+              [p, logits, labels, lse, weight, inverse_tokens](const Tensor& dout_in) {
+                const Tensor dout = dout_in.contiguous();
+                Tensor dlogits = Tensor::empty_like(logits);
+                backend_for(logits.device())
+                    .caption_loss_backward(p, logits.data<float>(), labels.data<int64_t>(), lse.data<float>(),
+                                           weight.data<float>(), dout.data<float>(), inverse_tokens.data<float>(),
+                                           dlogits.data<float>());
+                return std::vector<Tensor>{dlogits, Tensor(), Tensor()};
               });
   }
   return out;

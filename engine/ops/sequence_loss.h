@@ -1,8 +1,10 @@
 // Token log-probabilities and the k+1-caption aggregated losses of LA3 (DESIGN.md 4).
 //
+// caption_loss_from_logits is the fused path the trainer uses (kernels/caption_loss.cuh): one
+// vocabulary pass per token, the per-group combination and the loss reduction on the device.
 // token_log_probs gives log p(label) per target token with one log-sum-exp per row (the
-// [rows, vocab] softmax is never stored; backward recomputes it row by row). The losses then
-// combine those small [rows, len] tensors, so each mode costs one vocabulary pass:
+// [rows, vocab] softmax is never stored; backward recomputes it row by row); caption_loss then
+// combines those small [rows, len] tensors, also on the device. The modes:
 //
 //   mean              every (caption, SMILES) row is its own example: token CE averaged over
 //                     all counted tokens.
@@ -39,8 +41,20 @@ const char* caption_loss_name(CaptionLoss loss);
 // log_probs [rows, len] from token_log_probs, labels [rows, len] (to know which tokens
 // count), group[r] = the molecule of row r (groups numbered 0..G-1, rows of a group need
 // not be adjacent). For token_mixture the rows of a group must have identical labels.
-// Returns the scalar batch loss; differentiable in log_probs.
+// Returns the scalar batch loss; differentiable in log_probs. Runs on log_probs' device (the
+// group ids are uploaded there); see caption_loss_from_logits for the validation.
 Tensor caption_loss(const Tensor& log_probs, const Tensor& labels, const std::vector<int64_t>& group,
                     CaptionLoss mode, int64_t ignore_index = -100);
+
+// The same loss straight from logits [rows, len, vocab], fused with the vocabulary softmax
+// (kernels/caption_loss.cuh): one pass over the logits for the forward, one for the backward
+// (mode mean with a gradient: a single pass computing both), probabilities never stored, the
+// loss reduced on the device. group: [rows] i32/i64 on the logits' device. Labels and group
+// ids are validated on a host copy (the only device read; rows * (len + 1) integers): a label
+// outside [0, vocab), a negative or out-of-range group id, a group without rows, or
+// token_mixture rows of one group with different targets are errors naming the row and
+// position. Differentiable in the logits.
+Tensor caption_loss_from_logits(const Tensor& logits, const Tensor& labels, const Tensor& group, CaptionLoss mode,
+                                int64_t ignore_index = -100);
 
 }  // namespace la3::ops

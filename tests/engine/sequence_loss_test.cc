@@ -7,7 +7,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <algorithm>
 #include <random>
+#include <string>
 
 #include "engine/autograd/tape.h"
 #include "engine/ops/cross_entropy.h"
@@ -158,6 +160,157 @@ TEST(CaptionLoss, BadInputsAreNamed) {
               HasSubstr("label 4 at position 5"));
   EXPECT_FALSE(ops::parse_caption_loss("average").ok());
   EXPECT_EQ(*ops::parse_caption_loss("sequence_mixture"), ops::CaptionLoss::kSequenceMixture);
+}
+
+// --- caption_loss_from_logits: the fused op (CPU reference backend) --------------------------
+
+// A random batch: groups of 1..4 rows (k = 0..3) in shuffled (non-adjacent) order, targets with
+// padded tails, some rows entirely padding. token_mixture rows share their group's target.
+struct RandomBatch {
+  int64_t rows = 0, length = 0;
+  std::vector<int64_t> group, labels;
+};
+
+RandomBatch random_batch(std::mt19937& rng, ops::CaptionLoss mode, int64_t groups, int64_t length, int64_t vocab) {
+  RandomBatch batch;
+  batch.length = length;
+  std::uniform_int_distribution<int64_t> group_size(1, 4), token(0, vocab - 1), cut(0, length);
+  for (int64_t g = 0; g < groups; ++g) {
+    for (int64_t j = group_size(rng); j > 0; --j) batch.group.push_back(g);
+  }
+  std::shuffle(batch.group.begin(), batch.group.end(), rng);
+  batch.rows = static_cast<int64_t>(batch.group.size());
+  std::vector<std::vector<int64_t>> targets(static_cast<size_t>(groups));
+  for (int64_t r = 0; r < batch.rows; ++r) {
+    std::vector<int64_t>& shared = targets[static_cast<size_t>(batch.group[static_cast<size_t>(r)])];
+    const bool reuse = mode == ops::CaptionLoss::kTokenMixture && !shared.empty();
+    std::vector<int64_t> target = reuse ? shared : std::vector<int64_t>(static_cast<size_t>(length), -100);
+    if (!reuse) {
+      const int64_t counted = cut(rng);  // 0 = an all-padding row
+      for (int64_t t = 0; t < counted; ++t) target[static_cast<size_t>(t)] = token(rng);
+      shared = target;
+    }
+    batch.labels.insert(batch.labels.end(), target.begin(), target.end());
+  }
+  return batch;
+}
+
+Tensor group_tensor(const std::vector<int64_t>& group) {
+  return Tensor::from_vector<int64_t>({static_cast<int64_t>(group.size())}, group);
+}
+
+// Forward against the double formulas from the logits, backward against finite differences
+// (check_op's default normalised-error bounds: 1e-10 forward, 1e-8 backward; the op is f32
+// with double sums, the finite differences in double), for the three modes and random
+// batches with k = 0..3, lengths 1..4 and all-padding rows.
+TEST(CaptionLossFromLogits, MatchesTheDoubleFormulasAndFiniteDifferences) {
+  std::mt19937 rng(61);
+  for (ops::CaptionLoss mode :
+       {ops::CaptionLoss::kMean, ops::CaptionLoss::kTokenMixture, ops::CaptionLoss::kSequenceMixture}) {
+    for (int64_t length : {1, 3, 4}) {
+      const RandomBatch b = random_batch(rng, mode, 3, length, kVocab);
+      SCOPED_TRACE(::testing::Message() << ops::caption_loss_name(mode) << " rows " << b.rows << " length " << length);
+      const Tensor labels = Tensor::from_vector<int64_t>({b.rows, b.length}, b.labels);
+      double tokens = 0.0;
+      for (int64_t y : b.labels) tokens += y != -100 ? 1.0 : 0.0;
+      if (tokens == 0.0) continue;  // the reference divides by the token count
+      testing::check_op(
+          std::string("caption_loss_from_logits ") + ops::caption_loss_name(mode),
+          [&](const std::vector<Tensor>& x) {
+            return ops::caption_loss_from_logits(x[0], labels, group_tensor(b.group), mode);
+          },
+          [&](const DoubleInputs& x) {
+            return std::vector<double>{reference_loss(mode, x[0], b.labels, b.group, b.rows, b.length)};
+          },
+          {testing::random_tensor({b.rows, b.length, kVocab}, rng, -2.0f, 2.0f)}, {true});
+    }
+  }
+}
+
+// The fused op equals the two-step path (token_log_probs + caption_loss): loss and gradient.
+TEST(CaptionLossFromLogits, EqualsTokenLogProbsThenCaptionLoss) {
+  std::mt19937 rng(62);
+  for (ops::CaptionLoss mode :
+       {ops::CaptionLoss::kMean, ops::CaptionLoss::kTokenMixture, ops::CaptionLoss::kSequenceMixture}) {
+    const RandomBatch b = random_batch(rng, mode, 4, 5, 37);
+    const Tensor labels = Tensor::from_vector<int64_t>({b.rows, b.length}, b.labels);
+    const Tensor logits = testing::random_tensor({b.rows, b.length, 37}, rng, -3.0f, 3.0f);
+    const Tensor fused_logits = logits.clone(), split_logits = logits.clone();
+    fused_logits.set_requires_grad(true);
+    split_logits.set_requires_grad(true);
+    Tensor fused, split;
+    {
+      Tape tape;
+      fused = ops::caption_loss_from_logits(fused_logits, labels, group_tensor(b.group), mode);
+      tape.backward(fused, Tensor::full({}, 0.75));
+    }
+    {
+      Tape tape;
+      split = ops::caption_loss(ops::token_log_probs(split_logits, labels), labels, b.group, mode);
+      tape.backward(split, Tensor::full({}, 0.75));
+    }
+    EXPECT_NEAR(fused.item(), split.item(), 1e-6 * std::abs(split.item())) << ops::caption_loss_name(mode);
+    EXPECT_LT(testing::normalized_error(fused_logits.grad(), split_logits.grad()), 1e-12) << ops::caption_loss_name(mode);
+    // Without a tape (mode mean then takes the unfused path) the value is the same.
+    EXPECT_NEAR(ops::caption_loss_from_logits(logits, labels, group_tensor(b.group), mode).item(), fused.item(),
+                1e-6 * std::abs(fused.item()));
+  }
+}
+
+TEST(CaptionLossFromLogits, KZeroIsCrossEntropyAndAllPaddingIsZero) {
+  std::mt19937 rng(63);
+  const Tensor logits = testing::random_tensor({3, 4, kVocab}, rng, -2.0f, 2.0f);
+  const Tensor labels = Tensor::from_vector<int64_t>({3, 4}, {1, 2, 3, -100, 4, 5, -100, -100, 0, 1, 2, 3});
+  const double plain = ops::cross_entropy(logits, labels).item();
+  const Tensor padding = Tensor::full({3, 4}, -100.0, DType::kI64);
+  for (ops::CaptionLoss mode :
+       {ops::CaptionLoss::kMean, ops::CaptionLoss::kTokenMixture, ops::CaptionLoss::kSequenceMixture}) {
+    const Tensor group = Tensor::from_vector<int32_t>({3}, {2, 0, 1});  // i32 ids work too
+    EXPECT_NEAR(ops::caption_loss_from_logits(logits, labels, group, mode).item(), plain, 2e-6 * plain)
+        << ops::caption_loss_name(mode);
+    // Nothing counted: loss 0 and gradient 0 (as cross_entropy).
+    const Tensor x = logits.clone();
+    x.set_requires_grad(true);
+    Tape tape;
+    const Tensor loss = ops::caption_loss_from_logits(x, padding, Tensor::from_vector<int64_t>({3}, {0, 0, 1}), mode);
+    tape.backward(loss);
+    EXPECT_EQ(loss.item(), 0.0) << ops::caption_loss_name(mode);
+    for (float g : x.grad().to_vector<float>()) ASSERT_EQ(g, 0.0f) << ops::caption_loss_name(mode);
+  }
+}
+
+TEST(CaptionLossFromLogits, BadInputsAreNamed) {
+  const Tensor logits = Tensor::zeros({3, 2, 5});
+  const Tensor labels = Tensor::from_vector<int64_t>({3, 2}, {1, 2, 1, 3, 4, -100});
+  auto message = [](auto&& fn) {
+    try {
+      fn();
+    } catch (const EngineError& error) {
+      return std::string(error.what());
+    }
+    return std::string("no error");
+  };
+  auto ids = [](std::vector<int64_t> values) { return group_tensor(values); };
+  const auto mean = ops::CaptionLoss::kMean;
+  EXPECT_THAT(message([&] { ops::caption_loss_from_logits(logits, labels, ids({0, 0, 1}), ops::CaptionLoss::kTokenMixture); }),
+              HasSubstr("token_mixture needs one target per group, but rows 0 and 1 of group 0 differ at position 1"));
+  EXPECT_THAT(message([&] { ops::caption_loss_from_logits(logits, labels, ids({0, -1, 1}), mean); }),
+              HasSubstr("negative group id -1 at row 1"));
+  EXPECT_THAT(message([&] { ops::caption_loss_from_logits(logits, labels, ids({0, 7, 1}), mean); }),
+              HasSubstr("group 2 has no rows (group ids must be 0..G-1; the largest is 7 for 3 rows)"));
+  EXPECT_THAT(message([&] { ops::caption_loss_from_logits(logits, labels, ids({0, 2, 2}), mean); }),
+              HasSubstr("group 1 has no rows"));
+  EXPECT_THAT(message([&] { ops::caption_loss_from_logits(logits, labels, ids({0, 1}), mean); }),
+              HasSubstr("2 group ids for 3 rows"));
+  EXPECT_THAT(message([&] { ops::caption_loss_from_logits(logits, labels, Tensor::zeros({3}), mean); }),
+              HasSubstr("group"));
+  EXPECT_THAT(message([&] {
+                ops::caption_loss_from_logits(logits, Tensor::from_vector<int64_t>({3, 2}, {1, 2, 1, 3, 5, -100}),
+                                              ids({0, 1, 2}), mean);
+              }),
+              HasSubstr("label 5 at position 4"));
+  EXPECT_THAT(message([&] { ops::caption_loss_from_logits(Tensor::zeros({3, 5}), labels, ids({0, 1, 2}), mean); }),
+              HasSubstr("logits"));
 }
 
 }  // namespace
