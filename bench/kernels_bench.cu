@@ -17,8 +17,17 @@
 // so. Without a GPU the program prints one line ("no CUDA device: <runtime reason>; nothing to
 // benchmark") and exits 0 (ctest bench.kernels_without_gpu).
 //
+// g++ also compiles this file against the cuda-emu backend (la3_bench_kernels_emu, ctest
+// bench.kernels_emu_dry_run): the same code then runs every row once on the SIMT emulation, so
+// the benchmark's buffers, parameters and launches are exercised on machines without a GPU.
+// Its times are CPU times, not GPU figures, and no peaks are printed.
+//
 //   la3_bench_kernels [--batch 8,16,32] [--seq 128,256,512] [--reps 20] [--warmup 3]
+#if defined(__CUDACC__)
 #include <cuda_runtime.h>
+#else
+#include <chrono>
+#endif
 
 #include <algorithm>
 #include <cstdint>
@@ -36,8 +45,15 @@
 
 namespace {
 
+#if defined(__CUDACC__)
 using la3::cuda_device::CudaBackend;
 using la3::cuda_device::GemmEngine;
+constexpr la3::DeviceType kDeviceType = la3::DeviceType::kCuda;
+#else
+using la3::cuda_emu::CudaBackend;
+using la3::cuda_emu::GemmEngine;
+constexpr la3::DeviceType kDeviceType = la3::DeviceType::kCudaEmu;
+#endif
 
 // MolT5-small (google/t5-v1_1-small layout).
 constexpr int64_t kDModel = 512, kDFF = 1024, kHeads = 6, kHeadDim = 64, kVocab = 32128;
@@ -86,6 +102,11 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
+struct Peak {
+  double bytes_per_s = 0, flops_per_s = 0;
+};
+
+#if defined(__CUDACC__)
 // Dense bf16 tensor-core FLOPs (2 per FMA) per SM per clock with fp32 accumulation, from the
 // vendors' whitepapers. peak = SMs x max clock x this. Checks: A100 108 x 1.41 GHz x 2048 =
 // 312 TFLOP/s; H100 SXM 132 x 1.83 GHz x 4096 = 989 TFLOP/s (the max clock cudaDevAttrClockRate
@@ -103,10 +124,6 @@ ArchRate bf16_rate(int major, int minor) {
   if (major == 12) return {1024, "GB20x (RTX 50xx, RTX PRO Blackwell; estimate)"};
   return {0, "no bf16 tensor cores known for this architecture"};
 }
-
-struct Peak {
-  double bytes_per_s = 0, flops_per_s = 0;
-};
 
 Peak peak_of(int device, std::string* description) {
   cudaDeviceProp prop{};
@@ -132,7 +149,14 @@ Peak peak_of(int device, std::string* description) {
   *description = text;
   return peak;
 }
+#else
+Peak peak_of(int /*device*/, std::string* description) {
+  *description = "cuda-emu (dry run: the kernels run once under the SIMT emulation on the CPU; times are CPU times)";
+  return Peak{};  // no peaks: no GB/s or TFLOP/s percentages
+}
+#endif
 
+#if defined(__CUDACC__)
 class Timer {
  public:
   Timer(cudaStream_t stream, const Options& options) : stream_(stream), options_(options) {
@@ -169,6 +193,28 @@ class Timer {
   const Options& options_;
   cudaEvent_t start_ = nullptr, stop_ = nullptr;
 };
+#else
+// The emulation runs kernels synchronously: a host clock times them.
+class Timer {
+ public:
+  Timer(cudaStream_t /*stream*/, const Options& options) : options_(options) {}
+  double median_ms(const std::function<void()>& run) {
+    for (int i = 0; i < options_.warmup; ++i) run();
+    std::vector<double> times;
+    for (int i = 0; i < options_.reps; ++i) {
+      const auto start = std::chrono::steady_clock::now();
+      run();
+      times.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+    }
+    std::sort(times.begin(), times.end());
+    const size_t n = times.size();
+    return n % 2 == 1 ? times[n / 2] : 0.5 * (times[n / 2 - 1] + times[n / 2]);
+  }
+
+ private:
+  const Options& options_;
+};
+#endif
 
 // Device buffers from the backend's caching allocator, freed at the end of a shape.
 class Buffers {
@@ -209,22 +255,23 @@ struct Row {
 class Report {
  public:
   Report(Timer& timer, const Peak& peak) : timer_(timer), peak_(peak) {
-    std::printf("%-34s %-24s %10s %9s %6s %9s %6s\n", "kernel", "shape", "median_us", "GB/s", "%bw", "TFLOP/s",
+    std::printf("%-42s %-20s %10s %9s %6s %9s %6s\n", "kernel", "shape", "median_us", "GB/s", "%bw", "TFLOP/s",
                 "%peak");
   }
   void time(const Row& row, const std::function<void()>& run) {
     const double ms = timer_.median_ms(run);
     const double s = ms * 1e-3;
     char gbs[32] = "-", bw[32] = "-", tfs[32] = "-", fp[32] = "-";
-    if (row.bytes > 0) {
+    const bool gpu = peak_.bytes_per_s > 0;  // the emulation's CPU times are no GPU throughput
+    if (row.bytes > 0 && gpu) {
       std::snprintf(gbs, sizeof gbs, "%.1f", row.bytes / s / 1e9);
       std::snprintf(bw, sizeof bw, "%.1f", 100.0 * row.bytes / s / peak_.bytes_per_s);
     }
-    if (row.flops > 0) {
+    if (row.flops > 0 && gpu) {
       std::snprintf(tfs, sizeof tfs, "%.2f", row.flops / s / 1e12);
       if (peak_.flops_per_s > 0) std::snprintf(fp, sizeof fp, "%.1f", 100.0 * row.flops / s / peak_.flops_per_s);
     }
-    std::printf("%-34s %-24s %10.1f %9s %6s %9s %6s\n", row.kernel.c_str(), row.shape.c_str(), ms * 1e3, gbs, bw, tfs,
+    std::printf("%-42s %-20s %10.1f %9s %6s %9s %6s\n", row.kernel.c_str(), row.shape.c_str(), ms * 1e3, gbs, bw, tfs,
                 fp);
     std::fflush(stdout);
   }
@@ -236,7 +283,10 @@ class Report {
 
 std::string dims(std::initializer_list<int64_t> values) {
   std::string text;
-  for (int64_t v : values) text += (text.empty() ? "" : "x") + std::to_string(v);
+  for (int64_t v : values) {
+    if (!text.empty()) text += 'x';
+    text += std::to_string(v);
+  }
   return text;
 }
 
@@ -350,7 +400,7 @@ void bench_shape(CudaBackend& backend, Timer& timer, const Peak& peak, int64_t b
         backend.attention_backward(p, out, q, k, v, table, mask, lse, dq, dk, dv, dtable);
       });
     }
-    std::printf("%-34s %s\n", "cuDNN fused attention (SDPA)", "comparison not implemented (docs/KERNELS.md)");
+    std::printf("%-42s %s\n", "cuDNN fused attention (SDPA)", "comparison not implemented (docs/KERNELS.md)");
   }
   // GEMMs (bf16 operands, fp32 accumulation and output): the backend path casts both operands
   // to bf16 first; "cuBLASLt only" runs the GemmEngine on operands cast beforehand.
@@ -408,10 +458,15 @@ int main(int argc, char** argv) {
   try {
     std::string description;
     const Peak peak = peak_of(0, &description);
-    CudaBackend backend(la3::DeviceType::kCuda, 0);
+    CudaBackend backend(kDeviceType, 0);
     std::printf("la3 kernel benchmarks on %s\n", description.c_str());
-    std::printf("kernels: %s; median of %d repetitions after %d warm-up runs, CUDA events on the backend stream\n",
-                backend.name().c_str(), options.reps, options.warmup);
+#if defined(__CUDACC__)
+    const char* clock = "CUDA events on the backend stream";
+#else
+    const char* clock = "host clock (emulated kernels run synchronously)";
+#endif
+    std::printf("kernels: %s; median of %d repetitions after %d warm-up runs, %s\n", backend.name().c_str(),
+                options.reps, options.warmup, clock);
     std::printf("GB/s and TFLOP/s use the byte/FLOP model of docs/KERNELS.md (compulsory traffic, useful FLOPs)\n");
     Timer timer(backend.stream(), options);
     for (int64_t batch : options.batches) {
