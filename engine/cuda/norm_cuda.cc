@@ -14,7 +14,7 @@ void CudaBackend::rmsnorm_forward(const kernels::RmsNormParams& p, const float* 
                                      float* rstd) {
   if (p.rows == 0) return;
   launch_kernel(kernels::rmsnorm_forward_kernel, dim3(static_cast<unsigned>(p.rows)), dim3(kernels::kRmsNormThreads), 0,
-               nullptr, p, x, weight, out, rstd);
+               stream_, p, x, weight, out, rstd);
 }
 void CudaBackend::rmsnorm_backward(const kernels::RmsNormParams& p, const float* dout, const float* x,
                                       const float* weight, const float* rstd, float* dx, float* dweight) {

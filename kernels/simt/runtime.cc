@@ -118,8 +118,15 @@ cudaError_t cudaMalloc(void** pointer, size_t bytes) {
     if (bytes > m.capacity - std::min(m.capacity, m.in_use)) return record(cudaErrorMemoryAllocation);
     m.in_use += bytes;
   }
-  // cudaMalloc returns 256-byte aligned memory.
+  // cudaMalloc returns 256-byte aligned memory. Under AddressSanitizer the block is exactly
+  // `bytes` long, so a kernel running past the end of its buffer is a heap-buffer-overflow
+  // report instead of a silent read of the rounding slack.
+#if defined(__SANITIZE_ADDRESS__)
+  void* memory_block = nullptr;
+  if (posix_memalign(&memory_block, 256, bytes == 0 ? 1 : bytes) != 0) memory_block = nullptr;
+#else
   void* memory_block = std::aligned_alloc(256, ((bytes + 255) / 256) * 256 + (bytes == 0 ? 256 : 0));
+#endif
   if (memory_block == nullptr) {
     std::lock_guard<std::mutex> lock(m.mutex);
     m.in_use -= bytes;

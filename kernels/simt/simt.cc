@@ -14,6 +14,17 @@
 #include <string>
 #include <vector>
 
+// AddressSanitizer (the la3_simt_tests_asan build): every switch between the scheduler's
+// stack and a fiber's stack is announced with __sanitizer_start_switch_fiber /
+// __sanitizer_finish_switch_fiber, so ASan knows which stack is current (exceptions unwinding
+// a fiber, stack-use-after-return bookkeeping) and reports no false stack errors.
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define LA3_SIMT_ASAN 1
+#else
+#define LA3_SIMT_ASAN 0
+#endif
+
 namespace la3::simt {
 
 thread_local ThreadCoordinates current;
@@ -27,19 +38,30 @@ constexpr size_t kLaneBytes = 16;  // largest value a warp collective moves
 
 enum class State { kRunnable, kAtBarrier, kAtWarp, kDone };
 
+// Where a stack lies (for the ASan annotations): [bottom, bottom + size).
+struct StackBounds {
+  const void* bottom = nullptr;
+  size_t size = 0;
+};
+
 // Fiber stacks with a guard page (an overflow faults instead of corrupting memory). Creating
 // one costs an mmap and an mprotect, and every launch creates a block's worth of fibers, so
-// each worker thread keeps its released stacks for reuse.
+// each worker thread keeps its released stacks for reuse. `bounds` (optional) receives where
+// the stack handed out lies.
 class CachedGuardedStack {
  public:
+  explicit CachedGuardedStack(StackBounds* bounds = nullptr) : bounds_(bounds) {}
   ctx::stack_context allocate() {
     std::vector<ctx::stack_context>& cache = free_stacks();
+    ctx::stack_context stack;
     if (!cache.empty()) {
-      const ctx::stack_context stack = cache.back();
+      stack = cache.back();
       cache.pop_back();
-      return stack;
+    } else {
+      stack = ctx::protected_fixedsize_stack(kFiberStackBytes).allocate();
     }
-    return ctx::protected_fixedsize_stack(kFiberStackBytes).allocate();
+    if (bounds_ != nullptr) *bounds_ = StackBounds{static_cast<char*>(stack.sp) - stack.size, stack.size};
+    return stack;
   }
   void deallocate(ctx::stack_context& stack) noexcept { free_stacks().push_back(stack); }
 
@@ -55,7 +77,23 @@ class CachedGuardedStack {
     thread_local Cache cache;
     return cache.stacks;
   }
+  StackBounds* bounds_;
 };
+
+// ASan fiber-switch annotations (no-ops without ASan). A switch is start_switch on the old
+// stack, the jump, finish_switch on the new stack; `fake_stack` keeps the old side's
+// stack-use-after-return frames (nullptr when the old side is a fiber that is ending).
+inline void asan_start_switch([[maybe_unused]] void** fake_stack, [[maybe_unused]] const StackBounds& to) {
+#if LA3_SIMT_ASAN
+  __sanitizer_start_switch_fiber(fake_stack, to.bottom, to.size);
+#endif
+}
+inline void asan_finish_switch([[maybe_unused]] void* fake_stack, [[maybe_unused]] StackBounds* from) {
+#if LA3_SIMT_ASAN
+  __sanitizer_finish_switch_fiber(fake_stack, from != nullptr ? &from->bottom : nullptr,
+                                  from != nullptr ? &from->size : nullptr);
+#endif
+}
 
 struct EmulatedThread {
   ctx::fiber context;    // the thread's own fiber (while it is suspended)
@@ -68,6 +106,8 @@ struct EmulatedThread {
   unsigned char lanes[kWarpSize][kLaneBytes] = {};   // what the warp gave back
   int barrier_value = 0;   // predicate offered to __syncthreads_count/_and/_or
   int barrier_result[3] = {0, 0, 0};  // count, and, or over the block at release
+  StackBounds stack;            // this thread's fiber stack (ASan annotations)
+  StackBounds scheduler_stack;  // the worker's stack the scheduler runs on (ASan annotations)
 };
 
 struct Block {
@@ -84,8 +124,38 @@ void suspend(State state, const char* where) {
   EmulatedThread* self = running_thread;
   self->state = state;
   self->where = where;
+  void* fake_stack = nullptr;
+  asan_start_switch(&fake_stack, self->scheduler_stack);
   self->scheduler = std::move(self->scheduler).resume();
+  asan_finish_switch(fake_stack, &self->scheduler_stack);
 }
+
+// Switches into the fiber of `t` and back (the scheduler side of one time slice).
+void resume_thread(EmulatedThread& t) {
+  void* fake_stack = nullptr;
+  asan_start_switch(&fake_stack, t.stack);
+  t.context = std::move(t.context).resume();
+  asan_finish_switch(fake_stack, nullptr);
+}
+
+// Destroys the fibers of threads that never finished (a block that failed): Boost switches
+// into each one and unwinds its stack. Under ASan that is announced as a switch to the fiber
+// and, once its stack is unwound (it announces nothing itself), a switch back.
+struct SuspendedFiberReaper {
+  std::vector<EmulatedThread>& threads;
+  ~SuspendedFiberReaper() {
+    for (EmulatedThread& t : threads) {
+      if (!t.context) continue;
+      void* fake_stack = nullptr;
+      asan_start_switch(&fake_stack, t.stack);
+      t.context = ctx::fiber();
+      StackBounds here;
+      asan_finish_switch(nullptr, &here);  // ASan now takes us for the fiber...
+      asan_start_switch(nullptr, here);    // ...which ended: back to this stack
+      asan_finish_switch(fake_stack, nullptr);
+    }
+  }
+};
 
 // LA3_SIMT_STRICT=1: divergent barriers are errors (see run_block).
 bool strict_mode() {
@@ -175,6 +245,7 @@ void run_block(dim3 grid, dim3 block_dim, dim3 block_idx, const std::function<vo
   std::fill(dynamic_shared.begin(), dynamic_shared.end(), static_cast<unsigned char>(0xFF));
   const size_t count = static_cast<size_t>(block_dim.x) * block_dim.y * block_dim.z;
   block.threads.resize(count);
+  const SuspendedFiberReaper reaper{block.threads};
   running_block = &block;
   for (size_t i = 0; i < count; ++i) {
     EmulatedThread& t = block.threads[i];
@@ -182,8 +253,9 @@ void run_block(dim3 grid, dim3 block_dim, dim3 block_idx, const std::function<vo
                         static_cast<unsigned>(i / (static_cast<size_t>(block_dim.x) * block_dim.y)));
     t.warp = static_cast<unsigned>(i / kWarpSize);
     t.lane = static_cast<unsigned>(i % kWarpSize);
-    t.context = ctx::fiber(std::allocator_arg, CachedGuardedStack(),
+    t.context = ctx::fiber(std::allocator_arg, CachedGuardedStack(&t.stack),
                            [&block, &t, &body](ctx::fiber&& scheduler) {
+                             asan_finish_switch(nullptr, &t.scheduler_stack);
                              t.scheduler = std::move(scheduler);
                              try {
                                body();
@@ -193,6 +265,7 @@ void run_block(dim3 grid, dim3 block_dim, dim3 block_idx, const std::function<vo
                                if (!block.error) block.error = std::current_exception();
                              }
                              t.state = State::kDone;
+                             asan_start_switch(nullptr, t.scheduler_stack);  // this fiber ends
                              return std::move(t.scheduler);
                            });
   }
@@ -203,7 +276,7 @@ void run_block(dim3 grid, dim3 block_dim, dim3 block_idx, const std::function<vo
       if (t.state != State::kRunnable) continue;
       running_thread = &t;
       current = ThreadCoordinates{t.thread_idx, block_idx, block_dim, grid};
-      t.context = std::move(t.context).resume();
+      resume_thread(t);
       ran = true;
     }
     if (block.error) break;
