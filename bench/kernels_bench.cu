@@ -397,7 +397,7 @@ void bench_shape(CudaBackend& backend, Timer& timer, const Peak& peak, int64_t b
       report.time({name + " fwd", shape, 4 * n * f, 4 * core},
                   [&] { backend.attention_forward(p, q, k, v, table, mask, out, lse); });
       report.time({name + " bwd", shape, 7 * n * f, 10 * core}, [&] {
-        backend.attention_backward(p, out, q, k, v, table, mask, lse, dq, dk, dv, dtable);
+        backend.attention_backward(p, out, q, k, v, out, table, mask, lse, dq, dk, dv, dtable);
       });
     }
     std::printf("%-42s %s\n", "cuDNN fused attention (SDPA)", "comparison not implemented (docs/KERNELS.md)");
