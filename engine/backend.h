@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "engine/device.h"
 #include "kernels/op_params.h"
@@ -147,6 +148,18 @@ class Backend {
   // --- reductions -----------------------------------------------------------------------
   // sum(x[i]^2) accumulated in double (the global gradient norm for clipping).
   virtual double sum_of_squares(int64_t count, const float* x) = 0;
+  // The sum over several buffers (the global gradient norm over every parameter). The
+  // default adds the single-buffer sums; the CUDA backends queue every reduction and read the
+  // partials back with one copy (one synchronisation per step instead of one per tensor).
+  struct Span {
+    const float* data;
+    int64_t count;
+  };
+  virtual double sum_of_squares(const std::vector<Span>& spans) {
+    double sum = 0.0;
+    for (const Span& span : spans) sum += sum_of_squares(span.count, span.data);
+    return sum;
+  }
   // out[0] = alpha * sum(x) accumulated in double in a fixed order (a device scalar: the
   // loss reductions never copy to the host).
   virtual void sum_to_scalar(int64_t count, const float* x, double alpha, float* out) = 0;

@@ -86,14 +86,31 @@ void CudaBackend::adamw_step(const kernels::AdamWParams& p, float* param, const 
   if (p.count > 0) launch_kernel(kernels::adamw_kernel, pointwise_grid(p.count), kPointwiseBlock, 0, stream_, kernels::adamw_scalars(p), p.count, param, grad, exp_avg, exp_avg_sq);
 }
 
-double CudaBackend::sum_of_squares(int64_t count, const float* x) {
-  if (count == 0) return 0.0;
-  const int64_t blocks = std::clamp<int64_t>((count + kernels::kReduceThreads - 1) / kernels::kReduceThreads, 1,
-                                             kernels::kReduceMaxBlocks);
-  DeviceScratch partials(*allocator_, static_cast<size_t>(blocks) * sizeof(double));
-  launch_kernel(kernels::sum_of_squares_kernel, dim3(static_cast<unsigned>(blocks)), dim3(kernels::kReduceThreads), 0,
-                stream_, count, x, partials.as<double>());
-  std::vector<double> host(static_cast<size_t>(blocks));
+double CudaBackend::sum_of_squares(int64_t count, const float* x) { return sum_of_squares({Span{x, count}}); }
+
+double CudaBackend::sum_of_squares(const std::vector<Span>& spans) {
+  // Each buffer's blocks write their partial sums into one scratch array; one copy brings
+  // them all back (the only synchronisation), and the host adds them in a fixed order.
+  std::vector<int64_t> blocks;
+  int64_t total_blocks = 0;
+  for (const Span& span : spans) {
+    const int64_t b = span.count == 0 ? 0
+                                      : std::clamp<int64_t>((span.count + kernels::kReduceThreads - 1) /
+                                                                kernels::kReduceThreads,
+                                                            1, kernels::kReduceMaxBlocks);
+    blocks.push_back(b);
+    total_blocks += b;
+  }
+  if (total_blocks == 0) return 0.0;
+  DeviceScratch partials(*allocator_, static_cast<size_t>(total_blocks) * sizeof(double));
+  int64_t offset = 0;
+  for (size_t i = 0; i < spans.size(); ++i) {
+    if (blocks[i] == 0) continue;
+    launch_kernel(kernels::sum_of_squares_kernel, dim3(static_cast<unsigned>(blocks[i])), dim3(kernels::kReduceThreads),
+                  0, stream_, spans[i].count, spans[i].data, partials.as<double>() + offset);
+    offset += blocks[i];
+  }
+  std::vector<double> host(static_cast<size_t>(total_blocks));
   copy_to_host(host.data(), partials.as<double>(), host.size() * sizeof(double));
   double sum = 0.0;
   for (double partial : host) sum += partial;

@@ -1,6 +1,9 @@
 #include "engine/optim/adamw.h"
 
 #include <cmath>
+#include <map>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "engine/backend.h"
@@ -82,13 +85,21 @@ void AdamW::zero_grad() {
 }
 
 double clip_grad_norm(const std::vector<Tensor>& parameters, double max_norm) {
-  double sum_squares = 0.0;
+  // One reduction per device over all its gradients (one host synchronisation on a GPU).
+  std::map<std::pair<int, int>, std::pair<Device, std::vector<Backend::Span>>> by_device;
+  std::vector<Tensor> dense_grads;  // keeps contiguous copies alive until reduced
+  dense_grads.reserve(parameters.size());
   for (const Tensor& parameter : parameters) {
     const Tensor grad = parameter.grad();
     if (!grad.defined()) continue;
-    const Tensor dense = grad.contiguous();
-    sum_squares += backend_for(dense.device()).sum_of_squares(dense.numel(), dense.data<float>());
+    dense_grads.push_back(grad.contiguous());
+    const Tensor& dense = dense_grads.back();
+    auto& entry = by_device[{static_cast<int>(dense.device().type), dense.device().index}];
+    entry.first = dense.device();
+    entry.second.push_back(Backend::Span{dense.data<float>(), dense.numel()});
   }
+  double sum_squares = 0.0;
+  for (const auto& [key, entry] : by_device) sum_squares += backend_for(entry.first).sum_of_squares(entry.second);
   const double norm = std::sqrt(sum_squares);
   // torch: clip_coef = max_norm / (total_norm + 1e-6), applied when < 1.
   const double coefficient = max_norm / (norm + 1e-6);

@@ -23,6 +23,7 @@
 #include "engine/ops/reshape.h"
 #include "engine/ops/rmsnorm.h"
 #include "engine/ops/sequence_loss.h"
+#include "engine/optim/adamw.h"
 #include "tests/simt/simt_modes.h"
 
 namespace la3 {
@@ -170,6 +171,35 @@ TEST(CudaEmuLosses, CaptionLossesMatchTheCpu) {
     EXPECT_EQ(emu_logits.grad().device(), kEmu);
     EXPECT_LT(testing::normalized_error(emu_logits.grad(), cpu_logits.grad()), 1e-10);
   }
+}
+
+// The global gradient norm over several device tensors (one reduction per device) and the
+// clipping it drives, against the cpu.
+TEST(CudaEmuOptim, ClipGradNormMatchesTheCpu) {
+  register_cuda_emu_backend();
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal(0.0f, 2.0f);
+  std::vector<Tensor> cpu_params, emu_params;
+  for (int64_t size : {1, 257, 4096, 70000}) {  // one element .. several reduction blocks
+    std::vector<float> grad(static_cast<size_t>(size));
+    for (float& g : grad) g = normal(rng);
+    Tensor cpu = Tensor::zeros({size}, DType::kF32), emu = Tensor::zeros({size}, DType::kF32, kEmu);
+    cpu.set_requires_grad(true);
+    emu.set_requires_grad(true);
+    Tape tape;
+    tape.backward(ops::mul(cpu, Tensor::from_vector<float>({size}, grad)), Tensor::full({size}, 1.0));
+    tape.backward(ops::mul(emu, Tensor::from_vector<float>({size}, grad, kEmu)), Tensor::full({size}, 1.0, DType::kF32, kEmu));
+    cpu_params.push_back(cpu);
+    emu_params.push_back(emu);
+  }
+  const double cpu_norm = clip_grad_norm(cpu_params, 1.0);
+  const double emu_norm = clip_grad_norm(emu_params, 1.0);
+  EXPECT_GT(cpu_norm, 10.0);
+  EXPECT_NEAR(emu_norm, cpu_norm, 1e-12 * cpu_norm);
+  for (size_t i = 0; i < cpu_params.size(); ++i) {
+    EXPECT_LT(testing::normalized_error(emu_params[i].grad(), cpu_params[i].grad()), 1e-14) << i;
+  }
+  EXPECT_NEAR(clip_grad_norm(emu_params, 1.0), 1.0, 1e-5);  // clipped to the bound
 }
 
 INSTANTIATE_TEST_SUITE_P(Orders, CudaEmuDevice, ::testing::Values("forward", "shuffled/2"), testing::simt_mode_name);
