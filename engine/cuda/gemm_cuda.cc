@@ -1,5 +1,9 @@
 // CudaBackend::gemm and the GemmEngine (see gemm_engine.h).
 #include <algorithm>
+#include <array>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
 #include <vector>
 
 #include "engine/cuda/cuda_backend.h"
@@ -71,11 +75,15 @@ void check_lt(cublasStatus_t status, const char* call, const char* file, int lin
 }
 #define LA3_LT_CHECK(call) check_lt((call), #call, __FILE__, __LINE__)
 
-// Owns the descriptors of one matmul.
-struct LtMatmul {
+// The descriptors and algorithm of one GEMM shape.
+struct LtPlan {
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
-  ~LtMatmul() {
+  cublasLtMatmulAlgo_t algo{};
+  LtPlan() = default;
+  LtPlan(const LtPlan&) = delete;
+  LtPlan& operator=(const LtPlan&) = delete;
+  ~LtPlan() {
     if (c != nullptr) cublasLtMatrixLayoutDestroy(c);
     if (b != nullptr) cublasLtMatrixLayoutDestroy(b);
     if (a != nullptr) cublasLtMatrixLayoutDestroy(a);
@@ -97,18 +105,17 @@ void make_layout(cublasLtMatrixLayout_t* layout, cudaDataType_t type, int64_t ro
 // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: B's storage read as a
 // column-major matrix is B^T, so cuBLASLt gets (B, trans_b) as its first operand and
 // (A, trans_a) as its second, and writes C^T column-major = C row-major.
-void lt_matmul(cublasLtHandle_t handle, void* workspace, cudaStream_t stream, const kernels::GemmParams& p,
-               cudaDataType_t operand_type, const void* a, const void* b, float* c) {
-  LtMatmul mm;
-  LA3_LT_CHECK(cublasLtMatmulDescCreate(&mm.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+std::unique_ptr<LtPlan> make_plan(cublasLtHandle_t handle, const kernels::GemmParams& p, cudaDataType_t operand_type) {
+  auto plan = std::make_unique<LtPlan>();
+  LA3_LT_CHECK(cublasLtMatmulDescCreate(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t op_first = p.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t op_second = p.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
-  LA3_LT_CHECK(cublasLtMatmulDescSetAttribute(mm.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof op_first));
-  LA3_LT_CHECK(cublasLtMatmulDescSetAttribute(mm.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof op_second));
+  LA3_LT_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof op_first));
+  LA3_LT_CHECK(cublasLtMatmulDescSetAttribute(plan->desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof op_second));
   // Column-major shapes of the stored operands.
-  make_layout(&mm.a, operand_type, p.trans_b ? p.k : p.n, p.trans_b ? p.n : p.k, p.ldb, p.batch, p.stride_b);
-  make_layout(&mm.b, operand_type, p.trans_a ? p.m : p.k, p.trans_a ? p.k : p.m, p.lda, p.batch, p.stride_a);
-  make_layout(&mm.c, CUDA_R_32F, p.n, p.m, p.ldc, p.batch, p.stride_c);
+  make_layout(&plan->a, operand_type, p.trans_b ? p.k : p.n, p.trans_b ? p.n : p.k, p.ldb, p.batch, p.stride_b);
+  make_layout(&plan->b, operand_type, p.trans_a ? p.m : p.k, p.trans_a ? p.k : p.m, p.lda, p.batch, p.stride_a);
+  make_layout(&plan->c, CUDA_R_32F, p.n, p.m, p.ldc, p.batch, p.stride_c);
 
   cublasLtMatmulPreference_t preference = nullptr;
   LA3_LT_CHECK(cublasLtMatmulPreferenceCreate(&preference));
@@ -117,21 +124,60 @@ void lt_matmul(cublasLtHandle_t handle, void* workspace, cudaStream_t stream, co
                                        sizeof workspace_bytes);
   cublasLtMatmulHeuristicResult_t heuristic{};
   int found = 0;
-  const cublasStatus_t status =
-      cublasLtMatmulAlgoGetHeuristic(handle, mm.desc, mm.a, mm.b, mm.c, mm.c, preference, 1, &heuristic, &found);
+  const cublasStatus_t status = cublasLtMatmulAlgoGetHeuristic(handle, plan->desc, plan->a, plan->b, plan->c, plan->c,
+                                                               preference, 1, &heuristic, &found);
   cublasLtMatmulPreferenceDestroy(preference);
   LA3_LT_CHECK(status);
   if (found == 0) {
     Fail(ErrorKind::kUnimplemented, "cuBLASLt has no algorithm for GEMM m=", p.m, " n=", p.n, " k=", p.k,
          " batch=", p.batch);
   }
-  LA3_LT_CHECK(cublasLtMatmul(handle, mm.desc, &p.alpha, b, mm.a, a, mm.b, &p.beta, c, mm.c,
-                              c, mm.c, &heuristic.algo, workspace, GemmEngine::kWorkspaceBytes, stream));
+  plan->algo = heuristic.algo;
+  return plan;
+}
+
+// Everything a plan depends on (alpha and beta are passed per call, not part of the plan).
+using PlanKey = std::array<int64_t, 13>;
+
+PlanKey key_of(const kernels::GemmParams& p, cudaDataType_t operand_type) {
+  return {static_cast<int64_t>(operand_type), p.trans_a, p.trans_b, p.m, p.n, p.k, p.lda, p.ldb, p.ldc, p.batch,
+          p.stride_a, p.stride_b, p.stride_c};
+}
+
+struct PlanKeyHash {
+  size_t operator()(const PlanKey& key) const {
+    size_t h = 1469598103934665603ull;
+    for (int64_t v : key) h = (h ^ static_cast<size_t>(v)) * 1099511628211ull;
+    return h;
+  }
+};
+
+}  // namespace
+
+struct GemmEngine::PlanCache {
+  std::mutex mutex;
+  std::unordered_map<PlanKey, std::unique_ptr<LtPlan>, PlanKeyHash> plans;
+};
+
+namespace {
+
+void lt_matmul(cublasLtHandle_t handle, GemmEngine::PlanCacheAccess cache, void* workspace, cudaStream_t stream,
+               const kernels::GemmParams& p, cudaDataType_t operand_type, const void* a, const void* b, float* c) {
+  const LtPlan* plan = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(cache->mutex);
+    std::unique_ptr<LtPlan>& slot = cache->plans[key_of(p, operand_type)];
+    if (slot == nullptr) slot = make_plan(handle, p, operand_type);
+    plan = slot.get();
+  }
+  LA3_LT_CHECK(cublasLtMatmul(handle, plan->desc, &p.alpha, b, plan->a, a, plan->b, &p.beta, c, plan->c, c, plan->c,
+                              &plan->algo, workspace, GemmEngine::kWorkspaceBytes, stream));
 }
 
 }  // namespace
 
-GemmEngine::GemmEngine(CachingAllocator& allocator, cudaStream_t stream) : allocator_(allocator), stream_(stream) {
+GemmEngine::GemmEngine(CachingAllocator& allocator, cudaStream_t stream)
+    : allocator_(allocator), stream_(stream), plans_(std::make_unique<PlanCache>()) {
   cublasLtHandle_t handle = nullptr;
   LA3_LT_CHECK(cublasLtCreate(&handle));
   handle_ = handle;
@@ -139,18 +185,21 @@ GemmEngine::GemmEngine(CachingAllocator& allocator, cudaStream_t stream) : alloc
 }
 
 GemmEngine::~GemmEngine() {
+  plans_.reset();  // descriptors before the handle
   if (workspace_ != nullptr) allocator_.deallocate(workspace_, kWorkspaceBytes);
   if (handle_ != nullptr) cublasLtDestroy(static_cast<cublasLtHandle_t>(handle_));
 }
 
 void GemmEngine::run_fp32(const kernels::GemmParams& p, const float* a, const float* b, float* c) {
-  lt_matmul(static_cast<cublasLtHandle_t>(handle_), workspace_, stream_, p, CUDA_R_32F, a, b, c);
+  lt_matmul(static_cast<cublasLtHandle_t>(handle_), plans_.get(), workspace_, stream_, p, CUDA_R_32F, a, b, c);
 }
 void GemmEngine::run_bf16(const kernels::GemmParams& p, const uint16_t* a, const uint16_t* b, float* c) {
-  lt_matmul(static_cast<cublasLtHandle_t>(handle_), workspace_, stream_, p, CUDA_R_16BF, a, b, c);
+  lt_matmul(static_cast<cublasLtHandle_t>(handle_), plans_.get(), workspace_, stream_, p, CUDA_R_16BF, a, b, c);
 }
 
 #else  // the emulation: cuBLASLt's stand-in is the CPU reference GEMM
+
+struct GemmEngine::PlanCache {};
 
 GemmEngine::GemmEngine(CachingAllocator& allocator, cudaStream_t stream) : allocator_(allocator), stream_(stream) {
   // Hold the workspace like the real engine does, so memory accounting matches.

@@ -4,6 +4,8 @@
 // see them (bf16-rounded by the same cast kernel in kBf16 mode).
 #pragma once
 
+#include <memory>
+
 #include "engine/cuda/cuda_backend.h"
 
 namespace la3::LA3_CUDA_FLAVOUR {
@@ -20,12 +22,19 @@ class GemmEngine {
   void run_fp32(const kernels::GemmParams& p, const float* a, const float* b, float* c);
   void run_bf16(const kernels::GemmParams& p, const uint16_t* a, const uint16_t* b, float* c);
 
+  // cuBLASLt descriptors and the chosen algorithm per GEMM shape, built on first use: a
+  // training step repeats the same few dozen shapes, and the heuristic query costs more
+  // than a small GEMM. Empty under the emulation.
+  struct PlanCache;
+  using PlanCacheAccess = PlanCache*;
+
   // Bytes of cuBLASLt workspace (32 MiB, what cuBLAS recommends for Hopper).
   static constexpr size_t kWorkspaceBytes = size_t{32} << 20;
 
  private:
   CachingAllocator& allocator_;
   cudaStream_t stream_;
+  std::unique_ptr<PlanCache> plans_;
   void* handle_ = nullptr;     // cublasLtHandle_t under nvcc
   void* workspace_ = nullptr;  // device memory, kWorkspaceBytes
 };
