@@ -335,6 +335,22 @@ void bench_shape(CudaBackend& backend, Timer& timer, const Peak& peak, int64_t b
     report.time({"rmsnorm_forward", td, 2 * n * f, 0}, [&] { backend.rmsnorm_forward(p, x, w, y, rstd); });
     report.time({"rmsnorm_backward (dx + dweight)", td, 5 * n * f, 0},
                 [&] { backend.rmsnorm_backward(p, y, x, w, rstd, dx, dw); });
+    // The residual add fused into the norm: reads residual and branch, writes sum and out
+    // (the unfused add + norm move 3 + 2 rows).
+    float* branch = buf.floats(n, 0.25f);
+    float* sum = buf.floats(n, 0.0f);
+    report.time({"add_rmsnorm_forward (fused residual)", td, 4 * n * f, 0},
+                [&] { backend.add_rmsnorm_forward(p, x, branch, w, sum, y, rstd); });
+    // bf16 activations: half the bytes.
+    auto* x16 = static_cast<uint16_t*>(buf.raw(static_cast<size_t>(n) * 2));
+    auto* y16 = static_cast<uint16_t*>(buf.raw(static_cast<size_t>(n) * 2));
+    auto* dx16 = static_cast<uint16_t*>(buf.raw(static_cast<size_t>(n) * 2));
+    backend.cast_to_bf16(n, x, x16);
+    backend.cast_to_bf16(n, x, y16);
+    report.time({"rmsnorm_forward bf16", td, 2 * n * 2.0, 0},
+                [&] { backend.rmsnorm_forward_bf16(p, x16, nullptr, w, nullptr, y16, rstd); });
+    report.time({"rmsnorm_backward bf16 (dx + dweight)", td, 5 * n * 2.0, 0},
+                [&] { backend.rmsnorm_backward_bf16(p, y16, x16, w, rstd, dx16, dw); });
   }
   // Softmax over [batch * heads * seq, seq] rows (the unfused attention probabilities).
   {
@@ -438,7 +454,11 @@ void bench_shape(CudaBackend& backend, Timer& timer, const Peak& peak, int64_t b
     p.lr = 1e-4;
     p.weight_decay = 0.01;
     const std::string shape = std::to_string(n) + " params";
-    report.time({"adamw_step (all parameters)", shape, 7.0 * n * f, 0}, [&] { backend.adamw_step(p, param, grad, m, v); });
+    report.time({"adamw_step (all parameters)", shape, 7.0 * n * f, 0},
+                [&] { backend.adamw_step(p, param, grad, m, v, nullptr); });
+    auto* copy = static_cast<uint16_t*>(buf.raw(static_cast<size_t>(n) * 2));
+    report.time({"adamw_step + bf16 weight copy", shape, 7.0 * n * f + 2.0 * n, 0},
+                [&] { backend.adamw_step(p, param, grad, m, v, copy); });
     report.time({"sum_of_squares (grad norm, + D2H)", shape, 1.0 * n * f, 0},
                 [&] { (void)backend.sum_of_squares(n, grad); });
   }

@@ -86,6 +86,20 @@ class Backend {
                                float* out, float* rstd) = 0;
   virtual void rmsnorm_backward(const kernels::RmsNormParams& p, const float* dout, const float* x,
                                 const float* weight, const float* rstd, float* dx, float* dweight) = 0;
+  // The residual add fused with the pre-norm that follows it in every T5 sublayer:
+  // sum = residual + branch (the new residual stream) and out = rmsnorm(sum), one pass.
+  // Bit-identical to add_forward followed by rmsnorm_forward. Backward is rmsnorm_backward
+  // on `sum` (the add passes its gradient through).
+  virtual void add_rmsnorm_forward(const kernels::RmsNormParams& p, const float* residual, const float* branch,
+                                   const float* weight, float* sum, float* out, float* rstd) = 0;
+  // RMSNorm on bf16 activations (uint16_t bits, round to nearest even): fp32 weight, fp32
+  // statistics, rstd and dweight. `branch` and `sum` may be null (no fused residual add);
+  // with a branch, the sum is rounded to bf16 before it is normalised (what an unfused bf16
+  // add would store). dweight, when not null, accumulates.
+  virtual void rmsnorm_forward_bf16(const kernels::RmsNormParams& p, const uint16_t* x, const uint16_t* branch,
+                                    const float* weight, uint16_t* sum, uint16_t* out, float* rstd) = 0;
+  virtual void rmsnorm_backward_bf16(const kernels::RmsNormParams& p, const uint16_t* dout, const uint16_t* x,
+                                     const float* weight, const float* rstd, uint16_t* dx, float* dweight) = 0;
   virtual void softmax_forward(const kernels::SoftmaxParams& p, const float* x, float* out) = 0;
   virtual void softmax_backward(const kernels::SoftmaxParams& p, const float* dout, const float* out,
                                 float* dx) = 0;
@@ -167,8 +181,28 @@ class Backend {
   virtual void scale_by_device_scalar(int64_t count, const float* scalar, float* x) = 0;
 
   // --- optimizer ------------------------------------------------------------------------
+  // When param_bf16 is not null it receives the updated weights rounded to bf16 (the copy a
+  // bf16 GEMM reads; see register_bf16_copy).
   virtual void adamw_step(const kernels::AdamWParams& p, float* param, const float* grad, float* exp_avg,
-                          float* exp_avg_sq) = 0;
+                          float* exp_avg_sq, uint16_t* param_bf16) = 0;
+  // Casts `count` floats to bf16 (round to nearest even) on this device.
+  virtual void cast_to_bf16(int64_t count, const float* in, uint16_t* out) = 0;
+
+  // --- bf16 weight copies ---------------------------------------------------------------
+  // `copy` holds the bf16 rounding of the fp32 `master` (count elements) and the caller keeps
+  // it so (AdamW writes both in one pass). A bf16 GEMM whose operand lies inside `master` reads
+  // the copy instead of casting the operand again: the same bits, 2 bytes per element read
+  // instead of 4 read + 2 written + 2 read. Registering the same master again replaces the
+  // copy. Backends without bf16 GEMMs ignore this.
+  virtual void register_bf16_copy(const float* /*master*/, const uint16_t* /*copy*/, int64_t /*count*/) {}
+  virtual void unregister_bf16_copy(const float* /*master*/) {}
+  // How many GEMM operands were cast to bf16, and how many were read from a registered copy,
+  // since the backend was created (for tests and benchmarks).
+  struct GemmOperandCounts {
+    int64_t cast = 0;
+    int64_t from_copy = 0;
+  };
+  virtual GemmOperandCounts gemm_operand_counts() const { return {}; }
 };
 
 // The backend of a device; throws EngineError(kUnimplemented) when it is not available.

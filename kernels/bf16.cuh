@@ -1,4 +1,5 @@
-// bf16 storage for the CUDA kernels: conversions written with integer bit operations so the
+// bf16 storage for the CUDA kernels (device functions only: every kernel family includes it;
+// the cast kernels live in kernels/cast.cuh, which only gemm_cuda.cc includes): conversions written with integer bit operations so the
 // same source gives the same bits under nvcc and under the SIMT emulation (and matches
 // engine/dtype.h's float_to_bf16: round to nearest even, NaN kept quiet). A bf16 value is a
 // uint16_t in memory, which is what cuBLASLt's CUDA_R_16BF and __nv_bfloat16 store.
@@ -43,21 +44,5 @@ LA3_HOST_DEVICE float from_bf16_bits(uint16_t bits) { return bits_float(static_c
 
 // The value a bf16 round trip leaves (what a bf16 GEMM input holds).
 LA3_HOST_DEVICE float round_to_bf16(float value) { return from_bf16_bits(to_bf16_bits(value)); }
-
-constexpr unsigned int kCastThreads = 256;
-
-__global__ void cast_f32_to_bf16_kernel(int64_t count, const float* in, uint16_t* out) {
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += stride) {
-    out[i] = to_bf16_bits(in[i]);
-  }
-}
-
-__global__ void cast_bf16_to_f32_kernel(int64_t count, const uint16_t* in, float* out) {
-  const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += stride) {
-    out[i] = from_bf16_bits(in[i]);
-  }
-}
 
 }  // namespace la3::kernels

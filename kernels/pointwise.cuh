@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "kernels/adamw_scalars.h"
+#include "kernels/bf16.cuh"
 #include "kernels/op_params.h"
 #include "kernels/philox.cuh"
 #include "kernels/simt/simt.h"
@@ -57,15 +58,21 @@ __global__ void dropout_kernel(DropoutParams p, int64_t count, const float* x, f
   }
 }
 
+// The fp32 master update; when param_bf16 is not null it also receives the updated weight
+// rounded to bf16 (the copy the bf16 GEMMs read), in the same pass.
 __global__ void adamw_kernel(AdamWScalars s, int64_t count, float* param, const float* grad, float* exp_avg,
-                             float* exp_avg_sq) {
+                             float* exp_avg_sq, uint16_t* param_bf16) {
   for (int64_t i = first_index(); i < count; i += grid_stride()) {
     const float g = grad[i];
-    param[i] *= s.decay;
-    exp_avg[i] += s.avg_weight * (g - exp_avg[i]);
-    exp_avg_sq[i] = exp_avg_sq[i] * s.beta2 + s.sq_weight * g * g;
-    const float denom = sqrtf(exp_avg_sq[i]) / s.bias_correction2_sqrt + s.eps;
-    param[i] += -s.step_size * (exp_avg[i] / denom);
+    float w = param[i] * s.decay;
+    const float m = exp_avg[i] + s.avg_weight * (g - exp_avg[i]);
+    const float v = exp_avg_sq[i] * s.beta2 + s.sq_weight * g * g;
+    const float denom = sqrtf(v) / s.bias_correction2_sqrt + s.eps;
+    w += -s.step_size * (m / denom);
+    exp_avg[i] = m;
+    exp_avg_sq[i] = v;
+    param[i] = w;
+    if (param_bf16 != nullptr) param_bf16[i] = to_bf16_bits(w);
   }
 }
 

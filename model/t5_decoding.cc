@@ -116,11 +116,18 @@ Tensor T5Decoder::step(T5DecodingCache& cache, const std::vector<int64_t>& token
   self_options.num_buckets = c.relative_attention_num_buckets;
   self_options.max_distance = c.relative_attention_max_distance;
   ops::AttentionOptions cross_options;
+  // Residual adds fused with the pre-norm that follows them (ops::add_rmsnorm), as in
+  // T5Model::decode: after block i's feed-forward comes block i+1's first norm or the final one.
+  auto norm_after = [&](int64_t next_block) -> const Tensor& {
+    return next_block < c.num_decoder_layers
+               ? model_.parameter(absl::StrCat("decoder.block.", next_block, ".layer.0.layer_norm.weight"))
+               : model_.parameter("decoder.final_layer_norm.weight");
+  };
+  Tensor normed = ops::rmsnorm(hidden, norm_after(0), eps);
   for (int64_t i = 0; i < c.num_decoder_layers; ++i) {
     const std::string b = absl::StrCat("decoder.block.", i, ".");
     const size_t layer = static_cast<size_t>(i);
     // Self-attention over the cache plus the new token.
-    const Tensor normed = ops::rmsnorm(hidden, model_.parameter(b + "layer.0.layer_norm.weight"), eps);
     const std::string self_prefix = b + "layer.0.SelfAttention.";
     const Tensor q = ops::reshape(ops::linear(normed, model_.parameter(self_prefix + "q.weight")), {rows, 1, heads, d_kv});
     const Tensor k = ops::reshape(ops::linear(normed, model_.parameter(self_prefix + "k.weight")), {rows, 1, heads, d_kv});
@@ -128,16 +135,22 @@ Tensor T5Decoder::step(T5DecodingCache& cache, const std::vector<int64_t>& token
     cache.self_keys[layer] = append_step(cache.self_keys[layer], k);
     cache.self_values[layer] = append_step(cache.self_values[layer], v);
     const Tensor context = ops::attention(q, cache.self_keys[layer], cache.self_values[layer], table, Tensor(), self_options);
-    hidden = ops::add(hidden, ops::linear(ops::reshape(context, {rows, 1, heads * d_kv}), model_.parameter(self_prefix + "o.weight")));
+    const ops::AddRmsNorm after_self = ops::add_rmsnorm(
+        hidden, ops::linear(ops::reshape(context, {rows, 1, heads * d_kv}), model_.parameter(self_prefix + "o.weight")),
+        model_.parameter(b + "layer.1.layer_norm.weight"), eps);
+    hidden = after_self.sum;
+    const Tensor& normed_cross = after_self.normed;
     // Cross-attention over the cached encoder keys/values.
-    const Tensor normed_cross = ops::rmsnorm(hidden, model_.parameter(b + "layer.1.layer_norm.weight"), eps);
     const std::string cross_prefix = b + "layer.1.EncDecAttention.";
     const Tensor cq = ops::reshape(ops::linear(normed_cross, model_.parameter(cross_prefix + "q.weight")), {rows, 1, heads, d_kv});
     const Tensor cross = ops::attention(cq, cache.cross_keys[layer], cache.cross_values[layer], Tensor(), cache.encoder_mask,
                                         cross_options);
-    hidden = ops::add(hidden, ops::linear(ops::reshape(cross, {rows, 1, heads * d_kv}), model_.parameter(cross_prefix + "o.weight")));
+    const ops::AddRmsNorm after_cross = ops::add_rmsnorm(
+        hidden, ops::linear(ops::reshape(cross, {rows, 1, heads * d_kv}), model_.parameter(cross_prefix + "o.weight")),
+        model_.parameter(b + "layer.2.layer_norm.weight"), eps);
+    hidden = after_cross.sum;
+    const Tensor& normed_ff = after_cross.normed;
     // Feed-forward.
-    const Tensor normed_ff = ops::rmsnorm(hidden, model_.parameter(b + "layer.2.layer_norm.weight"), eps);
     const std::string ff = b + "layer.2.DenseReluDense.";
     Tensor inner;
     if (c.feed_forward == FeedForwardKind::kGatedGelu) {
@@ -146,9 +159,12 @@ Tensor T5Decoder::step(T5DecodingCache& cache, const std::vector<int64_t>& token
     } else {
       inner = ops::relu(ops::linear(normed_ff, model_.parameter(ff + "wi.weight")));
     }
-    hidden = ops::add(hidden, ops::linear(inner, model_.parameter(ff + "wo.weight")));
+    const ops::AddRmsNorm after_ff =
+        ops::add_rmsnorm(hidden, ops::linear(inner, model_.parameter(ff + "wo.weight")), norm_after(i + 1), eps);
+    hidden = after_ff.sum;
+    normed = after_ff.normed;
   }
-  hidden = ops::rmsnorm(hidden, model_.parameter("decoder.final_layer_norm.weight"), eps);
+  hidden = normed;  // the final layer norm's output
   Tensor logits;
   if (c.tie_word_embeddings) {
     hidden = ops::scale(hidden, static_cast<float>(std::pow(static_cast<double>(c.d_model), -0.5)));

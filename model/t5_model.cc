@@ -261,19 +261,29 @@ Tensor T5Model::encode(const Tensor& input_ids, const Tensor& attention_mask, co
   const Tensor key_mask = attention_mask.defined() ? ops::key_mask_as_flags(attention_mask) : Tensor();
   Tensor hidden = apply_dropout(ops::embedding(parameter("shared.weight"), input_ids), stream::kEncoderEmbedding, options);
   const Tensor& table = parameter("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight");
+  // Every residual add is fused with the pre-norm that reads its sum (ops::add_rmsnorm); the
+  // weight of the norm after block i's feed-forward is block i+1's first norm, or the final one.
+  auto norm_after = [&](int64_t next_block) -> const Tensor& {
+    return next_block < config_.num_layers ? parameter(encoder_block(next_block) + "layer.0.layer_norm.weight")
+                                           : parameter("encoder.final_layer_norm.weight");
+  };
+  Tensor normed = ops::rmsnorm(hidden, norm_after(0), eps);
   for (int64_t i = 0; i < config_.num_layers; ++i) {
     const std::string b = encoder_block(i);
     const uint32_t site = stream::kEncoderBlockBase + 16u * static_cast<uint32_t>(i);
-    const Tensor normed = ops::rmsnorm(hidden, parameter(b + "layer.0.layer_norm.weight"), eps);
     const Tensor attended = attention_block(b + "layer.0.SelfAttention.", normed, normed, table, key_mask,
                                             /*causal=*/false, /*bidirectional=*/true, site + stream::kSelfAttention,
                                             options);
-    hidden = ops::add(hidden, apply_dropout(attended, site + stream::kSelfAttention + 1, options));
-    const Tensor normed_ff = ops::rmsnorm(hidden, parameter(b + "layer.1.layer_norm.weight"), eps);
-    const Tensor ff = feed_forward(b + "layer.1.DenseReluDense.", normed_ff, site + stream::kFeedForward, options);
-    hidden = ops::add(hidden, apply_dropout(ff, site + stream::kFeedForward + 1, options));
+    ops::AddRmsNorm after_attention = ops::add_rmsnorm(
+        hidden, apply_dropout(attended, site + stream::kSelfAttention + 1, options), parameter(b + "layer.1.layer_norm.weight"), eps);
+    hidden = after_attention.sum;
+    const Tensor ff = feed_forward(b + "layer.1.DenseReluDense.", after_attention.normed, site + stream::kFeedForward, options);
+    ops::AddRmsNorm after_ff =
+        ops::add_rmsnorm(hidden, apply_dropout(ff, site + stream::kFeedForward + 1, options), norm_after(i + 1), eps);
+    hidden = after_ff.sum;
+    normed = after_ff.normed;
   }
-  hidden = ops::rmsnorm(hidden, parameter("encoder.final_layer_norm.weight"), eps);
+  hidden = normed;  // the final layer norm's output
   return apply_dropout(hidden, stream::kEncoderFinal, options);
 }
 
@@ -292,25 +302,36 @@ Tensor T5Model::decode(const Tensor& decoder_input_ids, const Tensor& encoder_hi
   Tensor hidden =
       apply_dropout(ops::embedding(parameter("shared.weight"), decoder_input_ids), stream::kDecoderEmbedding, options);
   const Tensor& table = parameter("decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight");
+  // Residual adds fused with the following pre-norm, as in encode().
+  auto norm_after = [&](int64_t next_block) -> const Tensor& {
+    return next_block < config_.num_decoder_layers
+               ? parameter(decoder_block(next_block) + "layer.0.layer_norm.weight")
+               : parameter("decoder.final_layer_norm.weight");
+  };
+  Tensor normed = ops::rmsnorm(hidden, norm_after(0), eps);
   for (int64_t i = 0; i < config_.num_decoder_layers; ++i) {
     const std::string b = decoder_block(i);
     const uint32_t site = stream::kDecoderBlockBase + 16u * static_cast<uint32_t>(i);
-    const Tensor normed = ops::rmsnorm(hidden, parameter(b + "layer.0.layer_norm.weight"), eps);
     const Tensor self_attended = attention_block(b + "layer.0.SelfAttention.", normed, normed, table, Tensor(),
                                                  /*causal=*/true, /*bidirectional=*/false,
                                                  site + stream::kSelfAttention, options);
-    hidden = ops::add(hidden, apply_dropout(self_attended, site + stream::kSelfAttention + 1, options));
-    const Tensor normed_cross = ops::rmsnorm(hidden, parameter(b + "layer.1.layer_norm.weight"), eps);
+    ops::AddRmsNorm after_self = ops::add_rmsnorm(hidden, apply_dropout(self_attended, site + stream::kSelfAttention + 1, options),
+                                                  parameter(b + "layer.1.layer_norm.weight"), eps);
+    hidden = after_self.sum;
     // Cross-attention has no relative-position bias in T5.
-    const Tensor cross = attention_block(b + "layer.1.EncDecAttention.", normed_cross, encoder_hidden, Tensor(),
+    const Tensor cross = attention_block(b + "layer.1.EncDecAttention.", after_self.normed, encoder_hidden, Tensor(),
                                          encoder_mask, /*causal=*/false, /*bidirectional=*/true,
                                          site + stream::kCrossAttention, options);
-    hidden = ops::add(hidden, apply_dropout(cross, site + stream::kCrossAttention + 1, options));
-    const Tensor normed_ff = ops::rmsnorm(hidden, parameter(b + "layer.2.layer_norm.weight"), eps);
-    const Tensor ff = feed_forward(b + "layer.2.DenseReluDense.", normed_ff, site + stream::kFeedForward, options);
-    hidden = ops::add(hidden, apply_dropout(ff, site + stream::kFeedForward + 1, options));
+    ops::AddRmsNorm after_cross = ops::add_rmsnorm(hidden, apply_dropout(cross, site + stream::kCrossAttention + 1, options),
+                                                   parameter(b + "layer.2.layer_norm.weight"), eps);
+    hidden = after_cross.sum;
+    const Tensor ff = feed_forward(b + "layer.2.DenseReluDense.", after_cross.normed, site + stream::kFeedForward, options);
+    ops::AddRmsNorm after_ff =
+        ops::add_rmsnorm(hidden, apply_dropout(ff, site + stream::kFeedForward + 1, options), norm_after(i + 1), eps);
+    hidden = after_ff.sum;
+    normed = after_ff.normed;
   }
-  hidden = ops::rmsnorm(hidden, parameter("decoder.final_layer_norm.weight"), eps);
+  hidden = normed;  // the final layer norm's output
   hidden = apply_dropout(hidden, stream::kDecoderFinal, options);
   if (config_.tie_word_embeddings) {
     // v1.0: rescale before the tied LM head (transformers: sequence_output * model_dim**-0.5).

@@ -205,8 +205,12 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
                                                    ", ", config.tokenizer_path, ")"));
   }
   model.set_requires_grad(true);
-  AdamW optimizer(model.parameter_list(), AdamWOptions{config.lr, config.beta1, config.beta2, config.eps,
-                                                       config.weight_decay});
+  AdamWOptions adamw_options{config.lr, config.beta1, config.beta2, config.eps, config.weight_decay};
+  // On a CUDA device with bf16 GEMMs the update also writes bf16 weight copies that the GEMMs
+  // read instead of casting the weights at every use (restore_state below refreshes them).
+  adamw_options.bf16_weight_copies =
+      device.type != DeviceType::kCpu && backend_for(device).gemm_precision() == GemmPrecision::kBf16;
+  AdamW optimizer(model.parameter_list(), adamw_options);
   const LrSchedule schedule{config.schedule, config.lr, config.warmup_steps, config.max_steps};
 
   std::error_code error;

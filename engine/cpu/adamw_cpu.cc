@@ -4,6 +4,7 @@
 
 #include "engine/cpu/cpu_backend.h"
 #include "engine/cpu/parallel.h"
+#include "engine/dtype.h"
 #include "kernels/adamw_scalars.h"
 
 namespace la3 {
@@ -14,8 +15,13 @@ double CpuBackend::sum_of_squares(int64_t count, const float* x) {
   return sum;
 }
 
+void CpuBackend::cast_to_bf16(int64_t count, const float* in, uint16_t* out) {
+#pragma omp parallel for schedule(static) if (worth_parallel(count))
+  for (int64_t i = 0; i < count; ++i) out[i] = float_to_bf16(in[i]).bits;
+}
+
 void CpuBackend::adamw_step(const kernels::AdamWParams& p, float* param, const float* grad, float* exp_avg,
-                            float* exp_avg_sq) {
+                            float* exp_avg_sq, uint16_t* param_bf16) {
   const kernels::AdamWScalars s = kernels::adamw_scalars(p);
 #pragma omp parallel for schedule(static) if (worth_parallel(p.count))
   for (int64_t i = 0; i < p.count; ++i) {
@@ -25,6 +31,7 @@ void CpuBackend::adamw_step(const kernels::AdamWParams& p, float* param, const f
     exp_avg_sq[i] = exp_avg_sq[i] * s.beta2 + s.sq_weight * g * g;
     const float denom = std::sqrt(exp_avg_sq[i]) / s.bias_correction2_sqrt + s.eps;
     param[i] += -s.step_size * (exp_avg[i] / denom);
+    if (param_bf16 != nullptr) param_bf16[i] = float_to_bf16(param[i]).bits;
   }
 }
 

@@ -1,50 +1,97 @@
 // T5 RMSNorm on the CPU. Sums of squares accumulate in double: rows are up to d_model long
-// and this is the reference the other backends are measured against.
+// and this is the reference the other backends are measured against. One row template serves
+// fp32 and bf16 activations (bf16 is widened exactly on load and rounded to nearest even on
+// store; the weight, statistics and dweight stay fp32).
 #include <cmath>
+#include <vector>
 
 #include "engine/cpu/cpu_backend.h"
 #include "engine/cpu/parallel.h"
+#include "engine/dtype.h"
 
 namespace la3 {
+namespace {
 
-void CpuBackend::rmsnorm_forward(const kernels::RmsNormParams& p, const float* x, const float* weight, float* out,
-                                 float* rstd) {
+float load(const float* p, int64_t i) { return p[i]; }
+float load(const uint16_t* p, int64_t i) { return bf16_to_float(bf16{p[i]}); }
+void store(float* p, int64_t i, float v) { p[i] = v; }
+void store(uint16_t* p, int64_t i, float v) { p[i] = float_to_bf16(v).bits; }
+float stored(const float*, float v) { return v; }
+float stored(const uint16_t*, float v) { return bf16_to_float(float_to_bf16(v)); }
+
+// h = x (+ branch, rounded to Io), sum = h when asked, out = weight * (h * r).
+template <typename Io>
+void forward(const kernels::RmsNormParams& p, const Io* x, const Io* branch, const float* weight, Io* sum, Io* out,
+             float* rstd) {
 #pragma omp parallel for schedule(static) if (worth_parallel(p.rows * p.cols))
   for (int64_t row = 0; row < p.rows; ++row) {
-    const float* x_row = x + row * p.cols;
-    float* out_row = out + row * p.cols;
+    const int64_t start = row * p.cols;
+    std::vector<float> h(static_cast<size_t>(p.cols));
     double sum_squares = 0.0;
-    for (int64_t c = 0; c < p.cols; ++c) sum_squares += static_cast<double>(x_row[c]) * x_row[c];
+    for (int64_t c = 0; c < p.cols; ++c) {
+      float v = load(x, start + c);
+      if (branch != nullptr) v = stored(x, v + load(branch, start + c));
+      h[static_cast<size_t>(c)] = v;
+      sum_squares += static_cast<double>(v) * v;
+    }
+    if (sum != nullptr) {
+      for (int64_t c = 0; c < p.cols; ++c) store(sum, start + c, h[static_cast<size_t>(c)]);
+    }
     const float variance = static_cast<float>(sum_squares / static_cast<double>(p.cols));
     const float r = 1.0f / std::sqrt(variance + p.eps);
     rstd[row] = r;
     // transformers: weight * (x * rsqrt(variance + eps)), in this order.
-    for (int64_t c = 0; c < p.cols; ++c) out_row[c] = weight[c] * (x_row[c] * r);
+    for (int64_t c = 0; c < p.cols; ++c) store(out, start + c, weight[c] * (h[static_cast<size_t>(c)] * r));
   }
 }
 
 // With g = weight * dout and r = rstd:  dx = r g - x r^3 mean(g x);  dweight += sum_rows dout x r.
-void CpuBackend::rmsnorm_backward(const kernels::RmsNormParams& p, const float* dout, const float* x,
-                                  const float* weight, const float* rstd, float* dx, float* dweight) {
+template <typename Io>
+void backward(const kernels::RmsNormParams& p, const Io* dout, const Io* x, const float* weight, const float* rstd,
+              Io* dx, float* dweight) {
 #pragma omp parallel for schedule(static) if (worth_parallel(p.rows * p.cols))
   for (int64_t row = 0; row < p.rows; ++row) {
-    const float* x_row = x + row * p.cols;
-    const float* dout_row = dout + row * p.cols;
-    float* dx_row = dx + row * p.cols;
+    const int64_t start = row * p.cols;
     const float r = rstd[row];
     double dot = 0.0;
-    for (int64_t c = 0; c < p.cols; ++c) dot += static_cast<double>(weight[c]) * dout_row[c] * x_row[c];
+    for (int64_t c = 0; c < p.cols; ++c) {
+      dot += static_cast<double>(weight[c]) * load(dout, start + c) * load(x, start + c);
+    }
     const float correction = static_cast<float>(dot / static_cast<double>(p.cols)) * r * r * r;
-    for (int64_t c = 0; c < p.cols; ++c) dx_row[c] = r * weight[c] * dout_row[c] - x_row[c] * correction;
+    for (int64_t c = 0; c < p.cols; ++c) {
+      store(dx, start + c, r * weight[c] * load(dout, start + c) - load(x, start + c) * correction);
+    }
   }
   if (dweight == nullptr) return;
   // Column sums, serial over rows so the accumulation order is deterministic.
   for (int64_t row = 0; row < p.rows; ++row) {
-    const float* x_row = x + row * p.cols;
-    const float* dout_row = dout + row * p.cols;
+    const int64_t start = row * p.cols;
     const float r = rstd[row];
-    for (int64_t c = 0; c < p.cols; ++c) dweight[c] += dout_row[c] * x_row[c] * r;
+    for (int64_t c = 0; c < p.cols; ++c) dweight[c] += load(dout, start + c) * load(x, start + c) * r;
   }
+}
+
+}  // namespace
+
+void CpuBackend::rmsnorm_forward(const kernels::RmsNormParams& p, const float* x, const float* weight, float* out,
+                                 float* rstd) {
+  forward<float>(p, x, nullptr, weight, nullptr, out, rstd);
+}
+void CpuBackend::add_rmsnorm_forward(const kernels::RmsNormParams& p, const float* residual, const float* branch,
+                                     const float* weight, float* sum, float* out, float* rstd) {
+  forward<float>(p, residual, branch, weight, sum, out, rstd);
+}
+void CpuBackend::rmsnorm_backward(const kernels::RmsNormParams& p, const float* dout, const float* x,
+                                  const float* weight, const float* rstd, float* dx, float* dweight) {
+  backward<float>(p, dout, x, weight, rstd, dx, dweight);
+}
+void CpuBackend::rmsnorm_forward_bf16(const kernels::RmsNormParams& p, const uint16_t* x, const uint16_t* branch,
+                                      const float* weight, uint16_t* sum, uint16_t* out, float* rstd) {
+  forward<uint16_t>(p, x, branch, weight, sum, out, rstd);
+}
+void CpuBackend::rmsnorm_backward_bf16(const kernels::RmsNormParams& p, const uint16_t* dout, const uint16_t* x,
+                                       const float* weight, const float* rstd, uint16_t* dx, float* dweight) {
+  backward<uint16_t>(p, dout, x, weight, rstd, dx, dweight);
 }
 
 }  // namespace la3

@@ -10,7 +10,10 @@
 // (cuda_device / cuda_emu) so one binary can hold both.
 #pragma once
 
+#include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "engine/backend.h"
@@ -25,6 +28,7 @@
 
 namespace la3::LA3_CUDA_FLAVOUR {
 
+class DeviceScratch;  // below
 class GemmEngine;  // cuBLASLt (cuda) or the CPU stand-in (cuda-emu); engine/cuda/gemm_cuda.cc
 
 class CudaBackend final : public Backend {
@@ -62,6 +66,9 @@ class CudaBackend final : public Backend {
   void gated_gelu_backward(int64_t count, const float* dout, const float* gate, const float* linear, float* dgate, float* dlinear) override;
   void rmsnorm_forward(const kernels::RmsNormParams& p, const float* x, const float* weight, float* out, float* rstd) override;
   void rmsnorm_backward(const kernels::RmsNormParams& p, const float* dout, const float* x, const float* weight, const float* rstd, float* dx, float* dweight) override;
+  void add_rmsnorm_forward(const kernels::RmsNormParams& p, const float* residual, const float* branch, const float* weight, float* sum, float* out, float* rstd) override;
+  void rmsnorm_forward_bf16(const kernels::RmsNormParams& p, const uint16_t* x, const uint16_t* branch, const float* weight, uint16_t* sum, uint16_t* out, float* rstd) override;
+  void rmsnorm_backward_bf16(const kernels::RmsNormParams& p, const uint16_t* dout, const uint16_t* x, const float* weight, const float* rstd, uint16_t* dx, float* dweight) override;
   void softmax_forward(const kernels::SoftmaxParams& p, const float* x, float* out) override;
   void softmax_backward(const kernels::SoftmaxParams& p, const float* dout, const float* out, float* dx) override;
   void attention_forward(const kernels::AttentionParams& p, const float* q, const float* k, const float* v, const float* bias_table, const int32_t* key_mask, float* out, float* probs) override;
@@ -79,7 +86,11 @@ class CudaBackend final : public Backend {
   void caption_loss_backward(const kernels::CaptionLossParams& p, const float* logits, const int64_t* labels, const float* lse, const float* token_weight, const float* upstream, const float* inverse_tokens, float* dlogits) override;
   void sum_to_scalar(int64_t count, const float* x, double alpha, float* out) override;
   void scale_by_device_scalar(int64_t count, const float* scalar, float* x) override;
-  void adamw_step(const kernels::AdamWParams& p, float* param, const float* grad, float* exp_avg, float* exp_avg_sq) override;
+  void register_bf16_copy(const float* master, const uint16_t* copy, int64_t count) override;
+  void unregister_bf16_copy(const float* master) override;
+  GemmOperandCounts gemm_operand_counts() const override;
+  void adamw_step(const kernels::AdamWParams& p, float* param, const float* grad, float* exp_avg, float* exp_avg_sq, uint16_t* param_bf16) override;
+  void cast_to_bf16(int64_t count, const float* in, uint16_t* out) override;
 
  private:
   DeviceType type_;
@@ -88,6 +99,16 @@ class CudaBackend final : public Backend {
   std::unique_ptr<CachingAllocator> allocator_;
   std::unique_ptr<GemmEngine> gemm_engine_;
   GemmPrecision precision_ = GemmPrecision::kBf16;
+  // The bf16 operand of a GEMM: a registered copy covering [operand, operand + span), or a
+  // fresh cast into `scratch`.
+  const uint16_t* bf16_operand(const float* operand, int64_t span, std::unique_ptr<DeviceScratch>& scratch);
+  struct Bf16Copy {
+    const uint16_t* copy;
+    int64_t count;
+  };
+  mutable std::mutex bf16_copies_mutex_;
+  std::map<const float*, Bf16Copy, std::less<>> bf16_copies_;  // by master address
+  GemmOperandCounts operand_counts_;
 };
 
 // Device scratch memory from the backend's caching allocator, returned when it goes out of

@@ -15,7 +15,7 @@
 #endif
 
 // Kernel sources last: under g++ they bring the SIMT keyword macros.
-#include "kernels/bf16.cuh"
+#include "kernels/cast.cuh"
 #include "engine/cuda/launch.h"
 
 namespace la3::LA3_CUDA_FLAVOUR {
@@ -39,7 +39,7 @@ OperandSpans spans_of(const kernels::GemmParams& p) {
   return s;
 }
 
-void cast_to_bf16(const float* in, uint16_t* out, int64_t count, cudaStream_t stream) {
+void launch_cast_to_bf16(const float* in, uint16_t* out, int64_t count, cudaStream_t stream) {
   if (count == 0) return;
   const int64_t blocks = std::clamp<int64_t>((count + kernels::kCastThreads - 1) / kernels::kCastThreads, 1, 4096);
   launch_kernel(kernels::cast_f32_to_bf16_kernel, dim3(static_cast<unsigned>(blocks)), dim3(kernels::kCastThreads), 0,
@@ -48,19 +48,59 @@ void cast_to_bf16(const float* in, uint16_t* out, int64_t count, cudaStream_t st
 
 }  // namespace
 
+void CudaBackend::cast_to_bf16(int64_t count, const float* in, uint16_t* out) {
+  launch_cast_to_bf16(in, out, count, stream_);
+}
+
+void CudaBackend::register_bf16_copy(const float* master, const uint16_t* copy, int64_t count) {
+  std::lock_guard<std::mutex> lock(bf16_copies_mutex_);
+  bf16_copies_[master] = Bf16Copy{copy, count};
+}
+
+void CudaBackend::unregister_bf16_copy(const float* master) {
+  std::lock_guard<std::mutex> lock(bf16_copies_mutex_);
+  bf16_copies_.erase(master);
+}
+
+Backend::GemmOperandCounts CudaBackend::gemm_operand_counts() const {
+  std::lock_guard<std::mutex> lock(bf16_copies_mutex_);
+  return operand_counts_;
+}
+
+const uint16_t* CudaBackend::bf16_operand(const float* operand, int64_t span, std::unique_ptr<DeviceScratch>& scratch) {
+  {
+    std::lock_guard<std::mutex> lock(bf16_copies_mutex_);
+    // The last registered master that starts at or before the operand; it must cover it all.
+    auto it = bf16_copies_.upper_bound(operand);
+    if (it != bf16_copies_.begin()) {
+      --it;
+      const int64_t offset = operand - it->first;
+      if (offset + span <= it->second.count) {
+        ++operand_counts_.from_copy;
+        return it->second.copy + offset;
+      }
+    }
+    ++operand_counts_.cast;
+  }
+  scratch = std::make_unique<DeviceScratch>(*allocator_, static_cast<size_t>(span) * sizeof(uint16_t));
+  launch_cast_to_bf16(operand, scratch->as<uint16_t>(), span, stream_);
+  return scratch->as<uint16_t>();
+}
+
 void CudaBackend::gemm(const kernels::GemmParams& p, const float* a, const float* b, float* c) {
   if (p.m == 0 || p.n == 0 || p.batch == 0) return;
   if (precision_ == GemmPrecision::kFp32 || p.k == 0) {
     gemm_engine_->run_fp32(p, a, b, c);
     return;
   }
-  // bf16 copies of the operands (the GPU reads half the bytes; fp32 accumulation).
+  // bf16 operands (the GPU reads half the bytes; fp32 accumulation): a weight's registered
+  // copy, or a cast into scratch memory that lives until the GEMM is queued (the caching
+  // allocator reuses it only for work queued later on the same stream).
   const OperandSpans spans = spans_of(p);
-  DeviceScratch a16(*allocator_, static_cast<size_t>(spans.a) * sizeof(uint16_t));
-  DeviceScratch b16(*allocator_, static_cast<size_t>(spans.b) * sizeof(uint16_t));
-  cast_to_bf16(a, a16.as<uint16_t>(), spans.a, stream_);
-  cast_to_bf16(b, b16.as<uint16_t>(), spans.b, stream_);
-  gemm_engine_->run_bf16(p, a16.as<uint16_t>(), b16.as<uint16_t>(), c);
+  std::unique_ptr<DeviceScratch> a_scratch, b_scratch;
+  const uint16_t* a16 = bf16_operand(a, spans.a, a_scratch);
+  const uint16_t* b16 = bf16_operand(b, spans.b, b_scratch);
+  gemm_engine_->run_bf16(p, a16, b16, c);
 }
 
 #if defined(__CUDACC__)

@@ -82,8 +82,11 @@ void CudaBackend::dropout_forward(const kernels::DropoutParams& p, int64_t count
   if (count > 0) launch_kernel(kernels::dropout_kernel, pointwise_grid(count), kPointwiseBlock, 0, stream_, p, count, x, out);
 }
 void CudaBackend::adamw_step(const kernels::AdamWParams& p, float* param, const float* grad, float* exp_avg,
-                                float* exp_avg_sq) {
-  if (p.count > 0) launch_kernel(kernels::adamw_kernel, pointwise_grid(p.count), kPointwiseBlock, 0, stream_, kernels::adamw_scalars(p), p.count, param, grad, exp_avg, exp_avg_sq);
+                             float* exp_avg_sq, uint16_t* param_bf16) {
+  if (p.count > 0) {
+    launch_kernel(kernels::adamw_kernel, pointwise_grid(p.count), kPointwiseBlock, 0, stream_, kernels::adamw_scalars(p),
+                  p.count, param, grad, exp_avg, exp_avg_sq, param_bf16);
+  }
 }
 
 double CudaBackend::sum_of_squares(int64_t count, const float* x) { return sum_of_squares({Span{x, count}}); }

@@ -2,44 +2,98 @@
 
 #include "engine/autograd/tape.h"
 #include "engine/backend.h"
+#include "engine/dtype.h"
 #include "engine/ops/op_checks.h"
 
 namespace la3::ops {
+namespace {
 
-Tensor rmsnorm(const Tensor& x_in, const Tensor& weight_in, float eps) {
-  constexpr const char* kOp = "rmsnorm";
-  check_f32(kOp, "x", x_in);
-  check_f32(kOp, "weight", weight_in);
-  check_same_device(kOp, {&x_in, &weight_in});
-  check_rank(kOp, "weight", weight_in, 1);
-  if (x_in.rank() < 1 || x_in.size(-1) != weight_in.size(0)) {
-    Fail(ErrorKind::kInvalidArgument, kOp, ": weight ", weight_in.describe(),
-         " does not match the last dimension of x ", x_in.describe());
+kernels::RmsNormParams checked_params(const char* op, const Tensor& x, const Tensor& weight, float eps) {
+  check_f32(op, "weight", weight);
+  check_same_device(op, {&x, &weight});
+  check_rank(op, "weight", weight, 1);
+  if (x.rank() < 1 || x.size(-1) != weight.size(0)) {
+    Fail(ErrorKind::kInvalidArgument, op, ": weight ", weight.describe(), " does not match the last dimension of x ",
+         x.describe());
   }
-  if (!(eps > 0.0f)) Fail(ErrorKind::kInvalidArgument, kOp, ": eps must be positive, got ", eps);
-  const Tensor x = x_in.contiguous();
-  const Tensor weight = weight_in.contiguous();
+  if (!(eps > 0.0f)) Fail(ErrorKind::kInvalidArgument, op, ": eps must be positive, got ", eps);
   kernels::RmsNormParams p;
   p.cols = weight.size(0);
   p.rows = p.cols == 0 ? 0 : x.numel() / p.cols;
   p.eps = eps;
+  return p;
+}
+
+uint16_t* bf16_bits(Tensor& t) { return reinterpret_cast<uint16_t*>(t.data<bf16>()); }
+const uint16_t* bf16_bits(const Tensor& t) { return reinterpret_cast<const uint16_t*>(t.data<bf16>()); }
+
+// Records `normed` = rmsnorm(x, weight) on the tape (x is what was normalised).
+void record_rmsnorm(const Tensor& x_in, const Tensor& weight_in, const Tensor& x, const Tensor& weight,
+                    const Tensor& rstd, const kernels::RmsNormParams& p, const Tensor& normed) {
+  if (!should_record({&x_in, &weight_in})) return;
+  const bool need_dweight = weight_in.requires_grad();
+  record_op("rmsnorm", {x_in, weight_in}, normed, [p, x, weight, rstd, need_dweight](const Tensor& dout_in) {
+    const Tensor dout = dout_in.contiguous();
+    Tensor dx = Tensor::empty_like(x);
+    Tensor dweight = need_dweight ? Tensor::zeros_like(weight) : Tensor();
+    backend_for(x.device()).rmsnorm_backward(p, dout.data<float>(), x.data<float>(), weight.data<float>(),
+                                             rstd.data<float>(), dx.data<float>(),
+                                             need_dweight ? dweight.data<float>() : nullptr);
+    return std::vector<Tensor>{dx, dweight};
+  });
+}
+
+}  // namespace
+
+Tensor rmsnorm(const Tensor& x_in, const Tensor& weight_in, float eps) {
+  constexpr const char* kOp = "rmsnorm";
+  if (x_in.dtype() != DType::kF32 && x_in.dtype() != DType::kBF16) {
+    Fail(ErrorKind::kInvalidArgument, kOp, ": x must be f32 or bf16, got ", x_in.describe());
+  }
+  const kernels::RmsNormParams p = checked_params(kOp, x_in, weight_in, eps);
+  const Tensor x = x_in.contiguous();
+  const Tensor weight = weight_in.contiguous();
   Tensor out = Tensor::empty_like(x);
   Tensor rstd = Tensor::empty({p.rows}, DType::kF32, x.device());  // [rows], saved for backward
-  backend_for(x.device()).rmsnorm_forward(p, x.data<float>(), weight.data<float>(), out.data<float>(),
-                                          rstd.data<float>());
-  if (should_record({&x_in, &weight_in})) {
-    const bool need_dweight = weight_in.requires_grad();
-    record_op(kOp, {x_in, weight_in}, out, [p, x, weight, rstd, need_dweight](const Tensor& dout_in) {
-      const Tensor dout = dout_in.contiguous();
-      Tensor dx = Tensor::empty_like(x);
-      Tensor dweight = need_dweight ? Tensor::zeros_like(weight) : Tensor();
-      backend_for(x.device()).rmsnorm_backward(p, dout.data<float>(), x.data<float>(), weight.data<float>(),
-                                               rstd.data<float>(), dx.data<float>(),
-                                               need_dweight ? dweight.data<float>() : nullptr);
-      return std::vector<Tensor>{dx, dweight};
-    });
+  Backend& backend = backend_for(x.device());
+  if (x.dtype() == DType::kBF16) {
+    if (should_record({&x_in, &weight_in})) {
+      Fail(ErrorKind::kInvalidArgument, kOp, ": x ", x_in.describe(),
+           " is bf16, which is inference only (gradients are f32); convert x to f32 to differentiate");
+    }
+    backend.rmsnorm_forward_bf16(p, bf16_bits(x), nullptr, weight.data<float>(), nullptr, bf16_bits(out),
+                                 rstd.data<float>());
+    return out;
   }
+  backend.rmsnorm_forward(p, x.data<float>(), weight.data<float>(), out.data<float>(), rstd.data<float>());
+  record_rmsnorm(x_in, weight_in, x, weight, rstd, p, out);
   return out;
+}
+
+AddRmsNorm add_rmsnorm(const Tensor& residual_in, const Tensor& branch_in, const Tensor& weight_in, float eps) {
+  constexpr const char* kOp = "add_rmsnorm";
+  check_f32(kOp, "residual", residual_in);
+  check_f32(kOp, "branch", branch_in);
+  check_same_device(kOp, {&residual_in, &branch_in});
+  check_same_shape(kOp, "residual", residual_in, "branch", branch_in);
+  const kernels::RmsNormParams p = checked_params(kOp, residual_in, weight_in, eps);
+  const Tensor residual = residual_in.contiguous();
+  const Tensor branch = branch_in.contiguous();
+  const Tensor weight = weight_in.contiguous();
+  AddRmsNorm result{Tensor::empty_like(residual), Tensor::empty_like(residual)};
+  Tensor rstd = Tensor::empty({p.rows}, DType::kF32, residual.device());
+  backend_for(residual.device())
+      .add_rmsnorm_forward(p, residual.data<float>(), branch.data<float>(), weight.data<float>(),
+                           result.sum.data<float>(), result.normed.data<float>(), rstd.data<float>());
+  // Two tape nodes, as if the ops had run apart: the add (its gradient passes through to both
+  // inputs) and the norm of the sum. The sum's gradient is the norm's dx plus whatever the
+  // later residual stream sends back, which the tape accumulates.
+  if (should_record({&residual_in, &branch_in})) {
+    record_op("add", {residual_in, branch_in}, result.sum,
+              [](const Tensor& dout) { return std::vector<Tensor>{dout, dout}; });
+  }
+  record_rmsnorm(result.sum, weight_in, result.sum, weight, rstd, p, result.normed);
+  return result;
 }
 
 }  // namespace la3::ops

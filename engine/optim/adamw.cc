@@ -10,6 +10,11 @@
 #include "engine/ops/op_checks.h"
 
 namespace la3 {
+namespace {
+
+uint16_t* bf16_bits(const Tensor& t) { return reinterpret_cast<uint16_t*>(t.data<bf16>()); }
+
+}  // namespace
 
 AdamW::AdamW(std::vector<Tensor> parameters, const AdamWOptions& options)
     : parameters_(std::move(parameters)), options_(options) {
@@ -30,6 +35,27 @@ AdamW::AdamW(std::vector<Tensor> parameters, const AdamWOptions& options)
     }
     exp_avg_.push_back(Tensor::zeros(parameter.shape(), DType::kF32, parameter.device()));
     exp_avg_sq_.push_back(Tensor::zeros(parameter.shape(), DType::kF32, parameter.device()));
+    if (options_.bf16_weight_copies) {
+      bf16_copies_.push_back(Tensor::empty(parameter.shape(), DType::kBF16, parameter.device()));
+    }
+  }
+  refresh_bf16_copies();
+  for (size_t i = 0; i < bf16_copies_.size(); ++i) {
+    backend_for(parameters_[i].device())
+        .register_bf16_copy(parameters_[i].data<float>(), bf16_bits(bf16_copies_[i]), parameters_[i].numel());
+  }
+}
+
+AdamW::~AdamW() {
+  for (size_t i = 0; i < bf16_copies_.size(); ++i) {
+    backend_for(parameters_[i].device()).unregister_bf16_copy(parameters_[i].data<float>());
+  }
+}
+
+void AdamW::refresh_bf16_copies() {
+  for (size_t i = 0; i < bf16_copies_.size(); ++i) {
+    backend_for(parameters_[i].device())
+        .cast_to_bf16(parameters_[i].numel(), parameters_[i].data<float>(), bf16_bits(bf16_copies_[i]));
   }
 }
 
@@ -54,7 +80,7 @@ void AdamW::step() {
     p.count = parameter.numel();
     backend_for(parameter.device())
         .adamw_step(p, parameter.data<float>(), dense_grad.data<float>(), exp_avg_[i].data<float>(),
-                    exp_avg_sq_[i].data<float>());
+                    exp_avg_sq_[i].data<float>(), bf16_copies_.empty() ? nullptr : bf16_bits(bf16_copies_[i]));
   }
 }
 
@@ -77,6 +103,7 @@ absl::Status AdamW::restore_state(int64_t steps_taken, const std::vector<Tensor>
     exp_avg_sq_[i].copy_from(exp_avg_sq[i]);
   }
   step_ = steps_taken;
+  refresh_bf16_copies();
   return absl::OkStatus();
 }
 

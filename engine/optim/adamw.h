@@ -18,12 +18,22 @@ struct AdamWOptions {
   double beta2 = 0.999;
   double eps = 1e-8;
   double weight_decay = 0.01;  // torch's default
+  // Keep a bf16 copy of every parameter, written by the update kernel in the same pass and
+  // registered with the device backend, so bf16 GEMMs read the weights without casting them
+  // (the mixed-precision layout of DESIGN.md 3: fp32 master weights, bf16 compute copies).
+  // The copies are exact roundings of the masters; results are bit-identical without them.
+  // While this optimizer lives, parameters may change only through step() or, after
+  // changing them otherwise (loading weights), refresh_bf16_copies().
+  bool bf16_weight_copies = false;
 };
 
 class AdamW {
  public:
   // `parameters` are f32 leaves with requires_grad; their gradients are read at step().
   AdamW(std::vector<Tensor> parameters, const AdamWOptions& options);
+  ~AdamW();  // unregisters the bf16 copies
+  AdamW(const AdamW&) = delete;
+  AdamW& operator=(const AdamW&) = delete;
 
   // One update of every parameter that has a gradient (parameters without one are skipped,
   // as torch does). Throws EngineError on a gradient of the wrong shape.
@@ -39,7 +49,13 @@ class AdamW {
   const std::vector<Tensor>& exp_avg() const { return exp_avg_; }
   const std::vector<Tensor>& exp_avg_sq() const { return exp_avg_sq_; }
 
-  // Restores a saved state (same parameter order and shapes) for exact resume.
+  // The bf16 copies (empty unless options.bf16_weight_copies), in parameter order.
+  const std::vector<Tensor>& bf16_copies() const { return bf16_copies_; }
+  // Re-derives the bf16 copies from the fp32 parameters (after loading weights).
+  void refresh_bf16_copies();
+
+  // Restores a saved state (same parameter order and shapes) for exact resume. Also
+  // refreshes the bf16 copies, so load the weights first.
   absl::Status restore_state(int64_t steps_taken, const std::vector<Tensor>& exp_avg,
                              const std::vector<Tensor>& exp_avg_sq);
 
@@ -47,6 +63,7 @@ class AdamW {
   std::vector<Tensor> parameters_;
   std::vector<Tensor> exp_avg_;
   std::vector<Tensor> exp_avg_sq_;
+  std::vector<Tensor> bf16_copies_;
   AdamWOptions options_;
   int64_t step_ = 0;
 };

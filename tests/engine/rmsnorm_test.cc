@@ -11,6 +11,7 @@
 #include <random>
 
 #include "engine/autograd/tape.h"
+#include "engine/ops/elementwise.h"
 #include "tests/support/gradcheck.h"
 #include "tests/support/test_helpers.h"
 
@@ -116,14 +117,109 @@ TEST(RmsNorm, BadInputNamesTheOpAndBothShapes) {
               HasSubstr("rmsnorm: weight must have 1 dimensions, got f32[1, 3] on cpu"));
   EXPECT_THAT(error_message([] { ops::rmsnorm(Tensor::scalar(1.0f), Tensor::zeros({1})); }),
               HasSubstr("does not match the last dimension of x f32[] on cpu"));
-  EXPECT_THAT(error_message([] { ops::rmsnorm(Tensor::zeros({2, 3}, DType::kBF16), Tensor::zeros({3})); }),
-              HasSubstr("rmsnorm: x must be f32, got bf16[2, 3] on cpu"));
+  EXPECT_THAT(error_message([] { ops::rmsnorm(Tensor::zeros({2, 3}, DType::kI32), Tensor::zeros({3})); }),
+              HasSubstr("rmsnorm: x must be f32 or bf16, got i32[2, 3] on cpu"));
+  EXPECT_THAT(error_message([] { ops::rmsnorm(Tensor::zeros({2, 3}), Tensor::zeros({3}, DType::kBF16)); }),
+              HasSubstr("rmsnorm: weight must be f32, got bf16[3] on cpu"));
   EXPECT_THAT(error_message([] { ops::rmsnorm(Tensor::zeros({2, 3}), Tensor::zeros({3}), 0.0f); }),
               HasSubstr("rmsnorm: eps must be positive, got 0"));
   EXPECT_THAT(error_message([] {
                 ops::rmsnorm(Tensor::zeros({2, 3}), Tensor::zeros({3}), std::numeric_limits<float>::quiet_NaN());
               }),
               HasSubstr("rmsnorm: eps must be positive"));
+}
+
+// ops::add_rmsnorm: the residual add and the following pre-norm in one kernel. Checked
+// through sum + normed, so the gradient reaches the inputs through both outputs.
+TEST(AddRmsNorm, MatchesTheReferenceAndFiniteDifferences) {
+  std::mt19937 rng(55);
+  for (const Shape& shape : {Shape{4, 13}, Shape{2, 3, 7}, Shape{1, 1}}) {
+    const int64_t cols = shape.back();
+    const size_t width = static_cast<size_t>(cols);
+    const std::string label = "add_rmsnorm " + Tensor::zeros(shape).describe();
+    const testing::GradCheckReport report = testing::check_op(
+        label,
+        [](const std::vector<Tensor>& in) {
+          const ops::AddRmsNorm r = ops::add_rmsnorm(in[0], in[1], in[2], 1e-6f);
+          return ops::add(r.sum, r.normed);
+        },
+        [width](const DoubleInputs& in) {
+          std::vector<double> sum(in[0].size());
+          for (size_t i = 0; i < sum.size(); ++i) sum[i] = in[0][i] + in[1][i];
+          std::vector<double> out = rmsnorm_reference({sum, in[2]}, width, static_cast<double>(1e-6f));
+          for (size_t i = 0; i < out.size(); ++i) out[i] += sum[i];
+          return out;
+        },
+        {testing::random_tensor(shape, rng, -2.0f, 2.0f), testing::random_tensor(shape, rng, -2.0f, 2.0f),
+         testing::random_tensor({cols}, rng, 0.5f, 1.5f)},
+        {true, true, true});
+    testing::print_report(label, report);
+  }
+}
+
+TEST(AddRmsNorm, IsBitIdenticalToAddThenRmsNormForwardAndBackward) {
+  std::mt19937 rng(56);
+  const Tensor residual = testing::random_tensor({3, 5, 24}, rng, -2.0f, 2.0f);
+  const Tensor branch = testing::random_tensor({3, 5, 24}, rng, -2.0f, 2.0f);
+  const Tensor weight = testing::random_tensor({24}, rng, 0.5f, 1.5f);
+  const Tensor upstream_sum = testing::random_tensor({3, 5, 24}, rng);
+  const Tensor upstream_normed = testing::random_tensor({3, 5, 24}, rng);
+  auto run = [&](bool fused) {
+    for (const Tensor* t : {&residual, &branch, &weight}) {
+      t->set_requires_grad(true);
+      t->zero_grad();
+    }
+    Tape tape;
+    Tensor sum, normed;
+    if (fused) {
+      const ops::AddRmsNorm r = ops::add_rmsnorm(residual, branch, weight);
+      sum = r.sum;
+      normed = r.normed;
+    } else {
+      sum = ops::add(residual, branch);
+      normed = ops::rmsnorm(sum, weight);
+    }
+    const Tensor loss = ops::add(ops::mul(sum, upstream_sum), ops::mul(normed, upstream_normed));
+    tape.backward(loss, Tensor::full(loss.shape(), 1.0));
+    return std::vector<std::vector<float>>{sum.to_vector<float>(), normed.to_vector<float>(),
+                                           residual.grad().to_vector<float>(), branch.grad().to_vector<float>(),
+                                           weight.grad().to_vector<float>()};
+  };
+  const auto unfused = run(false);
+  const auto fused = run(true);
+  const char* names[] = {"sum", "normed", "d residual", "d branch", "d weight"};
+  for (size_t i = 0; i < fused.size(); ++i) EXPECT_EQ(fused[i], unfused[i]) << names[i];
+}
+
+TEST(AddRmsNorm, BadInput) {
+  using testing::error_message;
+  EXPECT_THAT(error_message([] { ops::add_rmsnorm(Tensor::zeros({2, 3}), Tensor::zeros({3}), Tensor::zeros({3})); }),
+              HasSubstr("add_rmsnorm: shape mismatch: residual is f32[2, 3] on cpu but branch is f32[3] on cpu"));
+  EXPECT_THAT(
+      error_message([] { ops::add_rmsnorm(Tensor::zeros({2, 3}), Tensor::zeros({2, 3}), Tensor::zeros({4})); }),
+      HasSubstr("add_rmsnorm: weight f32[4] on cpu does not match the last dimension of x f32[2, 3] on cpu"));
+  EXPECT_THAT(error_message([] {
+                ops::add_rmsnorm(Tensor::zeros({2, 3}, DType::kBF16), Tensor::zeros({2, 3}), Tensor::zeros({3}));
+              }),
+              HasSubstr("add_rmsnorm: residual must be f32, got bf16[2, 3] on cpu"));
+}
+
+// bf16 activations (inference): the output is bf16, within bf16 rounding of the fp32 op on the
+// same (widened) input, and differentiating it is refused with a clear error.
+TEST(RmsNorm, Bf16InputGivesABf16OutputWithinRounding) {
+  std::mt19937 rng(57);
+  const Tensor x32 = testing::random_tensor({6, 40}, rng, -2.0f, 2.0f).to(DType::kBF16).to(DType::kF32);
+  const Tensor weight = testing::random_tensor({40}, rng, 0.5f, 1.5f);
+  const Tensor out = ops::rmsnorm(x32.to(DType::kBF16), weight);
+  ASSERT_EQ(out.dtype(), DType::kBF16);
+  const Tensor expected = ops::rmsnorm(x32, weight);
+  EXPECT_EQ(out.to(DType::kF32).to_vector<float>(), expected.to(DType::kBF16).to(DType::kF32).to_vector<float>())
+      << "the CPU's bf16 path is the fp32 computation rounded once";
+
+  Tape tape;
+  weight.set_requires_grad(true);
+  EXPECT_THAT(testing::error_message([&] { ops::rmsnorm(x32.to(DType::kBF16), weight); }),
+              HasSubstr("rmsnorm: x bf16[6, 40] on cpu is bf16, which is inference only"));
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include "tests/support/gradcheck.h"
 
 #include <map>
+#include <span>
 #include <random>
 #include <string>
 
@@ -49,8 +50,11 @@ Tensor tiny_block(const std::map<std::string, Tensor>& w, const Tensor& ids, con
   options.num_buckets = 8;
   options.max_distance = 10;
   const Tensor context = ops::attention(q, k, v, w.at("bias"), mask, options);
-  h = ops::add(h, ops::linear(ops::reshape(context, {batch, len, heads * d_kv}), w.at("o")));
-  const Tensor normed_ff = ops::rmsnorm(h, w.at("ln2"));
+  // The residual add fused with the next pre-norm, as the T5 blocks do.
+  const ops::AddRmsNorm after_attention =
+      ops::add_rmsnorm(h, ops::linear(ops::reshape(context, {batch, len, heads * d_kv}), w.at("o")), w.at("ln2"));
+  h = after_attention.sum;
+  const Tensor& normed_ff = after_attention.normed;
   const Tensor inner = ops::gated_gelu(ops::linear(normed_ff, w.at("wi0")), ops::linear(normed_ff, w.at("wi1")));
   h = ops::add(h, ops::linear(inner, w.at("wo")));
   return ops::cross_entropy(ops::linear(h, w.at("head")), labels);
@@ -121,6 +125,106 @@ TEST_P(CudaEmuDevice, ForwardAndBackwardMatchTheCpuDevice) {
   }
   }
   backend_for(kEmu).set_gemm_precision(GemmPrecision::kBf16);
+}
+
+// AdamW's bf16 weight copies: the bf16 GEMMs read them instead of casting the weights, with
+// bit-identical results (a copy is the same rounding the cast would make), over three
+// training steps; after weights are loaded behind the optimizer's back, refresh_bf16_copies()
+// brings the copies back in line.
+TEST(CudaEmuOptim, Bf16WeightCopiesFeedTheGemmsWithIdenticalResults) {
+  register_cuda_emu_backend();
+  Backend& emu = backend_for(kEmu);
+  emu.set_gemm_precision(GemmPrecision::kBf16);
+  std::mt19937 rng(12);
+  const std::map<std::string, Shape> shapes = {
+      {"embed", {20, 12}}, {"ln", {12}},  {"q", {8, 12}},    {"k", {8, 12}},    {"v", {8, 12}},  {"o", {12, 8}},
+      {"bias", {8, 2}},    {"ln2", {12}}, {"wi0", {10, 12}}, {"wi1", {10, 12}}, {"wo", {12, 10}}, {"head", {20, 12}}};
+  std::map<std::string, Tensor> initial;
+  for (const auto& [name, shape] : shapes) initial[name] = testing::random_tensor(shape, rng, -0.5f, 0.5f);
+  const Tensor ids = on(Tensor::from_vector<int64_t>({2, 6}, {3, 7, 1, 19, 4, 4, 2, 8, 8, 0, 0, 0}), kEmu);
+  const Tensor labels =
+      on(Tensor::from_vector<int64_t>({2, 6}, {5, 6, 7, 8, 9, 10, 11, 12, 13, -100, -100, -100}), kEmu);
+  const Tensor mask = on(Tensor::from_vector<int32_t>({2, 6}, {1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0}), kEmu);
+
+  struct Run {
+    std::vector<float> losses;
+    std::map<std::string, std::vector<float>> weights;
+    Backend::GemmOperandCounts counts;
+  };
+  auto train = [&](bool copies) {
+    std::map<std::string, Tensor> w;
+    std::vector<Tensor> parameters;
+    for (const auto& [name, tensor] : initial) {
+      w[name] = on(tensor, kEmu);
+      w[name].set_requires_grad(true);
+      parameters.push_back(w[name]);
+    }
+    AdamWOptions options;
+    options.lr = 1e-2;
+    options.bf16_weight_copies = copies;
+    AdamW optimizer(parameters, options);
+    const Backend::GemmOperandCounts before = emu.gemm_operand_counts();
+    Run run;
+    for (int step = 0; step < 3; ++step) {
+      Tape tape;
+      const Tensor loss = tiny_block(w, ids, mask, labels);
+      tape.backward(loss);
+      optimizer.step();
+      optimizer.zero_grad();
+      run.losses.push_back(static_cast<float>(loss.item()));
+    }
+    const Backend::GemmOperandCounts after = emu.gemm_operand_counts();
+    run.counts = {after.cast - before.cast, after.from_copy - before.from_copy};
+    for (const auto& [name, tensor] : w) run.weights[name] = tensor.to_vector<float>();
+    return run;
+  };
+  const Run plain = train(false);
+  const Run with_copies = train(true);
+  EXPECT_EQ(with_copies.losses, plain.losses);
+  EXPECT_EQ(with_copies.weights, plain.weights);
+  EXPECT_EQ(plain.counts.from_copy, 0);
+  // Per step: 8 linear layers, each reading its weight in the forward and in the input-gradient
+  // GEMM; the weight-gradient GEMMs read activations only.
+  EXPECT_EQ(with_copies.counts.from_copy, 3 * 8 * 2);
+  EXPECT_EQ(with_copies.counts.cast, plain.counts.cast - 3 * 8 * 2);
+
+  // Loading weights behind the optimizer's back leaves stale copies until they are refreshed.
+  std::vector<Tensor> parameters;
+  std::map<std::string, Tensor> w;
+  for (const auto& [name, tensor] : initial) {
+    w[name] = on(tensor, kEmu);
+    parameters.push_back(w[name]);
+  }
+  AdamWOptions options;
+  options.bf16_weight_copies = true;
+  AdamW optimizer(parameters, options);
+  std::map<std::string, Tensor> reference;
+  for (const auto& [name, tensor] : initial) {
+    const Tensor doubled = Tensor::from_vector<float>(tensor.shape(), tensor.to_vector<float>());
+    for (float& x : std::span<float>(doubled.data<float>(), static_cast<size_t>(doubled.numel()))) x *= 2.0f;
+    w[name].copy_from(doubled);
+    reference[name] = on(doubled, kEmu);
+  }
+  const double expected = tiny_block(reference, ids, mask, labels).item();  // no copies registered
+  EXPECT_NE(tiny_block(w, ids, mask, labels).item(), expected) << "the GEMMs should still read the stale copies";
+  optimizer.refresh_bf16_copies();
+  EXPECT_EQ(tiny_block(w, ids, mask, labels).item(), expected);
+}
+
+// RMSNorm on bf16 activations on the device: the kernels' bf16 loads and stores against the
+// cpu's (a one-ulp difference where fp32 and double statistics round differently).
+TEST(CudaEmuNorm, Bf16RmsNormMatchesTheCpu) {
+  register_cuda_emu_backend();
+  std::mt19937 rng(9);
+  const Tensor x = testing::random_tensor({33, 70}, rng, -3.0f, 3.0f).to(DType::kBF16);
+  const Tensor weight = testing::random_tensor({70}, rng, 0.5f, 1.5f);
+  const Tensor cpu_out = ops::rmsnorm(x, weight);
+  const Tensor emu_out = ops::rmsnorm(on(x, kEmu), on(weight, kEmu));
+  ASSERT_EQ(emu_out.dtype(), DType::kBF16);
+  EXPECT_EQ(emu_out.device(), kEmu);
+  EXPECT_LT(testing::normalized_error(emu_out.to(DType::kF32), cpu_out.to(DType::kF32)), 1e-5);
+  EXPECT_GT(testing::normalized_error(cpu_out.to(DType::kF32), ops::rmsnorm(x.to(DType::kF32), weight)), 0.0)
+      << "bf16 output was not rounded";
 }
 
 // The k+1 caption losses on device logits: value and gradient equal the cpu's, and the loss

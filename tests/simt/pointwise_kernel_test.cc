@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "engine/backend.h"
+#include "engine/dtype.h"
 
 namespace {
 
@@ -65,6 +66,8 @@ TEST(PointwiseKernels, DropoutDrawsTheCpuMaskExactly) {
 TEST(PointwiseKernels, AdamWMatchesTheCpuBackendOverSeveralSteps) {
   std::vector<float> param = random_values(kCount, 5), m(kCount, 0.0f), v(kCount, 0.0f);
   std::vector<float> param_cpu = param, m_cpu = m, v_cpu = v;
+  // The bf16 weight copies (written on the last step only; earlier steps pass null).
+  std::vector<uint16_t> copy(kCount, 0), copy_cpu(kCount, 0);
   for (int64_t step = 1; step <= 3; ++step) {
     const std::vector<float> grad = random_values(kCount, static_cast<uint32_t>(10 + step));
     la3::kernels::AdamWParams p;
@@ -72,13 +75,21 @@ TEST(PointwiseKernels, AdamWMatchesTheCpuBackendOverSeveralSteps) {
     p.lr = 1e-2;
     p.weight_decay = 0.01;
     p.step = step;
+    uint16_t* kernel_copy = step == 3 ? copy.data() : nullptr;
+    uint16_t* cpu_copy = step == 3 ? copy_cpu.data() : nullptr;
     la3::simt::launch(la3::kernels::adamw_kernel, dim3(8), dim3(kPointwiseThreads), 0, nullptr,
-                      la3::kernels::adamw_scalars(p), kCount, param.data(), grad.data(), m.data(), v.data());
-    cpu().adamw_step(p, param_cpu.data(), grad.data(), m_cpu.data(), v_cpu.data());
+                      la3::kernels::adamw_scalars(p), kCount, param.data(), grad.data(), m.data(), v.data(),
+                      kernel_copy);
+    cpu().adamw_step(p, param_cpu.data(), grad.data(), m_cpu.data(), v_cpu.data(), cpu_copy);
   }
   EXPECT_EQ(param, param_cpu);  // the same fp32 operations in the same order
   EXPECT_EQ(m, m_cpu);
   EXPECT_EQ(v, v_cpu);
+  // The copies are the round-to-nearest-even bf16 of the updated fp32 weights.
+  EXPECT_EQ(copy, copy_cpu);
+  for (int64_t i = 0; i < kCount; ++i) {
+    ASSERT_EQ(copy[static_cast<size_t>(i)], la3::float_to_bf16(param[static_cast<size_t>(i)]).bits) << i;
+  }
 }
 
 }  // namespace
