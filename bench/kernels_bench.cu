@@ -13,8 +13,11 @@
 // headers; la3_cuda already instantiates them). The one row that bypasses an op is "cuBLASLt
 // only", which calls the backend's GemmEngine on operands cast beforehand.
 //
-// cuDNN's fused attention (cudnnBackend SDPA graphs) is NOT compared here yet: the output says
-// so. Without a GPU the program prints one line ("no CUDA device: <runtime reason>; nothing to
+// Attention is compared with cuDNN (bench/cudnn_attention.h: the multi-head attention API with
+// projections disabled) where the problem allows it: without T5's additive relative-position
+// bias, i.e. cross-attention and a bias-free causal self-attention. Our kernel runs the same
+// bias-free problems, the outputs and gradients of both are compared (max difference printed
+// with the rows), then both are timed. Without a GPU the program prints one line ("no CUDA device: <runtime reason>; nothing to
 // benchmark") and exits 0 (ctest bench.kernels_without_gpu).
 //
 // g++ also compiles this file against the cuda-emu backend (la3_bench_kernels_emu, ctest
@@ -30,6 +33,7 @@
 #endif
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -42,6 +46,10 @@
 #include "engine/cuda/cuda_backend.h"
 #include "engine/cuda/gemm_engine.h"
 #include "engine/error.h"
+
+#if defined(__CUDACC__) && defined(LA3_HAVE_CUDNN)
+#include "bench/cudnn_attention.h"
+#endif
 
 namespace {
 
@@ -303,6 +311,101 @@ la3::kernels::GemmParams linear_params(int64_t tokens, int64_t in, int64_t out) 
   return p;
 }
 
+// Largest |a - b| over the largest |b| (0 when b is all zero).
+[[maybe_unused]] double max_relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff = std::max(diff, static_cast<double>(std::abs(a[i] - b[i])));
+    scale = std::max(scale, static_cast<double>(std::abs(b[i])));
+  }
+  return scale > 0 ? diff / scale : diff;
+}
+
+// Bias-free attention (T5 cross-attention; causal self-attention without the bias): our kernel
+// and, with cuDNN, cudnnMultiHeadAttnForward/BackwardData on the same random inputs. The two
+// are checked against each other before they are timed; a disagreement above 1e-4 (both fp32)
+// is printed as MISMATCH and leaves the timings unreported.
+void compare_attention_with_cudnn(CudaBackend& backend, Report& report, Buffers& buf, int64_t batch, int64_t seq) {
+  const int64_t n = batch * seq * kHeads * kHeadDim;
+  constexpr double f = sizeof(float);
+  uint32_t state = 12345;
+  auto random_values = [&] {
+    std::vector<float> values(static_cast<size_t>(n));
+    for (float& x : values) {
+      state = state * 1664525u + 1013904223u;
+      x = static_cast<float>(state >> 8) / 16777216.0f * 2.0f - 1.0f;
+    }
+    return values;
+  };
+  float* q = buf.from_host(random_values());
+  float* k = buf.from_host(random_values());
+  float* v = buf.from_host(random_values());
+  float* dout = buf.from_host(random_values());
+  float *out = buf.floats(n, 0.0f), *dq = buf.floats(n, 0.0f), *dk = buf.floats(n, 0.0f), *dv = buf.floats(n, 0.0f);
+  float* lse = buf.floats(batch * kHeads * seq, 0.0f);
+  const std::string shape = dims({batch, seq, kHeads, kHeadDim});
+  for (const bool causal : {false, true}) {
+    la3::kernels::AttentionParams p;
+    p.batch = batch;
+    p.heads = kHeads;
+    p.q_len = seq;
+    p.k_len = seq;
+    p.head_dim = kHeadDim;
+    p.causal = causal;
+    p.bidirectional = true;
+    p.has_bias = false;
+    p.has_key_mask = false;
+    p.dropout = la3::kernels::DropoutParams{0.0f, 0, 0, 0};
+    const double core = static_cast<double>(batch) * kHeads * seq * seq * kHeadDim * (causal ? 0.5 : 1.0);
+    const std::string name = causal ? "attention causal, no bias" : "attention cross (no bias)";
+    auto ours_forward = [&] { backend.attention_forward(p, q, k, v, nullptr, nullptr, out, lse); };
+    auto ours_backward = [&] {
+      backend.attention_backward(p, dout, q, k, v, out, nullptr, nullptr, lse, dq, dk, dv, nullptr);
+    };
+#if defined(__CUDACC__) && defined(LA3_HAVE_CUDNN)
+    try {
+      la3::bench::CudnnAttention cudnn(la3::bench::CudnnAttentionShape{static_cast<int>(batch), static_cast<int>(kHeads),
+                                                                       static_cast<int>(seq), static_cast<int>(seq),
+                                                                       static_cast<int>(kHeadDim), causal},
+                                       backend.stream());
+      float *c_out = buf.floats(n, 0.0f), *c_dq = buf.floats(n, 0.0f), *c_dk = buf.floats(n, 0.0f),
+            *c_dv = buf.floats(n, 0.0f);
+      ours_forward();
+      ours_backward();
+      cudnn.forward(q, k, v, c_out);
+      cudnn.backward(dout, q, k, v, c_dq, c_dk, c_dv);
+      auto host = [&](const float* device) {
+        std::vector<float> values(static_cast<size_t>(n));
+        backend.copy_to_host(values.data(), device, values.size() * sizeof(float));
+        return values;
+      };
+      const double worst = std::max({max_relative_difference(host(out), host(c_out)),
+                                     max_relative_difference(host(dq), host(c_dq)),
+                                     max_relative_difference(host(dk), host(c_dk)),
+                                     max_relative_difference(host(dv), host(c_dv))});
+      std::printf("%-42s %s %.2e (out, dq, dk, dv; cuDNN %s)\n", (name + ": ours vs cuDNN").c_str(),
+                  worst <= 1e-4 ? "agree, max relative difference" : "MISMATCH, max relative difference", worst,
+                  la3::bench::CudnnAttention::version().c_str());
+      if (worst > 1e-4) continue;
+      report.time({"cuDNN MHA " + name + " fwd", shape, 4 * n * f, 4 * core}, [&] { cudnn.forward(q, k, v, c_out); });
+      report.time({"cuDNN MHA " + name + " bwd", shape, 7 * n * f, 10 * core},
+                  [&] { cudnn.backward(dout, q, k, v, c_dq, c_dk, c_dv); });
+    } catch (const std::exception& error) {
+      std::printf("%-42s unavailable: %s\n", ("cuDNN attention, " + name).c_str(), error.what());
+    }
+#else
+    std::printf("%-42s %s\n", ("cuDNN attention, " + name).c_str(),
+#if defined(__CUDACC__)
+                "not built (cuDNN not found at configure time)");
+#else
+                "not on the emulation (cuDNN needs a GPU)");
+#endif
+#endif
+    report.time({"ours " + name + " fwd", shape, 4 * n * f, 4 * core}, ours_forward);
+    report.time({"ours " + name + " bwd", shape, 7 * n * f, 10 * core}, ours_backward);
+  }
+}
+
 void bench_shape(CudaBackend& backend, Timer& timer, const Peak& peak, int64_t batch, int64_t seq) {
   const int64_t tokens = batch * seq;
   constexpr double f = sizeof(float);
@@ -416,8 +519,8 @@ void bench_shape(CudaBackend& backend, Timer& timer, const Peak& peak, int64_t b
         backend.attention_backward(p, out, q, k, v, out, table, mask, lse, dq, dk, dv, dtable);
       });
     }
-    std::printf("%-42s %s\n", "cuDNN fused attention (SDPA)", "comparison not implemented (docs/KERNELS.md)");
   }
+  compare_attention_with_cudnn(backend, report, buf, batch, seq);
   // GEMMs (bf16 operands, fp32 accumulation and output): the backend path casts both operands
   // to bf16 first; "cuBLASLt only" runs the GemmEngine on operands cast beforehand.
   {
