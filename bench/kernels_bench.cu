@@ -311,6 +311,24 @@ la3::kernels::GemmParams linear_params(int64_t tokens, int64_t in, int64_t out) 
   return p;
 }
 
+// Attention over [batch, seq, heads, head_dim]: T5 self-attention (relative-position bias,
+// padding mask on the encoder, dropout 0.1 on the probabilities) or the bias-free problem cuDNN
+// can also run (no mask, no dropout).
+la3::kernels::AttentionParams attention_params(int64_t batch, int64_t seq, bool causal, bool t5_self_attention) {
+  la3::kernels::AttentionParams p;
+  p.batch = batch;
+  p.heads = kHeads;
+  p.q_len = seq;
+  p.k_len = seq;
+  p.head_dim = kHeadDim;
+  p.causal = causal;
+  p.bidirectional = !causal;
+  p.has_bias = t5_self_attention;
+  p.has_key_mask = t5_self_attention && !causal;
+  p.dropout = t5_self_attention ? la3::kernels::DropoutParams{0.1f, 99, 1, 5} : la3::kernels::DropoutParams{};
+  return p;
+}
+
 // Largest |a - b| over the largest |b| (0 when b is all zero).
 [[maybe_unused]] double max_relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
   double diff = 0, scale = 0;
@@ -345,17 +363,7 @@ void compare_attention_with_cudnn(CudaBackend& backend, Report& report, Buffers&
   float* lse = buf.floats(batch * kHeads * seq, 0.0f);
   const std::string shape = dims({batch, seq, kHeads, kHeadDim});
   for (const bool causal : {false, true}) {
-    la3::kernels::AttentionParams p;
-    p.batch = batch;
-    p.heads = kHeads;
-    p.q_len = seq;
-    p.k_len = seq;
-    p.head_dim = kHeadDim;
-    p.causal = causal;
-    p.bidirectional = true;
-    p.has_bias = false;
-    p.has_key_mask = false;
-    p.dropout = la3::kernels::DropoutParams{0.0f, 0, 0, 0};
+    const la3::kernels::AttentionParams p = attention_params(batch, seq, causal, /*t5_self_attention=*/false);
     const double core = static_cast<double>(batch) * kHeads * seq * seq * kHeadDim * (causal ? 0.5 : 1.0);
     const std::string name = causal ? "attention causal, no bias" : "attention cross (no bias)";
     auto ours_forward = [&] { backend.attention_forward(p, q, k, v, nullptr, nullptr, out, lse); };
@@ -499,17 +507,7 @@ void bench_shape(CudaBackend& backend, Timer& timer, const Peak& peak, int64_t b
     std::vector<int32_t> host_mask(static_cast<size_t>(tokens), 1);
     const int32_t* mask = buf.from_host(host_mask);
     for (const bool causal : {false, true}) {
-      la3::kernels::AttentionParams p;
-      p.batch = batch;
-      p.heads = kHeads;
-      p.q_len = seq;
-      p.k_len = seq;
-      p.head_dim = kHeadDim;
-      p.causal = causal;
-      p.bidirectional = !causal;
-      p.has_bias = true;
-      p.has_key_mask = !causal;
-      p.dropout = la3::kernels::DropoutParams{0.1f, 99, 1, 5};
+      const la3::kernels::AttentionParams p = attention_params(batch, seq, causal, /*t5_self_attention=*/true);
       const double core = static_cast<double>(batch) * kHeads * seq * seq * kHeadDim * (causal ? 0.5 : 1.0);
       const std::string name = causal ? "attention decoder self (causal)" : "attention encoder self";
       const std::string shape = dims({batch, seq, kHeads, kHeadDim});
