@@ -47,14 +47,16 @@ std::vector<int> bucket_by_distance(const AttentionParams& p) {
   return buckets;
 }
 
-// The dropout multiplier of probability element `index` (row-major in [batch, heads, q_len,
-// k_len]): 0 or 1 / (1 - p). Backward recomputes it from the same Philox counter instead of
-// storing a mask.
-float dropout_multiplier(const AttentionParams& p, uint64_t index) {
-  if (p.dropout.p <= 0.0f) return 1.0f;
-  return kernels::dropout_keep(p.dropout.p, p.dropout.seed, p.dropout.step, p.dropout.stream, index)
-             ? 1.0f / (1.0f - p.dropout.p)
-             : 0.0f;
+// The dropout multipliers of probability elements [first, first + count) (row-major in
+// [batch, heads, q_len, k_len]): 0 or 1 / (1 - p), all 1 without dropout. Backward recomputes
+// them from the same Philox counters instead of storing a mask.
+void dropout_multipliers(const AttentionParams& p, int64_t first, int64_t count, float* out) {
+  if (p.dropout.p <= 0.0f) {
+    std::fill_n(out, count, 1.0f);
+    return;
+  }
+  kernels::dropout_multipliers(p.dropout.p, p.dropout.seed, p.dropout.step, p.dropout.stream,
+                               static_cast<uint64_t>(first), count, out);
 }
 
 // Where one (batch, head) slice starts in the [batch, len, heads, head_dim] tensors.
@@ -151,9 +153,8 @@ void CpuBackend::attention_forward(const AttentionParams& p, const float* q, con
     std::vector<float> dropped;     // [q_len, k_len], only with dropout (probs keeps P itself)
     if (p.dropout.p > 0.0f) {
       dropped.resize(static_cast<size_t>(area));
-      for (int64_t e = 0; e < area; ++e) {
-        dropped[static_cast<size_t>(e)] = scores[e] * dropout_multiplier(p, static_cast<uint64_t>(slice * area + e));
-      }
+      dropout_multipliers(p, slice * area, area, dropped.data());
+      for (int64_t e = 0; e < area; ++e) dropped[static_cast<size_t>(e)] *= scores[e];
       weights = dropped.data();
     }
     sgemm(false, false, p.q_len, p.head_dim, p.k_len, 1.0f, weights, p.k_len, v + view.k_offset, view.row_stride,
@@ -183,10 +184,8 @@ void CpuBackend::attention_backward(const AttentionParams& p, const float* dout,
     const float* prob = probs + slice * area;                  // [q_len, k_len], pre-dropout
     std::vector<float> multiplier(static_cast<size_t>(area));  // [q_len, k_len]: 0 or 1 / (1 - p)
     std::vector<float> dropped(static_cast<size_t>(area));     // [q_len, k_len]: P after dropout
-    for (int64_t e = 0; e < area; ++e) {
-      multiplier[static_cast<size_t>(e)] = dropout_multiplier(p, static_cast<uint64_t>(slice * area + e));
-      dropped[static_cast<size_t>(e)] = prob[e] * multiplier[static_cast<size_t>(e)];
-    }
+    dropout_multipliers(p, slice * area, area, multiplier.data());
+    for (int64_t e = 0; e < area; ++e) dropped[static_cast<size_t>(e)] = prob[e] * multiplier[static_cast<size_t>(e)];
     const float* dcontext = dout + view.q_offset;
     // dV = P_dropped^T dO
     sgemm(true, false, p.k_len, p.head_dim, p.q_len, 1.0f, dropped.data(), p.k_len, dcontext, view.row_stride, 0.0f,

@@ -30,6 +30,8 @@
 #include <algorithm>
 #include <cmath>
 #include <set>
+#include <utility>
+#include <vector>
 
 namespace la3 {
 namespace {
@@ -119,6 +121,25 @@ TEST(Philox, UniformIsInUnitIntervalAndStreamsDiffer) {
   EXPECT_NE(kernels::philox_bits(1, 2, 3, 0), kernels::philox_bits(1, 2, 4, 0));  // stream
   EXPECT_NE(kernels::philox_bits(1, 2, 3, 0), kernels::philox_bits(1, 3, 3, 0));  // step
   EXPECT_NE(kernels::philox_bits(1, 2, 3, 0), kernels::philox_bits(2, 2, 3, 0));  // seed
+}
+
+// The block-wise multipliers (one Philox block per four elements, used by the CPU loops) make
+// exactly the per-element dropout_keep decisions, for ranges that start and end inside a block.
+TEST(Philox, BlockwiseDropoutMultipliersMatchPerElementDecisions) {
+  const float p = 0.3f;
+  for (const auto& [first, count] : {std::pair<uint64_t, int64_t>{0, 17}, {3, 1}, {5, 2}, {6, 11}, {1u << 20, 1000}}) {
+    std::vector<float> out(static_cast<size_t>(count), -1.0f);
+    kernels::dropout_multipliers(p, 77, 5, 9, first, count, out.data());
+    int dropped = 0;
+    for (int64_t i = 0; i < count; ++i) {
+      const bool keep = kernels::dropout_keep(p, 77, 5, 9, first + static_cast<uint64_t>(i));
+      ASSERT_EQ(out[static_cast<size_t>(i)], keep ? 1.0f / (1.0f - p) : 0.0f) << first << " + " << i;
+      dropped += keep ? 0 : 1;
+    }
+    if (count >= 1000) {
+      EXPECT_NEAR(dropped / static_cast<double>(count), p, 0.05);
+    }
+  }
 }
 
 }  // namespace
