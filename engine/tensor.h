@@ -167,4 +167,7 @@ std::vector<T> Tensor::to_vector() const {
   return std::vector<T>(begin, begin + dense.numel());
 }
 
+// The storage of a bf16 tensor as the backends take it: uint16_t bits (engine/dtype.h's bf16).
+inline uint16_t* bf16_bits(const Tensor& tensor) { return reinterpret_cast<uint16_t*>(tensor.data<bf16>()); }
+
 }  // namespace la3

@@ -54,14 +54,19 @@ LA3_HOST_DEVICE void philox4x32_10(const uint32_t counter_in[4], const uint32_t 
   out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
 }
 
-// The 32 random bits of element `index` of the stream (seed, step, stream).
-LA3_HOST_DEVICE uint32_t philox_bits(uint64_t seed, uint64_t step, uint32_t stream, uint64_t index) {
-  const uint64_t block = index >> 2;
+// The four words of Philox block `block` of the stream (seed, step, stream): the bits of
+// elements 4 block .. 4 block + 3.
+LA3_HOST_DEVICE void philox_block(uint64_t seed, uint64_t step, uint32_t stream, uint64_t block, uint32_t words[4]) {
   const uint32_t counter[4] = {static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32), stream,
                                static_cast<uint32_t>(step)};
   const uint32_t key[2] = {static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)};
-  uint32_t words[4];
   philox4x32_10(counter, key, words);
+}
+
+// The 32 random bits of element `index` of the stream (seed, step, stream).
+LA3_HOST_DEVICE uint32_t philox_bits(uint64_t seed, uint64_t step, uint32_t stream, uint64_t index) {
+  uint32_t words[4];
+  philox_block(seed, step, stream, index >> 2, words);
   // A select, not words[index & 3]: a dynamic index puts `words` in local memory (a stack
   // frame) in every kernel that draws a dropout bit.
   const uint32_t word = static_cast<uint32_t>(index & 3u);
@@ -69,8 +74,10 @@ LA3_HOST_DEVICE uint32_t philox_bits(uint64_t seed, uint64_t step, uint32_t stre
 }
 
 // Uniform float in [0, 1) with 24 random bits (exactly representable, never 1.0).
+LA3_HOST_DEVICE float bits_to_uniform(uint32_t bits) { return static_cast<float>(bits >> 8) * (1.0f / 16777216.0f); }
+
 LA3_HOST_DEVICE float philox_uniform(uint64_t seed, uint64_t step, uint32_t stream, uint64_t index) {
-  return static_cast<float>(philox_bits(seed, step, stream, index) >> 8) * (1.0f / 16777216.0f);
+  return bits_to_uniform(philox_bits(seed, step, stream, index));
 }
 
 // Dropout keep decision: element survives when its uniform draw is >= p.
@@ -85,18 +92,14 @@ LA3_HOST_DEVICE bool dropout_keep(float p, uint64_t seed, uint64_t step, uint32_
 inline void dropout_multipliers(float p, uint64_t seed, uint64_t step, uint32_t stream, uint64_t first,
                                 int64_t count, float* out) {
   const float keep_scale = 1.0f / (1.0f - p);
-  const uint32_t key[2] = {static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)};
   const uint64_t end = first + static_cast<uint64_t>(count);
   for (uint64_t i = first; i < end;) {
     const uint64_t block = i >> 2;
-    const uint32_t counter[4] = {static_cast<uint32_t>(block), static_cast<uint32_t>(block >> 32), stream,
-                                 static_cast<uint32_t>(step)};
     uint32_t words[4];
-    philox4x32_10(counter, key, words);
+    philox_block(seed, step, stream, block, words);
     const uint64_t block_end = (block + 1) << 2 < end ? (block + 1) << 2 : end;
     for (; i < block_end; ++i) {
-      const float uniform = static_cast<float>(words[i & 3u] >> 8) * (1.0f / 16777216.0f);
-      out[i - first] = uniform >= p ? keep_scale : 0.0f;
+      out[i - first] = bits_to_uniform(words[i & 3u]) >= p ? keep_scale : 0.0f;
     }
   }
 }

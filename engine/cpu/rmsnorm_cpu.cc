@@ -3,7 +3,6 @@
 // fp32 and bf16 activations (bf16 is widened exactly on load and rounded to nearest even on
 // store; the weight, statistics and dweight stay fp32).
 #include <cmath>
-#include <vector>
 
 #include "engine/cpu/cpu_backend.h"
 #include "engine/cpu/parallel.h"
@@ -19,29 +18,26 @@ void store(uint16_t* p, int64_t i, float v) { p[i] = float_to_bf16(v).bits; }
 float stored(const float*, float v) { return v; }
 float stored(const uint16_t*, float v) { return bf16_to_float(float_to_bf16(v)); }
 
-// h = x (+ branch, rounded to Io), sum = h when asked, out = weight * (h * r).
+// h = x (+ branch, rounded to Io), sum = h when asked, out = weight * (h * r). The second pass
+// recomputes h (one add) rather than buffering the row.
 template <typename Io>
 void forward(const kernels::RmsNormParams& p, const Io* x, const Io* branch, const float* weight, Io* sum, Io* out,
              float* rstd) {
+  auto h = [&](int64_t i) { return branch == nullptr ? load(x, i) : stored(x, load(x, i) + load(branch, i)); };
 #pragma omp parallel for schedule(static) if (worth_parallel(p.rows * p.cols))
   for (int64_t row = 0; row < p.rows; ++row) {
     const int64_t start = row * p.cols;
-    std::vector<float> h(static_cast<size_t>(p.cols));
     double sum_squares = 0.0;
     for (int64_t c = 0; c < p.cols; ++c) {
-      float v = load(x, start + c);
-      if (branch != nullptr) v = stored(x, v + load(branch, start + c));
-      h[static_cast<size_t>(c)] = v;
+      const float v = h(start + c);
+      if (sum != nullptr) store(sum, start + c, v);
       sum_squares += static_cast<double>(v) * v;
-    }
-    if (sum != nullptr) {
-      for (int64_t c = 0; c < p.cols; ++c) store(sum, start + c, h[static_cast<size_t>(c)]);
     }
     const float variance = static_cast<float>(sum_squares / static_cast<double>(p.cols));
     const float r = 1.0f / std::sqrt(variance + p.eps);
     rstd[row] = r;
     // transformers: weight * (x * rsqrt(variance + eps)), in this order.
-    for (int64_t c = 0; c < p.cols; ++c) store(out, start + c, weight[c] * (h[static_cast<size_t>(c)] * r));
+    for (int64_t c = 0; c < p.cols; ++c) store(out, start + c, weight[c] * (h(start + c) * r));
   }
 }
 

@@ -24,9 +24,6 @@ kernels::RmsNormParams checked_params(const char* op, const Tensor& x, const Ten
   return p;
 }
 
-uint16_t* bf16_bits(Tensor& t) { return reinterpret_cast<uint16_t*>(t.data<bf16>()); }
-const uint16_t* bf16_bits(const Tensor& t) { return reinterpret_cast<const uint16_t*>(t.data<bf16>()); }
-
 // Records `normed` = rmsnorm(x, weight) on the tape (x is what was normalised).
 void record_rmsnorm(const Tensor& x_in, const Tensor& weight_in, const Tensor& x, const Tensor& weight,
                     const Tensor& rstd, const kernels::RmsNormParams& p, const Tensor& normed) {

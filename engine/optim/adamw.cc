@@ -10,11 +10,6 @@
 #include "engine/ops/op_checks.h"
 
 namespace la3 {
-namespace {
-
-uint16_t* bf16_bits(const Tensor& t) { return reinterpret_cast<uint16_t*>(t.data<bf16>()); }
-
-}  // namespace
 
 AdamW::AdamW(std::vector<Tensor> parameters, const AdamWOptions& options)
     : parameters_(std::move(parameters)), options_(options) {

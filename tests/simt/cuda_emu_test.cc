@@ -211,6 +211,37 @@ TEST(CudaEmuOptim, Bf16WeightCopiesFeedTheGemmsWithIdenticalResults) {
   EXPECT_EQ(tiny_block(w, ids, mask, labels).item(), expected);
 }
 
+// The copy lookup's boundaries: an operand inside a registered master reads the copy (here a
+// deliberately different one, so its use shows in the product), an operand that starts inside
+// but runs past the master's end is cast, and after unregistering nothing reads the copy.
+TEST(CudaEmuOptim, Bf16CopyIsUsedOnlyForOperandsInsideTheMaster) {
+  register_cuda_emu_backend();
+  Backend& emu = backend_for(kEmu);
+  emu.set_gemm_precision(GemmPrecision::kBf16);
+  // b: 8 x 4 ones; the registered master is its first 4 rows, whose "copy" holds twos.
+  const Tensor b = Tensor::full({8, 4}, 1.0, DType::kF32, kEmu);
+  const Tensor twos = Tensor::full({4, 4}, 2.0, DType::kF32, kEmu).to(DType::kBF16);
+  const Tensor a = Tensor::full({1, 4}, 1.0, DType::kF32, kEmu);
+  emu.register_bf16_copy(b.data<float>(), bf16_bits(twos), 16);
+  // c [1, 4] = a [1, 4] x (the 4 x 4 block of b ending at row rows_of_b)
+  auto product = [&](int64_t rows_of_b) {
+    kernels::GemmParams p;
+    p.m = 1;
+    p.n = 4;
+    p.k = 4;
+    p.lda = 4;
+    p.ldb = 4;
+    p.ldc = 4;
+    Tensor c = Tensor::zeros({1, 4}, DType::kF32, kEmu);
+    emu.gemm(p, a.data<float>(), b.data<float>() + (rows_of_b - 4) * 4, c.data<float>());
+    return c.to_vector<float>();
+  };
+  EXPECT_EQ(product(4), std::vector<float>(4, 8.0f)) << "rows 0..3 lie inside the master: the copy (twos) is read";
+  EXPECT_EQ(product(6), std::vector<float>(4, 4.0f)) << "rows 2..5 run past the master: cast from the fp32 ones";
+  emu.unregister_bf16_copy(b.data<float>());
+  EXPECT_EQ(product(4), std::vector<float>(4, 4.0f)) << "unregistered: cast again";
+}
+
 // RMSNorm on bf16 activations on the device: the kernels' bf16 loads and stores against the
 // cpu's (a one-ulp difference where fp32 and double statistics round differently).
 TEST(CudaEmuNorm, Bf16RmsNormMatchesTheCpu) {
