@@ -18,6 +18,10 @@ find_package(BLAS REQUIRED)
 find_path(LA3_CBLAS_INCLUDE_DIR cblas.h PATH_SUFFIXES openblas x86_64-linux-gnu REQUIRED)
 
 find_package(OpenMP COMPONENTS CXX)
+# Open MPI (Debian's libopenmpi-dev): launch, rendezvous and the CPU collectives of
+# data-parallel training (dist/).
+find_package(MPI REQUIRED COMPONENTS CXX)
+find_program(LA3_MPIEXEC NAMES mpirun mpiexec REQUIRED)
 
 # sentencepiece has no CMake config in Debian; its .pc lists the trainer library too.
 find_package(PkgConfig REQUIRED)

@@ -75,6 +75,8 @@ class Tensor {
   std::string describe() const;
   // True when both handles refer to the same tensor object (not merely equal values).
   bool same(const Tensor& other) const { return impl_ == other.impl_; }
+  // An address naming this tensor object (equal exactly when same()), for hashing.
+  const void* identity() const { return impl_.get(); }
 
   // --- data access (host-accessible devices only) ------------------------------------------
   // Typed pointer to the first element; throws when T does not match dtype().

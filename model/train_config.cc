@@ -142,11 +142,13 @@ absl::StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, con
   Section schedule(top.child("schedule"), "schedule", source);
   Section training(top.child("training"), "training", source);
   Section run(top.child("run"), "run", source);
+  Section distributed(top.child("distributed"), "distributed", source);
   std::string bad_rows = "fail";
   int64_t seed = static_cast<int64_t>(c.seed);
   for (absl::Status s : {
            top.check_unknown_keys(), model.check_is_map(), data.check_is_map(), loss.check_is_map(),
            optimizer.check_is_map(), schedule.check_is_map(), training.check_is_map(), run.check_is_map(),
+           distributed.check_is_map(),
            model.read("preset", c.model_preset), model.read("init_checkpoint", c.init_checkpoint),
            model.read("dropout_rate", c.dropout_rate), model.read("d_model", c.d_model), model.read("d_kv", c.d_kv),
            model.read("d_ff", c.d_ff), model.read("num_layers", c.num_layers),
@@ -168,9 +170,11 @@ absl::StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, con
            training.read("log_every", c.log_every), training.read("seed", seed), training.read("threads", c.threads),
            training.read("device", c.device), training.read("gemm_precision", c.gemm_precision),
            run.read("output_dir", c.output_dir),
+           distributed.read("backend", c.dist_backend), distributed.read("bucket_mb", c.dist_bucket_mb),
+           distributed.read("shard_optimizer", c.dist_shard_optimizer), distributed.read("timeout_s", c.dist_timeout_s),
            model.check_unknown_keys(), data.check_unknown_keys(), loss.check_unknown_keys(),
            optimizer.check_unknown_keys(), schedule.check_unknown_keys(), training.check_unknown_keys(),
-           run.check_unknown_keys()}) {
+           run.check_unknown_keys(), distributed.check_unknown_keys()}) {
     if (!s.ok()) return s;
   }
   c.seed = static_cast<uint64_t>(seed);
@@ -213,6 +217,11 @@ absl::StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, con
            require(c.gemm_precision == "bf16" || c.gemm_precision == "fp32", source,
                    absl::StrCat("training.gemm_precision '", c.gemm_precision, "': expected bf16 or fp32")),
            require(!c.output_dir.empty(), source, "run.output_dir must not be empty"),
+           require(c.dist_backend == "auto" || c.dist_backend == "nccl" || c.dist_backend == "mpi", source,
+                   absl::StrCat("distributed.backend '", c.dist_backend, "': expected auto, nccl or mpi")),
+           require(c.dist_bucket_mb > 0.0 && c.dist_bucket_mb <= 4096.0, source,
+                   "distributed.bucket_mb must be in (0, 4096]"),
+           require(c.dist_timeout_s > 0.0, source, "distributed.timeout_s must be positive"),
        }) {
     if (!s.ok()) return s;
   }
@@ -264,6 +273,10 @@ std::string train_config_to_yaml(const TrainConfig& c) {
       << c.checkpoint_every << YAML::Key << "log_every" << YAML::Value << c.log_every << YAML::Key << "seed"
       << YAML::Value << c.seed << YAML::Key << "threads" << YAML::Value << c.threads << YAML::Key << "device"
       << YAML::Value << c.device << YAML::Key << "gemm_precision" << YAML::Value << c.gemm_precision << YAML::EndMap;
+  out << YAML::Key << "distributed" << YAML::Value << YAML::BeginMap << YAML::Key << "backend" << YAML::Value
+      << c.dist_backend << YAML::Key << "bucket_mb" << YAML::Value << c.dist_bucket_mb << YAML::Key
+      << "shard_optimizer" << YAML::Value << c.dist_shard_optimizer << YAML::Key << "timeout_s" << YAML::Value
+      << c.dist_timeout_s << YAML::EndMap;
   out << YAML::Key << "run" << YAML::Value << YAML::BeginMap << YAML::Key << "output_dir" << YAML::Value << c.output_dir
       << YAML::EndMap;
   out << YAML::EndMap;

@@ -62,6 +62,12 @@ struct TrainConfig {
   std::string device = "auto";
   // GEMMs on the CUDA backends: bf16 (bf16 operands, fp32 accumulation) or fp32.
   std::string gemm_precision = "bf16";
+  // distributed (data parallelism across the ranks of an mpirun / srun launch; ignored by a
+  // single process; docs/DISTRIBUTED.md)
+  std::string dist_backend = "auto";  // auto (nccl on cuda devices, mpi on the cpu), nccl, mpi
+  double dist_bucket_mb = 25.0;       // gradient bucket size: one all-reduce per bucket
+  bool dist_shard_optimizer = false;  // ZeRO-1: AdamW moments sharded across the ranks
+  double dist_timeout_s = 300.0;      // a collective waiting longer than this ends the job
   // run
   std::string output_dir = "runs/demo";
 

@@ -1,5 +1,8 @@
 #include "engine/autograd/tape.h"
 
+#include <algorithm>
+#include <unordered_map>
+
 #include "engine/backend.h"
 
 namespace la3 {
@@ -19,7 +22,29 @@ void Tape::record(std::string op, std::vector<Tensor> inputs, const Tensor& outp
   nodes_.push_back(Node{std::move(op), std::move(inputs), output, std::move(backward)});
 }
 
-void Tape::backward(const Tensor& root, const Tensor& grad_root) {
+namespace {
+
+bool is_trainable_leaf(const Tensor& tensor) { return tensor.defined() && tensor.is_leaf() && tensor.requires_grad(); }
+
+}  // namespace
+
+std::vector<Tensor> Tape::leaves_in_ready_order() const {
+  // A leaf becomes final when backward replays its first use (replay runs backwards), so the
+  // leaf whose first use is latest is ready first.
+  std::unordered_map<const void*, size_t> first_use;
+  std::vector<Tensor> leaves;
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    for (const Tensor& input : nodes_[i].inputs) {
+      if (is_trainable_leaf(input) && first_use.emplace(input.identity(), i).second) leaves.push_back(input);
+    }
+  }
+  std::stable_sort(leaves.begin(), leaves.end(), [&](const Tensor& a, const Tensor& b) {
+    return first_use.at(a.identity()) > first_use.at(b.identity());
+  });
+  return leaves;
+}
+
+void Tape::backward(const Tensor& root, const Tensor& grad_root, const LeafReadyFn& on_leaf_ready) {
   if (!root.defined()) Fail(ErrorKind::kInvalidArgument, "backward: the root tensor is undefined");
   if (!root.requires_grad()) {
     Fail(ErrorKind::kInvalidArgument, "backward: root ", root.describe(),
@@ -43,11 +68,29 @@ void Tape::backward(const Tensor& root, const Tensor& grad_root) {
   NoGradGuard no_grad;  // backward closures call forward kernels; they must not record
   std::vector<Node> nodes = std::move(nodes_);
   nodes_.clear();
+  // Uses of each trainable leaf not replayed yet (only tracked when someone listens).
+  std::unordered_map<const void*, int> pending_uses;
+  if (on_leaf_ready) {
+    for (const Node& node : nodes) {
+      for (const Tensor& input : node.inputs) {
+        if (is_trainable_leaf(input)) ++pending_uses[input.identity()];
+      }
+    }
+  }
+  auto release_leaves = [&](const Node& node) {
+    if (!on_leaf_ready) return;
+    for (const Tensor& input : node.inputs) {
+      if (is_trainable_leaf(input) && --pending_uses[input.identity()] == 0) on_leaf_ready(input);
+    }
+  };
   for (size_t i = nodes.size(); i-- > 0;) {
     Node node = std::move(nodes[i]);
     nodes.pop_back();
     const Tensor grad_output = node.output.grad();
-    if (!grad_output.defined()) continue;  // nothing downstream of the root used this output
+    if (!grad_output.defined()) {  // nothing downstream of the root used this output
+      release_leaves(node);
+      continue;
+    }
     std::vector<Tensor> grads = node.backward(grad_output);
     if (grads.size() != node.inputs.size()) {
       Fail(ErrorKind::kInternal, "backward of ", node.op, " returned ", grads.size(),
@@ -64,6 +107,7 @@ void Tape::backward(const Tensor& root, const Tensor& grad_root) {
     }
     // An intermediate's gradient is consumed once its producer ran; only leaves keep theirs.
     if (!node.output.is_leaf() && !node.output.same(root)) node.output.zero_grad();
+    release_leaves(node);
   }
 }
 

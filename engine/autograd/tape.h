@@ -33,9 +33,18 @@ class Tape {
 
   void record(std::string op, std::vector<Tensor> inputs, const Tensor& output, BackwardFn backward);
 
+  // Called during backward() once a leaf's gradient is final: the last recorded node that
+  // reads the leaf has been replayed (data parallelism starts the leaf's all-reduce then,
+  // while backward goes on).
+  using LeafReadyFn = std::function<void(const Tensor& leaf)>;
+
   // Back-propagates from `root`. `grad_root` defaults to 1 for a one-element root and must
   // be given (same shape) otherwise. Consumes the tape: it is empty afterwards.
-  void backward(const Tensor& root, const Tensor& grad_root = Tensor());
+  void backward(const Tensor& root, const Tensor& grad_root = Tensor(), const LeafReadyFn& on_leaf_ready = nullptr);
+
+  // The leaves requiring a gradient that the recorded nodes read, in the order backward()
+  // will make their gradients final (the reverse order of their first use).
+  std::vector<Tensor> leaves_in_ready_order() const;
 
   size_t size() const { return nodes_.size(); }
   void clear() { nodes_.clear(); }
