@@ -5,8 +5,10 @@
 #include <cstdio>
 #include <filesystem>
 
+#include "absl/strings/str_cat.h"
 #include "apps/arguments.h"
 #include "apps/commands.h"
+#include "dist/world.h"
 #include "engine/device.h"
 #include "model/trainer.h"
 
@@ -100,6 +102,15 @@ int run_train(const std::vector<std::string>& args) {
       return 2;
     }
   }
+  // Under mpirun / srun every rank runs this; rank 0 reports (the trainer), every rank's error
+  // is printed with its rank, and an error on any rank ends the whole job (MPI_Abort), so no
+  // rank waits forever for a peer that has given up.
+  absl::StatusOr<dist::World> world = dist::initialize_world();
+  if (!world.ok()) {
+    std::fprintf(stderr, "engine train: %s\n", std::string(world.status().message()).c_str());
+    return 2;
+  }
+  const std::string who = world->size > 1 ? absl::StrCat("[", world->label(), "] ") : "";
   const bool terminal = ::isatty(STDERR_FILENO) != 0;
   TrainOptions options;
   options.resume = parsed->has("resume");
@@ -107,9 +118,13 @@ int run_train(const std::vector<std::string>& args) {
   options.on_progress = [terminal](const TrainProgress& p) { print_progress(p, terminal); };
   absl::StatusOr<TrainSummary> summary = train(config, options);
   if (!summary.ok()) {
-    std::fprintf(stderr, "\nengine train: %s\n", std::string(summary.status().message()).c_str());
+    std::fprintf(stderr, "\n%sengine train: %s\n", who.c_str(), std::string(summary.status().message()).c_str());
+    std::fflush(stderr);
+    if (world->size > 1) dist::abort_world(1);
     return 1;
   }
+  dist::finalize_world();
+  if (world->rank != 0) return 0;
   std::printf("trained %lld steps (%lld parameters): validation loss %.4f -> %.4f, %.0f tokens/s; run in %s\n",
               static_cast<long long>(summary->steps), static_cast<long long>(summary->parameters),
               summary->first_validation_loss, summary->last_validation_loss, summary->tokens_per_second,

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "dist/communicator.h"
+#include "dist/gradient_buckets.h"
 #include "dist/world.h"
 
 namespace la3::dist {
@@ -144,6 +145,24 @@ TEST_F(MpiCommunicatorTest, ALateRankMakesTheWaitTimeOutWithAClearError) {
   }
   EXPECT_EQ(value, static_cast<double>(comm_->size()));
   ASSERT_TRUE(impatient->barrier().ok());
+}
+
+TEST_F(MpiCommunicatorTest, GradientBucketsSumEveryRanksGradients) {
+  // Three parameters in two buckets; each rank writes rank-dependent gradients.
+  std::vector<Tensor> parameters = {Tensor::zeros({5}), Tensor::zeros({2, 3}), Tensor::zeros({7})};
+  for (const Tensor& p : parameters) p.set_requires_grad(true);
+  GradientBuckets buckets({parameters[2], parameters[0]}, parameters, 12 * 4, *comm_);
+  ASSERT_EQ(buckets.bucket_count(), 2);  // [p2 (7) + p0 (5)], [p1 (6)]
+  buckets.zero();
+  for (size_t i = 0; i < parameters.size(); ++i) {
+    parameters[i].grad().fill(static_cast<double>((comm_->rank() + 1) * (i + 1)));
+  }
+  ASSERT_TRUE(buckets.finish().ok());
+  const int size = comm_->size();
+  for (size_t i = 0; i < parameters.size(); ++i) {
+    const float expected = static_cast<float>(size * (size + 1) / 2 * static_cast<int>(i + 1));
+    for (float g : parameters[i].grad().to_vector<float>()) ASSERT_EQ(g, expected) << "parameter " << i;
+  }
 }
 
 TEST_F(MpiCommunicatorTest, CountsBeyondMpisRangeAreRefused) {

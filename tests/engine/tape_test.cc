@@ -188,3 +188,63 @@ TEST(Tape, BackwardErrorsNameTheProblem) {
 
 }  // namespace
 }  // namespace la3
+
+namespace la3 {
+namespace {
+
+// y = sum((w1 * x) * w2) + sum(w1 * w3): w2 is read once, late; w1 twice (first use early);
+// w3 once, last. Backward replays in reverse, so the order in which gradients become final
+// is w3, w2, w1.
+TEST(TapeLeafReady, LeavesBecomeFinalInReverseOrderOfFirstUseWithTheirFinalGradient) {
+  const Tensor x = Tensor::from_vector<float>({1, 3}, {1.0f, -2.0f, 0.5f});
+  const Tensor w1 = Tensor::from_vector<float>({1, 3}, {0.5f, 1.5f, -1.0f});
+  const Tensor w2 = Tensor::from_vector<float>({1, 3}, {2.0f, 0.25f, 3.0f});
+  const Tensor w3 = Tensor::from_vector<float>({1, 3}, {-1.0f, 1.0f, 4.0f});
+  const Tensor unused = Tensor::from_vector<float>({1}, {7.0f});
+  for (const Tensor* w : {&w1, &w2, &w3, &unused}) w->set_requires_grad(true);
+  const Tensor ones = Tensor::full({1, 3}, 1.0);
+  auto sum = [&](const Tensor& t) { return ops::linear(t, ones); };  // [1, 1]
+  Tape tape;
+  const Tensor a = ops::mul(w1, x);
+  const Tensor b = ops::mul(a, w2);
+  const Tensor c = ops::mul(w1, w3);
+  const Tensor loss = ops::add(sum(b), sum(c));
+  const std::vector<Tensor> order = tape.leaves_in_ready_order();
+  ASSERT_EQ(order.size(), 3u);  // x does not require a gradient; `unused` is never read
+  EXPECT_TRUE(order[0].same(w3));
+  EXPECT_TRUE(order[1].same(w2));
+  EXPECT_TRUE(order[2].same(w1));
+  std::vector<const void*> ready;
+  std::vector<std::vector<float>> gradient_when_ready;
+  tape.backward(loss, Tensor(), [&](const Tensor& leaf) {
+    ready.push_back(leaf.identity());
+    gradient_when_ready.push_back(leaf.grad().to_vector<float>());
+  });
+  ASSERT_EQ(ready.size(), 3u);
+  EXPECT_EQ(ready[0], w3.identity());
+  EXPECT_EQ(ready[1], w2.identity());
+  EXPECT_EQ(ready[2], w1.identity());
+  // Each was already complete when announced: dw1 = x * w2 + w3 (both contributions).
+  EXPECT_EQ(gradient_when_ready[2], w1.grad().to_vector<float>());
+  EXPECT_EQ(gradient_when_ready[2], (std::vector<float>{1.0f, 0.5f, 5.5f}));
+  EXPECT_EQ(gradient_when_ready[1], (std::vector<float>{0.5f, -3.0f, -0.5f}));
+  EXPECT_FALSE(unused.grad().defined());
+}
+
+TEST(TapeLeafReady, ALeafReadByANodeOffTheRootsPathIsStillAnnounced) {
+  const Tensor w = Tensor::from_vector<float>({1, 2}, {1.0f, 2.0f});
+  const Tensor v = Tensor::from_vector<float>({1, 2}, {3.0f, 4.0f});
+  w.set_requires_grad(true);
+  v.set_requires_grad(true);
+  const Tensor ones = Tensor::full({1, 2}, 1.0);
+  Tape tape;
+  const Tensor dead_end = ops::mul(v, v);  // never reaches the loss: no gradient, still final
+  const Tensor loss = ops::linear(ops::mul(w, w), ones);
+  std::vector<const void*> ready;
+  tape.backward(loss, Tensor(), [&](const Tensor& leaf) { ready.push_back(leaf.identity()); });
+  EXPECT_THAT(ready, ::testing::UnorderedElementsAre(w.identity(), v.identity()));
+  (void)dead_end;
+}
+
+}  // namespace
+}  // namespace la3
