@@ -96,8 +96,8 @@ def rsag_factor(n):
 class MeasuredCurve:
     """An all-reduce bus-bandwidth curve measured at a list of sizes."""
 
-    def __init__(self, label, n, points, source):
-        self.label, self.n, self.source = label, n, source
+    def __init__(self, label, n, points, source, tag):
+        self.label, self.n, self.source, self.tag = label, n, source, tag
         self.points = sorted(points)
         f = ar_factor(n)
         self.times = [(s, s * f / (bw * 1e9)) for s, bw in self.points]  # seconds
@@ -166,8 +166,10 @@ class Fabric:
 
 
 def fabrics(bw_scale=1.0):
-    one = MeasuredCurve("8 x H100, NVLink/NVSwitch (NVLS)", 8, H100_8_ALLREDUCE, AZURE_ND_H100_V5)
-    two = MeasuredCurve("2 x 8 x H100, NDR 400G IB", 16, H100_16_ALLREDUCE, NEBIUS_2X8_H100)
+    one = MeasuredCurve("8 x H100, NVLink/NVSwitch (NVLS)", 8, H100_8_ALLREDUCE, AZURE_ND_H100_V5,
+                        "Azure ND H100 v5, nccl-tests")
+    two = MeasuredCurve("2 x 8 x H100, NDR 400G IB", 16, H100_16_ALLREDUCE, NEBIUS_2X8_H100,
+                        "Nebius 2 x 8 H100, torch all_reduce")
     return [
         Fabric("8 x H100 (1 node, NVLink)", 8, one, H100_8_RS_BUSBW, H100_8_AG_BUSBW,
                "busbw: measured large-message figure of " + NCCL_1281 + "; latency: modelled", bw_scale),
@@ -342,9 +344,12 @@ def main():
     batches = [int(b) for b in args.batches.split(",")]
     grad_bytes = 4 * PARAMS
 
-    print(f"Command: `python3 scripts/scaling_model.py --batches {args.batches} --efficiency {args.efficiency:g} "
-          f"--bucket-mb {args.bucket_mb:g} --backward-share {args.backward_share:.3f} "
-          f"--zero-gather-bytes {args.zero_gather_bytes}` (source {args.source}, target {args.target} tokens)\n")
+    argv = " ".join(sys.argv[1:])
+    print(f"Command: `python3 scripts/scaling_model.py{' ' + argv if argv else ''}` (per-GPU batches {args.batches}, "
+          f"source/target {args.source}/{args.target} tokens, compute at {100 * args.efficiency:g}% of the bound, "
+          f"backward {args.backward_share:.3f} of forward + backward, buckets {args.bucket_mb:g} MiB, "
+          f"ZeRO-1 gather {args.zero_gather_bytes} bytes/parameter)")
+    print()
 
     # Inputs.
     print("### Inputs\n")
@@ -378,13 +383,14 @@ def main():
         for size, bw in c.points:
             if size < MIB or size > 1024 * MIB:
                 continue
-            print(f"| {fab.name} | all-reduce | {size / MIB:g} MiB | {bw:.2f} | {us(size * ar_factor(c.n) / (bw * 1e9))} | measured |")
+            print(f"| {fab.name} | all-reduce | {size / MIB:g} MiB | {bw:.2f} | {us(size * ar_factor(c.n) / (bw * 1e9))} | measured ({c.tag}) |")
         for size, what in [(args.bucket_mb * MIB, "bucket"), (bks[-1][0], "last bucket")]:
             alpha, busbw = c.segment(size)
-            print(f"| {fab.name} | all-reduce, {what} | {size / MIB:.1f} MiB | {busbw:.0f} fit, "
-                  f"alpha {us(alpha)} us | {us(fab.allreduce(size))} | modelled (interpolated) |")
+            t = fab.allreduce(size)
+            print(f"| {fab.name} | all-reduce, {what} | {size / MIB:.1f} MiB | {size * ar_factor(c.n) / t / 1e9:.0f} "
+                  f"(segment: alpha {us(alpha)} us + busbw {busbw:.0f}) | {us(t)} | modelled (interpolated) |")
         print(f"| {fab.name} | all-reduce, scalar (token count) | 4 B | - | {us(fab.scalar_allreduce())} | "
-              f"measured time of the smallest measured message ({c.points[0][0]:,} B), an upper bound |")
+              f"measured time of the smallest measured message ({c.points[0][0]:,} B, {c.tag}), an upper bound |")
         for what, fn, size in [("reduce-scatter, bucket", fab.reduce_scatter, args.bucket_mb * MIB),
                                ("all-gather, weights", fab.all_gather, args.zero_gather_bytes * PARAMS)]:
             print(f"| {fab.name} | {what} | {size / MIB:.1f} MiB | - | {us(fn(size))} | modelled |")
