@@ -11,8 +11,8 @@ Every printed figure is marked "measured (source)" or "modelled".
 Model
 -----
 * Gradients: fp32, 4 bytes x 76,961,152 parameters per step, grouped into buckets in the order
-  backward finishes them (a bucket closes once it holds >= --bucket-mb, PyTorch-DDP style, so a
-  tensor larger than the cap is a bucket of its own). A tensor counts as final at the end of the
+  backward finishes them, packed as dist/gradient_buckets.cc does (greedy, at most --bucket-mb
+  per bucket, a tensor larger than that in a bucket of its own). A tensor counts as final at the end of the
   backward segment of its block (lm_head + final decoder norm; decoder block 7..0; decoder
   embedding lookup; encoder final norm; encoder block 7..0; encoder embedding lookup). The
   shared embedding is final only after the encoder embedding's backward, at the very end.
@@ -21,7 +21,7 @@ Model
   each segment launches (the script checks that its split adds up to kernel_model's totals).
 * Communication: one stream, buckets in order; bucket i starts at max(its ready time, end of
   bucket i-1). Exposed communication = end of the last collective - end of backward (the last
-  bucket, which holds the shared embedding's 65.8 MB gradient, can never hide). Collectives do
+  bucket, the shared embedding's 65.8 MB gradient, can never hide). Collectives do
   not slow the compute kernels down (not modelled: NCCL's SMs and HBM traffic).
 * Collective time, nccl-tests convention (NVIDIA/nccl-tests doc/PERFORMANCE.md):
   time = S x factor / busbw, factor = 2(n-1)/n for all-reduce, (n-1)/n for reduce-scatter and
@@ -252,16 +252,20 @@ def compute_model(batch, source, target):
 # One data-parallel step.
 
 def buckets_of(segments, seg_end, bucket_bytes, elem_bytes=4):
-    """[(bytes, ready time)] in backward order; a bucket closes once it holds >= bucket_bytes."""
-    out, cur = [], 0
+    """[(bytes, ready time)] in backward order, packed like dist/gradient_buckets.cc: greedy, a
+    bucket holds at most bucket_bytes, a parameter larger than that gets a bucket of its own; a
+    bucket is ready when its last parameter is final."""
+    out, cur, ready = [], 0, 0.0
     for (_, _, tensors), end in zip(segments, seg_end):
         for numel in tensors:
-            cur += numel * elem_bytes
-            if cur >= bucket_bytes:
-                out.append((cur, end))
+            size = numel * elem_bytes
+            if cur > 0 and cur + size > bucket_bytes:
+                out.append((cur, ready))
                 cur = 0
+            cur += size
+            ready = end
     if cur:
-        out.append((cur, seg_end[-1]))
+        out.append((cur, ready))
     return out
 
 
