@@ -432,6 +432,8 @@ void bench_shape(CudaBackend& backend, Timer& timer, const Peak& peak, int64_t b
     la3::kernels::BinaryParams bp{n, n};
     report.time({"add_forward (residual)", td, 3 * n * f, 0}, [&] { backend.add_forward(bp, a, b, out); });
     la3::kernels::DropoutParams dp{0.1f, 1234, 7, 3};
+    dp.positions = seq;  // hidden states [batch, seq, d_model]: keys by (row, position, column)
+    dp.width = kDModel;
     report.time({"dropout_forward p=0.1", td, 2 * n * f, 0}, [&] { backend.dropout_forward(dp, n, a, out); });
     report.time({"gated_gelu_forward", tf, 3 * nf * f, 0}, [&] { backend.gated_gelu_forward(nf, gate, lin, hidden); });
     report.time({"gated_gelu_backward", tf, 5 * nf * f, 0},

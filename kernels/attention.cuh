@@ -2,7 +2,8 @@
 // of engine/cpu/attention_cpu.cc:
 //   S = scale q.k + bias(bucket(key - query), head)   (bucket computed here from the
 //       [num_buckets, heads] table, never a [heads, q, k] tensor), padding and causal masks,
-//   P = softmax(S), O = dropout(P) v                  (dropout: the shared Philox stream).
+//   P = softmax(S), O = dropout(P) v                  (dropout: the shared Philox stream, keyed
+//       by (global row, absolute query, key): kernels/dropout_key.cuh).
 // Layouts as kernels::AttentionParams: q/out [b, q_len, h, d], k/v [b, k_len, h, d].
 //
 // Forward: one block per (tile of Br query rows, head, batch), kAttentionThreads threads =
@@ -38,6 +39,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/dropout_key.cuh"
 #include "kernels/host_device.h"
 #include "kernels/op_params.h"
 #include "kernels/philox.cuh"
@@ -119,11 +121,13 @@ __device__ __forceinline__ bool attention_row_all_masked(const AttentionParams& 
   return first_visible > last_key;
 }
 
+// The dropout multiplier (0 or 1 / (1 - p)) of probability (b, h, i, j), keyed by the batch
+// item's global row and the absolute query position (kernels/dropout_key.cuh).
 __device__ __forceinline__ float attention_keep(const AttentionParams& p, int64_t b, int64_t h, int64_t i, int64_t j) {
   if (p.dropout.p <= 0.0f) return 1.0f;
-  const uint64_t index = static_cast<uint64_t>(((b * p.heads + h) * p.q_len + i) * p.k_len + j);
-  return dropout_keep(p.dropout.p, p.dropout.seed, p.dropout.step, p.dropout.stream, index) ? 1.0f / (1.0f - p.dropout.p)
-                                                                                            : 0.0f;
+  const uint64_t key = attention_dropout_key(p, b, h, i, j);
+  return dropout_keep(p.dropout.p, p.dropout.seed, p.dropout.step, p.dropout.stream, key) ? 1.0f / (1.0f - p.dropout.p)
+                                                                                          : 0.0f;
 }
 
 __device__ __forceinline__ int attention_bucket(const AttentionParams& p, int64_t i, int64_t j) {

@@ -39,12 +39,22 @@ struct SoftmaxParams {
   int64_t cols = 0;
 };
 
-// Which random stream a dropout mask comes from; see kernels/philox.cuh.
+// Which random stream a dropout mask comes from (kernels/philox.cuh) and where each element
+// sits in the global batch (its Philox key, kernels/dropout_key.cuh).
 struct DropoutParams {
   float p = 0.0f;  // probability of zeroing an element
   uint64_t seed = 0;
   uint64_t step = 0;
   uint32_t stream = 0;
+  // Global index of this batch's row 0 (set by the caller: the first example of this rank's
+  // or micro-batch's slice of the global batch), so an example keeps its mask however the
+  // global batch is split. For attention the row is the batch item (its heads are sub-rows).
+  int64_t row_offset = 0;
+  // The tensor as [rows, positions, width]: rows = shape[0], positions = product of the middle
+  // dimensions (1 for rank <= 2), width = last dimension (1 for rank <= 1). ops::dropout fills
+  // these from the shape; attention ignores them (its layout is in AttentionParams).
+  int64_t positions = 1;
+  int64_t width = 1;
 };
 
 // Fused T5 attention: out = softmax(q k^T * scale + bias + mask) v, per batch and head.

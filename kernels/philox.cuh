@@ -11,6 +11,9 @@
 //   counter = (element_index / 4 low 32, element_index / 4 high 32, stream, step)
 // and output word (element_index % 4) of the block is the element's 32 random bits.
 // `stream` names the tensor (e.g. the dropout site of a layer), `step` the training step.
+// The element index of a dropout mask is not the flat index in the tensor but a key built from
+// the element's (global row, position, column) (kernels/dropout_key.cuh), so masks do not
+// depend on padding or on how a global batch is split over ranks and micro-batches.
 #pragma once
 
 #include <cstdint>

@@ -9,6 +9,7 @@
 
 #include "kernels/adamw_scalars.h"
 #include "kernels/bf16.cuh"
+#include "kernels/dropout_key.cuh"
 #include "kernels/op_params.h"
 #include "kernels/philox.cuh"
 #include "kernels/simt/simt.h"
@@ -50,11 +51,12 @@ __global__ void gated_gelu_backward_kernel(int64_t count, const float* dout, con
   }
 }
 
-// Inverted dropout: the same keep decision as the CPU backend for every element index.
+// Inverted dropout of a contiguous [rows, positions, width] tensor: the same keep decision as
+// the CPU backend for every element, keyed by its (global row, position, column).
 __global__ void dropout_kernel(DropoutParams p, int64_t count, const float* x, float* out) {
   const float keep_scale = 1.0f / (1.0f - p.p);
   for (int64_t i = first_index(); i < count; i += grid_stride()) {
-    out[i] = dropout_keep(p.p, p.seed, p.step, p.stream, static_cast<uint64_t>(i)) ? x[i] * keep_scale : 0.0f;
+    out[i] = dropout_keep(p.p, p.seed, p.step, p.stream, dropout_key_of_index(p, i)) ? x[i] * keep_scale : 0.0f;
   }
 }
 

@@ -208,6 +208,7 @@ Tensor T5Model::apply_dropout(const Tensor& x, uint32_t stream_id, const T5Forwa
   p.seed = options.seed;
   p.step = options.step;
   p.stream = stream_id;
+  p.row_offset = static_cast<int64_t>(options.dropout_row_offset);
   return ops::dropout(x, p, true);
 }
 
@@ -232,6 +233,7 @@ Tensor T5Model::attention_block(const std::string& prefix, const Tensor& hidden,
   attention_options.dropout.seed = options.seed;
   attention_options.dropout.step = options.step;
   attention_options.dropout.stream = dropout_stream;
+  attention_options.dropout.row_offset = static_cast<int64_t>(options.dropout_row_offset);
   const Tensor context = ops::attention(q, k, v, bias_table, key_mask, attention_options);  // [b, q_len, heads, d_kv]
   return ops::linear(ops::reshape(context, {batch, q_len, heads * d_kv}), parameter(prefix + "o.weight"));
 }

@@ -22,6 +22,11 @@ struct T5ForwardOptions {
   bool training = false;  // dropout on (config.dropout_rate) when true
   uint64_t seed = 0;      // dropout randomness: (seed, step, site) -> Philox stream
   uint64_t step = 0;
+  // Global index of this batch's row 0 in the global batch (data parallel ranks and
+  // gradient-accumulation micro-batches hold slices of it): dropout masks are keyed by
+  // (global row, position, column), so a split batch draws the masks of the whole one.
+  // Encoder and decoder rows are the same examples, so one offset serves both.
+  uint64_t dropout_row_offset = 0;
 };
 
 class T5Model {

@@ -16,6 +16,7 @@
 #include "engine/cpu/cpu_backend.h"
 #include "engine/cpu/parallel.h"
 #include "engine/cpu/denormals.h"
+#include "kernels/dropout_key.cuh"
 #include "kernels/philox.cuh"
 #include "kernels/relative_position.cuh"
 
@@ -47,16 +48,19 @@ std::vector<int> bucket_by_distance(const AttentionParams& p) {
   return buckets;
 }
 
-// The dropout multipliers of probability elements [first, first + count) (row-major in
-// [batch, heads, q_len, k_len]): 0 or 1 / (1 - p), all 1 without dropout. Backward recomputes
-// them from the same Philox counters instead of storing a mask.
-void dropout_multipliers(const AttentionParams& p, int64_t first, int64_t count, float* out) {
+// The dropout multipliers of the [q_len, k_len] probabilities of slice (b, h): 0 or
+// 1 / (1 - p), all 1 without dropout. Backward recomputes them from the same Philox counters
+// instead of storing a mask. A query row's keys are consecutive element keys
+// (kernels/dropout_key.cuh), so each row is one run of one Philox block per four keys.
+void slice_dropout_multipliers(const AttentionParams& p, int64_t b, int64_t h, float* out) {
   if (p.dropout.p <= 0.0f) {
-    std::fill_n(out, count, 1.0f);
+    std::fill_n(out, p.q_len * p.k_len, 1.0f);
     return;
   }
-  kernels::dropout_multipliers(p.dropout.p, p.dropout.seed, p.dropout.step, p.dropout.stream,
-                               static_cast<uint64_t>(first), count, out);
+  for (int64_t i = 0; i < p.q_len; ++i) {
+    kernels::dropout_multipliers(p.dropout.p, p.dropout.seed, p.dropout.step, p.dropout.stream,
+                                 kernels::attention_dropout_key(p, b, h, i, 0), p.k_len, out + i * p.k_len);
+  }
 }
 
 // Where one (batch, head) slice starts in the [batch, len, heads, head_dim] tensors.
@@ -153,7 +157,7 @@ void CpuBackend::attention_forward(const AttentionParams& p, const float* q, con
     std::vector<float> dropped;     // [q_len, k_len], only with dropout (probs keeps P itself)
     if (p.dropout.p > 0.0f) {
       dropped.resize(static_cast<size_t>(area));
-      dropout_multipliers(p, slice * area, area, dropped.data());
+      slice_dropout_multipliers(p, b, h, dropped.data());
       for (int64_t e = 0; e < area; ++e) dropped[static_cast<size_t>(e)] *= scores[e];
       weights = dropped.data();
     }
@@ -184,7 +188,7 @@ void CpuBackend::attention_backward(const AttentionParams& p, const float* dout,
     const float* prob = probs + slice * area;                  // [q_len, k_len], pre-dropout
     std::vector<float> multiplier(static_cast<size_t>(area));  // [q_len, k_len]: 0 or 1 / (1 - p)
     std::vector<float> dropped(static_cast<size_t>(area));     // [q_len, k_len]: P after dropout
-    dropout_multipliers(p, slice * area, area, multiplier.data());
+    slice_dropout_multipliers(p, b, h, multiplier.data());
     for (int64_t e = 0; e < area; ++e) dropped[static_cast<size_t>(e)] = prob[e] * multiplier[static_cast<size_t>(e)];
     const float* dcontext = dout + view.q_offset;
     // dV = P_dropped^T dO

@@ -79,6 +79,11 @@ void CudaBackend::gated_gelu_backward(int64_t count, const float* dout, const fl
                 linear, dgate != nullptr ? dgate : scratch.as<float>(), dlinear != nullptr ? dlinear : scratch.as<float>());
 }
 void CudaBackend::dropout_forward(const kernels::DropoutParams& p, int64_t count, const float* x, float* out) {
+  // The kernel divides flat indices by width and positions to find each element's key.
+  if (!kernels::dropout_layout_fits(p, count)) {
+    Fail(ErrorKind::kInternal, "dropout: ", count, " elements are not whole rows of [positions ", p.positions,
+         ", width ", p.width, "]");
+  }
   if (count > 0) launch_kernel(kernels::dropout_kernel, pointwise_grid(count), kPointwiseBlock, 0, stream_, p, count, x, out);
 }
 void CudaBackend::adamw_step(const kernels::AdamWParams& p, float* param, const float* grad, float* exp_avg,

@@ -1,8 +1,11 @@
 #include "engine/ops/attention.h"
 
+#include <algorithm>
+
 #include "engine/autograd/tape.h"
 #include "engine/backend.h"
 #include "engine/ops/op_checks.h"
+#include "kernels/dropout_key.cuh"
 
 namespace la3::ops {
 
@@ -53,6 +56,21 @@ void check_bucket_config(const AttentionOptions& options) {
   }
 }
 
+// The dropout element keys (kernels/dropout_key.cuh) must fit their fields: absolute query
+// positions < 2^16, keys <= 2^16, global rows (batch items times heads) < 2^32.
+void check_dropout_keys(const kernels::AttentionParams& p, const Tensor& q, const Tensor& k) {
+  if (p.query_offset + p.q_len >= kernels::kDropoutPositionLimit || p.k_len > kernels::kDropoutMaxWidth) {
+    Fail(ErrorKind::kInvalidArgument, kOp, ": dropout keys need query_offset + q_len < ", kernels::kDropoutPositionLimit,
+         " and k_len <= ", kernels::kDropoutMaxWidth, "; got query_offset ", p.query_offset, ", q ", q.describe(),
+         ", k ", k.describe());
+  }
+  const int64_t row_offset = p.dropout.row_offset;
+  if (row_offset < 0 || row_offset > kernels::kDropoutRowLimit / std::max<int64_t>(p.heads, 1) - p.batch) {
+    Fail(ErrorKind::kInvalidArgument, kOp, ": dropout row_offset ", row_offset, " with q ", q.describe(),
+         " must keep (row_offset + batch) * heads <= ", kernels::kDropoutRowLimit);
+  }
+}
+
 }  // namespace
 
 Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor& bias_table_in,
@@ -95,7 +113,10 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
   p.max_distance = options.max_distance;
   p.has_bias = bias_table_in.defined();
   p.has_key_mask = key_mask_in.defined();
-  if (options.training && options.dropout.p > 0.0f) p.dropout = options.dropout;  // else p.dropout.p stays 0
+  if (options.training && options.dropout.p > 0.0f) {  // else p.dropout.p stays 0
+    p.dropout = options.dropout;
+    check_dropout_keys(p, q_in, k_in);
+  }
 
   if (p.has_bias) {
     check_f32(kOp, "bias_table", bias_table_in);

@@ -21,7 +21,11 @@ struct AttentionOptions {
   bool bidirectional = true;  // bucket function direction (encoder: true, decoder: false)
   int num_buckets = 32;
   int max_distance = 128;
-  kernels::DropoutParams dropout;  // on the attention probabilities
+  // On the attention probabilities. Element (b, h, i, j) is keyed by the global row
+  // (dropout.row_offset + b) * heads + h, the absolute query position query_offset + i and the
+  // key j (kernels/dropout_key.cuh): independent of padding and of how the global batch is
+  // split; needs query_offset + q_len < 2^16 and k_len <= 2^16. The layout fields are unused.
+  kernels::DropoutParams dropout;
   bool training = false;           // dropout only applies when training
 };
 

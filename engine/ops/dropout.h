@@ -1,6 +1,11 @@
-// Inverted dropout (differentiable) with a counter-based mask: element i of a tensor is kept
-// when philox_uniform(seed, step, stream, i) >= p (kernels/philox.cuh), so every backend
-// draws the same mask and backward recomputes it instead of storing it.
+// Inverted dropout (differentiable) with a counter-based mask: an element is kept when
+// philox_uniform(seed, step, stream, key) >= p (kernels/philox.cuh), where the key comes from
+// its (row_offset + row, position, column) in x viewed as [rows, positions, width]
+// (kernels/dropout_key.cuh): rows = shape[0], positions = the product of the middle dimensions,
+// width = the last dimension. So every backend draws the same mask, backward recomputes it
+// instead of storing it, and an example's mask depends neither on the padded length of its
+// batch nor on which rank or micro-batch holds it (callers set params.row_offset to the
+// global index of x's row 0; the op fills the layout fields from x's shape).
 #pragma once
 
 #include "engine/tensor.h"
@@ -8,7 +13,9 @@
 
 namespace la3::ops {
 
-// Returns x unchanged when !training or p == 0; p must be in [0, 1).
+// Returns x unchanged when !training or p == 0; p must be in [0, 1). When the mask is drawn,
+// positions must be < 2^16, width <= 2^16 and row_offset + rows <= 2^32 (else an error naming
+// the shape).
 Tensor dropout(const Tensor& x, const kernels::DropoutParams& params, bool training);
 
 }  // namespace la3::ops

@@ -5,7 +5,8 @@
 //   - sizes that are multiples of nothing, with and without the relative-position table,
 //     bidirectional and causal buckets, cached-decoding query offsets, padding masks that
 //     leave some query rows with no visible key, fully padded batch items, length 1,
-//     scale != 1, Philox dropout on the probabilities;
+//     scale != 1, Philox dropout on the probabilities (keyed by global row, absolute query
+//     and key, so a batch item's mask ignores padding, the batch split and cached decoding);
 //   - the backend contract (dq/dk/dv overwritten, dbias accumulated, probs saved pre-dropout);
 //   - bad input -> EngineError naming the op and the shapes.
 // The bucket function itself is checked against transformers in relative_position_test.cc;
@@ -61,10 +62,19 @@ AttentionCase make_case(const Sizes& sizes, bool with_bias) {
 
 size_t at(int64_t index) { return static_cast<size_t>(index); }
 
+// The documented Philox key of probability (b, h, i, j), written out rather than through the
+// helper the backends share.
+uint64_t documented_key(int64_t row_offset, int64_t heads, int64_t query_offset, int64_t b, int64_t h, int64_t i,
+                        int64_t j) {
+  const uint64_t global_row = static_cast<uint64_t>((row_offset + b) * heads + h);
+  return (global_row * 65536u + static_cast<uint64_t>(query_offset + i)) * 65536u + static_cast<uint64_t>(j);
+}
+
 // The definition, in double: per (batch, head, query) the softmax over visible keys of
 // scale q.k + table[bucket(key - (query_offset + query)), head]; a uniform row over all keys
-// when no key is visible; dropout with the Philox decision of element
-// ((b * heads + h) * q_len + i) * k_len + j, kept values times 1 / (1 - p); then times v.
+// when no key is visible; dropout with the Philox decision of element key
+// (((row_offset + b) * heads + h) * 2^16 + query_offset + i) * 2^16 + j, kept values times
+// 1 / (1 - p); then times v.
 // inputs: q, k, v, and the table when the case has one.
 std::vector<double> reference_attention(const AttentionCase& c, const DoubleInputs& inputs) {
   const std::vector<double>& q = inputs[0];
@@ -109,8 +119,8 @@ std::vector<double> reference_attention(const AttentionCase& c, const DoubleInpu
         for (int64_t j = 0; j < c.k_len; ++j) {
           double weight = prob[at(j)] / total;
           if (dropout) {
-            const uint64_t index = static_cast<uint64_t>(((b * c.heads + h) * c.q_len + i) * c.k_len + j);
-            const bool keep = kernels::dropout_keep(o.dropout.p, o.dropout.seed, o.dropout.step, o.dropout.stream, index);
+            const uint64_t key = documented_key(o.dropout.row_offset, c.heads, o.query_offset, b, h, i, j);
+            const bool keep = kernels::dropout_keep(o.dropout.p, o.dropout.seed, o.dropout.step, o.dropout.stream, key);
             weight = keep ? weight / (1.0 - static_cast<double>(o.dropout.p)) : 0.0;
           }
           for (int64_t d = 0; d < c.head_dim; ++d) {
@@ -263,6 +273,16 @@ TEST(AttentionGradcheck, DropoutInTrainingUsesThePhiloxDecisions) {
   c.options.dropout = kernels::DropoutParams{.p = 0.3f, .seed = 1234567, .step = 3, .stream = 17};
   c.key_mask = {1, 1, 1, 1, 1, 1, 1, /**/ 1, 1, 1, 1, 1, 0, 0};
   check_attention("dropout 0.3", c);
+  c.options.dropout.row_offset = 6;
+  check_attention("dropout, row_offset 6", c);
+}
+
+TEST(AttentionGradcheck, DropoutWithQueryOffsetKeysTheAbsoluteQuery) {
+  AttentionCase c = make_case({.batch = 2, .heads = 2, .q_len = 3, .k_len = 8, .head_dim = 4}, /*with_bias=*/true);
+  c.options = decoder_options(/*query_offset=*/5);
+  c.options.training = true;
+  c.options.dropout = kernels::DropoutParams{.p = 0.25f, .seed = 77, .step = 2, .stream = 5, .row_offset = 3};
+  check_attention("causal dropout offset", c);
 }
 
 // ---- fully padded batch items ---------------------------------------------------------------
@@ -372,13 +392,14 @@ TEST(AttentionDropout, SameParamsSameOutputOtherStepOrStreamOtherMask) {
   EXPECT_EQ(run_attention(inference, x).to_vector<float>(), run_attention(no_dropout, x).to_vector<float>());
 }
 
-TEST(AttentionDropout, DropsProbabilityElementsAtTheirRowMajorIndex) {
+TEST(AttentionDropout, DropsProbabilityElementsAtTheirGlobalKey) {
   // q = k = 0 and no bias make every probability 1/k_len; with v = identity (head_dim =
   // k_len, v[j] = e_j) the output row i of a head IS its dropped probability row. So every
-  // output element must be 0 exactly where dropout_keep(index) says drop, and
-  // (1/k_len) / (1 - p) elsewhere, with index = ((b * heads + h) * q_len + i) * k_len + j.
+  // output element must be 0 exactly where dropout_keep(key) says drop, and
+  // (1/k_len) / (1 - p) elsewhere, with key = (((row_offset + b) * heads + h) * 2^16 + i) * 2^16 + j.
   const int64_t batch = 2, heads = 3, q_len = 16, k_len = 32;
-  const kernels::DropoutParams dropout{.p = 0.3f, .seed = 0x0123456789abcdefULL, .step = 77, .stream = 2};
+  const kernels::DropoutParams dropout{
+      .p = 0.3f, .seed = 0x0123456789abcdefULL, .step = 77, .stream = 2, .row_offset = 1000};
   std::vector<float> identity(static_cast<size_t>(batch * k_len * heads * k_len), 0.0f);
   for (int64_t b = 0; b < batch; ++b) {
     for (int64_t j = 0; j < k_len; ++j) {
@@ -398,13 +419,13 @@ TEST(AttentionDropout, DropsProbabilityElementsAtTheirRowMajorIndex) {
     for (int64_t h = 0; h < heads; ++h) {
       for (int64_t i = 0; i < q_len; ++i) {
         for (int64_t j = 0; j < k_len; ++j) {
-          const uint64_t index = static_cast<uint64_t>(((b * heads + h) * q_len + i) * k_len + j);
-          const bool keep = kernels::dropout_keep(dropout.p, dropout.seed, dropout.step, dropout.stream, index);
+          const uint64_t key = documented_key(dropout.row_offset, heads, 0, b, h, i, j);
+          const bool keep = kernels::dropout_keep(dropout.p, dropout.seed, dropout.step, dropout.stream, key);
           const float value = out[at(((b * q_len + i) * heads + h) * k_len + j)];
           if (keep) {
-            EXPECT_FLOAT_EQ(value, kept_value) << "index " << index;
+            EXPECT_FLOAT_EQ(value, kept_value) << "key " << key;
           } else {
-            EXPECT_EQ(value, 0.0f) << "index " << index;
+            EXPECT_EQ(value, 0.0f) << "key " << key;
             ++dropped;
           }
         }
@@ -414,6 +435,105 @@ TEST(AttentionDropout, DropsProbabilityElementsAtTheirRowMajorIndex) {
   // 3072 draws at p = 0.3: the dropped share is 0.3 +- 0.025 (3 standard deviations).
   const double dropped_share = static_cast<double>(dropped) / static_cast<double>(batch * heads * q_len * k_len);
   EXPECT_NEAR(dropped_share, 0.3, 0.025);
+}
+
+// What data parallelism and gradient accumulation need: a batch item draws the same mask (forward
+// and backward) when its batch is padded to 7 instead of 9 positions and when it is item
+// b - 2 of a slice with row_offset 2 instead of item b of the whole batch. With q = k = 0, no
+// bias and v = identity (v[j] = e_j) the output row i of a head is its dropped probability row
+// exactly (one nonzero product per element), and with dout[i] = e_i, dv[j][i] is the dropped
+// probability (i, j) that backward recomputed: both compared bit for bit.
+TEST(AttentionDropout, MaskOfAnItemIgnoresPaddingAndWhereTheBatchWasSplit) {
+  const int64_t heads = 2, head_dim = 9;
+  const std::vector<int64_t> lengths = {9, 4, 6, 7};  // items 2 and 3 fit a batch padded to 7
+  const kernels::DropoutParams dropout{.p = 0.35f, .seed = 4242, .step = 8, .stream = 12};
+  struct Result {
+    std::vector<float> out, dv;  // [batch, len, heads, head_dim]
+  };
+  auto run = [&](int64_t first_item, int64_t batch, int64_t len, int64_t row_offset) {
+    std::vector<float> v(at(batch * len * heads * head_dim), 0.0f), dout(v.size(), 0.0f);
+    std::vector<int32_t> key_mask(at(batch * len), 0);
+    for (int64_t b = 0; b < batch; ++b) {
+      for (int64_t position = 0; position < len; ++position) {
+        key_mask[at(b * len + position)] = position < lengths[at(first_item + b)] ? 1 : 0;
+        for (int64_t h = 0; h < heads; ++h) {
+          v[at(((b * len + position) * heads + h) * head_dim + position)] = 1.0f;     // v[j] = e_j
+          dout[at(((b * len + position) * heads + h) * head_dim + position)] = 1.0f;  // dout[i] = e_i
+        }
+      }
+    }
+    ops::AttentionOptions options;
+    options.training = true;
+    options.dropout = dropout;
+    options.dropout.row_offset = row_offset;
+    const Shape shape = {batch, len, heads, head_dim};
+    const Tensor v_tensor = Tensor::from_vector<float>(shape, v);
+    v_tensor.set_requires_grad(true);
+    Tape tape;
+    const Tensor out = ops::attention(Tensor::zeros(shape), Tensor::zeros(shape), v_tensor, Tensor(),
+                                      Tensor::from_vector<int32_t>({batch, len}, key_mask), options);
+    tape.backward(out, Tensor::from_vector<float>(shape, dout));
+    return Result{out.to_vector<float>(), v_tensor.grad().to_vector<float>()};
+  };
+  const Result whole = run(0, 4, 9, 0);
+  const Result slice = run(2, 2, 7, 2);
+  const Result unshifted = run(2, 2, 7, 0);  // the slice keyed as items 0, 1: must differ
+  int64_t dropped = 0, unshifted_differs = 0;
+  for (int64_t b = 0; b < 2; ++b) {
+    for (int64_t h = 0; h < heads; ++h) {
+      for (int64_t i = 0; i < 7; ++i) {
+        for (int64_t j = 0; j < 7; ++j) {
+          const size_t in_whole_out = at((((2 + b) * 9 + i) * heads + h) * head_dim + j);
+          const size_t in_slice_out = at(((b * 7 + i) * heads + h) * head_dim + j);
+          ASSERT_EQ(slice.out[in_slice_out], whole.out[in_whole_out]) << "item " << 2 + b << " head " << h << " query " << i
+                                                                      << " key " << j;
+          // dv[b, j, h, i] = dropped P[i, j].
+          const size_t in_whole_dv = at((((2 + b) * 9 + j) * heads + h) * head_dim + i);
+          const size_t in_slice_dv = at(((b * 7 + j) * heads + h) * head_dim + i);
+          ASSERT_EQ(slice.dv[in_slice_dv], whole.dv[in_whole_dv]) << "item " << 2 + b << " head " << h << " query " << i
+                                                                  << " key " << j;
+          ASSERT_EQ(whole.dv[in_whole_dv], whole.out[in_whole_out]);  // backward redrew the forward's mask
+          if (j < lengths[at(2 + b)]) {
+            dropped += whole.out[in_whole_out] == 0.0f;
+            unshifted_differs += (unshifted.out[in_slice_out] == 0.0f) != (whole.out[in_whole_out] == 0.0f);
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GT(dropped, 20);  // 182 visible probabilities at p = 0.35
+  EXPECT_GT(unshifted_differs, 20);
+}
+
+// A cached decoding step keys its query by the absolute position query_offset + i, so it draws
+// the mask of that row of full causal attention.
+TEST(AttentionDropout, CachedQueriesDrawTheRowsOfFullCausalAttention) {
+  AttentionCase full = make_case({.batch = 2, .heads = 3, .q_len = 9, .k_len = 9, .head_dim = 5}, /*with_bias=*/true);
+  full.options = decoder_options();
+  full.options.training = true;
+  full.options.dropout = kernels::DropoutParams{.p = 0.3f, .seed = 5, .step = 6, .stream = 7, .row_offset = 4};
+  const std::vector<Tensor> x = random_inputs(full, 43);
+  const Tensor full_out = run_attention(full, x);  // [2, 9, 3, 5]
+  AttentionCase tail = full;
+  tail.q_len = 3;
+  tail.options.query_offset = 6;
+  const Tensor tail_out = run_attention(tail, {x[0].narrow(1, 6, 3), x[1], x[2], x[3]});
+  AttentionCase no_dropout = tail;
+  no_dropout.options.training = false;
+  const Tensor undropped = run_attention(no_dropout, {x[0].narrow(1, 6, 3), x[1], x[2], x[3]});
+  double dropout_effect = 0.0;
+  for (int64_t b = 0; b < 2; ++b) {
+    for (int64_t i = 0; i < 3; ++i) {
+      for (int64_t h = 0; h < 3; ++h) {
+        for (int64_t d = 0; d < 5; ++d) {
+          const double value = tail_out.item(element(tail, 3, b, i, h, d));
+          EXPECT_NEAR(value, full_out.item(element(full, 9, b, 6 + i, h, d)), 1e-6);
+          dropout_effect += std::abs(value - undropped.item(element(tail, 3, b, i, h, d)));
+        }
+      }
+    }
+  }
+  EXPECT_GT(dropout_effect, 0.1);  // the mask did drop something
 }
 
 // ---- key mask dtypes -----------------------------------------------------------------------
@@ -569,6 +689,29 @@ TEST(AttentionErrors, MessagesNameTheOpAndTheShapes) {
                 HasSubstr("attention: dropout probability must be in [0, 1)"))
         << "p = " << bad_p;
   }
+  // Dropout keys that would not fit their 16-bit fields, or global rows beyond 2^32.
+  ops::AttentionOptions dropping;
+  dropping.training = true;
+  dropping.dropout.p = 0.1f;
+  const Tensor long_k = Tensor::zeros({1, 65537, 1, 1});
+  EXPECT_THAT(error_of([&] { ops::attention(Tensor::zeros({1, 1, 1, 1}), long_k, long_k, none, none, dropping); }),
+              HasSubstr("attention: dropout keys need query_offset + q_len < 65536 and k_len <= 65536; got query_offset "
+                        "0, q f32[1, 1, 1, 1] on cpu, k f32[1, 65537, 1, 1] on cpu"));
+  ops::AttentionOptions late_query = dropping;
+  late_query.query_offset = 65533;
+  EXPECT_THAT(error_of([&] { ops::attention(q, k, k, none, none, late_query); }),
+              HasSubstr("got query_offset 65533, q f32[2, 3, 4, 5] on cpu"));
+  ops::AttentionOptions negative_row = dropping;
+  negative_row.dropout.row_offset = -2;
+  EXPECT_THAT(error_of([&] { ops::attention(q, k, k, none, none, negative_row); }),
+              HasSubstr("attention: dropout row_offset -2 with q f32[2, 3, 4, 5] on cpu must keep (row_offset + batch) * "
+                        "heads <= 4294967296"));
+  negative_row.dropout.row_offset = (int64_t{1} << 30) - 1;  // (2^30 + 1) * 4 heads > 2^32
+  EXPECT_THAT(error_of([&] { ops::attention(q, k, k, none, none, negative_row); }), HasSubstr("row_offset 1073741823"));
+  negative_row.dropout.row_offset = (int64_t{1} << 30) - 2;  // exactly 2^32: fits
+  EXPECT_NO_THROW(ops::attention(q, k, k, none, none, negative_row));
+  negative_row.training = false;  // no mask drawn: nothing keyed, nothing checked
+  EXPECT_NO_THROW(ops::attention(Tensor::zeros({1, 1, 1, 1}), long_k, long_k, none, none, negative_row));
   // A bucket configuration transformers cannot evaluate (no exact bucket), or one whose
   // logarithmic term would produce negative buckets.
   ops::AttentionOptions tiny_table;

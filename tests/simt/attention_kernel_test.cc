@@ -1,7 +1,8 @@
 // The tiled attention CUDA kernels under the SIMT emulation against the CPU backend, launched
 // with the tiles CudaBackend picks (attention_forward_tiles / attention_backward_tiles):
 // encoder-style (bias, padding, a fully padded item), causal decoder with a cache offset,
-// cross-attention without bias, dropout, lengths that are not multiples of the tiles,
+// cross-attention without bias, dropout (with row and query offsets; the masks bit for bit,
+// and independent of padding and of the batch split), lengths that are not multiples of the tiles,
 // length 1, causal rows that are fully padded, head_dim 7, 64 and 128, and more keys than the
 // old row-per-block kernels could hold in shared memory. Forward output and dq, dk, dv,
 // d(bias table).
@@ -74,10 +75,10 @@ std::vector<double> dbias_reference(const AttentionParams& p, const std::vector<
             dot += static_cast<double>(dout[static_cast<size_t>((b * p.q_len + i) * row + h * p.head_dim + dd)]) *
                    v[static_cast<size_t>((b * p.k_len + j) * row + h * p.head_dim + dd)];
           }
-          const uint64_t index = static_cast<uint64_t>(((b * p.heads + h) * p.q_len + i) * p.k_len + j);
+          const uint64_t key = la3::kernels::attention_dropout_key(p, b, h, i, j);
           const double keep = p.dropout.p <= 0.0f ? 1.0
                               : la3::kernels::dropout_keep(p.dropout.p, p.dropout.seed, p.dropout.step,
-                                                           p.dropout.stream, index)
+                                                           p.dropout.stream, key)
                                   ? 1.0 / (1.0 - static_cast<double>(p.dropout.p))
                                   : 0.0;
           dprob[static_cast<size_t>(j)] = keep * dot;
@@ -95,6 +96,48 @@ std::vector<double> dbias_reference(const AttentionParams& p, const std::vector<
 }
 
 std::vector<double> as_doubles(const std::vector<float>& values) { return {values.begin(), values.end()}; }
+
+struct KernelOutputs {
+  std::vector<float> out, lse;  // [b, q_len, h, d], [b, h, q_len]
+  std::vector<float> dq, dk, dv, dbias;
+};
+
+// Forward, row dot and backward kernels with the tiles CudaBackend picks. dq starts from zero
+// (the backend zeroes it); dk and dv start as NaN (they must be overwritten); the table
+// gradient accumulates onto dbias_start.
+void run_kernels(const AttentionParams& p, const int32_t* mask_data, const float* table_data,
+                 const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& v,
+                 const std::vector<float>& dout, const std::vector<float>& dbias_start, KernelOutputs* result) {
+  const size_t rows = static_cast<size_t>(p.batch * p.heads * p.q_len);
+  const la3::kernels::AttentionForwardTiles forward = la3::kernels::attention_forward_tiles(p);
+  ASSERT_GT(forward.rows, 0);
+  ASSERT_LE(forward.shared_bytes, 48u * 1024u);
+  result->out.assign(q.size(), -1.0f);
+  result->lse.assign(rows, -1.0f);
+  la3::simt::launch(la3::kernels::attention_forward_kernel,
+                    dim3(blocks(p.q_len, forward.rows), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch)),
+                    dim3(la3::kernels::kAttentionThreads), forward.shared_bytes, nullptr, p, forward.rows, q.data(),
+                    k.data(), v.data(), table_data, mask_data, result->out.data(), result->lse.data());
+
+  const la3::kernels::AttentionBackwardTiles backward = la3::kernels::attention_backward_tiles(p);
+  ASSERT_GT(backward.keys, 0);
+  ASSERT_LE(backward.shared_bytes, 48u * 1024u);
+  std::vector<float> row_dot(rows, -1.0f);
+  la3::simt::launch(la3::kernels::attention_row_dot_kernel,
+                    dim3(blocks(static_cast<int64_t>(rows), la3::kernels::kAttentionThreads)),
+                    dim3(la3::kernels::kAttentionThreads), 0, nullptr, p, dout.data(), result->out.data(),
+                    row_dot.data());
+  result->dq.assign(q.size(), 0.0f);
+  result->dk.assign(k.size(), NAN);
+  result->dv.assign(v.size(), NAN);
+  result->dbias = dbias_start;
+  la3::simt::launch(la3::kernels::attention_backward_kernel,
+                    dim3(blocks(p.k_len, backward.keys), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch)),
+                    dim3(la3::kernels::kAttentionThreads), backward.shared_bytes, nullptr, p, backward.keys,
+                    backward.rows, dout.data(), q.data(), k.data(), v.data(), table_data, mask_data,
+                    result->lse.data(), row_dot.data(), result->dq.data(), result->dk.data(), result->dv.data(),
+                    p.has_bias ? result->dbias.data() : nullptr);
+}
 
 void check(const AttentionParams& p, const std::vector<int32_t>& mask, const char* name) {
   SCOPED_TRACE(name);
@@ -114,14 +157,14 @@ void check(const AttentionParams& p, const std::vector<int32_t>& mask, const cha
   cpu.attention_backward(p, dout.data(), q.data(), k.data(), v.data(), out_cpu.data(), table_data, mask_data,
                          probs.data(), dq_cpu.data(), dk_cpu.data(), dv_cpu.data(), dbias_cpu.data());
 
-  const la3::kernels::AttentionForwardTiles forward = la3::kernels::attention_forward_tiles(p);
-  ASSERT_GT(forward.rows, 0);
-  ASSERT_LE(forward.shared_bytes, 48u * 1024u);
-  std::vector<float> out(q_size, -1.0f), lse(rows, -1.0f);
-  la3::simt::launch(la3::kernels::attention_forward_kernel,
-                    dim3(blocks(p.q_len, forward.rows), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch)),
-                    dim3(la3::kernels::kAttentionThreads), forward.shared_bytes, nullptr, p, forward.rows, q.data(),
-                    k.data(), v.data(), table_data, mask_data, out.data(), lse.data());
+  // The table gradient accumulates onto what is there: start from the CPU's gradient, so
+  // twice the gradient is expected (a constant offset would cost the small buckets their
+  // precision).
+  KernelOutputs kernel;
+  run_kernels(p, mask_data, table_data, q, k, v, dout, dbias_cpu, &kernel);
+  if (::testing::Test::HasFatalFailure()) return;
+  const std::vector<float>& out = kernel.out;
+  const std::vector<float>& lse = kernel.lse;
   // A fully masked row is marked by lse = +inf; every other lse is finite.
   for (int64_t b = 0; b < p.batch; ++b) {
     for (int64_t i = 0; i < p.q_len; ++i) {
@@ -141,22 +184,7 @@ void check(const AttentionParams& p, const std::vector<int32_t>& mask, const cha
     }
   }
 
-  const la3::kernels::AttentionBackwardTiles backward = la3::kernels::attention_backward_tiles(p);
-  ASSERT_GT(backward.keys, 0);
-  ASSERT_LE(backward.shared_bytes, 48u * 1024u);
-  std::vector<float> row_dot(rows, -1.0f);
-  la3::simt::launch(la3::kernels::attention_row_dot_kernel,
-                    dim3(blocks(static_cast<int64_t>(rows), la3::kernels::kAttentionThreads)),
-                    dim3(la3::kernels::kAttentionThreads), 0, nullptr, p, dout.data(), out.data(), row_dot.data());
-  // dq starts from zero (the backend zeroes it); dk and dv must be overwritten, the table
-  // gradient accumulates onto what is there (here: the CPU's gradient, so twice the gradient
-  // is expected; a constant offset would cost the small buckets their precision).
-  std::vector<float> dq(q_size, 0.0f), dk(kv_size, NAN), dv(kv_size, NAN), dbias = dbias_cpu;
-  la3::simt::launch(la3::kernels::attention_backward_kernel,
-                    dim3(blocks(p.k_len, backward.keys), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch)),
-                    dim3(la3::kernels::kAttentionThreads), backward.shared_bytes, nullptr, p, backward.keys,
-                    backward.rows, dout.data(), q.data(), k.data(), v.data(), table_data, mask_data, lse.data(),
-                    row_dot.data(), dq.data(), dk.data(), dv.data(), p.has_bias ? dbias.data() : nullptr);
+  const std::vector<float>&dq = kernel.dq, &dk = kernel.dk, &dv = kernel.dv, &dbias = kernel.dbias;
   EXPECT_LT(la3::testing::normalized_error(out, out_cpu), kOutTolerance) << "out";
   EXPECT_LT(la3::testing::normalized_error(dq, dq_cpu), kGradTolerance) << "dq";
   EXPECT_LT(la3::testing::normalized_error(dk, dk_cpu), kGradTolerance) << "dk";
@@ -198,6 +226,13 @@ TEST_P(AttentionKernel, MatchesTheCpuBackend) {
   dropped.has_key_mask = false;
   dropped.dropout = la3::kernels::DropoutParams{0.3f, 42, 5, 9};
   check(dropped, {}, "dropout on the probabilities");
+  dropped.dropout.row_offset = 5;
+  check(dropped, {}, "dropout, row_offset 5");
+
+  AttentionParams dropped_step = decoder;
+  dropped_step.dropout = la3::kernels::DropoutParams{0.3f, 42, 5, 9};
+  dropped_step.dropout.row_offset = 2;
+  check(dropped_step, {}, "causal decoder step with cache offset, dropout");
 
   AttentionParams single = encoder;
   single.batch = 1; single.heads = 2; single.q_len = 1; single.k_len = 1;
@@ -221,11 +256,15 @@ TEST_P(AttentionKernel, PartialTilesAndFullyMaskedCausalRows) {
   check(p, mask, "causal, partial tiles, fully masked rows, head_dim 7");
   p.dropout = la3::kernels::DropoutParams{0.2f, 7, 3, 11};
   check(p, mask, "the same with dropout");
+  AttentionParams shifted = p;
+  shifted.dropout.row_offset = 1000;
+  check(shifted, mask, "the same, row_offset 1000");
 
   // Incremental decoding over a cache spanning several key tiles: the forward stops after the
   // last visible key tile, the backward skips query steps that cannot see a key tile.
   AttentionParams step = p;
   step.batch = 1; step.q_len = 5; step.k_len = 70; step.query_offset = 65; step.has_key_mask = false;
+  check(step, {}, "causal, query_offset 65, 70 keys, dropout");
   step.dropout = {};
   check(step, {}, "causal, query_offset 65, 70 keys");
   step.q_len = 20; step.query_offset = 9; step.k_len = 29;  // keys 29..: none; query 19 sees keys <= 28
@@ -266,6 +305,117 @@ TEST_P(AttentionKernel, ManyKeys) {
   decoder.q_len = 2; decoder.k_len = 7000; decoder.causal = true; decoder.bidirectional = false;
   decoder.query_offset = 6990; decoder.has_key_mask = false; decoder.dropout = {};
   check(decoder, {}, "7000 keys, causal, query_offset 6990");
+}
+
+// The dropout masks themselves, bit for bit. q = k = 0 and no bias make every visible
+// probability 1 / length; v[j] = e_j turns output row i into the dropped probability row i, and
+// dout[i] = e_i turns dv[j][i] into the dropped probability (i, j) that backward recomputed. So
+// the zero pattern of out and of dv is the mask of forward and of backward. Items have lengths
+// {9, 4, 6, 7} (padding keys masked).
+struct MaskProbe {
+  std::vector<float> out, dv;  // [batch, len, heads, head_dim]
+};
+
+constexpr int64_t kProbeHeads = 2, kProbeHeadDim = 9;
+const std::vector<int64_t> kProbeLengths = {9, 4, 6, 7};
+
+AttentionParams probe_params(int64_t batch, int64_t len, int64_t row_offset) {
+  AttentionParams p;
+  p.batch = batch; p.heads = kProbeHeads; p.q_len = len; p.k_len = len; p.head_dim = kProbeHeadDim;
+  p.has_key_mask = true;
+  p.dropout = la3::kernels::DropoutParams{0.35f, 4242, 8, 12};
+  p.dropout.row_offset = row_offset;
+  return p;
+}
+
+// Items first_item.. of kProbeLengths as a batch padded to p.q_len, on the CPU or the kernels.
+void probe_masks(const AttentionParams& p, int64_t first_item, bool on_kernels, MaskProbe* probe) {
+  const int64_t len = p.q_len;
+  const size_t size = static_cast<size_t>(p.batch * len * p.heads * p.head_dim);
+  std::vector<float> zeros(size, 0.0f), v(size, 0.0f), dout(size, 0.0f);
+  std::vector<int32_t> mask(static_cast<size_t>(p.batch * len), 0);
+  for (int64_t b = 0; b < p.batch; ++b) {
+    for (int64_t position = 0; position < len; ++position) {
+      mask[static_cast<size_t>(b * len + position)] = position < kProbeLengths[static_cast<size_t>(first_item + b)];
+      for (int64_t h = 0; h < p.heads; ++h) {
+        v[static_cast<size_t>(((b * len + position) * p.heads + h) * p.head_dim + position)] = 1.0f;
+        dout[static_cast<size_t>(((b * len + position) * p.heads + h) * p.head_dim + position)] = 1.0f;
+      }
+    }
+  }
+  if (on_kernels) {
+    KernelOutputs kernel;
+    run_kernels(p, mask.data(), nullptr, zeros, zeros, v, dout, {}, &kernel);
+    probe->out = kernel.out;
+    probe->dv = kernel.dv;
+    return;
+  }
+  la3::Backend& cpu = la3::backend_for(la3::Device::cpu());
+  std::vector<float> probs(static_cast<size_t>(p.batch * p.heads * len * len)), dq(size), dk(size);
+  probe->out.assign(size, 0.0f);
+  probe->dv.assign(size, 0.0f);
+  cpu.attention_forward(p, zeros.data(), zeros.data(), v.data(), nullptr, mask.data(), probe->out.data(), probs.data());
+  cpu.attention_backward(p, dout.data(), zeros.data(), zeros.data(), v.data(), probe->out.data(), nullptr, mask.data(),
+                         probs.data(), dq.data(), dk.data(), probe->dv.data(), nullptr);
+}
+
+// out[b, i, h, j] and dv[b, j, h, i]: the dropped probability (i, j) of item b, head h.
+float probe_out(const MaskProbe& probe, int64_t len, int64_t b, int64_t h, int64_t i, int64_t j) {
+  return probe.out[static_cast<size_t>(((b * len + i) * kProbeHeads + h) * kProbeHeadDim + j)];
+}
+float probe_dv(const MaskProbe& probe, int64_t len, int64_t b, int64_t h, int64_t i, int64_t j) {
+  return probe.dv[static_cast<size_t>(((b * len + j) * kProbeHeads + h) * kProbeHeadDim + i)];
+}
+
+TEST_P(AttentionKernel, DropoutMasksAreTheCpuMasksBitForBit) {
+  const AttentionParams p = probe_params(4, 9, 7);
+  MaskProbe cpu, kernel;
+  probe_masks(p, 0, false, &cpu);
+  probe_masks(p, 0, true, &kernel);
+  if (HasFatalFailure()) return;
+  int64_t dropped = 0;
+  for (int64_t b = 0; b < p.batch; ++b) {
+    for (int64_t h = 0; h < p.heads; ++h) {
+      for (int64_t i = 0; i < p.q_len; ++i) {
+        for (int64_t j = 0; j < p.k_len; ++j) {
+          const float expected = probe_out(cpu, 9, b, h, i, j);
+          const bool cpu_kept = expected != 0.0f;
+          ASSERT_EQ(probe_out(kernel, 9, b, h, i, j) != 0.0f, cpu_kept) << "forward b " << b << " h " << h << " i " << i << " j " << j;
+          ASSERT_EQ(probe_dv(kernel, 9, b, h, i, j) != 0.0f, cpu_kept) << "backward b " << b << " h " << h << " i " << i << " j " << j;
+          ASSERT_EQ(probe_dv(cpu, 9, b, h, i, j) != 0.0f, cpu_kept) << "cpu backward b " << b << " h " << h << " i " << i << " j " << j;
+          EXPECT_NEAR(probe_out(kernel, 9, b, h, i, j), expected, 1e-6f);
+          const bool visible = j < kProbeLengths[static_cast<size_t>(b)];
+          dropped += visible && !cpu_kept;
+        }
+      }
+    }
+  }
+  EXPECT_GT(dropped, 50);  // 2 heads x 9 queries x 26 visible keys at p = 0.35
+}
+
+// Items 2 and 3 padded to 7 with row_offset 2 draw, on the kernels, the masks they draw as items 2
+// and 3 of the whole batch padded to 9.
+TEST_P(AttentionKernel, DropoutMaskOfAnItemIgnoresPaddingAndTheSplit) {
+  MaskProbe whole, slice;
+  probe_masks(probe_params(4, 9, 0), 0, true, &whole);
+  probe_masks(probe_params(2, 7, 2), 2, true, &slice);
+  if (HasFatalFailure()) return;
+  int64_t dropped = 0;
+  for (int64_t b = 0; b < 2; ++b) {
+    for (int64_t h = 0; h < kProbeHeads; ++h) {
+      for (int64_t i = 0; i < 7; ++i) {
+        for (int64_t j = 0; j < 7; ++j) {
+          const float expected = probe_out(whole, 9, 2 + b, h, i, j);
+          ASSERT_EQ(probe_out(slice, 7, b, h, i, j) != 0.0f, expected != 0.0f) << "forward item " << 2 + b << " h " << h << " i " << i << " j " << j;
+          ASSERT_EQ(probe_dv(slice, 7, b, h, i, j) != 0.0f, probe_dv(whole, 9, 2 + b, h, i, j) != 0.0f)
+              << "backward item " << 2 + b << " h " << h << " i " << i << " j " << j;
+          EXPECT_NEAR(probe_out(slice, 7, b, h, i, j), expected, 1e-6f);
+          dropped += j < kProbeLengths[static_cast<size_t>(2 + b)] && expected == 0.0f;
+        }
+      }
+    }
+  }
+  EXPECT_GT(dropped, 20);
 }
 
 TEST(AttentionTiles, FitTheDefaultSharedMemoryUpToHeadDim128) {

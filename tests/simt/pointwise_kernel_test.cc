@@ -1,5 +1,6 @@
 // Pointwise CUDA kernels under the SIMT emulation against the CPU backend: relu, gated GELU,
-// dropout (the same Philox mask bit for bit) and AdamW, with counts larger than the grid.
+// dropout (the same Philox mask bit for bit, keyed by (global row, position, column), so a
+// row's mask ignores padding and the batch split) and AdamW, with counts larger than the grid.
 #include "kernels/pointwise.cuh"
 
 #include <gtest/gtest.h>
@@ -54,13 +55,69 @@ TEST(PointwiseKernels, ActivationsMatchTheCpuBackend) {
   expect_close(dlinear, dlinear_cpu, 1e-6f, "gated_gelu dlinear");
 }
 
+la3::kernels::DropoutParams dropout_params(int64_t positions, int64_t width, int64_t row_offset) {
+  la3::kernels::DropoutParams p{0.3f, 77, 12, 5};
+  p.positions = positions;
+  p.width = width;
+  p.row_offset = row_offset;
+  return p;
+}
+
+// The kernel's output for x viewed as [count / (positions * width), positions, width].
+std::vector<float> dropout_on_kernel(const la3::kernels::DropoutParams& p, const std::vector<float>& x) {
+  std::vector<float> out(x.size());
+  la3::simt::launch(la3::kernels::dropout_kernel, dim3(3), dim3(kPointwiseThreads), 0, nullptr, p,
+                    static_cast<int64_t>(x.size()), x.data(), out.data());
+  return out;
+}
+
 TEST(PointwiseKernels, DropoutDrawsTheCpuMaskExactly) {
-  const std::vector<float> x = random_values(kCount, 4);
-  const la3::kernels::DropoutParams p{0.3f, 77, 12, 5};
-  std::vector<float> out(kCount), expected(kCount);
-  la3::simt::launch(la3::kernels::dropout_kernel, dim3(3), dim3(kPointwiseThreads), 0, nullptr, p, kCount, x.data(), out.data());
-  cpu().dropout_forward(p, kCount, x.data(), expected.data());
-  EXPECT_EQ(out, expected);  // same Philox bits, same scaling: identical
+  // [7, 13, 55], [5, 1001] and [2, 2, 1300] (rows wider than the CPU's 1024-column chunk), with
+  // and without a row offset; more elements than the grid covers at once.
+  struct Layout {
+    int64_t rows, positions, width, row_offset;
+  };
+  for (const Layout& layout : {Layout{7, 13, 55, 0}, Layout{7, 13, 55, 3}, Layout{5, 1, 1001, 12345},
+                               Layout{2, 2, 1300, 1}}) {
+    const la3::kernels::DropoutParams p = dropout_params(layout.positions, layout.width, layout.row_offset);
+    const int64_t count = layout.rows * layout.positions * layout.width;
+    const std::vector<float> x = random_values(static_cast<size_t>(count), 4);
+    std::vector<float> expected(x.size());
+    cpu().dropout_forward(p, count, x.data(), expected.data());
+    const std::vector<float> out = dropout_on_kernel(p, x);
+    EXPECT_EQ(out, expected) << "positions " << layout.positions << " width " << layout.width;  // same bits, same scaling
+    int64_t dropped = 0;
+    for (float v : out) dropped += v == 0.0f;
+    EXPECT_NEAR(static_cast<double>(dropped) / static_cast<double>(count), 0.3, 0.05);
+  }
+}
+
+// Rows 3 and 4 of a [5, 11, 13] batch, and the same examples as a [2, 7, 13] slice padded to 7
+// with row_offset 3: the kernel draws the same mask at every position the two share.
+TEST(PointwiseKernels, DropoutMaskOfARowIgnoresPaddingAndTheSplit) {
+  const int64_t long_len = 11, short_len = 7, width = 13;
+  const std::vector<float> whole = random_values(static_cast<size_t>(5 * long_len * width), 6, 0.5f, 1.5f);
+  std::vector<float> slice(static_cast<size_t>(2 * short_len * width));
+  for (int64_t r = 0; r < 2; ++r) {
+    for (int64_t t = 0; t < short_len; ++t) {
+      for (int64_t c = 0; c < width; ++c) {
+        slice[static_cast<size_t>((r * short_len + t) * width + c)] = whole[static_cast<size_t>(((3 + r) * long_len + t) * width + c)];
+      }
+    }
+  }
+  const std::vector<float> whole_out = dropout_on_kernel(dropout_params(long_len, width, 0), whole);
+  const std::vector<float> slice_out = dropout_on_kernel(dropout_params(short_len, width, 3), slice);
+  int64_t dropped = 0;
+  for (int64_t r = 0; r < 2; ++r) {
+    for (int64_t t = 0; t < short_len; ++t) {
+      for (int64_t c = 0; c < width; ++c) {
+        const float expected = whole_out[static_cast<size_t>(((3 + r) * long_len + t) * width + c)];
+        ASSERT_EQ(slice_out[static_cast<size_t>((r * short_len + t) * width + c)], expected) << r << " " << t << " " << c;
+        dropped += expected == 0.0f;
+      }
+    }
+  }
+  EXPECT_GT(dropped, 30);
 }
 
 TEST(PointwiseKernels, AdamWMatchesTheCpuBackendOverSeveralSteps) {
