@@ -141,14 +141,15 @@ class Backend {
   virtual void caption_loss_log_probs(const kernels::CaptionLossParams& p, const float* logits, const int64_t* labels,
                                       float* log_prob, float* lse) = 0;
   // Mode mean with a gradient, one pass: log_prob as above, inverse_tokens[0] = 1 / max(counted
-  // tokens, 1) and dlogits = (softmax - onehot) * inverse_tokens (the loss gradient for an
-  // upstream gradient of 1; 0 for ignored tokens).
+  // tokens, 1) (1 / p.normaliser when that is > 0) and dlogits = (softmax - onehot) *
+  // inverse_tokens (the loss gradient for an upstream gradient of 1; 0 for ignored tokens).
   virtual void caption_loss_mean_fused(const kernels::CaptionLossParams& p, const float* logits,
                                        const int64_t* labels, float* log_prob, float* inverse_tokens,
                                        float* dlogits) = 0;
-  // Combines log_prob per group in the mode's formula: loss[0] = sum_g L_g / tokens (0 when
-  // no token counts), inverse_tokens[0] = 1 / max(tokens, 1), and (when token_weight is not
-  // null) token_weight[i] = d sum_g L_g / d log_prob[i]. The sum is deterministic.
+  // Combines log_prob per group in the mode's formula: loss[0] = sum_g L_g / N (0 when N is 0),
+  // inverse_tokens[0] = 1 / N (1 when N is 0), and (when token_weight is not null)
+  // token_weight[i] = d sum_g L_g / d log_prob[i]. N = p.normaliser when > 0, else the batch's
+  // target tokens (summed over the groups in id order). The sums are deterministic.
   virtual void caption_loss_combine(const kernels::CaptionLossParams& p, const float* log_prob, const int64_t* labels,
                                     const int64_t* group, float* token_weight, float* loss,
                                     float* inverse_tokens) = 0;

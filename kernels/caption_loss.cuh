@@ -23,7 +23,8 @@
 //
 // The normaliser is the CPU reference's (engine/cpu/caption_loss_cpu.cc): target tokens counted
 // once per group (the mean over the group's rows for sequence_mixture), so k = 0 is plain token
-// cross-entropy in every mode.
+// cross-entropy in every mode; or CaptionLossParams::normaliser when the caller gives one (the
+// global batch's, for data parallelism and gradient accumulation).
 #pragma once
 
 #include <cfloat>
@@ -135,8 +136,13 @@ __global__ void caption_token_log_prob_kernel(CaptionLossParams p, const float* 
   }
 }
 
-// Counted tokens of mode mean -> inverse_tokens[0] = 1 / max(count, 1); one block.
+// Counted tokens of mode mean -> inverse_tokens[0] = 1 / max(count, 1), or 1 / p.normaliser when
+// the caller gives one (then nothing is counted); one block.
 __global__ void caption_count_tokens_kernel(CaptionLossParams p, const int64_t* labels, float* inverse_tokens) {
+  if (p.normaliser > 0.0) {
+    if (threadIdx.x == 0) inverse_tokens[0] = static_cast<float>(1.0 / p.normaliser);
+    return;
+  }
   __shared__ double scratch[kCaptionReduceThreads / 32];
   const int64_t tokens = p.rows * p.length;
   double count = 0.0;
@@ -292,21 +298,26 @@ __global__ void caption_combine_kernel(CaptionLossParams p, const float* log_pro
   }
 }
 
-// One block: loss[0] = sum of the group losses / tokens (0 without tokens) and
-// inverse_tokens[0] = 1 / max(tokens, 1), summed in a fixed order.
+// One block: loss[0] = sum of the group losses / normaliser (0 when it is 0) and
+// inverse_tokens[0] = 1 / normaliser (1 when it is 0), summed in a fixed order. The normaliser
+// is p.normaliser when the caller gives one, else the batch's target tokens: their sum runs
+// over the groups in id order in one thread, the CPU reference's order, so it is bit for bit
+// the value ops::caption_loss_normaliser returns (sequence_mixture adds fractions, whose sum
+// depends on the order; G additions once per step).
 __global__ void caption_final_kernel(CaptionLossParams p, const double* partials, float* loss,
                                      float* inverse_tokens) {
   __shared__ double scratch[kCaptionReduceThreads / 32];
-  double loss_sum = 0.0, tokens = 0.0;
-  for (int64_t g = threadIdx.x; g < p.groups; g += blockDim.x) {
-    loss_sum += partials[2 * g];
-    tokens += partials[2 * g + 1];
-  }
+  double loss_sum = 0.0;
+  for (int64_t g = threadIdx.x; g < p.groups; g += blockDim.x) loss_sum += partials[2 * g];
   loss_sum = block_sum_double(loss_sum, scratch);
-  tokens = block_sum_double(tokens, scratch);
   if (threadIdx.x == 0) {
-    loss[0] = tokens > 0.0 ? static_cast<float>(loss_sum / tokens) : 0.0f;
-    inverse_tokens[0] = static_cast<float>(1.0 / (tokens > 0.0 ? tokens : 1.0));
+    double normaliser = p.normaliser;
+    if (!(normaliser > 0.0)) {
+      normaliser = 0.0;
+      for (int64_t g = 0; g < p.groups; ++g) normaliser += partials[2 * g + 1];
+    }
+    loss[0] = normaliser > 0.0 ? static_cast<float>(loss_sum / normaliser) : 0.0f;
+    inverse_tokens[0] = static_cast<float>(1.0 / (normaliser > 0.0 ? normaliser : 1.0));
   }
 }
 

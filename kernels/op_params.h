@@ -101,6 +101,11 @@ struct CaptionLossParams {
   int64_t max_group_rows = 0;  // k + 1 of the largest group
   CaptionLossMode mode = CaptionLossMode::kMean;
   int64_t ignore_index = -100;
+  // What sum_g L_g is divided by. 0: this batch's own normaliser (target tokens counted once
+  // per group, the mean over the group's rows for sequence_mixture). > 0: this value, e.g. the
+  // normaliser of the whole global batch when this batch is one rank's or one micro-batch's
+  // slice of it, so the slices' losses and gradients add up to the whole batch's.
+  double normaliser = 0.0;
 };
 
 // One AdamW step (torch.optim.AdamW semantics; decoupled weight decay, bias correction).

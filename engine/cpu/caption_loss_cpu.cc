@@ -74,7 +74,8 @@ void CpuBackend::caption_loss_mean_fused(const kernels::CaptionLossParams& p, co
   const int64_t tokens = p.rows * p.length;
   int64_t counted = 0;
   for (int64_t i = 0; i < tokens; ++i) counted += labels[i] != p.ignore_index ? 1 : 0;
-  const float inverse = static_cast<float>(1.0 / static_cast<double>(std::max<int64_t>(counted, 1)));
+  const double normaliser = p.normaliser > 0.0 ? p.normaliser : static_cast<double>(std::max<int64_t>(counted, 1));
+  const float inverse = static_cast<float>(1.0 / normaliser);
   inverse_tokens[0] = inverse;
 #pragma omp parallel for schedule(static) if (worth_parallel(tokens * p.vocab))
   for (int64_t i = 0; i < tokens; ++i) {
@@ -150,8 +151,10 @@ void CpuBackend::caption_loss_combine(const kernels::CaptionLossParams& p, const
       }
     }
   }
-  loss[0] = tokens > 0.0 ? static_cast<float>(loss_sum / tokens) : 0.0f;
-  inverse_tokens[0] = static_cast<float>(1.0 / (tokens > 0.0 ? tokens : 1.0));
+  // A caller-given normaliser (the global batch's) replaces the batch's own token count.
+  const double normaliser = p.normaliser > 0.0 ? p.normaliser : tokens;
+  loss[0] = normaliser > 0.0 ? static_cast<float>(loss_sum / normaliser) : 0.0f;
+  inverse_tokens[0] = static_cast<float>(1.0 / (normaliser > 0.0 ? normaliser : 1.0));
 }
 
 void CpuBackend::caption_loss_backward(const kernels::CaptionLossParams& p, const float* logits,

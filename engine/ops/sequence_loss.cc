@@ -1,6 +1,7 @@
 #include "engine/ops/sequence_loss.h"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -169,9 +170,13 @@ Tensor caption_loss(const Tensor& log_probs_in, const Tensor& labels_in, const s
 }
 
 Tensor caption_loss_from_logits(const Tensor& logits_in, const Tensor& labels_in, const Tensor& group_in,
-                                CaptionLoss mode, int64_t ignore_index) {
+                                CaptionLoss mode, int64_t ignore_index, double normaliser) {
   constexpr const char* kOp = "caption_loss_from_logits";
   check_rank(kOp, "logits", logits_in, 3);
+  if (!(normaliser >= 0.0) || !std::isfinite(normaliser)) {  // also rejects NaN
+    Fail(ErrorKind::kInvalidArgument, kOp, ": normaliser must be finite and >= 0 (0 = this batch's own), got ",
+         normaliser, " for logits ", logits_in.describe());
+  }
   const CheckedLabels checked = check_token_labels(kOp, logits_in, labels_in, ignore_index);
   check_integer(kOp, "group", group_in);
   check_rank(kOp, "group", group_in, 1);
@@ -198,6 +203,7 @@ Tensor caption_loss_from_logits(const Tensor& logits_in, const Tensor& labels_in
   p.max_group_rows = layout.max_group_rows;
   p.mode = kernel_mode(mode);
   p.ignore_index = ignore_index;
+  p.normaliser = normaliser;
   Backend& backend = backend_for(device);
   Tensor log_prob = Tensor::empty({rows, length}, DType::kF32, device);
   Tensor out = Tensor::empty({}, DType::kF32, device);
@@ -238,6 +244,37 @@ Tensor caption_loss_from_logits(const Tensor& logits_in, const Tensor& labels_in
               });
   }
   return out;
+}
+
+double caption_loss_normaliser(const Tensor& labels_in, const std::vector<int64_t>& group, CaptionLoss mode,
+                               int64_t ignore_index) {
+  constexpr const char* kOp = "caption_loss_normaliser";
+  check_integer(kOp, "labels", labels_in);
+  check_rank(kOp, "labels", labels_in, 2);
+  const int64_t rows = labels_in.size(0), length = labels_in.size(1);
+  if (static_cast<int64_t>(group.size()) != rows) {
+    Fail(ErrorKind::kInvalidArgument, kOp, ": ", group.size(), " group ids for ", rows, " rows of labels ",
+         labels_in.describe());
+  }
+  const Tensor host = as_int64(labels_in.host_accessible() ? labels_in : labels_in.to_device(Device::cpu()));
+  const int64_t* labels = host.data<int64_t>();
+  const GroupLayout layout = check_groups(kOp, group.data(), rows, labels, length, mode);
+  // Per group, then summed in id order: the order of the CPU's and the CUDA kernels' sums.
+  std::vector<double> counted(static_cast<size_t>(layout.groups), 0.0), members(counted.size(), 0.0);
+  std::vector<bool> seen(counted.size(), false);
+  for (int64_t r = 0; r < rows; ++r) {
+    const size_t g = static_cast<size_t>(group[static_cast<size_t>(r)]);
+    members[g] += 1.0;
+    // token_mixture: the rows share one target, counted once (from the group's first row).
+    if (mode == CaptionLoss::kTokenMixture && seen[g]) continue;
+    seen[g] = true;
+    for (int64_t t = 0; t < length; ++t) counted[g] += labels[r * length + t] != ignore_index ? 1.0 : 0.0;
+  }
+  double normaliser = 0.0;
+  for (size_t g = 0; g < counted.size(); ++g) {
+    normaliser += mode == CaptionLoss::kSequenceMixture ? counted[g] / members[g] : counted[g];
+  }
+  return normaliser;
 }
 
 }  // namespace la3::ops

@@ -16,7 +16,10 @@
 //
 // The batch loss is sum_g L_g divided by the number of target tokens of the batch counted
 // once per group (the mean over the group's rows for sequence_mixture), so k = 0 gives
-// exactly plain token cross-entropy in every mode.
+// exactly plain token cross-entropy in every mode. When a batch is one slice of a larger
+// global batch (a data-parallel rank, a gradient-accumulation micro-batch), the caller passes
+// the global batch's normaliser instead (caption_loss_normaliser of each slice, summed), and the
+// slices' losses and gradients add up to the global batch's.
 #pragma once
 
 #include <cstdint>
@@ -54,7 +57,20 @@ Tensor caption_loss(const Tensor& log_probs, const Tensor& labels, const std::ve
 // outside [0, vocab), a negative or out-of-range group id, a group without rows, or
 // token_mixture rows of one group with different targets are errors naming the row and
 // position. Differentiable in the logits.
+// normaliser: 0 = this batch's own (caption_loss_normaliser of these labels); > 0 = the loss
+// is sum_g L_g / normaliser and the gradient scales alike, in every mode; negative or not
+// finite is an error.
 Tensor caption_loss_from_logits(const Tensor& logits, const Tensor& labels, const Tensor& group, CaptionLoss mode,
-                                int64_t ignore_index = -100);
+                                int64_t ignore_index = -100, double normaliser = 0.0);
+
+// The normaliser caption_loss_from_logits divides by when given none, computed on the host from
+// labels [rows, len] (any integer dtype; copied from a device if needed) and group ids (as the
+// op's): target tokens counted once per group -- every row's for mean, the shared target's for
+// token_mixture, the mean over the group's rows for sequence_mixture -- summed over the groups in
+// id order. Bit for bit the value the CPU and CUDA kernels compute; 0 when no token counts. The
+// same validation as the op (group ids 0..G-1 all present, token_mixture targets equal).
+// Normalisers of disjoint slices add up to the normaliser of their union (as a sum of doubles).
+double caption_loss_normaliser(const Tensor& labels, const std::vector<int64_t>& group, CaptionLoss mode,
+                               int64_t ignore_index = -100);
 
 }  // namespace la3::ops

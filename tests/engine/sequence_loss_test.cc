@@ -1,6 +1,8 @@
 // The k+1-caption losses (DESIGN.md 4) against a direct double-precision implementation
 // from the logits, finite differences through token_log_probs, and k = 0 reducing exactly
-// to plain token cross-entropy.
+// to plain token cross-entropy; the caller-given normaliser (data parallelism, gradient
+// accumulation): the batch's own is the default bit for bit, and slices of a batch divided by
+// the whole batch's normaliser add up to the whole batch's loss and gradient.
 #include "engine/ops/sequence_loss.h"
 
 #include <gmock/gmock.h>
@@ -279,6 +281,172 @@ TEST(CaptionLossFromLogits, KZeroIsCrossEntropyAndAllPaddingIsZero) {
   }
 }
 
+// --- the caller-given normaliser ------------------------------------------------------------
+
+// The normaliser by hand: mean counts every row's tokens, token_mixture the shared target once
+// per group, sequence_mixture the mean over the group's rows.
+TEST(CaptionLossNormaliser, CountsTargetTokensOncePerGroup) {
+  // Group 0: rows 0, 2 (targets of 3 and 2 tokens; identical for token_mixture below); group 1:
+  // row 1 (4 tokens); group 2: rows 3, 4, 5 (1, 0 and 2 tokens).
+  const Tensor labels = Tensor::from_vector<int64_t>(
+      {6, 4}, {1, 2, 3, -100, /**/ 4, 4, 4, 4, /**/ 1, 2, -100, -100, /**/ 5, -100, -100, -100,
+               /**/ -100, -100, -100, -100, /**/ 0, 1, -100, -100});
+  const std::vector<int64_t> group = {0, 1, 0, 2, 2, 2};
+  EXPECT_EQ(ops::caption_loss_normaliser(labels, group, ops::CaptionLoss::kMean), 12.0);
+  EXPECT_EQ(ops::caption_loss_normaliser(labels, group, ops::CaptionLoss::kSequenceMixture),
+            (3.0 + 2.0) / 2.0 + 4.0 + (1.0 + 0.0 + 2.0) / 3.0);
+  const Tensor shared = Tensor::from_vector<int64_t>(
+      {4, 3}, {1, 2, -100, /**/ 7, 7, 7, /**/ 1, 2, -100, /**/ 1, 2, -100});
+  EXPECT_EQ(ops::caption_loss_normaliser(shared, {0, 1, 0, 0}, ops::CaptionLoss::kTokenMixture), 2.0 + 3.0);
+  // i32 labels and another ignore_index; no counted token gives 0.
+  EXPECT_EQ(ops::caption_loss_normaliser(Tensor::from_vector<int32_t>({2, 2}, {3, -1, -1, -1}), {0, 1},
+                                         ops::CaptionLoss::kMean, -1),
+            1.0);
+  EXPECT_EQ(ops::caption_loss_normaliser(Tensor::full({2, 3}, -100.0, DType::kI64), {0, 0}, ops::CaptionLoss::kMean),
+            0.0);
+}
+
+struct LossAndGradient {
+  float loss = 0.0f;
+  std::vector<float> grad;
+  float loss_without_tape = 0.0f;
+};
+
+// Loss and gradient (upstream `upstream`) of caption_loss_from_logits, and the loss again
+// without a tape (mode mean then takes the unfused path).
+LossAndGradient loss_and_gradient(const Tensor& logits, const Tensor& labels, const std::vector<int64_t>& group,
+                                  ops::CaptionLoss mode, double normaliser, double upstream = 1.0) {
+  LossAndGradient result;
+  const Tensor x = logits.clone();
+  x.set_requires_grad(true);
+  {
+    Tape tape;
+    const Tensor loss = ops::caption_loss_from_logits(x, labels, group_tensor(group), mode, -100, normaliser);
+    tape.backward(loss, Tensor::full({}, upstream));
+    result.loss = static_cast<float>(loss.item());
+  }
+  result.grad = x.grad().to_vector<float>();
+  result.loss_without_tape =
+      static_cast<float>(ops::caption_loss_from_logits(logits, labels, group_tensor(group), mode, -100, normaliser).item());
+  return result;
+}
+
+TEST(CaptionLossFromLogits, TheBatchsOwnNormaliserIsBitIdenticalToTheDefault) {
+  std::mt19937 rng(64);
+  for (ops::CaptionLoss mode :
+       {ops::CaptionLoss::kMean, ops::CaptionLoss::kTokenMixture, ops::CaptionLoss::kSequenceMixture}) {
+    for (double upstream : {1.0, 0.75}) {
+      const RandomBatch b = random_batch(rng, mode, 7, 5, 23);
+      SCOPED_TRACE(::testing::Message() << ops::caption_loss_name(mode) << " rows " << b.rows << " upstream " << upstream);
+      const Tensor labels = Tensor::from_vector<int64_t>({b.rows, b.length}, b.labels);
+      const Tensor logits = testing::random_tensor({b.rows, b.length, 23}, rng, -3.0f, 3.0f);
+      const double own = ops::caption_loss_normaliser(labels, b.group, mode);
+      ASSERT_GT(own, 0.0);
+      const LossAndGradient by_default = loss_and_gradient(logits, labels, b.group, mode, 0.0, upstream);
+      const LossAndGradient given = loss_and_gradient(logits, labels, b.group, mode, own, upstream);
+      EXPECT_EQ(given.loss, by_default.loss);
+      EXPECT_EQ(given.loss_without_tape, by_default.loss_without_tape);
+      EXPECT_EQ(given.grad, by_default.grad);
+      // And another normaliser does change them, by own / normaliser.
+      const LossAndGradient doubled = loss_and_gradient(logits, labels, b.group, mode, 2.0 * own, upstream);
+      EXPECT_NEAR(doubled.loss, by_default.loss / 2.0f, 1e-6 * std::abs(by_default.loss));
+      EXPECT_NE(doubled.loss, by_default.loss);
+    }
+  }
+}
+
+// Rows of `b` whose group is in [first_group, end_group), group ids renumbered from 0 and the
+// targets cut to the slice's own longest (as the batcher pads each batch to its own length).
+struct Slice {
+  std::vector<int64_t> rows;  // rows of the whole batch, in order
+  std::vector<int64_t> group, labels;
+  int64_t length = 0;
+};
+
+Slice slice_of(const RandomBatch& b, int64_t first_group, int64_t end_group) {
+  Slice s;
+  for (int64_t r = 0; r < b.rows; ++r) {
+    const int64_t g = b.group[static_cast<size_t>(r)];
+    if (g < first_group || g >= end_group) continue;
+    s.rows.push_back(r);
+    s.group.push_back(g - first_group);
+    for (int64_t t = 0; t < b.length; ++t) {
+      if (b.labels[static_cast<size_t>(r * b.length + t)] != -100) s.length = std::max(s.length, t + 1);
+    }
+  }
+  s.length = std::max<int64_t>(s.length, 1);
+  for (int64_t r : s.rows) {
+    for (int64_t t = 0; t < s.length; ++t) s.labels.push_back(b.labels[static_cast<size_t>(r * b.length + t)]);
+  }
+  return s;
+}
+
+// What data parallelism and gradient accumulation rely on: two slices of a batch (different
+// groups, rows and padded lengths), each divided by the whole batch's normaliser, give losses
+// that add up to the whole batch's loss and gradients that are the whole batch's gradient rows.
+TEST(CaptionLossFromLogits, SlicesDividedByTheWholeNormaliserAddUpToTheWholeBatch) {
+  std::mt19937 rng(65);
+  constexpr int64_t kSliceVocab = 29;
+  for (ops::CaptionLoss mode :
+       {ops::CaptionLoss::kMean, ops::CaptionLoss::kTokenMixture, ops::CaptionLoss::kSequenceMixture}) {
+    for (int trial = 0; trial < 3; ++trial) {
+      // The whole batch padded two positions beyond its longest target, so every slice (cut to
+      // its own longest) is shorter than the whole.
+      RandomBatch b = random_batch(rng, mode, 7, 6, kSliceVocab);
+      std::vector<int64_t> padded;
+      for (int64_t r = 0; r < b.rows; ++r) {
+        const auto row = b.labels.begin() + r * b.length;
+        padded.insert(padded.end(), row, row + b.length);
+        padded.insert(padded.end(), 2, -100);
+      }
+      b.labels = padded;
+      b.length += 2;
+      const Slice first = slice_of(b, 0, 3), second = slice_of(b, 3, 7);
+      SCOPED_TRACE(::testing::Message() << ops::caption_loss_name(mode) << " rows " << first.rows.size() << " + "
+                                        << second.rows.size() << ", lengths " << first.length << " and "
+                                        << second.length << " of " << b.length);
+      const Tensor labels = Tensor::from_vector<int64_t>({b.rows, b.length}, b.labels);
+      const Tensor logits = testing::random_tensor({b.rows, b.length, kSliceVocab}, rng, -3.0f, 3.0f);
+      const double whole_normaliser = ops::caption_loss_normaliser(labels, b.group, mode);
+      if (whole_normaliser == 0.0) continue;
+      const LossAndGradient whole = loss_and_gradient(logits, labels, b.group, mode, 0.0);
+
+      double loss_sum = 0.0, normaliser_sum = 0.0;
+      std::vector<float> grad(whole.grad.size(), 0.0f);  // the slices' gradients placed in the whole batch's rows
+      for (const Slice* s : {&first, &second}) {
+        const int64_t rows = static_cast<int64_t>(s->rows.size());
+        const Tensor slice_labels = Tensor::from_vector<int64_t>({rows, s->length}, s->labels);
+        std::vector<float> values;
+        const std::vector<float> all = logits.to_vector<float>();
+        for (int64_t r : s->rows) {
+          const auto row = all.begin() + r * b.length * kSliceVocab;
+          values.insert(values.end(), row, row + s->length * kSliceVocab);
+        }
+        const Tensor slice_logits = Tensor::from_vector<float>({rows, s->length, kSliceVocab}, values);
+        normaliser_sum += ops::caption_loss_normaliser(slice_labels, s->group, mode);
+        const LossAndGradient part = loss_and_gradient(slice_logits, slice_labels, s->group, mode, whole_normaliser);
+        loss_sum += part.loss;
+        EXPECT_NEAR(part.loss_without_tape, part.loss, 1e-6 * std::abs(part.loss) + 1e-12);
+        for (int64_t i = 0; i < rows; ++i) {
+          for (int64_t e = 0; e < s->length * kSliceVocab; ++e) {
+            grad[static_cast<size_t>(s->rows[static_cast<size_t>(i)] * b.length * kSliceVocab + e)] =
+                part.grad[static_cast<size_t>(i * s->length * kSliceVocab + e)];
+          }
+        }
+      }
+      EXPECT_NEAR(normaliser_sum, whole_normaliser, 1e-12 * whole_normaliser);
+      EXPECT_NEAR(loss_sum, whole.loss, 1e-6 * std::abs(whole.loss));
+      double largest = 0.0, largest_difference = 0.0;
+      for (size_t i = 0; i < grad.size(); ++i) {
+        largest = std::max(largest, static_cast<double>(std::abs(whole.grad[i])));
+        largest_difference = std::max(largest_difference, static_cast<double>(std::abs(grad[i] - whole.grad[i])));
+      }
+      EXPECT_GT(largest, 0.0);
+      EXPECT_LT(largest_difference, 1e-6 * largest);
+    }
+  }
+}
+
 TEST(CaptionLossFromLogits, BadInputsAreNamed) {
   const Tensor logits = Tensor::zeros({3, 2, 5});
   const Tensor labels = Tensor::from_vector<int64_t>({3, 2}, {1, 2, 1, 3, 4, -100});
@@ -311,6 +479,21 @@ TEST(CaptionLossFromLogits, BadInputsAreNamed) {
               HasSubstr("label 5 at position 4"));
   EXPECT_THAT(message([&] { ops::caption_loss_from_logits(Tensor::zeros({3, 5}), labels, ids({0, 1, 2}), mean); }),
               HasSubstr("logits"));
+  // The caller-given normaliser must be a finite value >= 0.
+  EXPECT_THAT(message([&] { ops::caption_loss_from_logits(logits, labels, ids({0, 1, 2}), mean, -100, -1.0); }),
+              HasSubstr("caption_loss_from_logits: normaliser must be finite and >= 0 (0 = this batch's own), got -1 "
+                        "for logits f32[3, 2, 5] on cpu"));
+  EXPECT_THAT(message([&] { ops::caption_loss_from_logits(logits, labels, ids({0, 1, 2}), mean, -100, NAN); }),
+              HasSubstr("caption_loss_from_logits: normaliser must be finite and >= 0"));
+  EXPECT_THAT(message([&] { ops::caption_loss_from_logits(logits, labels, ids({0, 1, 2}), mean, -100, INFINITY); }),
+              HasSubstr("caption_loss_from_logits: normaliser must be finite and >= 0"));
+  // caption_loss_normaliser validates as the op does.
+  EXPECT_THAT(message([&] { ops::caption_loss_normaliser(labels, {0, 1}, mean); }),
+              HasSubstr("caption_loss_normaliser: 2 group ids for 3 rows of labels i64[3, 2] on cpu"));
+  EXPECT_THAT(message([&] { ops::caption_loss_normaliser(labels, {0, 0, 1}, ops::CaptionLoss::kTokenMixture); }),
+              HasSubstr("caption_loss_normaliser: token_mixture needs one target per group"));
+  EXPECT_THAT(message([&] { ops::caption_loss_normaliser(Tensor::zeros({3}, DType::kI64), {0, 1, 2}, mean); }),
+              HasSubstr("caption_loss_normaliser: labels must have 2 dimensions"));
 }
 
 }  // namespace

@@ -82,14 +82,16 @@ struct Result {
 
 enum class Path { kFused, kSplit };
 
-Result run(const Batch& b, ops::CaptionLoss mode, Device device, Path path, bool int32_groups) {
+// normaliser: the fused op's caller-given normaliser (0 = the batch's own).
+Result run(const Batch& b, ops::CaptionLoss mode, Device device, Path path, bool int32_groups,
+           double normaliser = 0.0) {
   const Tensor logits = on(Tensor::from_vector<float>({b.rows, b.length, b.vocab}, b.logits), device);
   const Tensor labels = on(Tensor::from_vector<int64_t>({b.rows, b.length}, b.labels), device);
   std::vector<int32_t> group32(b.group.begin(), b.group.end());
   const Tensor group = int32_groups ? on(Tensor::from_vector<int32_t>({b.rows}, group32), device)
                                     : on(Tensor::from_vector<int64_t>({b.rows}, b.group), device);
   auto loss_of = [&](const Tensor& x) {
-    return path == Path::kFused ? ops::caption_loss_from_logits(x, labels, group, mode)
+    return path == Path::kFused ? ops::caption_loss_from_logits(x, labels, group, mode, -100, normaliser)
                                 : ops::caption_loss(ops::token_log_probs(x, labels), labels, b.group, mode);
   };
   Result result;
@@ -136,6 +138,35 @@ TEST_P(CaptionLossEmu, FusedLossAndGradientMatchTheCpuInEveryMode) {
       EXPECT_NEAR(split.loss, cpu.loss, kLossRelative * std::abs(cpu.loss) + 1e-7);
       EXPECT_LT(testing::normalized_error(split.grad, cpu.grad), kGradientNormalised);
     }
+  }
+}
+
+// The caller-given normaliser on the device: the batch's own (caption_loss_normaliser, computed
+// on the host) reproduces the default loss and gradient bit for bit (the kernels sum the groups'
+// token counts in the host's order, so even sequence_mixture's fractional sum is the same
+// double), and another value agrees with the CPU as the default does.
+TEST_P(CaptionLossEmu, GivenNormaliserMatchesTheCpuAndTheOwnOneIsTheDefault) {
+  register_cuda_emu_backend();
+  std::mt19937 rng(74);
+  for (ops::CaptionLoss mode :
+       {ops::CaptionLoss::kMean, ops::CaptionLoss::kTokenMixture, ops::CaptionLoss::kSequenceMixture}) {
+    const Batch b = random_batch(rng, mode, 40, 2, 5);
+    SCOPED_TRACE(::testing::Message() << ops::caption_loss_name(mode) << " rows " << b.rows);
+    const double own =
+        ops::caption_loss_normaliser(Tensor::from_vector<int64_t>({b.rows, b.length}, b.labels), b.group, mode);
+    ASSERT_GT(own, 0.0);
+    const Result by_default = run(b, mode, kEmu, Path::kFused, false);
+    const Result given_own = run(b, mode, kEmu, Path::kFused, false, own);
+    EXPECT_EQ(given_own.loss, by_default.loss);
+    EXPECT_EQ(given_own.loss_without_tape, by_default.loss_without_tape);
+    EXPECT_EQ(given_own.grad.to_vector<float>(), by_default.grad.to_vector<float>());
+    const double global = 3.7 * own;  // e.g. the normaliser of a global batch this one is a slice of
+    const Result cpu = run(b, mode, Device::cpu(), Path::kFused, false, global);
+    const Result emu = run(b, mode, kEmu, Path::kFused, false, global);
+    EXPECT_NEAR(emu.loss, cpu.loss, kLossRelative * std::abs(cpu.loss) + 1e-7);
+    EXPECT_NEAR(emu.loss_without_tape, cpu.loss, kLossRelative * std::abs(cpu.loss) + 1e-7);
+    EXPECT_LT(testing::normalized_error(emu.grad, cpu.grad), kGradientNormalised);
+    EXPECT_NEAR(emu.loss, by_default.loss * own / global, kLossRelative * std::abs(emu.loss));
   }
 }
 
