@@ -172,6 +172,7 @@ absl::StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, con
            run.read("output_dir", c.output_dir),
            distributed.read("backend", c.dist_backend), distributed.read("bucket_mb", c.dist_bucket_mb),
            distributed.read("shard_optimizer", c.dist_shard_optimizer), distributed.read("timeout_s", c.dist_timeout_s),
+           distributed.read("overlap", c.dist_overlap),
            model.check_unknown_keys(), data.check_unknown_keys(), loss.check_unknown_keys(),
            optimizer.check_unknown_keys(), schedule.check_unknown_keys(), training.check_unknown_keys(),
            run.check_unknown_keys(), distributed.check_unknown_keys()}) {
@@ -276,7 +277,7 @@ std::string train_config_to_yaml(const TrainConfig& c) {
   out << YAML::Key << "distributed" << YAML::Value << YAML::BeginMap << YAML::Key << "backend" << YAML::Value
       << c.dist_backend << YAML::Key << "bucket_mb" << YAML::Value << c.dist_bucket_mb << YAML::Key
       << "shard_optimizer" << YAML::Value << c.dist_shard_optimizer << YAML::Key << "timeout_s" << YAML::Value
-      << c.dist_timeout_s << YAML::EndMap;
+      << c.dist_timeout_s << YAML::Key << "overlap" << YAML::Value << c.dist_overlap << YAML::EndMap;
   out << YAML::Key << "run" << YAML::Value << YAML::BeginMap << YAML::Key << "output_dir" << YAML::Value << c.output_dir
       << YAML::EndMap;
   out << YAML::EndMap;

@@ -68,6 +68,7 @@ struct TrainConfig {
   double dist_bucket_mb = 25.0;       // gradient bucket size: one all-reduce per bucket
   bool dist_shard_optimizer = false;  // ZeRO-1: AdamW moments sharded across the ranks
   double dist_timeout_s = 300.0;      // a collective waiting longer than this ends the job
+  bool dist_overlap = true;           // all-reduce each bucket during backward (false: after it)
   // run
   std::string output_dir = "runs/demo";
 

@@ -7,8 +7,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include <csignal>
+#include <thread>
+
 #include "absl/strings/str_cat.h"
 #include "data/batching.h"
+#include "dist/gradient_buckets.h"
+#include "dist/world.h"
 #include "data/tokenizer.h"
 #include "engine/autograd/tape.h"
 #include "engine/cpu/cpu_backend.h"
@@ -48,7 +53,8 @@ absl::Status append_metrics(const std::string& path, const nlohmann::json& recor
 // Writes the checkpoint into a sibling temporary directory and swaps it in, so a crash
 // leaves either the previous checkpoint or the new one, never a mixture.
 absl::Status save_checkpoint(const std::string& run_dir, const T5Model& model, const AdamW& optimizer,
-                             const Position& position, uint64_t seed, const std::string& tokenizer_path) {
+                             const Position& position, uint64_t seed, const std::string& tokenizer_path,
+                             int64_t global_batch_groups, int world_size) {
   const fs::path final_dir = fs::path(run_dir) / "checkpoint";
   const fs::path staging = fs::path(run_dir) / "checkpoint.tmp";
   const fs::path previous = fs::path(run_dir) / "checkpoint.old";
@@ -69,7 +75,8 @@ absl::Status save_checkpoint(const std::string& run_dir, const T5Model& model, c
   if (absl::Status s = write_safetensors((staging / "optimizer.safetensors").string(), moments); !s.ok()) return s;
   const nlohmann::json state = {{"step", position.step},      {"epoch", position.epoch},
                                 {"batch", position.batch},    {"seed", seed},
-                                {"optimizer_steps", optimizer.steps_taken()}};
+                                {"optimizer_steps", optimizer.steps_taken()},
+                                {"global_batch_groups", global_batch_groups}, {"world_size", world_size}};
   if (absl::Status s = write_file_atomically((staging / "state.json").string(), state.dump(2) + "\n"); !s.ok()) return s;
   fs::remove_all(previous, error);
   if (fs::exists(final_dir)) {
@@ -82,7 +89,8 @@ absl::Status save_checkpoint(const std::string& run_dir, const T5Model& model, c
   return absl::OkStatus();
 }
 
-absl::StatusOr<Position> restore_checkpoint(const std::string& run_dir, T5Model& model, AdamW& optimizer) {
+absl::StatusOr<Position> restore_checkpoint(const std::string& run_dir, T5Model& model, AdamW& optimizer,
+                                            int64_t global_batch_groups) {
   const fs::path dir = fs::path(run_dir) / "checkpoint";
   absl::StatusOr<T5Model> saved = load_t5_checkpoint(dir.string());
   if (!saved.ok()) return saved.status();
@@ -113,36 +121,98 @@ absl::StatusOr<Position> restore_checkpoint(const std::string& run_dir, T5Model&
       !state.contains("optimizer_steps")) {
     return absl::InvalidArgumentError(absl::StrCat(dir.string(), "/state.json: missing step, epoch, batch or optimizer_steps"));
   }
+  // The batch plan is cut in global batches: resuming continues the same sequence only with the
+  // same global batch (any world size x batch_size x grad_accumulation giving it).
+  if (state.contains("global_batch_groups") && state["global_batch_groups"].get<int64_t>() != global_batch_groups) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        dir.string(), "/state.json: the run was trained with a global batch of ", state["global_batch_groups"].get<int64_t>(),
+        " groups (", state.value("world_size", 1), " ranks), this launch has ", global_batch_groups,
+        " (training.batch_size x ranks x training.grad_accumulation); keep the global batch to resume"));
+  }
   if (absl::Status s = optimizer.restore_state(state["optimizer_steps"].get<int64_t>(), exp_avg, exp_avg_sq); !s.ok()) {
     return s;
   }
   return Position{state["step"].get<int64_t>(), state["epoch"].get<int64_t>(), state["batch"].get<int64_t>()};
 }
 
-// The loss of one batch (differentiable when a tape is active).
-Tensor batch_loss(const T5Model& model, const Batch& batch, ops::CaptionLoss mode, const T5ForwardOptions& forward) {
+// The loss of one batch (differentiable when a tape is active): sum over its groups divided by
+// `normaliser` (0 = the batch's own; data parallelism passes the whole global batch's).
+Tensor batch_loss(const T5Model& model, const Batch& batch, ops::CaptionLoss mode, const T5ForwardOptions& forward,
+                  double normaliser = 0.0) {
   // Batches are collated on the host; the model's device gets its own copy.
   const Device device = model.device();
   const Tensor labels = batch.labels.to_device(device);
   const Tensor logits = model.logits(batch.input_ids.to_device(device), batch.attention_mask.to_device(device), labels,
                                      forward);
   const Tensor group = Tensor::from_vector<int64_t>({static_cast<int64_t>(batch.group.size())}, batch.group, device);
-  return ops::caption_loss_from_logits(logits, labels, group, mode);
+  return ops::caption_loss_from_logits(logits, labels, group, mode, -100, normaliser);
 }
 
-double validation_loss(const T5Model& model, const std::vector<ExampleGroup>& groups, const TrainConfig& config) {
+// The token-weighted validation loss. Batch b is evaluated by rank b % world size; the
+// per-batch (loss * tokens, tokens) pairs are all-reduced (every other entry is an exact 0)
+// and summed in batch order, so every world size gives the single process's value exactly.
+absl::StatusOr<double> validation_loss(const T5Model& model, const std::vector<ExampleGroup>& groups,
+                                       const TrainConfig& config, dist::Communicator& control) {
   NoGradGuard no_grad;
   BatchPlanOptions plan_options;
   plan_options.groups_per_batch = config.batch_size;
   plan_options.shuffle = false;
-  double weighted = 0.0, tokens = 0.0;
-  for (const std::vector<size_t>& members : make_batch_plan(groups, plan_options)) {
-    const Batch batch = collate(groups, members);
+  const std::vector<std::vector<size_t>> plan = make_batch_plan(groups, plan_options);
+  std::vector<double> sums(2 * plan.size(), 0.0);
+  for (size_t b = static_cast<size_t>(control.rank()); b < plan.size(); b += static_cast<size_t>(control.size())) {
+    const Batch batch = collate(groups, plan[b]);
     const double loss = batch_loss(model, batch, config.loss, {}).item();
-    weighted += loss * static_cast<double>(batch.target_tokens);
-    tokens += static_cast<double>(batch.target_tokens);
+    sums[2 * b] = loss * static_cast<double>(batch.target_tokens);
+    sums[2 * b + 1] = static_cast<double>(batch.target_tokens);
+  }
+  if (absl::Status s = control.all_reduce_sum(sums.data(), static_cast<int64_t>(sums.size())); !s.ok()) return s;
+  double weighted = 0.0, tokens = 0.0;
+  for (size_t b = 0; b < plan.size(); ++b) {
+    weighted += sums[2 * b];
+    tokens += sums[2 * b + 1];
   }
   return tokens > 0.0 ? weighted / tokens : 0.0;
+}
+
+// The global batch of a step is cut into world size x accumulation contiguous chunks of
+// groups (chunk = rank * accumulation + micro-batch); a partial last batch of an epoch is cut
+// as evenly as possible. Returns the chunk's groups and the global index of its first row
+// (the dropout key offset: masks follow the example, not the rank that holds it).
+struct Chunk {
+  std::vector<size_t> members;
+  int64_t first_row = 0;
+};
+Chunk chunk_of(const std::vector<ExampleGroup>& groups, const std::vector<size_t>& global_batch, int64_t chunks,
+               int64_t index) {
+  const size_t n = global_batch.size();
+  const size_t begin = static_cast<size_t>(static_cast<int64_t>(n) * index / chunks);
+  const size_t end = static_cast<size_t>(static_cast<int64_t>(n) * (index + 1) / chunks);
+  Chunk chunk;
+  for (size_t i = 0; i < begin; ++i) chunk.first_row += static_cast<int64_t>(groups[global_batch[i]].examples.size());
+  chunk.members.assign(global_batch.begin() + static_cast<std::ptrdiff_t>(begin),
+                       global_batch.begin() + static_cast<std::ptrdiff_t>(end));
+  return chunk;
+}
+
+// Test-only fault switch (issue 11's fault test): LA3_TEST_FAULT="RANK:STEP:ACTION" makes rank
+// RANK, at the start of optimizer step STEP, die by SIGKILL (kill), return an error (error)
+// or stop answering (hang). Not a user feature; documented in docs/DISTRIBUTED.md.
+absl::Status maybe_inject_fault(int rank, int64_t step) {
+  const char* spec = std::getenv("LA3_TEST_FAULT");
+  if (spec == nullptr) return absl::OkStatus();
+  int fault_rank = -1;
+  long long fault_step = -1;
+  char action[16] = {0};
+  if (std::sscanf(spec, "%d:%lld:%15s", &fault_rank, &fault_step, action) != 3) {
+    return absl::InvalidArgumentError(absl::StrCat("LA3_TEST_FAULT='", spec, "': expected RANK:STEP:kill|error|hang"));
+  }
+  if (fault_rank != rank || fault_step != step) return absl::OkStatus();
+  const std::string what = action;
+  if (what == "kill") std::raise(SIGKILL);
+  if (what == "hang") {
+    for (;;) std::this_thread::sleep_for(std::chrono::seconds(1));
+  }
+  return absl::InternalError(absl::StrCat("injected fault (LA3_TEST_FAULT) at step ", step));
 }
 
 absl::StatusOr<std::vector<ExampleGroup>> load_groups(const std::string& path, const TrainConfig& config,
@@ -175,13 +245,24 @@ absl::StatusOr<std::vector<ExampleGroup>> load_groups(const std::string& path, c
 
 absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOptions& options) {
   set_cpu_threads(config.threads);
+  // Data parallelism (docs/DISTRIBUTED.md): every rank runs this function on the same data
+  // and plan; rank 0 alone reports, writes metrics and checkpoints.
+  const dist::World& world = dist::world();
+  const bool leader = world.rank == 0;
+  auto info = [&](const std::string& line) {
+    if (leader && options.on_info) options.on_info(line);
+  };
+  TrainOptions leader_options = options;  // load_groups reports through on_info
+  if (!leader) leader_options.on_info = nullptr;
+  std::unique_ptr<dist::Communicator> control = dist::make_world_communicator(config.dist_timeout_s);
+
   absl::StatusOr<Tokenizer> tokenizer = Tokenizer::load(config.tokenizer_path);
   if (!tokenizer.ok()) return tokenizer.status();
   absl::StatusOr<std::vector<ExampleGroup>> train_groups =
-      load_groups(config.train_path, config, *tokenizer, options, "train");
+      load_groups(config.train_path, config, *tokenizer, leader_options, "train");
   if (!train_groups.ok()) return train_groups.status();
   absl::StatusOr<std::vector<ExampleGroup>> validation_groups =
-      load_groups(config.validation_path, config, *tokenizer, options, "validation");
+      load_groups(config.validation_path, config, *tokenizer, leader_options, "validation");
   if (!validation_groups.ok()) return validation_groups.status();
 
   absl::StatusOr<T5Model> model_or = [&]() -> absl::StatusOr<T5Model> {
@@ -191,7 +272,14 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
     return T5Model::create(*model_config, config.seed);
   }();
   if (!model_or.ok()) return model_or.status();
-  absl::StatusOr<DeviceChoice> choice = activate_device(config.device);
+  // One GPU per rank: `cuda` (or `auto` finding a GPU) means cuda:<node-local rank>.
+  std::string requested_device = config.device;
+  if (world.size > 1 && (requested_device == "cuda" || requested_device == "auto")) {
+    absl::StatusOr<DeviceChoice> probe = activate_device(requested_device);
+    if (!probe.ok()) return probe.status();
+    if (probe->device.type == DeviceType::kCuda) requested_device = absl::StrCat("cuda:", world.local_rank);
+  }
+  absl::StatusOr<DeviceChoice> choice = activate_device(requested_device);
   if (!choice.ok()) return choice.status();
   const Device device = choice->device;
   if (device.type != DeviceType::kCpu) {
@@ -204,6 +292,27 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
                                                    ") is smaller than the tokenizer's (", tokenizer->vocab_size(),
                                                    ", ", config.tokenizer_path, ")"));
   }
+  // The gradient communicator: host buffers through MPI on the cpu; device buffers need NCCL.
+  std::unique_ptr<dist::Communicator> gradient_comm;
+  std::string backend_name = "single";
+  if (world.size == 1) {
+    gradient_comm = dist::make_single_communicator();
+  } else if (device.type == DeviceType::kCpu) {
+    if (config.dist_backend == "nccl") {
+      return absl::InvalidArgumentError("distributed.backend nccl needs a cuda device (NCCL moves device memory); "
+                                        "the cpu uses mpi (or auto)");
+    }
+    gradient_comm = dist::make_world_communicator(config.dist_timeout_s);
+    backend_name = "mpi";
+  } else {
+    return absl::UnimplementedError(absl::StrCat(
+        "data-parallel training on ", backend_for(device).name(),
+        " needs the NCCL communicator, which is not built yet; train on the cpu (mpi) or with one rank"));
+  }
+  if (config.dist_shard_optimizer && world.size > 1) {
+    return absl::UnimplementedError("distributed.shard_optimizer (ZeRO-1) is not implemented yet; set it to false");
+  }
+
   model.set_requires_grad(true);
   AdamWOptions adamw_options{config.lr, config.beta1, config.beta2, config.eps, config.weight_decay};
   // On a CUDA device with bf16 GEMMs the update also writes bf16 weight copies that the GEMMs
@@ -212,98 +321,158 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
       device.type != DeviceType::kCpu && backend_for(device).gemm_precision() == GemmPrecision::kBf16;
   AdamW optimizer(model.parameter_list(), adamw_options);
   const LrSchedule schedule{config.schedule, config.lr, config.warmup_steps, config.max_steps};
+  // The global batch: batch_size groups per rank and micro-batch.
+  const int64_t chunks_per_step = static_cast<int64_t>(world.size) * config.grad_accumulation;
+  const int64_t global_batch_groups = config.batch_size * chunks_per_step;
 
   std::error_code error;
-  fs::create_directories(config.output_dir, error);
+  if (leader) fs::create_directories(config.output_dir, error);
   if (error) return absl::PermissionDeniedError(absl::StrCat("cannot create ", config.output_dir, ": ", error.message()));
   const std::string metrics_path = (fs::path(config.output_dir) / "metrics.jsonl").string();
   Position position;
   if (options.resume && fs::exists(fs::path(config.output_dir) / "checkpoint" / "state.json")) {
-    absl::StatusOr<Position> restored = restore_checkpoint(config.output_dir, model, optimizer);
+    absl::StatusOr<Position> restored = restore_checkpoint(config.output_dir, model, optimizer, global_batch_groups);
     if (!restored.ok()) return restored.status();
     position = *restored;
-    if (options.on_info) options.on_info(absl::StrCat("resumed from ", config.output_dir, "/checkpoint at step ", position.step));
-  } else {
+    info(absl::StrCat("resumed from ", config.output_dir, "/checkpoint at step ", position.step));
+  } else if (leader) {
     fs::remove(metrics_path, error);
   }
-  if (absl::Status s = write_file_atomically((fs::path(config.output_dir) / "config.yaml").string(),
-                                             train_config_to_yaml(config));
-      !s.ok()) {
-    return s;
+  if (leader) {
+    if (absl::Status s = write_file_atomically((fs::path(config.output_dir) / "config.yaml").string(),
+                                               train_config_to_yaml(config));
+        !s.ok()) {
+      return s;
+    }
   }
-  if (options.on_info) {
-    options.on_info(absl::StrCat("model: ", model.parameter_count(), " parameters (d_model ", model.config().d_model,
-                                 ", ", model.config().num_layers, "+", model.config().num_decoder_layers,
-                                 " layers, vocab ", model.config().vocab_size, "); loss ",
-                                 ops::caption_loss_name(config.loss), " with k = ", config.k, "; ",
-                                 direction_name(config.direction)));
-    options.on_info(absl::StrCat("device: ", backend_for(model.device()).name(),
-                                 model.device().type == DeviceType::kCpu ? "" : absl::StrCat(", ", config.gemm_precision, " GEMMs"),
-                                 choice->note.empty() ? "" : absl::StrCat(" (", choice->note, ")")));
+  info(absl::StrCat("model: ", model.parameter_count(), " parameters (d_model ", model.config().d_model, ", ",
+                    model.config().num_layers, "+", model.config().num_decoder_layers, " layers, vocab ",
+                    model.config().vocab_size, "); loss ", ops::caption_loss_name(config.loss), " with k = ", config.k,
+                    "; ", direction_name(config.direction)));
+  info(absl::StrCat("device: ", backend_for(model.device()).name(),
+                    model.device().type == DeviceType::kCpu ? "" : absl::StrCat(", ", config.gemm_precision, " GEMMs"),
+                    choice->note.empty() ? "" : absl::StrCat(" (", choice->note, ")")));
+
+  // Gradient buckets in the order backward finishes the gradients, read off the tape of one
+  // training forward. The order depends only on the model's structure, so every rank derives
+  // the same layout; a checksum across ranks makes sure of it.
+  std::unique_ptr<dist::GradientBuckets> buckets;
+  {
+    Tape probe;
+    T5ForwardOptions forward;
+    forward.training = true;
+    forward.seed = config.seed;
+    const Batch batch = collate(*train_groups, {0});
+    batch_loss(model, batch, config.loss, forward);
+    buckets = std::make_unique<dist::GradientBuckets>(probe.leaves_in_ready_order(), model.parameter_list(),
+                                                      static_cast<int64_t>(config.dist_bucket_mb * 1024.0 * 1024.0),
+                                                      *gradient_comm);
+    probe.clear();
+  }
+  if (world.size > 1) {
+    // Bucket sizes, position-weighted, must agree on every rank.
+    double layout[2] = {0.0, 0.0};
+    for (int64_t b = 0; b < buckets->bucket_count(); ++b) {
+      layout[0] += static_cast<double>((b + 1) * buckets->bucket_buffer(static_cast<int>(b)).numel());
+    }
+    layout[1] = layout[0] * layout[0];
+    const double mine = layout[0];
+    if (absl::Status s = control->all_reduce_sum(layout, 2); !s.ok()) return s;
+    if (layout[0] != mine * world.size || layout[1] != mine * mine * world.size) {
+      return absl::InternalError(absl::StrCat(world.label(), ": the gradient bucket layout differs between ranks"));
+    }
+    info(absl::StrCat("distributed: ", world.size, " ranks (", world.launcher, "), ", backend_name, " gradients in ",
+                      buckets->bucket_count(), " buckets of <= ", config.dist_bucket_mb, " MiB; global batch ",
+                      global_batch_groups, " groups = ", config.batch_size, " per rank x ", world.size, " ranks x ",
+                      config.grad_accumulation, " micro-batches; optimizer state ",
+                      2 * buckets->total_elements() * 4, " bytes per rank"));
   }
 
   TrainSummary summary;
   summary.parameters = model.parameter_count();
   const auto start = Clock::now();
   auto interval_start = Clock::now();
-  double interval_loss = 0.0, interval_tokens = 0.0, total_tokens = 0.0;
+  double interval_loss = 0.0, interval_tokens = 0.0, total_tokens = 0.0, interval_wait = 0.0;
   int64_t interval_steps = 0;
   const int64_t first_step = position.step;
   BatchPlanOptions plan_options;
-  plan_options.groups_per_batch = config.batch_size;
+  plan_options.groups_per_batch = global_batch_groups;
   plan_options.seed = config.seed;
   plan_options.epoch = position.epoch;
   std::vector<std::vector<size_t>> plan = make_batch_plan(*train_groups, plan_options);
 
   auto evaluate = [&](int64_t step) -> absl::Status {
-    const double loss = validation_loss(model, *validation_groups, config);
-    if (summary.first_validation_loss < 0.0) summary.first_validation_loss = loss;
-    summary.last_validation_loss = loss;
+    absl::StatusOr<double> loss = validation_loss(model, *validation_groups, config, *control);
+    if (!loss.ok()) return loss.status();
+    if (summary.first_validation_loss < 0.0) summary.first_validation_loss = *loss;
+    summary.last_validation_loss = *loss;
+    if (!leader) return absl::OkStatus();
     if (options.on_progress) {
       TrainProgress progress;
       progress.step = step;
       progress.max_steps = config.max_steps;
-      progress.validation_loss = loss;
+      progress.validation_loss = *loss;
       progress.elapsed_seconds = seconds_since(start);
       options.on_progress(progress);
     }
-    return append_metrics(metrics_path, {{"step", step}, {"validation_loss", loss}, {"elapsed_s", seconds_since(start)}});
+    return append_metrics(metrics_path, {{"step", step}, {"validation_loss", *loss}, {"elapsed_s", seconds_since(start)}});
   };
   if (position.step == 0 && config.eval_every > 0) {
     if (absl::Status s = evaluate(0); !s.ok()) return s;
   }
 
   while (position.step < config.max_steps) {
+    if (absl::Status s = maybe_inject_fault(world.rank, position.step); !s.ok()) return s;
     const double lr = schedule.lr_at(position.step);
     optimizer.set_lr(lr);
-    optimizer.zero_grad();
-    double step_loss = 0.0;
+    buckets->zero();
+    if (position.batch >= static_cast<int64_t>(plan.size())) {
+      ++position.epoch;
+      position.batch = 0;
+      plan_options.epoch = position.epoch;
+      plan = make_batch_plan(*train_groups, plan_options);
+    }
+    const std::vector<size_t>& global_batch = plan[static_cast<size_t>(position.batch)];
+    ++position.batch;
+    // This rank's micro-batches, and the normaliser of the whole global batch.
+    std::vector<Batch> micro_batches;
+    std::vector<int64_t> first_rows;
+    double normaliser = 0.0;
     for (int64_t micro = 0; micro < config.grad_accumulation; ++micro) {
-      if (position.batch >= static_cast<int64_t>(plan.size())) {
-        ++position.epoch;
-        position.batch = 0;
-        plan_options.epoch = position.epoch;
-        plan = make_batch_plan(*train_groups, plan_options);
-      }
-      const Batch batch = collate(*train_groups, plan[static_cast<size_t>(position.batch)]);
-      ++position.batch;
+      Chunk chunk = chunk_of(*train_groups, global_batch, chunks_per_step, world.rank * config.grad_accumulation + micro);
+      if (chunk.members.empty()) continue;
+      micro_batches.push_back(collate(*train_groups, chunk.members));
+      first_rows.push_back(chunk.first_row);
+      normaliser += ops::caption_loss_normaliser(micro_batches.back().labels, micro_batches.back().group, config.loss);
+    }
+    if (absl::Status s = control->all_reduce_sum(&normaliser, 1); !s.ok()) return s;
+    double step_sums[2] = {0.0, 0.0};  // this rank's share of the step's loss, tokens processed
+    for (size_t micro = 0; micro < micro_batches.size(); ++micro) {
+      const Batch& batch = micro_batches[micro];
       T5ForwardOptions forward;
       forward.training = true;
       forward.seed = config.seed;
-      forward.step = static_cast<uint64_t>(position.step * config.grad_accumulation + micro);
+      forward.step = static_cast<uint64_t>(position.step);
+      forward.dropout_row_offset = static_cast<uint64_t>(first_rows[micro]);
       Tape tape;
-      Tensor loss = batch_loss(model, batch, config.loss, forward);
-      step_loss += loss.item() / static_cast<double>(config.grad_accumulation);
-      if (config.grad_accumulation > 1) loss = ops::scale(loss, 1.0f / static_cast<float>(config.grad_accumulation));
-      tape.backward(loss);
-      const double tokens = static_cast<double>(batch.source_tokens + batch.target_tokens);
-      interval_tokens += tokens;
-      total_tokens += tokens;
+      Tensor loss = batch_loss(model, batch, config.loss, forward, normaliser);
+      step_sums[0] += loss.item();
+      const bool last = micro + 1 == micro_batches.size();
+      // The last micro-batch's backward starts each bucket's all-reduce as soon as it is final.
+      tape.backward(loss, Tensor(), last && config.dist_overlap ? buckets->ready_hook() : Tape::LeafReadyFn());
+      step_sums[1] += static_cast<double>(batch.source_tokens + batch.target_tokens);
     }
+    if (absl::Status s = buckets->finish(); !s.ok()) return s;
+    interval_wait += buckets->last_wait_seconds();
+    if (absl::Status s = control->all_reduce_sum(step_sums, 2); !s.ok()) return s;
+    const double step_loss = step_sums[0];
+    interval_tokens += step_sums[1];
+    total_tokens += step_sums[1];
     if (!std::isfinite(step_loss)) {
       return absl::InternalError(absl::StrCat("loss became ", step_loss, " at step ", position.step,
                                               "; lower optimizer.lr or enable training.clip_grad_norm"));
     }
+    // Every rank holds the all-reduced gradients, so this is the global norm.
     if (config.clip_grad_norm > 0.0) clip_grad_norm(model.parameter_list(), config.clip_grad_norm);
     optimizer.step();
     ++position.step;
@@ -321,17 +490,18 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
       progress.elapsed_seconds = seconds_since(start);
       const double per_step = progress.elapsed_seconds / static_cast<double>(position.step - first_step);
       progress.eta_seconds = per_step * static_cast<double>(config.max_steps - position.step);
-      if (options.on_progress) options.on_progress(progress);
-      if (absl::Status s = append_metrics(metrics_path, {{"step", position.step},
-                                                         {"loss", progress.loss},
-                                                         {"lr", lr},
-                                                         {"tokens_per_s", progress.tokens_per_second},
-                                                         {"epoch", position.epoch},
-                                                         {"elapsed_s", progress.elapsed_seconds}});
-          !s.ok()) {
-        return s;
+      if (leader && options.on_progress) options.on_progress(progress);
+      nlohmann::json record = {{"step", position.step},
+                               {"loss", progress.loss},
+                               {"lr", lr},
+                               {"tokens_per_s", progress.tokens_per_second},
+                               {"epoch", position.epoch},
+                               {"elapsed_s", progress.elapsed_seconds}};
+      if (world.size > 1) record["allreduce_wait_s"] = interval_wait / static_cast<double>(interval_steps);
+      if (leader) {
+        if (absl::Status s = append_metrics(metrics_path, record); !s.ok()) return s;
       }
-      interval_loss = interval_tokens = 0.0;
+      interval_loss = interval_tokens = interval_wait = 0.0;
       interval_steps = 0;
       interval_start = Clock::now();
     }
@@ -340,10 +510,16 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
     }
     if (config.checkpoint_every > 0 &&
         (position.step % config.checkpoint_every == 0 || position.step == config.max_steps)) {
-      if (absl::Status s = save_checkpoint(config.output_dir, model, optimizer, position, config.seed, config.tokenizer_path);
-          !s.ok()) {
-        return s;
+      if (leader) {
+        if (absl::Status s = save_checkpoint(config.output_dir, model, optimizer, position, config.seed,
+                                             config.tokenizer_path, global_batch_groups, world.size);
+            !s.ok()) {
+          return s;
+        }
       }
+      // A checkpoint is a sync point: no rank runs ahead (and can fail) while rank 0 writes it,
+      // so a failure later leaves this checkpoint whole.
+      if (absl::Status s = control->barrier(); !s.ok()) return s;
     }
   }
   summary.steps = position.step;
