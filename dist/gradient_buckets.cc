@@ -10,9 +10,10 @@
 namespace la3::dist {
 
 GradientBuckets::GradientBuckets(const std::vector<Tensor>& ready_order, const std::vector<Tensor>& all_parameters,
-                                 int64_t bucket_bytes, Communicator& communicator)
-    : communicator_(communicator) {
+                                 int64_t bucket_bytes, Communicator& communicator, int shards)
+    : communicator_(communicator), shards_(shards) {
   LA3_CHECK(bucket_bytes >= 4, "gradient buckets: bucket size must be at least one float, got ", bucket_bytes, " bytes");
+  LA3_CHECK(shards >= 1, "gradient buckets: shard count must be >= 1, got ", shards);
   // The order: backward's, then any parameter backward did not reach.
   std::vector<Tensor> order;
   std::unordered_set<const void*> seen;
@@ -41,13 +42,16 @@ GradientBuckets::GradientBuckets(const std::vector<Tensor>& ready_order, const s
   for (const std::vector<Tensor>& group : members) {
     int64_t elements = 0;
     for (const Tensor& p : group) elements += p.numel();
+    const int64_t padded = (elements + shards_ - 1) / shards_ * shards_;
     Bucket bucket;
-    bucket.buffer = Tensor::zeros({elements}, DType::kF32, group.front().device());
+    bucket.buffer = Tensor::zeros({padded}, DType::kF32, group.front().device());
+    if (shards_ > 1) bucket.shard_gradient = Tensor::zeros({padded / shards_}, DType::kF32, group.front().device());
     bucket.parameters = static_cast<int>(group.size());
     int64_t offset = 0;
     for (const Tensor& p : group) {
       p.set_grad(bucket.buffer.narrow(0, offset, p.numel()).view(p.shape()));
       bucket_of_.emplace_back(p.identity(), static_cast<int>(buckets_.size()));
+      slots_.push_back(Slot{p, static_cast<int>(buckets_.size()), offset});
       offset += p.numel();
     }
     total_elements_ += elements;
@@ -68,7 +72,12 @@ void GradientBuckets::zero() {
 
 void GradientBuckets::launch(int b, bool during_backward) {
   Bucket& bucket = buckets_[static_cast<size_t>(b)];
-  bucket.work = communicator_.all_reduce_sum(bucket.buffer.raw_data(), bucket.buffer.numel(), ElementType::kF32);
+  if (shards_ > 1) {
+    bucket.work = communicator_.reduce_scatter_sum(bucket.buffer.raw_data(), bucket.shard_gradient.raw_data(),
+                                                   bucket.shard_gradient.numel(), ElementType::kF32);
+  } else {
+    bucket.work = communicator_.all_reduce_sum(bucket.buffer.raw_data(), bucket.buffer.numel(), ElementType::kF32);
+  }
   launch_order_.push_back(b);
   launched_during_backward_.push_back(during_backward);
 }

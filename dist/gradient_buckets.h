@@ -29,8 +29,14 @@ class GradientBuckets {
   // (Tape::leaves_in_ready_order of one training step; parameters missing from that order
   // are appended in the given order). f32 tensors of one device; `communicator` works on that
   // device's memory.
+  //
+  // shards = 1: every bucket is all-reduced (each rank ends with the whole summed gradient).
+  // shards = world size (ZeRO-1, dist/sharded_adamw.h): each bucket is padded to a multiple of
+  // `shards` elements and reduce-scattered, so rank r ends with the sum of its shard only,
+  // elements [r * shard_elements(b), (r + 1) * shard_elements(b)) of bucket b, in
+  // shard_gradient(b).
   GradientBuckets(const std::vector<Tensor>& ready_order, const std::vector<Tensor>& all_parameters,
-                  int64_t bucket_bytes, Communicator& communicator);
+                  int64_t bucket_bytes, Communicator& communicator, int shards = 1);
   GradientBuckets(const GradientBuckets&) = delete;
   GradientBuckets& operator=(const GradientBuckets&) = delete;
 
@@ -53,12 +59,24 @@ class GradientBuckets {
   const std::vector<bool>& launched_during_backward() const { return launched_during_backward_; }
   // Seconds finish() spent waiting for all-reduces in the last step (what overlap did not hide).
   double last_wait_seconds() const { return last_wait_seconds_; }
-  // The flat buffer of bucket b and the parameters it holds.
+  // The flat buffer of bucket b (padded to a multiple of the shard count; the padding stays 0).
   const Tensor& bucket_buffer(int b) const { return buckets_[static_cast<size_t>(b)].buffer; }
+  int shards() const { return shards_; }
+  int64_t shard_elements(int b) const { return buckets_[static_cast<size_t>(b)].buffer.numel() / shards_; }
+  // This rank's reduce-scattered shard of bucket b (sharded mode only).
+  const Tensor& shard_gradient(int b) const { return buckets_[static_cast<size_t>(b)].shard_gradient; }
+  // Where each parameter lives: bucket and element offset in it.
+  struct Slot {
+    Tensor parameter;
+    int bucket = 0;
+    int64_t offset = 0;
+  };
+  const std::vector<Slot>& slots() const { return slots_; }
 
  private:
   struct Bucket {
-    Tensor buffer;  // [elements] f32 on the parameters' device
+    Tensor buffer;          // [elements, padded to a multiple of shards] f32 on the parameters' device
+    Tensor shard_gradient;  // [elements / shards] (sharded mode)
     int pending = 0;        // parameters not final yet in this step
     int parameters = 0;
     std::unique_ptr<Work> work;
@@ -66,7 +84,9 @@ class GradientBuckets {
   void launch(int bucket, bool during_backward);
 
   Communicator& communicator_;
+  int shards_ = 1;
   std::vector<Bucket> buckets_;
+  std::vector<Slot> slots_;
   std::vector<std::pair<const void*, int>> bucket_of_;  // parameter identity -> bucket (sorted)
   std::vector<int> launch_order_;
   std::vector<bool> launched_during_backward_;

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
@@ -13,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "data/batching.h"
 #include "dist/gradient_buckets.h"
+#include "dist/sharded_adamw.h"
 #include "dist/world.h"
 #include "data/tokenizer.h"
 #include "engine/autograd/tape.h"
@@ -52,7 +54,13 @@ absl::Status append_metrics(const std::string& path, const nlohmann::json& recor
 
 // Writes the checkpoint into a sibling temporary directory and swaps it in, so a crash
 // leaves either the previous checkpoint or the new one, never a mixture.
-absl::Status save_checkpoint(const std::string& run_dir, const T5Model& model, const AdamW& optimizer,
+// The optimizer's whole state in parameter order (gathered from the shards under ZeRO-1).
+struct OptimizerState {
+  int64_t steps = 0;
+  std::vector<Tensor> exp_avg, exp_avg_sq;
+};
+
+absl::Status save_checkpoint(const std::string& run_dir, const T5Model& model, const OptimizerState& optimizer,
                              const Position& position, uint64_t seed, const std::string& tokenizer_path,
                              int64_t global_batch_groups, int world_size) {
   const fs::path final_dir = fs::path(run_dir) / "checkpoint";
@@ -68,14 +76,14 @@ absl::Status save_checkpoint(const std::string& run_dir, const T5Model& model, c
   std::map<std::string, Tensor> moments;
   size_t i = 0;
   for (const auto& [name, parameter] : model.parameters()) {
-    moments["exp_avg." + name] = optimizer.exp_avg()[i];
-    moments["exp_avg_sq." + name] = optimizer.exp_avg_sq()[i];
+    moments["exp_avg." + name] = optimizer.exp_avg[i];
+    moments["exp_avg_sq." + name] = optimizer.exp_avg_sq[i];
     ++i;
   }
   if (absl::Status s = write_safetensors((staging / "optimizer.safetensors").string(), moments); !s.ok()) return s;
   const nlohmann::json state = {{"step", position.step},      {"epoch", position.epoch},
                                 {"batch", position.batch},    {"seed", seed},
-                                {"optimizer_steps", optimizer.steps_taken()},
+                                {"optimizer_steps", optimizer.steps},
                                 {"global_batch_groups", global_batch_groups}, {"world_size", world_size}};
   if (absl::Status s = write_file_atomically((staging / "state.json").string(), state.dump(2) + "\n"); !s.ok()) return s;
   fs::remove_all(previous, error);
@@ -89,8 +97,9 @@ absl::Status save_checkpoint(const std::string& run_dir, const T5Model& model, c
   return absl::OkStatus();
 }
 
-absl::StatusOr<Position> restore_checkpoint(const std::string& run_dir, T5Model& model, AdamW& optimizer,
-                                            int64_t global_batch_groups) {
+// Loads the weights into `model` and returns the position and the optimizer state.
+absl::StatusOr<std::pair<Position, OptimizerState>> restore_checkpoint(const std::string& run_dir, T5Model& model,
+                                                                       int64_t global_batch_groups) {
   const fs::path dir = fs::path(run_dir) / "checkpoint";
   absl::StatusOr<T5Model> saved = load_t5_checkpoint(dir.string());
   if (!saved.ok()) return saved.status();
@@ -129,10 +138,9 @@ absl::StatusOr<Position> restore_checkpoint(const std::string& run_dir, T5Model&
         " groups (", state.value("world_size", 1), " ranks), this launch has ", global_batch_groups,
         " (training.batch_size x ranks x training.grad_accumulation); keep the global batch to resume"));
   }
-  if (absl::Status s = optimizer.restore_state(state["optimizer_steps"].get<int64_t>(), exp_avg, exp_avg_sq); !s.ok()) {
-    return s;
-  }
-  return Position{state["step"].get<int64_t>(), state["epoch"].get<int64_t>(), state["batch"].get<int64_t>()};
+  OptimizerState optimizer{state["optimizer_steps"].get<int64_t>(), std::move(exp_avg), std::move(exp_avg_sq)};
+  return std::make_pair(Position{state["step"].get<int64_t>(), state["epoch"].get<int64_t>(), state["batch"].get<int64_t>()},
+                        std::move(optimizer));
 }
 
 // The loss of one batch (differentiable when a tape is active): sum over its groups divided by
@@ -243,6 +251,61 @@ absl::StatusOr<std::vector<ExampleGroup>> load_groups(const std::string& path, c
   return groups;
 }
 
+// The optimizer of a run: AdamW over every parameter, or ZeRO-1's sharded AdamW
+// (distributed.shard_optimizer with more than one rank).
+class RunOptimizer {
+ public:
+  RunOptimizer(std::vector<Tensor> parameters, const AdamWOptions& options, dist::GradientBuckets* sharded_buckets,
+               dist::Communicator& comm)
+      : parameters_(std::move(parameters)) {
+    if (sharded_buckets != nullptr) {
+      sharded_ = std::make_unique<dist::ShardedAdamW>(*sharded_buckets, comm, options);
+    } else {
+      plain_ = std::make_unique<AdamW>(parameters_, options);
+    }
+  }
+  void set_lr(double lr) { sharded_ ? sharded_->set_lr(lr) : plain_->set_lr(lr); }
+  // Clipping to the global norm (0 = off), then the update.
+  absl::Status clip_and_step(double max_norm) {
+    if (sharded_) {
+      if (max_norm > 0.0) {
+        absl::StatusOr<double> norm = sharded_->clip_grad_norm(max_norm);
+        if (!norm.ok()) return norm.status();
+      }
+      return sharded_->step();
+    }
+    // Every rank holds the all-reduced gradients, so this is the global norm.
+    if (max_norm > 0.0) clip_grad_norm(parameters_, max_norm);
+    plain_->step();
+    return absl::OkStatus();
+  }
+  // The whole state (a collective under ZeRO-1: every rank calls it).
+  absl::StatusOr<OptimizerState> state() {
+    OptimizerState state;
+    if (sharded_) {
+      state.steps = sharded_->steps_taken();
+      if (absl::Status s = sharded_->gather_state(parameters_, &state.exp_avg, &state.exp_avg_sq); !s.ok()) return s;
+      return state;
+    }
+    return OptimizerState{plain_->steps_taken(), plain_->exp_avg(), plain_->exp_avg_sq()};
+  }
+  absl::Status restore(const OptimizerState& state) {
+    if (sharded_) return sharded_->restore_state(state.steps, parameters_, state.exp_avg, state.exp_avg_sq);
+    return plain_->restore_state(state.steps, state.exp_avg, state.exp_avg_sq);
+  }
+  int64_t state_bytes() const {
+    if (sharded_) return sharded_->state_bytes();
+    int64_t elements = 0;
+    for (const Tensor& p : parameters_) elements += p.numel();
+    return 2 * elements * static_cast<int64_t>(sizeof(float));
+  }
+
+ private:
+  std::vector<Tensor> parameters_;
+  std::unique_ptr<AdamW> plain_;
+  std::unique_ptr<dist::ShardedAdamW> sharded_;
+};
+
 absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOptions& options) {
   set_cpu_threads(config.threads);
   // Data parallelism (docs/DISTRIBUTED.md): every rank runs this function on the same data
@@ -309,9 +372,7 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
         "data-parallel training on ", backend_for(device).name(),
         " needs the NCCL communicator, which is not built yet; train on the cpu (mpi) or with one rank"));
   }
-  if (config.dist_shard_optimizer && world.size > 1) {
-    return absl::UnimplementedError("distributed.shard_optimizer (ZeRO-1) is not implemented yet; set it to false");
-  }
+  const bool shard_optimizer = config.dist_shard_optimizer && world.size > 1;
 
   model.set_requires_grad(true);
   AdamWOptions adamw_options{config.lr, config.beta1, config.beta2, config.eps, config.weight_decay};
@@ -319,7 +380,6 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
   // read instead of casting the weights at every use (restore_state below refreshes them).
   adamw_options.bf16_weight_copies =
       device.type != DeviceType::kCpu && backend_for(device).gemm_precision() == GemmPrecision::kBf16;
-  AdamW optimizer(model.parameter_list(), adamw_options);
   const LrSchedule schedule{config.schedule, config.lr, config.warmup_steps, config.max_steps};
   // The global batch: batch_size groups per rank and micro-batch.
   const int64_t chunks_per_step = static_cast<int64_t>(world.size) * config.grad_accumulation;
@@ -330,10 +390,12 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
   if (error) return absl::PermissionDeniedError(absl::StrCat("cannot create ", config.output_dir, ": ", error.message()));
   const std::string metrics_path = (fs::path(config.output_dir) / "metrics.jsonl").string();
   Position position;
+  std::optional<OptimizerState> restored_optimizer;
   if (options.resume && fs::exists(fs::path(config.output_dir) / "checkpoint" / "state.json")) {
-    absl::StatusOr<Position> restored = restore_checkpoint(config.output_dir, model, optimizer, global_batch_groups);
+    auto restored = restore_checkpoint(config.output_dir, model, global_batch_groups);
     if (!restored.ok()) return restored.status();
-    position = *restored;
+    position = restored->first;
+    restored_optimizer = std::move(restored->second);
     info(absl::StrCat("resumed from ", config.output_dir, "/checkpoint at step ", position.step));
   } else if (leader) {
     fs::remove(metrics_path, error);
@@ -366,8 +428,14 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
     batch_loss(model, batch, config.loss, forward);
     buckets = std::make_unique<dist::GradientBuckets>(probe.leaves_in_ready_order(), model.parameter_list(),
                                                       static_cast<int64_t>(config.dist_bucket_mb * 1024.0 * 1024.0),
-                                                      *gradient_comm);
+                                                      *gradient_comm, shard_optimizer ? world.size : 1);
     probe.clear();
+  }
+  RunOptimizer optimizer(model.parameter_list(), adamw_options, shard_optimizer ? buckets.get() : nullptr,
+                         *gradient_comm);
+  if (restored_optimizer) {
+    if (absl::Status s = optimizer.restore(*restored_optimizer); !s.ok()) return s;
+    restored_optimizer.reset();
   }
   if (world.size > 1) {
     // Bucket sizes, position-weighted, must agree on every rank.
@@ -384,8 +452,8 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
     info(absl::StrCat("distributed: ", world.size, " ranks (", world.launcher, "), ", backend_name, " gradients in ",
                       buckets->bucket_count(), " buckets of <= ", config.dist_bucket_mb, " MiB; global batch ",
                       global_batch_groups, " groups = ", config.batch_size, " per rank x ", world.size, " ranks x ",
-                      config.grad_accumulation, " micro-batches; optimizer state ",
-                      2 * buckets->total_elements() * 4, " bytes per rank"));
+                      config.grad_accumulation, " micro-batches; optimizer state ", optimizer.state_bytes(),
+                      " bytes per rank", shard_optimizer ? " (ZeRO-1: sharded)" : ""));
   }
 
   TrainSummary summary;
@@ -472,9 +540,7 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
       return absl::InternalError(absl::StrCat("loss became ", step_loss, " at step ", position.step,
                                               "; lower optimizer.lr or enable training.clip_grad_norm"));
     }
-    // Every rank holds the all-reduced gradients, so this is the global norm.
-    if (config.clip_grad_norm > 0.0) clip_grad_norm(model.parameter_list(), config.clip_grad_norm);
-    optimizer.step();
+    if (absl::Status s = optimizer.clip_and_step(config.clip_grad_norm); !s.ok()) return s;
     ++position.step;
     interval_loss += step_loss;
     ++interval_steps;
@@ -510,8 +576,10 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
     }
     if (config.checkpoint_every > 0 &&
         (position.step % config.checkpoint_every == 0 || position.step == config.max_steps)) {
+      absl::StatusOr<OptimizerState> state = optimizer.state();  // gathered on every rank under ZeRO-1
+      if (!state.ok()) return state.status();
       if (leader) {
-        if (absl::Status s = save_checkpoint(config.output_dir, model, optimizer, position, config.seed,
+        if (absl::Status s = save_checkpoint(config.output_dir, model, *state, position, config.seed,
                                              config.tokenizer_path, global_batch_groups, world.size);
             !s.ok()) {
           return s;

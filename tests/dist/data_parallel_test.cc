@@ -71,6 +71,7 @@ struct TrainSetup {
   int max_steps = 20;
   int checkpoint_every = 20;
   double timeout_s = 120.0;
+  bool shard_optimizer = false;
 };
 
 // Writes a config for the bundled sample (paths absolute, so the working directory is free).
@@ -88,7 +89,8 @@ std::string write_config(const fs::path& dir, const TrainSetup& setup) {
       << "training:\n  batch_size: " << setup.batch_size << "\n  grad_accumulation: " << setup.grad_accumulation
       << "\n  max_steps: " << setup.max_steps << "\n  eval_every: 10\n  checkpoint_every: " << setup.checkpoint_every
       << "\n  log_every: 1\n  threads: 1\n  device: cpu\n"
-      << "distributed:\n  bucket_mb: 0.1\n  timeout_s: " << setup.timeout_s << "\n";
+      << "distributed:\n  bucket_mb: 0.1\n  timeout_s: " << setup.timeout_s
+      << "\n  shard_optimizer: " << (setup.shard_optimizer ? "true" : "false") << "\n";
   return path.string();
 }
 
@@ -206,6 +208,46 @@ TEST_P(DataParallel, TwoRanksEqualOneRankOnTheSameGlobalBatch) {
 
   expect_same_training(dir / "run_2x_b", dir / "run_1x_2b", mode + " 2 ranks x B vs 1 rank x 2B");
   expect_same_training(dir / "run_1x_b_accum2", dir / "run_1x_2b", mode + " 1 rank x B x accumulation 2 vs 1 rank x 2B");
+}
+
+// ZeRO-1: the moments sharded over 2 ranks train the same model as one process, the log states
+// the halved optimizer memory, and its checkpoint (gathered, the usual format) resumes on one
+// rank without sharding.
+TEST(DataParallelZero1, ShardedOptimizerEqualsOneRankAndItsCheckpointResumesUnsharded) {
+  const fs::path dir = fs::path(LA3_TEST_OUTPUT_DIR) / "data_parallel" / "zero1";
+  fs::remove_all(dir);
+  TrainSetup setup;
+  setup.shard_optimizer = true;
+  setup.checkpoint_every = 10;
+  const std::string sharded = write_config(dir / "sharded", setup);
+  setup.shard_optimizer = false;
+  setup.batch_size = 8;
+  const std::string doubled = write_config(dir / "2b", setup);
+  setup.batch_size = 4;
+  const std::string unsharded = write_config(dir / "unsharded", setup);
+
+  const RunResult reference = run(train_command(doubled, dir / "reference"));
+  ASSERT_EQ(reference.exit_code, 0) << reference.output;
+  const RunResult zero = run(mpirun(2) + train_command(sharded, dir / "zero"));
+  ASSERT_EQ(zero.exit_code, 0) << zero.output;
+  EXPECT_NE(zero.output.find("(ZeRO-1: sharded)"), std::string::npos) << zero.output;
+  expect_same_training(dir / "zero", dir / "reference", "ZeRO-1 2 ranks x B vs 1 rank x 2B");
+  // Optimizer bytes per rank: about half of the unsharded run's.
+  const RunResult plain = run(mpirun(2) + train_command(unsharded, dir / "plain", "--max-steps 1"));
+  ASSERT_EQ(plain.exit_code, 0) << plain.output;
+  auto state_bytes = [](const std::string& output) {
+    const size_t at = output.find("optimizer state ");
+    return at == std::string::npos ? -1.0 : std::stod(output.substr(at + 16));
+  };
+  const double zero_bytes = state_bytes(zero.output), plain_bytes = state_bytes(plain.output);
+  EXPECT_GT(zero_bytes, 0.0);
+  EXPECT_NEAR(zero_bytes / plain_bytes, 0.5, 0.01) << zero_bytes << " vs " << plain_bytes;
+
+  const RunResult first = run(mpirun(2) + train_command(sharded, dir / "zero_then_one", "--max-steps 10"));
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  const RunResult second = run(train_command(doubled, dir / "zero_then_one", "--resume"));
+  ASSERT_EQ(second.exit_code, 0) << second.output;
+  expect_same_training(dir / "zero_then_one", dir / "reference", "resume ZeRO-1 2 ranks -> 1 rank unsharded");
 }
 
 // Resuming with another world size continues the same global batches: 2 ranks to step 10,
