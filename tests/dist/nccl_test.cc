@@ -88,6 +88,18 @@ class NcclCommunicatorTest : public ::testing::Test {
   int rank_ = 0, size_ = 1;
 };
 
+TEST(NcclFactory, NeedsACudaDeviceAndSaysWhichFlavoursWereBuilt) {
+  try {
+    make_nccl_communicator(backend_for(Device::cpu()), 1.0);
+    FAIL() << "the cpu has no nccl communicator";
+  } catch (const EngineError& error) {
+    EXPECT_THAT(error.what(), AllOf(HasSubstr("needs a cuda or cuda-emu device, got cpu"), HasSubstr("distributed.backend: mpi")));
+  }
+#if defined(LA3_EXPECT_NCCL_DEVICE_FLAVOUR)
+  EXPECT_TRUE(nccl_device_flavour_built());  // nvcc compiled and linked it against the real NCCL
+#endif
+}
+
 TEST_F(NcclCommunicatorTest, AllReduceSumsEveryRanksBuffer) {
   for (int64_t count : {int64_t{1}, int64_t{7}, int64_t{100003}}) {
     DeviceArray<float> buffer(static_cast<size_t>(count));
@@ -186,9 +198,12 @@ TEST_F(NcclCommunicatorTest, AllGatherConcatenatesInRankOrder) {
 TEST_F(NcclCommunicatorTest, GroupedCollectivesAreQueuedTogetherAndAllComplete) {
   DeviceArray<float> a(100), gathered(static_cast<size_t>(10 * size_)), shard(10);
   DeviceArray<double> b(3);
-  a.upload(std::vector<float>(100, static_cast<float>(rank_ + 1)));
+  a.upload(std::vector<float>(100, 1.0f));
   b.upload(std::vector<double>(3, rank_ == 0 ? 42.0 : 0.0));
-  shard.upload(std::vector<float>(10, static_cast<float>(rank_)));
+  shard.upload(std::vector<float>(10, 1.0f));
+  // Compute writes two of them right before the group (no host synchronisation after).
+  emu().scale(100, static_cast<float>(rank_ + 1), a.get(), a.get());
+  emu().scale(10, static_cast<float>(rank_), shard.get(), shard.get());
   std::vector<std::unique_ptr<Work>> work;
   simt::clear_stream_log();
   simt::set_stream_log_enabled(true);
