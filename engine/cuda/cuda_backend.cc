@@ -12,6 +12,9 @@ namespace la3::LA3_CUDA_FLAVOUR {
 CudaBackend::CudaBackend(DeviceType type, int ordinal) : type_(type), ordinal_(ordinal) {
   LA3_CUDA_CHECK(cudaSetDevice(ordinal));
   LA3_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+#if !defined(__CUDACC__)
+  simt::set_stream_name(stream_, "compute");  // in the stream-order checker's messages and log
+#endif
   const int device = ordinal;
   allocator_ = std::make_unique<CachingAllocator>(
       device_name(Device{type, ordinal}),

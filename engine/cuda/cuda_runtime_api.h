@@ -17,8 +17,15 @@ namespace la3::cuda_detail {
 
 [[noreturn]] inline void fail_cuda(cudaError_t status, const char* call, const char* file, int line) {
   const ErrorKind kind = status == cudaErrorMemoryAllocation ? ErrorKind::kResourceExhausted : ErrorKind::kInternal;
+#if defined(__CUDACC__)
   Fail(kind, "CUDA error ", cudaGetErrorName(status), " (", cudaGetErrorString(status), ") in ", call, " at ", file,
        ":", line);
+#else
+  // The emulation says what was wrong (a stream-order violation, the range of a bad copy).
+  const std::string detail = status == cudaPeekAtLastError() ? simt::last_error_detail() : std::string();
+  Fail(kind, "CUDA error ", cudaGetErrorName(status), " (", cudaGetErrorString(status), ") in ", call, " at ", file,
+       ":", line, detail.empty() ? "" : ": ", detail);
+#endif
 }
 
 }  // namespace la3::cuda_detail

@@ -249,11 +249,26 @@ GemmEngine::~GemmEngine() {
   if (workspace_ != nullptr) allocator_.deallocate(workspace_, kWorkspaceBytes);
 }
 
+namespace {
+
+// The stand-in reads device memory from the host: it is queued on the stream like the
+// cuBLASLt call it replaces, so the stream-order checker sees its operands.
+void queue_gemm(cudaStream_t stream, const void* a, const void* b, const float* c) {
+  const std::string bad = simt::enqueue_stream_work(
+      stream, "GEMM (cuBLASLt stand-in)",
+      {{a, simt::Access::kRead, "A"}, {b, simt::Access::kRead, "B"}, {c, simt::Access::kReadWrite, "C"}});
+  if (!bad.empty()) Fail(ErrorKind::kInternal, "cuda-emu: ", bad);
+}
+
+}  // namespace
+
 void GemmEngine::run_fp32(const kernels::GemmParams& p, const float* a, const float* b, float* c) {
+  queue_gemm(stream_, a, b, c);
   backend_for(Device::cpu()).gemm(p, a, b, c);
 }
 
 void GemmEngine::run_bf16(const kernels::GemmParams& p, const uint16_t* a, const uint16_t* b, float* c) {
+  queue_gemm(stream_, a, b, c);
   // Widen the bf16 operands exactly (a bf16 value is a float with 16 zero low bits) and run
   // the fp32 GEMM: the products are exact in fp32, as in the tensor cores' fp32 accumulation.
   const OperandSpans spans = spans_of(p);

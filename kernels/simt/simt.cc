@@ -1,6 +1,8 @@
 // The fiber scheduler behind kernels/simt/simt.h (host emulation only).
 #include "kernels/simt/simt.h"
 
+#include "kernels/simt/runtime.h"
+
 #include <boost/context/fiber.hpp>
 #include <boost/context/protected_fixedsize_stack.hpp>
 
@@ -405,6 +407,19 @@ void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const std::function<vo
     for (std::thread& t : pool) t.join();
   }
   if (first_error) std::rethrow_exception(first_error);
+}
+
+void record_kernel_launch(void* stream, dim3 grid, dim3 block, const void* const* pointers, size_t count) {
+  std::vector<BufferUse> uses;
+  for (size_t i = 0; i < count; ++i) {
+    if (pointers[i] != nullptr) uses.push_back({pointers[i], Access::kReadWrite, "pointer argument " + std::to_string(i)});
+  }
+  const std::string what = "kernel launch (grid " + std::to_string(grid.x) + "x" + std::to_string(grid.y) + "x" +
+                           std::to_string(grid.z) + ", block " + std::to_string(block.x) + "x" + std::to_string(block.y) +
+                           "x" + std::to_string(block.z) + ")";
+  if (std::string bad = enqueue_stream_work(static_cast<cudaStream_t>(stream), what, uses); !bad.empty()) {
+    throw StreamOrderError(bad);
+  }
 }
 
 }  // namespace la3::simt

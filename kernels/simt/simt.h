@@ -43,6 +43,7 @@ void launch(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t shared_
 #include <functional>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 namespace la3::simt {
 
@@ -85,9 +86,32 @@ constexpr size_t kMaxDynamicSharedBytes = 48 * 1024;
 // than 1024 threads per block, too much dynamic shared memory).
 void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const std::function<void()>& body);
 
+// A kernel launch that breaks stream order (kernels/simt/runtime.h): it touches a device
+// allocation whose last writer (or reader) on another stream it is not ordered after.
+class StreamOrderError : public std::logic_error {
+ public:
+  using std::logic_error::logic_error;
+};
+
+// Queues a launch on `stream` (a cudaStream_t; nullptr = the legacy default stream) for the
+// stream-order checker: each pointer argument inside a device allocation counts as a read and
+// a write of that whole allocation. Throws StreamOrderError; returns once the asynchronous
+// work the stream depends on has completed (the launch then runs).
+void record_kernel_launch(void* stream, dim3 grid, dim3 block, const void* const* pointers, size_t count);
+
+template <typename T>
+const void* pointer_argument(const T& value) {
+  if constexpr (std::is_pointer_v<T> && std::is_object_v<std::remove_pointer_t<T>>) {
+    return static_cast<const void*>(const_cast<const std::remove_cv_t<std::remove_pointer_t<T>>*>(value));
+  } else {
+    return nullptr;
+  }
+}
+
 template <typename... KernelArgs, typename... Args>
-void launch(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t shared_bytes, void* /*stream*/,
-            Args&&... args) {
+void launch(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t shared_bytes, void* stream, Args&&... args) {
+  const void* pointers[] = {pointer_argument<std::decay_t<Args>>(args)..., nullptr};
+  record_kernel_launch(stream, grid, block, pointers, sizeof...(Args));
   run_grid(grid, block, shared_bytes, [&]() { kernel(args...); });
 }
 
