@@ -18,8 +18,9 @@ Tensor slot_view(const Tensor& flat, const GradientBuckets::Slot& slot) {
 
 }  // namespace
 
-ShardedAdamW::ShardedAdamW(GradientBuckets& buckets, Communicator& communicator, const AdamWOptions& options)
-    : buckets_(buckets), communicator_(communicator) {
+ShardedAdamW::ShardedAdamW(GradientBuckets& buckets, Communicator& communicator, Communicator& host_communicator,
+                           const AdamWOptions& options)
+    : buckets_(buckets), communicator_(communicator), host_communicator_(host_communicator) {
   LA3_CHECK(buckets.shards() == communicator.size(), "ShardedAdamW: the buckets have ", buckets.shards(),
             " shards for ", communicator.size(), " ranks");
   for (int b = 0; b < buckets.bucket_count(); ++b) {
@@ -47,7 +48,7 @@ absl::StatusOr<double> ShardedAdamW::clip_grad_norm(double max_norm) {
     const Tensor& grad = buckets_.shard_gradient(b);
     sum_squares += backend_for(grad.device()).sum_of_squares(grad.numel(), grad.data<float>());
   }
-  if (absl::Status s = communicator_.all_reduce_sum(&sum_squares, 1); !s.ok()) return s;
+  if (absl::Status s = host_communicator_.all_reduce_sum(&sum_squares, 1); !s.ok()) return s;
   const double norm = std::sqrt(sum_squares);
   const double coefficient = max_norm / (norm + 1e-6);  // torch's clip_grad_norm_
   if (coefficient < 1.0) {

@@ -25,7 +25,10 @@ namespace la3::dist {
 class ShardedAdamW {
  public:
   // `buckets` must be in sharded mode (shards == communicator.size()) and outlive this.
-  ShardedAdamW(GradientBuckets& buckets, Communicator& communicator, const AdamWOptions& options);
+  // `communicator` moves the buckets' memory (the device's: mpi on the cpu, nccl on cuda);
+  // `host_communicator` the host scalars (the gradient norm), over the same ranks.
+  ShardedAdamW(GradientBuckets& buckets, Communicator& communicator, Communicator& host_communicator,
+               const AdamWOptions& options);
 
   void set_lr(double lr) { optimizer_->set_lr(lr); }
   int64_t steps_taken() const { return optimizer_->steps_taken(); }
@@ -58,6 +61,7 @@ class ShardedAdamW {
 
   GradientBuckets& buckets_;
   Communicator& communicator_;
+  Communicator& host_communicator_;
   std::vector<Tensor> flat_parameters_;  // per bucket [padded] f32
   std::vector<Tensor> shard_parameters_;  // per bucket: this rank's slice of flat_parameters_
   std::unique_ptr<AdamW> optimizer_;      // over shard_parameters_ (grads = the shard gradients)

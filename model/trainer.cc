@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "data/batching.h"
 #include "dist/gradient_buckets.h"
+#include "dist/nccl_communicator.h"
 #include "dist/sharded_adamw.h"
 #include "dist/world.h"
 #include "data/tokenizer.h"
@@ -256,10 +257,10 @@ absl::StatusOr<std::vector<ExampleGroup>> load_groups(const std::string& path, c
 class RunOptimizer {
  public:
   RunOptimizer(std::vector<Tensor> parameters, const AdamWOptions& options, dist::GradientBuckets* sharded_buckets,
-               dist::Communicator& comm)
+               dist::Communicator& comm, dist::Communicator& host_comm)
       : parameters_(std::move(parameters)) {
     if (sharded_buckets != nullptr) {
-      sharded_ = std::make_unique<dist::ShardedAdamW>(*sharded_buckets, comm, options);
+      sharded_ = std::make_unique<dist::ShardedAdamW>(*sharded_buckets, comm, host_comm, options);
     } else {
       plain_ = std::make_unique<AdamW>(parameters_, options);
     }
@@ -355,7 +356,8 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
                                                    ") is smaller than the tokenizer's (", tokenizer->vocab_size(),
                                                    ", ", config.tokenizer_path, ")"));
   }
-  // The gradient communicator: host buffers through MPI on the cpu; device buffers need NCCL.
+  // The gradient communicator: host buffers through MPI on the cpu, device buffers through
+  // NCCL on cuda (the emulated NCCL over MPI on cuda-emu).
   std::unique_ptr<dist::Communicator> gradient_comm;
   std::string backend_name = "single";
   if (world.size == 1) {
@@ -368,9 +370,12 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
     gradient_comm = dist::make_world_communicator(config.dist_timeout_s);
     backend_name = "mpi";
   } else {
-    return absl::UnimplementedError(absl::StrCat(
-        "data-parallel training on ", backend_for(device).name(),
-        " needs the NCCL communicator, which is not built yet; train on the cpu (mpi) or with one rank"));
+    if (config.dist_backend == "mpi") {
+      return absl::InvalidArgumentError(absl::StrCat("distributed.backend mpi moves host memory; the ",
+                                                     backend_for(device).name(), " device uses nccl (or auto)"));
+    }
+    gradient_comm = dist::make_nccl_communicator(backend_for(device), config.dist_timeout_s);
+    backend_name = gradient_comm->name();
   }
   const bool shard_optimizer = config.dist_shard_optimizer && world.size > 1;
 
@@ -432,7 +437,7 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
     probe.clear();
   }
   RunOptimizer optimizer(model.parameter_list(), adamw_options, shard_optimizer ? buckets.get() : nullptr,
-                         *gradient_comm);
+                         *gradient_comm, *control);
   if (restored_optimizer) {
     if (absl::Status s = optimizer.restore(*restored_optimizer); !s.ok()) return s;
     restored_optimizer.reset();

@@ -189,7 +189,7 @@ TEST_F(MpiCommunicatorTest, ShardedAdamWEqualsAdamWOnTheSummedGradients) {
   options.lr = 0.01;
   options.weight_decay = 0.1;
   GradientBuckets buckets({}, sharded_params, 20 * 4, *comm_, comm_->size());
-  ShardedAdamW sharded(buckets, *comm_, options);
+  ShardedAdamW sharded(buckets, *comm_, *comm_, options);
   AdamW plain(plain_params, options);
   for (int step = 0; step < 3; ++step) {
     buckets.zero();
@@ -220,7 +220,7 @@ TEST_F(MpiCommunicatorTest, ShardedAdamWEqualsAdamWOnTheSummedGradients) {
   // Each rank holds about 1/n of the moments (plus padding).
   EXPECT_LE(sharded.state_bytes(), 2 * 4 * (51 / comm_->size() + 4 * comm_->size()));
   // Restoring the whole state (as from a checkpoint) keeps the same shards.
-  ShardedAdamW restored(buckets, *comm_, options);
+  ShardedAdamW restored(buckets, *comm_, *comm_, options);
   ASSERT_TRUE(restored.restore_state(3, sharded_params, exp_avg, exp_avg_sq).ok());
   std::vector<Tensor> again, again_sq;
   ASSERT_TRUE(restored.gather_state(sharded_params, &again, &again_sq).ok());

@@ -72,6 +72,11 @@ struct TrainSetup {
   int checkpoint_every = 20;
   double timeout_s = 120.0;
   bool shard_optimizer = false;
+  std::string device = "cpu";
+  std::string gemm_precision = "bf16";
+  int max_length = 128;
+  int eval_every = 10;
+  std::string backend = "auto";
 };
 
 // Writes a config for the bundled sample (paths absolute, so the working directory is free).
@@ -83,14 +88,16 @@ std::string write_config(const fs::path& dir, const TrainSetup& setup) {
   out << "model:\n  preset: tiny\n  dropout_rate: 0.1\n"
       << "data:\n  train: " << data << "train.jsonl\n  validation: " << data << "validation.jsonl\n  tokenizer: " << data
       << "spiece.model\n  direction: " << (setup.mode == "sequence_mixture" ? "smiles2caption" : "caption2smiles")
-      << "\n  max_source_length: 128\n  max_target_length: 128\n"
+      << "\n  max_source_length: " << setup.max_length << "\n  max_target_length: " << setup.max_length << "\n"
       << "loss:\n  mode: " << setup.mode << "\n  k: 2\n"
       << "optimizer:\n  lr: 0.002\n"
       << "training:\n  batch_size: " << setup.batch_size << "\n  grad_accumulation: " << setup.grad_accumulation
-      << "\n  max_steps: " << setup.max_steps << "\n  eval_every: 10\n  checkpoint_every: " << setup.checkpoint_every
-      << "\n  log_every: 1\n  threads: 1\n  device: cpu\n"
+      << "\n  max_steps: " << setup.max_steps << "\n  eval_every: " << setup.eval_every
+      << "\n  checkpoint_every: " << setup.checkpoint_every << "\n  log_every: 1\n  threads: 1\n  device: "
+      << setup.device << "\n  gemm_precision: " << setup.gemm_precision << "\n"
       << "distributed:\n  bucket_mb: 0.1\n  timeout_s: " << setup.timeout_s
-      << "\n  shard_optimizer: " << (setup.shard_optimizer ? "true" : "false") << "\n";
+      << "\n  shard_optimizer: " << (setup.shard_optimizer ? "true" : "false") << "\n  backend: " << setup.backend
+      << "\n";
   return path.string();
 }
 
@@ -248,6 +255,58 @@ TEST(DataParallelZero1, ShardedOptimizerEqualsOneRankAndItsCheckpointResumesUnsh
   const RunResult second = run(train_command(doubled, dir / "zero_then_one", "--resume"));
   ASSERT_EQ(second.exit_code, 0) << second.output;
   expect_same_training(dir / "zero_then_one", dir / "reference", "resume ZeRO-1 2 ranks -> 1 rank unsharded");
+}
+
+// The CUDA backend's path on cuda-emu: gradients through the NCCL communicator compiled
+// against the emulated NCCL (device buffers, communication stream ordered by events, checked
+// by the emulated runtime), plain and ZeRO-1, against one cuda-emu process on the doubled
+// batch. A few short steps (the emulation runs kernels on fibers); fp32 GEMMs, because with
+// bf16 operands a 1e-7 difference in an activation can flip its bf16 rounding (4e-3).
+TEST(DataParallelCudaEmu, TwoRanksThroughEmulatedNcclEqualOneRank) {
+  const fs::path dir = fs::path(LA3_TEST_OUTPUT_DIR) / "data_parallel" / "cuda_emu";
+  fs::remove_all(dir);
+  TrainSetup setup;
+  setup.device = "cuda-emu";
+  setup.gemm_precision = "fp32";
+  setup.batch_size = 2;
+  setup.max_steps = 3;
+  setup.checkpoint_every = 3;
+  setup.eval_every = 0;  // validation sharding is covered on the cpu; here it would dominate
+  setup.max_length = 48;
+  const std::string per_rank = write_config(dir / "b", setup);
+  setup.shard_optimizer = true;
+  const std::string sharded = write_config(dir / "b_zero", setup);
+  setup.shard_optimizer = false;
+  setup.batch_size = 4;
+  const std::string doubled = write_config(dir / "2b", setup);
+
+  const RunResult reference = run(train_command(doubled, dir / "one_rank"));
+  ASSERT_EQ(reference.exit_code, 0) << reference.output;
+  const RunResult two = run(mpirun(2) + train_command(per_rank, dir / "two_ranks"));
+  ASSERT_EQ(two.exit_code, 0) << two.output;
+  EXPECT_NE(two.output.find("nccl gradients"), std::string::npos) << two.output;
+  expect_same_training(dir / "two_ranks", dir / "one_rank", "cuda-emu, nccl: 2 ranks x B vs 1 rank x 2B");
+  const RunResult zero = run(mpirun(2) + train_command(sharded, dir / "two_ranks_zero"));
+  ASSERT_EQ(zero.exit_code, 0) << zero.output;
+  expect_same_training(dir / "two_ranks_zero", dir / "one_rank", "cuda-emu, nccl, ZeRO-1: 2 ranks x B vs 1 rank x 2B");
+}
+
+// The transports are tied to memory: mpi cannot move device buffers, nccl host ones.
+TEST(DataParallelConfig, ABackendThatCannotMoveTheDevicesMemoryIsAnErrorOnEveryRank) {
+  const fs::path dir = fs::path(LA3_TEST_OUTPUT_DIR) / "data_parallel" / "backend";
+  fs::remove_all(dir);
+  TrainSetup setup;
+  setup.backend = "nccl";
+  const std::string nccl_on_cpu = write_config(dir / "nccl_cpu", setup);
+  const RunResult a = run(mpirun(2) + train_command(nccl_on_cpu, dir / "a"));
+  EXPECT_NE(a.exit_code, 0);
+  EXPECT_NE(a.output.find("engine train: distributed.backend nccl needs a cuda device"), std::string::npos) << a.output;
+  setup.backend = "mpi";
+  setup.device = "cuda-emu";
+  const std::string mpi_on_emu = write_config(dir / "mpi_emu", setup);
+  const RunResult b = run(mpirun(2) + train_command(mpi_on_emu, dir / "b"));
+  EXPECT_NE(b.exit_code, 0);
+  EXPECT_NE(b.output.find("distributed.backend mpi moves host memory"), std::string::npos) << b.output;
 }
 
 // Resuming with another world size continues the same global batches: 2 ranks to step 10,
