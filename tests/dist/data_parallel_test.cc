@@ -259,25 +259,32 @@ TEST(DataParallelZero1, ShardedOptimizerEqualsOneRankAndItsCheckpointResumesUnsh
 
 // The CUDA backend's path on cuda-emu: gradients through the NCCL communicator compiled
 // against the emulated NCCL (device buffers, communication stream ordered by events, checked
-// by the emulated runtime), plain and ZeRO-1, against one cuda-emu process on the doubled
-// batch. A few short steps (the emulation runs kernels on fibers); fp32 GEMMs, because with
-// bf16 operands a 1e-7 difference in an activation can flip its bf16 rounding (4e-3).
-TEST(DataParallelCudaEmu, TwoRanksThroughEmulatedNcclEqualOneRank) {
-  const fs::path dir = fs::path(LA3_TEST_OUTPUT_DIR) / "data_parallel" / "cuda_emu";
+// by the emulated runtime), for every loss mode (and ZeRO-1 with mean), against one cuda-emu
+// process on the doubled batch, with dropout: 8 steps (20 on the cpu), sequences cut at 32
+// tokens, 2 groups per rank, because the emulation runs kernels on fibers (~1-3 s per step
+// here). fp32 GEMMs:
+// with bf16 operands a 1e-7 difference in an activation can flip its bf16 rounding (4e-3).
+// No validation: its sharding is covered on the cpu and would dominate the time here.
+class DataParallelCudaEmu : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(DataParallelCudaEmu, TwoRanksThroughEmulatedNcclEqualOneRank) {
+  const std::string mode = GetParam();
+  const fs::path dir = fs::path(LA3_TEST_OUTPUT_DIR) / "data_parallel" / ("cuda_emu_" + mode);
   fs::remove_all(dir);
   TrainSetup setup;
+  setup.mode = mode;
   setup.device = "cuda-emu";
   setup.gemm_precision = "fp32";
   setup.batch_size = 2;
-  setup.max_steps = 3;
-  setup.checkpoint_every = 3;
-  setup.eval_every = 0;  // validation sharding is covered on the cpu; here it would dominate
-  setup.max_length = 48;
+  setup.max_steps = 8;
+  setup.checkpoint_every = 8;
+  setup.eval_every = 0;
+  setup.max_length = 32;
   const std::string per_rank = write_config(dir / "b", setup);
   setup.shard_optimizer = true;
   const std::string sharded = write_config(dir / "b_zero", setup);
   setup.shard_optimizer = false;
-  setup.batch_size = 4;
+  setup.batch_size *= 2;
   const std::string doubled = write_config(dir / "2b", setup);
 
   const RunResult reference = run(train_command(doubled, dir / "one_rank"));
@@ -285,11 +292,16 @@ TEST(DataParallelCudaEmu, TwoRanksThroughEmulatedNcclEqualOneRank) {
   const RunResult two = run(mpirun(2) + train_command(per_rank, dir / "two_ranks"));
   ASSERT_EQ(two.exit_code, 0) << two.output;
   EXPECT_NE(two.output.find("nccl gradients"), std::string::npos) << two.output;
-  expect_same_training(dir / "two_ranks", dir / "one_rank", "cuda-emu, nccl: 2 ranks x B vs 1 rank x 2B");
+  expect_same_training(dir / "two_ranks", dir / "one_rank", "cuda-emu, nccl, " + mode + ": 2 ranks x B vs 1 rank x 2B");
+  if (mode != "mean") return;
   const RunResult zero = run(mpirun(2) + train_command(sharded, dir / "two_ranks_zero"));
   ASSERT_EQ(zero.exit_code, 0) << zero.output;
-  expect_same_training(dir / "two_ranks_zero", dir / "one_rank", "cuda-emu, nccl, ZeRO-1: 2 ranks x B vs 1 rank x 2B");
+  expect_same_training(dir / "two_ranks_zero", dir / "one_rank",
+                       "cuda-emu, nccl, ZeRO-1, " + mode + ": 2 ranks x B vs 1 rank x 2B");
 }
+
+INSTANTIATE_TEST_SUITE_P(LossModes, DataParallelCudaEmu,
+                         ::testing::Values("mean", "token_mixture", "sequence_mixture"));
 
 // The transports are tied to memory: mpi cannot move device buffers, nccl host ones.
 TEST(DataParallelConfig, ABackendThatCannotMoveTheDevicesMemoryIsAnErrorOnEveryRank) {

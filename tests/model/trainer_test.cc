@@ -38,6 +38,43 @@ TrainConfig small_run(const std::string& name) {
   return config;
 }
 
+TEST(TrainConfig, DistributedSectionHasDefaultsAndRejectsBadValues) {
+  const TrainConfig defaults = *parse_train_config("", "empty.yaml");
+  EXPECT_EQ(defaults.dist_backend, "auto");
+  EXPECT_DOUBLE_EQ(defaults.dist_bucket_mb, 25.0);
+  EXPECT_FALSE(defaults.dist_shard_optimizer);
+  EXPECT_DOUBLE_EQ(defaults.dist_timeout_s, 300.0);
+  EXPECT_TRUE(defaults.dist_overlap);
+  const TrainConfig c = *parse_train_config(
+      "distributed:\n  backend: mpi\n  bucket_mb: 4\n  shard_optimizer: true\n  timeout_s: 30\n  overlap: false\n",
+      "run.yaml");
+  EXPECT_EQ(c.dist_backend, "mpi");
+  EXPECT_DOUBLE_EQ(c.dist_bucket_mb, 4.0);
+  EXPECT_TRUE(c.dist_shard_optimizer);
+  EXPECT_DOUBLE_EQ(c.dist_timeout_s, 30.0);
+  EXPECT_FALSE(c.dist_overlap);
+  // The effective config written into the run directory reads back the same.
+  const TrainConfig again = *parse_train_config(train_config_to_yaml(c), "config.yaml");
+  EXPECT_EQ(again.dist_backend, "mpi");
+  EXPECT_TRUE(again.dist_shard_optimizer);
+  EXPECT_FALSE(again.dist_overlap);
+  auto error = [](const std::string& yaml) {
+    return std::string(parse_train_config(yaml, "run.yaml").status().message());
+  };
+  EXPECT_THAT(error("distributed:\n  backend: gloo\n"), HasSubstr("distributed.backend 'gloo': expected auto, nccl or mpi"));
+  EXPECT_THAT(error("distributed:\n  bucket_mb: 0\n"), HasSubstr("distributed.bucket_mb must be in (0, 4096]"));
+  EXPECT_THAT(error("distributed:\n  timeout_s: -1\n"), HasSubstr("distributed.timeout_s must be positive"));
+  EXPECT_THAT(error("distributed:\n  zero: 1\n"), HasSubstr("run.yaml:2: unknown key 'distributed.zero'"));
+  EXPECT_THAT(error("distributed:\n  shard_optimizer: maybe\n"), HasSubstr("distributed.shard_optimizer has an invalid value"));
+}
+
+TEST(TrainConfig, TheBundledConfigsParse) {
+  for (const char* name : {"demo.yaml", "molt5_small.yaml"}) {
+    const absl::StatusOr<TrainConfig> config = load_train_config(std::string(LA3_SOURCE_DIR) + "/configs/" + name);
+    EXPECT_TRUE(config.ok()) << name << ": " << config.status();
+  }
+}
+
 TEST(TrainConfig, DefaultsUnknownKeysAndBadValues) {
   const TrainConfig defaults = *parse_train_config("", "empty.yaml");
   EXPECT_EQ(defaults.model_preset, "tiny");
