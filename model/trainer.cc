@@ -252,6 +252,25 @@ absl::StatusOr<std::vector<ExampleGroup>> load_groups(const std::string& path, c
   return groups;
 }
 
+// FNV-1a over 64-bit values: a cheap fingerprint for "do all ranks agree?" checks.
+class Fingerprint {
+ public:
+  void add(int64_t value) {
+    for (int byte = 0; byte < 8; ++byte) {
+      hash_ ^= static_cast<uint64_t>(value >> (8 * byte)) & 0xffu;
+      hash_ *= 0x100000001b3ull;
+    }
+  }
+  void add(const std::vector<int64_t>& values) {
+    add(static_cast<int64_t>(values.size()));
+    for (int64_t value : values) add(value);
+  }
+  int64_t value() const { return static_cast<int64_t>(hash_); }
+
+ private:
+  uint64_t hash_ = 0xcbf29ce484222325ull;
+};
+
 // The optimizer of a run: AdamW over every parameter, or ZeRO-1's sharded AdamW
 // (distributed.shard_optimizer with more than one rank).
 class RunOptimizer {
@@ -443,16 +462,36 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
     restored_optimizer.reset();
   }
   if (world.size > 1) {
-    // Bucket sizes, position-weighted, must agree on every rank.
-    double layout[2] = {0.0, 0.0};
-    for (int64_t b = 0; b < buckets->bucket_count(); ++b) {
-      layout[0] += static_cast<double>((b + 1) * buckets->bucket_buffer(static_cast<int>(b)).numel());
+    // Every rank must train the same thing: the same data (token ids), the same global-batch
+    // settings, the same resume point and the same gradient bucket layout. Rank 0's
+    // fingerprints are broadcast and each rank names what differs (data copied differently to
+    // a node, a rank launched with other arguments).
+    Fingerprint data, settings, layout;
+    for (const std::vector<ExampleGroup>* set : {&*train_groups, &*validation_groups}) {
+      data.add(static_cast<int64_t>(set->size()));
+      for (const ExampleGroup& group : *set) {
+        for (const Example& example : group.examples) {
+          data.add(example.source);
+          data.add(example.target);
+        }
+      }
     }
-    layout[1] = layout[0] * layout[0];
-    const double mine = layout[0];
-    if (absl::Status s = control->all_reduce_sum(layout, 2); !s.ok()) return s;
-    if (layout[0] != mine * world.size || layout[1] != mine * mine * world.size) {
-      return absl::InternalError(absl::StrCat(world.label(), ": the gradient bucket layout differs between ranks"));
+    settings.add({config.batch_size, config.grad_accumulation, static_cast<int64_t>(config.seed),
+                  static_cast<int64_t>(config.loss), config.k, config.max_steps, position.step,
+                  config.dist_shard_optimizer ? 1 : 0, static_cast<int64_t>(config.dist_bucket_mb * 1024 * 1024)});
+    for (int b = 0; b < buckets->bucket_count(); ++b) layout.add(buckets->bucket_buffer(b).numel());
+    int64_t ours[3] = {data.value(), settings.value(), layout.value()};
+    int64_t leaders[3] = {ours[0], ours[1], ours[2]};
+    if (absl::Status s = control->broadcast(leaders, 3, dist::ElementType::kI64, 0)->wait(); !s.ok()) return s;
+    const char* what[3] = {"training or validation data (token ids)",
+                           "settings (batch_size, grad_accumulation, seed, loss, k, max_steps, distributed keys) or resume "
+                           "step",
+                           "gradient bucket layout (model)"};
+    for (int i = 0; i < 3; ++i) {
+      if (ours[i] != leaders[i]) {
+        return absl::FailedPreconditionError(
+            absl::StrCat(world.label(), ": its ", what[i], " differ from rank 0's; every rank must train the same run"));
+      }
     }
     info(absl::StrCat("distributed: ", world.size, " ranks (", world.launcher, "), ", backend_name, " gradients in ",
                       buckets->bucket_count(), " buckets of <= ", config.dist_bucket_mb, " MiB; global batch ",

@@ -321,6 +321,39 @@ TEST(DataParallelConfig, ABackendThatCannotMoveTheDevicesMemoryIsAnErrorOnEveryR
   EXPECT_NE(b.output.find("distributed.backend mpi moves host memory"), std::string::npos) << b.output;
 }
 
+// Every rank must train the same run: a rank launched with other settings or other data
+// (mpirun's MPMD form gives each rank its own command line) is an error naming it.
+TEST(DataParallelConfig, RanksThatDisagreeOnSettingsOrDataAreRefused) {
+  const fs::path dir = fs::path(LA3_TEST_OUTPUT_DIR) / "data_parallel" / "disagree";
+  fs::remove_all(dir);
+  TrainSetup setup;
+  const std::string base = write_config(dir / "base", setup);
+  setup.batch_size = 5;
+  const std::string other_batch = write_config(dir / "other_batch", setup);
+  setup.batch_size = 4;
+  setup.mode = "token_mixture";  // another loss mode groups the data differently too
+  const std::string other_mode = write_config(dir / "other_mode", setup);
+  auto mpmd = [&](const std::string& second, const std::string& extra = "") {
+    return std::string(LA3_MPIEXEC) + " --allow-run-as-root --oversubscribe -np 1 " +
+           train_command(base, dir / "run", extra) + " : -np 1 " + train_command(second, dir / "run", extra);
+  };
+  const RunResult batch = run(mpmd(other_batch));
+  EXPECT_NE(batch.exit_code, 0);
+  EXPECT_NE(batch.output.find("[rank 1/2] engine train: rank 1/2: its settings (batch_size"), std::string::npos)
+      << batch.output;
+  const RunResult data = run(mpmd(other_mode));
+  EXPECT_NE(data.exit_code, 0);
+  EXPECT_NE(data.output.find("rank 1/2: its training or validation data (token ids) differ from rank 0's"),
+            std::string::npos)
+      << data.output;
+  // The same command line on both ranks passes the check; another --max-steps on one does not.
+  const RunResult same = run(mpmd(base, "--max-steps 1"));
+  EXPECT_EQ(same.exit_code, 0) << same.output;
+  const RunResult steps = run(mpmd(base) + " --max-steps 1");
+  EXPECT_NE(steps.exit_code, 0);
+  EXPECT_NE(steps.output.find("its settings"), std::string::npos) << steps.output;
+}
+
 // Resuming with another world size continues the same global batches: 2 ranks to step 10,
 // then 1 rank with the doubled batch to 20, equals 1 rank for 20 steps; and 1 -> 2.
 TEST(DataParallelResume, AcrossWorldSizesContinuesTheSameRun) {
