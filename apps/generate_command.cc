@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 
 #include "absl/strings/numbers.h"
@@ -51,6 +52,10 @@ struct Row {
 };
 
 absl::StatusOr<std::vector<Row>> read_inputs(const std::string& path, Direction direction) {
+  std::error_code error;
+  if (std::filesystem::is_directory(path, error)) {
+    return absl::FailedPreconditionError(absl::StrCat(path, ": is a directory, expected an input file"));
+  }
   const bool tabular = path.ends_with(".txt") || path.ends_with(".tsv") || path.ends_with(".jsonl") ||
                        path.ends_with(".csv");
   std::vector<Row> rows;

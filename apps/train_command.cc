@@ -21,6 +21,7 @@ const std::vector<OptionSpec> kOptions = {
     {"output-dir", true, "run directory (overrides run.output_dir)"},
     {"max-steps", true, "optimizer steps (overrides training.max_steps)"},
     {"resume", false, "continue from <output-dir>/checkpoint if present"},
+    {"overwrite", false, "start over in an output dir that holds an earlier run (deletes its checkpoint and metrics)"},
     {"device", true, "auto | cpu | cuda | cuda:N | cuda-emu (overrides training.device; auto = cuda when a GPU is usable)"},
     {"help", false, "show this message"},
 };
@@ -114,6 +115,7 @@ int run_train(const std::vector<std::string>& args) {
   const bool terminal = ::isatty(STDERR_FILENO) != 0;
   TrainOptions options;
   options.resume = parsed->has("resume");
+  options.overwrite = parsed->has("overwrite");
   options.on_info = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
   options.on_progress = [terminal](const TrainProgress& p) { print_progress(p, terminal); };
   absl::StatusOr<TrainSummary> summary = train(config, options);

@@ -1,5 +1,6 @@
 #include "data/molecule_dataset.h"
 
+#include <filesystem>
 #include <fstream>
 #include <map>
 
@@ -38,6 +39,10 @@ class RowErrors {
 };
 
 absl::StatusOr<std::ifstream> open_for_reading(const std::string& path) {
+  std::error_code error;
+  if (std::filesystem::is_directory(path, error)) {
+    return absl::FailedPreconditionError(absl::StrCat(path, ": is a directory, expected a dataset file"));
+  }
   std::ifstream stream(path, std::ios::binary);
   if (!stream) return absl::NotFoundError(absl::StrCat(path, ": cannot open dataset file (missing or unreadable)"));
   return stream;
@@ -281,6 +286,10 @@ absl::StatusOr<std::vector<MoleculeRecord>> read_molecule_dataset(const std::str
     const std::string s = suffix;
     return path.size() >= s.size() && path.compare(path.size() - s.size(), s.size(), s) == 0;
   };
+  std::error_code error;
+  if (std::filesystem::is_directory(path, error)) {
+    return absl::FailedPreconditionError(absl::StrCat(path, ": is a directory, expected a dataset file"));
+  }
   if (ends_with(".txt") || ends_with(".tsv")) return read_chebi20_tsv(path, options, report);
   if (ends_with(".csv")) return read_lachebi20_csv(path, options, report);
   if (ends_with(".jsonl")) return read_augmented_jsonl(path, options, report);

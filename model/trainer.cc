@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -51,6 +52,32 @@ absl::Status append_metrics(const std::string& path, const nlohmann::json& recor
   out.flush();
   if (!out) return absl::DataLossError(absl::StrCat(path, ": write failed"));
   return absl::OkStatus();
+}
+
+// Keeps the metrics rows of steps <= `step` (the checkpoint a resume continues from); the file
+// is replaced atomically. A row that is not JSON is an error naming its line (nothing dropped).
+absl::Status truncate_metrics(const std::string& path, int64_t step) {
+  if (!fs::exists(path)) return absl::OkStatus();
+  absl::StatusOr<std::string> text = read_file(path);
+  if (!text.ok()) return text.status();
+  std::string kept;
+  int64_t line_number = 0, dropped = 0;
+  std::istringstream lines(*text);
+  for (std::string line; std::getline(lines, line);) {
+    ++line_number;
+    if (line.empty()) continue;
+    const nlohmann::json record = nlohmann::json::parse(line, nullptr, false);
+    if (record.is_discarded() || !record.contains("step") || !record["step"].is_number_integer()) {
+      return absl::DataLossError(absl::StrCat(path, ":", line_number, ": not a metrics record; fix or move the file"));
+    }
+    if (record["step"].get<int64_t>() > step) {
+      ++dropped;
+      continue;
+    }
+    kept += line + "\n";
+  }
+  if (dropped == 0) return absl::OkStatus();
+  return write_file_atomically(path, kept);
 }
 
 // Writes the checkpoint into a sibling temporary directory and swaps it in, so a crash
@@ -410,6 +437,23 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
   const int64_t global_batch_groups = config.batch_size * chunks_per_step;
 
   std::error_code error;
+  const fs::path checkpoint_state = fs::path(config.output_dir) / "checkpoint" / "state.json";
+  const bool has_metrics = fs::exists(fs::path(config.output_dir) / "metrics.jsonl");
+  if (options.resume && options.overwrite) {
+    return absl::InvalidArgumentError("--resume and --overwrite contradict each other: pick one");
+  }
+  if (!options.resume && (fs::exists(checkpoint_state) || has_metrics)) {
+    if (!options.overwrite) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          config.output_dir, " already holds a training run (", fs::exists(checkpoint_state) ? "a checkpoint" : "metrics.jsonl",
+          "); pass --resume to continue it, --overwrite to delete it and start over, or another --output-dir"));
+    }
+    if (leader) {
+      fs::remove_all(fs::path(config.output_dir) / "checkpoint", error);
+      fs::remove_all(fs::path(config.output_dir) / "checkpoint.tmp", error);
+      fs::remove_all(fs::path(config.output_dir) / "checkpoint.old", error);
+    }
+  }
   if (leader) fs::create_directories(config.output_dir, error);
   if (error) return absl::PermissionDeniedError(absl::StrCat("cannot create ", config.output_dir, ": ", error.message()));
   const std::string metrics_path = (fs::path(config.output_dir) / "metrics.jsonl").string();
@@ -421,6 +465,10 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
     position = restored->first;
     restored_optimizer = std::move(restored->second);
     info(absl::StrCat("resumed from ", config.output_dir, "/checkpoint at step ", position.step));
+    // Rows a killed run wrote after its last checkpoint are replayed now: drop them.
+    if (leader) {
+      if (absl::Status s = truncate_metrics(metrics_path, position.step); !s.ok()) return s;
+    }
   } else if (leader) {
     fs::remove(metrics_path, error);
   }

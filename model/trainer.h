@@ -32,6 +32,9 @@ struct TrainProgress {
 
 struct TrainOptions {
   bool resume = false;  // continue from output_dir/checkpoint when present
+  // Start over in a run directory that holds an earlier run (its checkpoint and metrics are
+  // deleted). Without it (or resume) such a directory is refused: nothing is lost by accident.
+  bool overwrite = false;
   // Called after every log interval and evaluation; apps/ prints it (the library never does).
   std::function<void(const TrainProgress&)> on_progress;
   // Called once with human-readable setup facts (dataset sizes, truncation, parameters).

@@ -6,6 +6,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -18,6 +19,12 @@ std::string errno_text(int error) { return std::strerror(error); }
 }  // namespace
 
 absl::StatusOr<std::string> read_file(const std::string& path) {
+  // An ifstream opens a directory and reads nothing: a config that is a directory would
+  // silently be an empty file (all defaults).
+  std::error_code error_code;
+  if (std::filesystem::is_directory(path, error_code)) {
+    return absl::FailedPreconditionError(absl::StrCat(path, ": is a directory, expected a file"));
+  }
   std::ifstream stream(path, std::ios::binary);
   if (!stream) {
     const int error = errno;

@@ -333,9 +333,11 @@ TEST(DataParallelConfig, RanksThatDisagreeOnSettingsOrDataAreRefused) {
   setup.batch_size = 4;
   setup.mode = "token_mixture";  // another loss mode groups the data differently too
   const std::string other_mode = write_config(dir / "other_mode", setup);
+  int launches = 0;
   auto mpmd = [&](const std::string& second, const std::string& extra = "") {
+    const fs::path output = dir / ("run" + std::to_string(++launches));
     return std::string(LA3_MPIEXEC) + " --allow-run-as-root --oversubscribe -np 1 " +
-           train_command(base, dir / "run", extra) + " : -np 1 " + train_command(second, dir / "run", extra);
+           train_command(base, output, extra) + " : -np 1 " + train_command(second, output, extra);
   };
   const RunResult batch = run(mpmd(other_batch));
   EXPECT_NE(batch.exit_code, 0);

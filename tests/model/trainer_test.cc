@@ -5,6 +5,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <filesystem>
 #include <fstream>
 
@@ -185,6 +187,86 @@ TEST(Training, ResumedRunIsBitIdenticalAndCheckpointReloads) {
   EXPECT_EQ(lines, 6 + 3);  // steps 1..6, evaluations at 0, 3, 6
   fs::remove_all(full.output_dir);
   fs::remove_all(part.output_dir);
+}
+
+// A run directory that holds an earlier run is refused unless --resume or --overwrite says
+// what to do with it; --overwrite starts from scratch; a resume drops the metrics rows a killed
+// run wrote after its last checkpoint, so every step appears once.
+TEST(Training, ExistingRunsAreNeverOverwrittenSilentlyAndResumeDropsReplayedMetrics) {
+  TrainConfig config = small_run("existing");
+  config.max_steps = 3;
+  config.eval_every = 0;
+  ASSERT_TRUE(train(config, {}).ok());
+  const std::string checkpoint_bytes = file_bytes(config.output_dir + "/checkpoint/model.safetensors");
+  const std::string metrics_bytes = file_bytes(config.output_dir + "/metrics.jsonl");
+
+  absl::StatusOr<TrainSummary> refused = train(config, {});
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), HasSubstr("already holds a training run (a checkpoint)"));
+  EXPECT_THAT(refused.status().message(), HasSubstr("--resume"));
+  EXPECT_THAT(refused.status().message(), HasSubstr("--overwrite"));
+  EXPECT_EQ(file_bytes(config.output_dir + "/checkpoint/model.safetensors"), checkpoint_bytes);  // untouched
+  EXPECT_EQ(file_bytes(config.output_dir + "/metrics.jsonl"), metrics_bytes);
+
+  TrainOptions both;
+  both.resume = both.overwrite = true;
+  EXPECT_THAT(std::string(train(config, both).status().message()), HasSubstr("contradict"));
+
+  // A killed run's rows after the checkpoint (steps 4 and 5), then resume to 6.
+  {
+    std::ofstream append(config.output_dir + "/metrics.jsonl", std::ios::app);
+    append << "{\"step\": 4, \"loss\": 9.0}\n{\"step\": 5, \"loss\": 9.0}\n";
+  }
+  config.max_steps = 6;
+  TrainOptions resume;
+  resume.resume = true;
+  ASSERT_TRUE(train(config, resume).ok());
+  std::ifstream metrics(config.output_dir + "/metrics.jsonl");
+  std::vector<int64_t> steps;
+  for (std::string line; std::getline(metrics, line);) {
+    const nlohmann::json record = nlohmann::json::parse(line);
+    steps.push_back(record["step"].get<int64_t>());
+    EXPECT_NE(record.value("loss", 0.0), 9.0) << "a replayed row survived: " << line;
+  }
+  EXPECT_EQ(steps, (std::vector<int64_t>{1, 2, 3, 4, 5, 6}));
+
+  // A metrics file that is not metrics: the resume stops and names the line, losing nothing.
+  {
+    std::ofstream append(config.output_dir + "/metrics.jsonl", std::ios::app);
+    append << "garbage\n";
+  }
+  config.max_steps = 7;
+  absl::StatusOr<TrainSummary> bad = train(config, resume);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("metrics.jsonl:7: not a metrics record"));
+
+  // --overwrite starts over: a fresh run of 2 steps, the old checkpoint and metrics gone.
+  config.max_steps = 2;
+  TrainOptions overwrite;
+  overwrite.overwrite = true;
+  absl::StatusOr<TrainSummary> fresh = train(config, overwrite);
+  ASSERT_TRUE(fresh.ok()) << fresh.status();
+  EXPECT_EQ(fresh->steps, 2);
+  std::ifstream again(config.output_dir + "/metrics.jsonl");
+  int lines = 0;
+  for (std::string line; std::getline(again, line);) ++lines;
+  EXPECT_EQ(lines, 2);
+  fs::remove_all(config.output_dir);
+}
+
+TEST(Training, ADirectoryGivenAsAFileIsAnError) {
+  const std::string dir = ::testing::TempDir() + "/la3_config_dir";
+  fs::create_directories(dir);
+  absl::StatusOr<TrainConfig> config = load_train_config(dir);
+  ASSERT_FALSE(config.ok());
+  EXPECT_THAT(config.status().message(), HasSubstr("is a directory, expected a file"));
+  TrainConfig run = small_run("dir_data");
+  run.train_path = dir;
+  absl::StatusOr<TrainSummary> trained = train(run, {});
+  ASSERT_FALSE(trained.ok());
+  EXPECT_THAT(trained.status().message(), HasSubstr("is a directory, expected a dataset file"));
+  fs::remove_all(dir);
 }
 
 TEST(Training, CudaEmuDeviceTrainsLikeTheCpu) {
