@@ -22,6 +22,9 @@ packages=(
   libsentencepiece-dev nlohmann-json3-dev libcurl4-openssl-dev libcpp-httplib-dev
   libssl-dev zlib1g-dev libbrotli-dev libopenmpi-dev openmpi-bin libopenblas-dev
   libutf8proc-dev libinchi-dev wordnet-base
+  # A private single-node Slurm for the srun launch test (tests/dist/srun_launch_test.sh); the
+  # engine itself does not need it.
+  slurmctld slurmd slurm-client munge
 )
 
 missing=()

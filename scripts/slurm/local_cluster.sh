@@ -51,7 +51,9 @@ write_config() {
   mkdir -p "$dir"/{etc,munge,state,spool,log,run}
   chmod 700 "$dir/munge"
   local cpus memory
-  cpus=$(nproc)
+  # Every online CPU: nproc would honour OMP_NUM_THREADS (tests set it to 1), and a 1-CPU node
+  # cannot start a 2-task step.
+  cpus=$(getconf _NPROCESSORS_ONLN)
   memory=$(($(awk '/MemTotal/ {print int($2 / 1024)}' /proc/meminfo) / 2))
   ((memory > 4096)) && memory=4096
   cat >"$conf" <<EOF

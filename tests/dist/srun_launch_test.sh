@@ -54,7 +54,7 @@ echo "srun_launch_test: cluster up in $((SECONDS - started)) s"
 # 1. srun --mpi=pmix: one training over 2 ranks.
 run=$work/run
 status=0
-timeout 600 srun --mpi=pmix -N1 -n2 --label -t 10 "$engine" train --config configs/demo.yaml \
+timeout 600 srun --immediate=60 --mpi=pmix -N1 -n2 --label -t 10 "$engine" train --config configs/demo.yaml \
   --max-steps "$steps" --output-dir "$run" >"$work/pmix.out" 2>&1 || status=$?
 if ((status != 0)); then
   cat "$work/pmix.out" >&2
@@ -76,7 +76,7 @@ echo "srun_launch_test: srun --mpi=pmix -n2 trained $steps steps, checkpoint wri
 
 # 2. plain srun -n2: the engine must refuse (each task would otherwise train alone).
 status=0
-timeout 300 srun -N1 -n2 -t 5 "$engine" train --config configs/demo.yaml --max-steps "$steps" \
+timeout 300 srun --immediate=60 -N1 -n2 -t 5 "$engine" train --config configs/demo.yaml --max-steps "$steps" \
   --output-dir "$work/plain" >"$work/plain.out" 2>&1 || status=$?
 if ((status == 0)); then
   cat "$work/plain.out" >&2
