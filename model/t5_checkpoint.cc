@@ -1,5 +1,6 @@
 #include "model/t5_checkpoint.h"
 
+#include <cmath>
 #include <filesystem>
 #include <system_error>
 
@@ -23,6 +24,20 @@ absl::StatusOr<T5Model> load_t5_checkpoint(const std::string& directory) {
   if (!weights.ok()) {
     return absl::Status(weights.status().code(),
                         absl::StrCat("checkpoint directory ", directory, ": ", weights.status().message()));
+  }
+  // A diverged run's weights (NaN/inf) would load and decode to empty text without a word:
+  // one pass over every floating tensor names the first bad element instead.
+  for (const auto& [name, tensor] : weights->tensors) {
+    if (tensor.dtype() != DType::kF32 && tensor.dtype() != DType::kBF16) continue;
+    const std::vector<float> values = tensor.dtype() == DType::kF32 ? tensor.to_vector<float>()
+                                                                    : tensor.to(DType::kF32).to_vector<float>();
+    for (size_t i = 0; i < values.size(); ++i) {
+      if (!std::isfinite(values[i])) {
+        return absl::DataLossError(absl::StrCat(weights_path, ": tensor \"", name, "\" ", tensor.describe(), " holds ",
+                                                values[i], " at element ", i,
+                                                " (a diverged or corrupted checkpoint); refusing to load it"));
+      }
+    }
   }
   absl::StatusOr<T5Model> model = T5Model::from_tensors(*config, std::move(weights->tensors));
   if (!model.ok()) return absl::InvalidArgumentError(absl::StrCat(weights_path, ": ", model.status().message()));

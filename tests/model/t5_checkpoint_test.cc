@@ -5,6 +5,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -85,6 +86,33 @@ TEST(T5Checkpoint, BrokenDirectoriesNameTheFileAndProblem) {
   ASSERT_TRUE(write_file_atomically(dir + "/config.json", R"({"model_type": "t5", "feed_forward_proj": "gated-silu"})").ok());
   EXPECT_THAT(std::string(load_t5_checkpoint(dir).status().message()),
               HasSubstr("feed_forward_proj \"gated-silu\" is not supported"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(T5Checkpoint, NonFiniteWeightsAreRefusedNamingTheTensor) {
+  const std::string dir = temp_dir("non_finite");
+  std::filesystem::create_directories(dir);
+  std::filesystem::copy_file(kGolden + "/t5_v1_1/config.json", dir + "/config.json");
+  SafetensorsContents weights = *read_safetensors(kGolden + "/t5_v1_1/model.safetensors");
+  for (const double bad : {std::nan(""), double{INFINITY}, -double{INFINITY}}) {
+    SafetensorsContents broken = weights;
+    Tensor table = broken.tensors.at("encoder.block.0.layer.0.SelfAttention.q.weight").clone();
+    std::vector<float> values = table.to_vector<float>();
+    values[5] = static_cast<float>(bad);
+    broken.tensors["encoder.block.0.layer.0.SelfAttention.q.weight"] = Tensor::from_vector<float>(table.shape(), values);
+    ASSERT_TRUE(write_safetensors(dir + "/model.safetensors", broken.tensors).ok());
+    const absl::Status status = load_t5_checkpoint(dir).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kDataLoss) << status;
+    EXPECT_THAT(std::string(status.message()), HasSubstr("\"encoder.block.0.layer.0.SelfAttention.q.weight\""));
+    EXPECT_THAT(std::string(status.message()), HasSubstr("at element 5"));
+  }
+  // bf16 weights are checked too.
+  SafetensorsContents bf16 = weights;
+  std::vector<float> values = bf16.tensors.at("shared.weight").to_vector<float>();
+  values.back() = INFINITY;
+  bf16.tensors["shared.weight"] = Tensor::from_vector<float>(bf16.tensors.at("shared.weight").shape(), values).to(DType::kBF16);
+  ASSERT_TRUE(write_safetensors(dir + "/model.safetensors", bf16.tensors).ok());
+  EXPECT_THAT(std::string(load_t5_checkpoint(dir).status().message()), HasSubstr("\"shared.weight\""));
   std::filesystem::remove_all(dir);
 }
 
