@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "apps/arguments.h"
 #include "apps/commands.h"
 #include "dist/world.h"
@@ -127,10 +128,13 @@ int run_train(const std::vector<std::string>& args) {
   }
   dist::finalize_world();
   if (world->rank != 0) return 0;
-  std::printf("trained %lld steps (%lld parameters): validation loss %.4f -> %.4f, %.0f tokens/s; run in %s\n",
-              static_cast<long long>(summary->steps), static_cast<long long>(summary->parameters),
-              summary->first_validation_loss, summary->last_validation_loss, summary->tokens_per_second,
-              config.output_dir.c_str());
+  const std::string validation =
+      summary->first_validation_loss < 0.0
+          ? std::string("no validation (training.eval_every is 0)")
+          : absl::StrFormat("validation loss %.4f -> %.4f", summary->first_validation_loss, summary->last_validation_loss);
+  std::printf("trained %lld steps (%lld parameters): %s, %.0f tokens/s; run in %s\n",
+              static_cast<long long>(summary->steps), static_cast<long long>(summary->parameters), validation.c_str(),
+              summary->tokens_per_second, config.output_dir.c_str());
   return 0;
 }
 

@@ -5,6 +5,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <functional>
 #include <map>
@@ -199,6 +200,15 @@ absl::StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, con
            require(c.max_source_length >= 2 && c.max_target_length >= 2, source,
                    "data.max_source_length and data.max_target_length must be >= 2"),
            require(c.k >= 0, source, "loss.k must be >= 0"),
+           require(std::isfinite(c.lr) && std::isfinite(c.beta1) && std::isfinite(c.beta2) && std::isfinite(c.eps) &&
+                       std::isfinite(c.weight_decay) && std::isfinite(c.clip_grad_norm) &&
+                       std::isfinite(c.dropout_rate) && std::isfinite(c.dist_bucket_mb) && std::isfinite(c.dist_timeout_s),
+                   source,
+                   absl::StrCat("every number must be finite (.inf and .nan are not), got optimizer.lr ", c.lr,
+                                ", beta1 ", c.beta1, ", beta2 ", c.beta2, ", eps ", c.eps, ", weight_decay ",
+                                c.weight_decay, ", training.clip_grad_norm ", c.clip_grad_norm, ", model.dropout_rate ",
+                                c.dropout_rate, ", distributed.bucket_mb ", c.dist_bucket_mb, ", distributed.timeout_s ",
+                                c.dist_timeout_s)),
            require(c.lr > 0.0, source, "optimizer.lr must be positive"),
            require(c.beta1 >= 0.0 && c.beta1 < 1.0 && c.beta2 >= 0.0 && c.beta2 < 1.0, source,
                    "optimizer.beta1 and optimizer.beta2 must be in [0, 1)"),

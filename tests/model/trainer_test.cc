@@ -102,6 +102,9 @@ TEST(TrainConfig, DefaultsUnknownKeysAndBadValues) {
   EXPECT_THAT(error("training:\n  gemm_precision: fp16\n"), HasSubstr("training.gemm_precision 'fp16'"));
   EXPECT_TRUE(parse_train_config("training:\n  device: cuda\n", "run.yaml").ok());
   EXPECT_THAT(error("optimizer:\n  lr: -1\n"), HasSubstr("optimizer.lr must be positive"));
+  EXPECT_THAT(error("optimizer:\n  lr: .inf\n"), HasSubstr("every number must be finite (.inf and .nan are not), got optimizer.lr inf"));
+  EXPECT_THAT(error("optimizer:\n  eps: .nan\n"), HasSubstr("must be finite"));
+  EXPECT_THAT(error("distributed:\n  timeout_s: .inf\n"), HasSubstr("distributed.timeout_s inf"));
   EXPECT_THAT(error("model: [1, 2]\n"), HasSubstr("model must be a mapping"));
   EXPECT_THAT(error("model:\n  preset: [oops\n"), HasSubstr("YAML syntax error"));
   EXPECT_EQ(load_train_config("/nonexistent/run.yaml").status().code(), absl::StatusCode::kNotFound);
