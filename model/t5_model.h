@@ -54,6 +54,8 @@ class T5Model {
   int64_t parameter_count() const;
   // Marks every parameter as wanting (or not) a gradient.
   void set_requires_grad(bool required) const;
+  // Dropout probability of training forwards (a run's setting may differ from the checkpoint's).
+  void set_dropout_rate(float rate) { config_.dropout_rate = rate; }
 
   // input_ids [batch, src_len] (i32/i64), attention_mask [batch, src_len] (nonzero = token)
   // or undefined -> encoder hidden states [batch, src_len, d_model].

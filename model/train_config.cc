@@ -180,6 +180,7 @@ absl::StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, con
     if (!s.ok()) return s;
   }
   c.seed = static_cast<uint64_t>(seed);
+  c.dropout_rate_set = root.IsMap() && root["model"].IsMap() && root["model"]["dropout_rate"].IsDefined();
   if (c.init_checkpoint.empty()) {
     absl::StatusOr<T5Config> model_config = c.model_config(/*tokenizer_vocab=*/1);
     if (!model_config.ok()) return absl::InvalidArgumentError(absl::StrCat(source, ": ", model_config.status().message()));

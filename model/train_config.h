@@ -20,6 +20,7 @@ struct TrainConfig {
   std::string model_preset = "tiny";     // see T5Config::preset; vocab_size follows the tokenizer
   std::string init_checkpoint;           // an HF checkpoint directory to start from (overrides preset)
   float dropout_rate = 0.1f;
+  bool dropout_rate_set = false;  // the YAML sets model.dropout_rate (it then wins over init_checkpoint's)
   // Size overrides of the preset (0 / empty = the preset's value).
   int64_t d_model = 0, d_kv = 0, d_ff = 0, num_layers = 0, num_decoder_layers = 0, num_heads = 0;
   int relative_attention_num_buckets = 0, relative_attention_max_distance = 0;

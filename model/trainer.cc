@@ -382,6 +382,14 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
     return T5Model::create(*model_config, config.seed);
   }();
   if (!model_or.ok()) return model_or.status();
+  if (!config.init_checkpoint.empty()) {
+    // A key the user set wins over the checkpoint's value; the log says which is in force.
+    const float from_checkpoint = model_or->config().dropout_rate;
+    if (config.dropout_rate_set) model_or->set_dropout_rate(config.dropout_rate);
+    info(absl::StrCat("dropout rate ", model_or->config().dropout_rate,
+                      config.dropout_rate_set ? absl::StrCat(" (model.dropout_rate; the checkpoint has ", from_checkpoint, ")")
+                                              : std::string(" (from the checkpoint; set model.dropout_rate to change it)")));
+  }
   // One GPU per rank: `cuda` (or `auto` finding a GPU) means cuda:<node-local rank>.
   std::string requested_device = config.device;
   if (world.size > 1 && (requested_device == "cuda" || requested_device == "auto")) {
@@ -473,8 +481,10 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
     fs::remove(metrics_path, error);
   }
   if (leader) {
+    TrainConfig effective = config;  // what is in force (the checkpoint's dropout unless the YAML set it)
+    effective.dropout_rate = model.config().dropout_rate;
     if (absl::Status s = write_file_atomically((fs::path(config.output_dir) / "config.yaml").string(),
-                                               train_config_to_yaml(config));
+                                               train_config_to_yaml(effective));
         !s.ok()) {
       return s;
     }

@@ -258,6 +258,42 @@ TEST(Training, ExistingRunsAreNeverOverwrittenSilentlyAndResumeDropsReplayedMetr
   fs::remove_all(config.output_dir);
 }
 
+// model.dropout_rate set in the YAML wins over init_checkpoint's value; unset, the checkpoint's
+// is used. The log and the saved config.yaml say which value is in force.
+TEST(Training, DropoutRateFromTheYamlWinsOverTheInitCheckpoint) {
+  TrainConfig base = small_run("dropout_base");
+  base.max_steps = 1;
+  base.eval_every = 0;
+  base.dropout_rate = 0.25f;  // saved into the checkpoint's config.json
+  ASSERT_TRUE(train(base, {}).ok());
+  for (const bool set_in_yaml : {true, false}) {
+    const std::string yaml = set_in_yaml ? "model:\n  dropout_rate: 0.0\n" : "model:\n  preset: tiny\n";
+    absl::StatusOr<TrainConfig> config = parse_train_config(yaml, "run.yaml");
+    ASSERT_TRUE(config.ok());
+    EXPECT_EQ(config->dropout_rate_set, set_in_yaml);
+    TrainConfig run = small_run(set_in_yaml ? "dropout_set" : "dropout_unset");
+    run.init_checkpoint = base.output_dir + "/checkpoint";
+    run.dropout_rate = config->dropout_rate;
+    run.dropout_rate_set = config->dropout_rate_set;
+    run.max_steps = 1;
+    run.eval_every = 0;
+    TrainOptions options;
+    std::string info;
+    options.on_info = [&](const std::string& line) { info += line + "\n"; };
+    ASSERT_TRUE(train(run, options).ok());
+    const TrainConfig saved = *load_train_config(run.output_dir + "/config.yaml");
+    if (set_in_yaml) {
+      EXPECT_THAT(info, HasSubstr("dropout rate 0 (model.dropout_rate; the checkpoint has 0.25)"));
+      EXPECT_FLOAT_EQ(saved.dropout_rate, 0.0f);
+    } else {
+      EXPECT_THAT(info, HasSubstr("dropout rate 0.25 (from the checkpoint"));
+      EXPECT_FLOAT_EQ(saved.dropout_rate, 0.25f);
+    }
+    fs::remove_all(run.output_dir);
+  }
+  fs::remove_all(base.output_dir);
+}
+
 TEST(Training, ADirectoryGivenAsAFileIsAnError) {
   const std::string dir = ::testing::TempDir() + "/la3_config_dir";
   fs::create_directories(dir);
