@@ -170,7 +170,7 @@ absl::StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, con
            training.read("eval_every", c.eval_every), training.read("checkpoint_every", c.checkpoint_every),
            training.read("log_every", c.log_every), training.read("seed", seed), training.read("threads", c.threads),
            training.read("device", c.device), training.read("gemm_precision", c.gemm_precision),
-           run.read("output_dir", c.output_dir),
+           run.read("output_dir", c.output_dir), run.read("keep_checkpoints", c.keep_checkpoints),
            distributed.read("backend", c.dist_backend), distributed.read("bucket_mb", c.dist_bucket_mb),
            distributed.read("shard_optimizer", c.dist_shard_optimizer), distributed.read("timeout_s", c.dist_timeout_s),
            distributed.read("overlap", c.dist_overlap),
@@ -229,6 +229,7 @@ absl::StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, con
            require(c.gemm_precision == "bf16" || c.gemm_precision == "fp32", source,
                    absl::StrCat("training.gemm_precision '", c.gemm_precision, "': expected bf16 or fp32")),
            require(!c.output_dir.empty(), source, "run.output_dir must not be empty"),
+           require(c.keep_checkpoints >= 1, source, "run.keep_checkpoints must be >= 1"),
            require(c.dist_backend == "auto" || c.dist_backend == "nccl" || c.dist_backend == "mpi", source,
                    absl::StrCat("distributed.backend '", c.dist_backend, "': expected auto, nccl or mpi")),
            require(c.dist_bucket_mb > 0.0 && c.dist_bucket_mb <= 4096.0, source,
@@ -290,7 +291,7 @@ std::string train_config_to_yaml(const TrainConfig& c) {
       << "shard_optimizer" << YAML::Value << c.dist_shard_optimizer << YAML::Key << "timeout_s" << YAML::Value
       << c.dist_timeout_s << YAML::Key << "overlap" << YAML::Value << c.dist_overlap << YAML::EndMap;
   out << YAML::Key << "run" << YAML::Value << YAML::BeginMap << YAML::Key << "output_dir" << YAML::Value << c.output_dir
-      << YAML::EndMap;
+      << YAML::Key << "keep_checkpoints" << YAML::Value << c.keep_checkpoints << YAML::EndMap;
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
 }

@@ -72,6 +72,7 @@ struct TrainConfig {
   bool dist_overlap = true;           // all-reduce each bucket during backward (false: after it)
   // run
   std::string output_dir = "runs/demo";
+  int keep_checkpoints = 3;  // complete checkpoint-<step> directories kept (the newest)
 
   // Resolves relative data/tokenizer/checkpoint paths against `base` (the config's folder
   // or the working directory).

@@ -26,6 +26,7 @@
 #include "engine/io/safetensors.h"
 #include "engine/ops/elementwise.h"
 #include "engine/optim/adamw.h"
+#include "model/checkpoint_store.h"
 #include "model/t5_checkpoint.h"
 
 namespace la3 {
@@ -80,22 +81,21 @@ absl::Status truncate_metrics(const std::string& path, int64_t step) {
   return write_file_atomically(path, kept);
 }
 
-// Writes the checkpoint into a sibling temporary directory and swaps it in, so a crash
-// leaves either the previous checkpoint or the new one, never a mixture.
 // The optimizer's whole state in parameter order (gathered from the shards under ZeRO-1).
 struct OptimizerState {
   int64_t steps = 0;
   std::vector<Tensor> exp_avg, exp_avg_sq;
 };
 
-absl::Status save_checkpoint(const std::string& run_dir, const T5Model& model, const OptimizerState& optimizer,
+// Writes a checkpoint through the run's CheckpointStore (crash-safe at every point; see
+// model/checkpoint_store.h) and keeps the newest `keep`.
+absl::Status save_checkpoint(CheckpointStore& store, int keep, const T5Model& model, const OptimizerState& optimizer,
                              const Position& position, uint64_t seed, const std::string& tokenizer_path,
                              int64_t global_batch_groups, int world_size) {
-  const fs::path final_dir = fs::path(run_dir) / "checkpoint";
-  const fs::path staging = fs::path(run_dir) / "checkpoint.tmp";
-  const fs::path previous = fs::path(run_dir) / "checkpoint.old";
+  absl::StatusOr<std::string> staging_or = store.begin(position.step);
+  if (!staging_or.ok()) return staging_or.status();
+  const fs::path staging = *staging_or;
   std::error_code error;
-  fs::remove_all(staging, error);
   if (absl::Status s = save_t5_checkpoint(model, staging.string()); !s.ok()) return s;
   // The tokenizer travels with the weights (as spiece.model in HF T5 directories), so
   // `engine generate --checkpoint DIR` needs nothing else.
@@ -114,21 +114,13 @@ absl::Status save_checkpoint(const std::string& run_dir, const T5Model& model, c
                                 {"optimizer_steps", optimizer.steps},
                                 {"global_batch_groups", global_batch_groups}, {"world_size", world_size}};
   if (absl::Status s = write_file_atomically((staging / "state.json").string(), state.dump(2) + "\n"); !s.ok()) return s;
-  fs::remove_all(previous, error);
-  if (fs::exists(final_dir)) {
-    fs::rename(final_dir, previous, error);
-    if (error) return absl::DataLossError(absl::StrCat("cannot move ", final_dir.string(), " aside: ", error.message()));
-  }
-  fs::rename(staging, final_dir, error);
-  if (error) return absl::DataLossError(absl::StrCat("cannot install checkpoint ", final_dir.string(), ": ", error.message()));
-  fs::remove_all(previous, error);
-  return absl::OkStatus();
+  return store.commit(position.step, keep);
 }
 
 // Loads the weights into `model` and returns the position and the optimizer state.
-absl::StatusOr<std::pair<Position, OptimizerState>> restore_checkpoint(const std::string& run_dir, T5Model& model,
-                                                                       int64_t global_batch_groups) {
-  const fs::path dir = fs::path(run_dir) / "checkpoint";
+absl::StatusOr<std::pair<Position, OptimizerState>> restore_checkpoint(const std::string& checkpoint_dir,
+                                                                       T5Model& model, int64_t global_batch_groups) {
+  const fs::path dir = checkpoint_dir;
   absl::StatusOr<T5Model> saved = load_t5_checkpoint(dir.string());
   if (!saved.ok()) return saved.status();
   for (const auto& [name, parameter] : model.parameters()) {
@@ -445,21 +437,20 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
   const int64_t global_batch_groups = config.batch_size * chunks_per_step;
 
   std::error_code error;
-  const fs::path checkpoint_state = fs::path(config.output_dir) / "checkpoint" / "state.json";
+  CheckpointStore checkpoints(config.output_dir);
+  const std::optional<std::string> latest_checkpoint = checkpoints.latest();
   const bool has_metrics = fs::exists(fs::path(config.output_dir) / "metrics.jsonl");
   if (options.resume && options.overwrite) {
     return absl::InvalidArgumentError("--resume and --overwrite contradict each other: pick one");
   }
-  if (!options.resume && (fs::exists(checkpoint_state) || has_metrics)) {
+  if (!options.resume && (latest_checkpoint || has_metrics)) {
     if (!options.overwrite) {
       return absl::FailedPreconditionError(absl::StrCat(
-          config.output_dir, " already holds a training run (", fs::exists(checkpoint_state) ? "a checkpoint" : "metrics.jsonl",
+          config.output_dir, " already holds a training run (", latest_checkpoint ? "a checkpoint" : "metrics.jsonl",
           "); pass --resume to continue it, --overwrite to delete it and start over, or another --output-dir"));
     }
     if (leader) {
-      fs::remove_all(fs::path(config.output_dir) / "checkpoint", error);
-      fs::remove_all(fs::path(config.output_dir) / "checkpoint.tmp", error);
-      fs::remove_all(fs::path(config.output_dir) / "checkpoint.old", error);
+      if (absl::Status s = checkpoints.remove_all(); !s.ok()) return s;
     }
   }
   if (leader) fs::create_directories(config.output_dir, error);
@@ -467,12 +458,12 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
   const std::string metrics_path = (fs::path(config.output_dir) / "metrics.jsonl").string();
   Position position;
   std::optional<OptimizerState> restored_optimizer;
-  if (options.resume && fs::exists(fs::path(config.output_dir) / "checkpoint" / "state.json")) {
-    auto restored = restore_checkpoint(config.output_dir, model, global_batch_groups);
+  if (options.resume && latest_checkpoint) {
+    auto restored = restore_checkpoint(*latest_checkpoint, model, global_batch_groups);
     if (!restored.ok()) return restored.status();
     position = restored->first;
     restored_optimizer = std::move(restored->second);
-    info(absl::StrCat("resumed from ", config.output_dir, "/checkpoint at step ", position.step));
+    info(absl::StrCat("resumed from ", *latest_checkpoint, " at step ", position.step));
     // Rows a killed run wrote after its last checkpoint are replayed now: drop them.
     if (leader) {
       if (absl::Status s = truncate_metrics(metrics_path, position.step); !s.ok()) return s;
@@ -681,7 +672,7 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
       absl::StatusOr<OptimizerState> state = optimizer.state();  // gathered on every rank under ZeRO-1
       if (!state.ok()) return state.status();
       if (leader) {
-        if (absl::Status s = save_checkpoint(config.output_dir, model, *state, position, config.seed,
+        if (absl::Status s = save_checkpoint(checkpoints, config.keep_checkpoints, model, *state, position, config.seed,
                                              config.tokenizer_path, global_batch_groups, world.size);
             !s.ok()) {
           return s;
