@@ -237,36 +237,4 @@ TEST_F(MpiCommunicatorTest, CountsBeyondMpisRangeAreRefused) {
 }  // namespace
 }  // namespace la3::dist
 
-namespace {
-class RankFailurePrinter : public ::testing::EmptyTestEventListener {
- public:
-  explicit RankFailurePrinter(int rank) : rank_(rank) {}
-  void OnTestPartResult(const ::testing::TestPartResult& result) override {
-    if (result.failed()) {
-      std::fprintf(stderr, "[rank %d] %s:%d: failure\n%s\n", rank_, result.file_name() ? result.file_name() : "?",
-                   result.line_number(), result.summary());
-    }
-  }
-
- private:
-  int rank_;
-};
-}  // namespace
-
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  absl::StatusOr<la3::dist::World> world = la3::dist::initialize_world();
-  if (!world.ok()) {
-    std::fprintf(stderr, "%s\n", std::string(world.status().message()).c_str());
-    return 2;
-  }
-  // Only rank 0 prints gtest's progress; the other ranks print their failures, labelled.
-  if (world->rank != 0) {
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-    listeners.Append(new RankFailurePrinter(world->rank));
-  }
-  const int result = RUN_ALL_TESTS();
-  la3::dist::finalize_world();
-  return result;
-}
+// main(): tests/support/mpi_test_main.cc

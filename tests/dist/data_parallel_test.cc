@@ -18,6 +18,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/support/run_command.h"
+
 #include "engine/io/safetensors.h"
 
 namespace la3 {
@@ -41,24 +43,9 @@ constexpr double kLossTolerance = 5e-6;
 constexpr double kWeightTolerance = 1e-5;
 constexpr double kElementwiseTolerance = 2e-4;
 
-struct RunResult {
-  int exit_code = -1;
-  std::string output;
-  double seconds = 0.0;
-};
-
-RunResult run(const std::string& command) {
-  const auto start = std::chrono::steady_clock::now();
-  RunResult result;
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return result;
-  char buffer[4096];
-  while (fgets(buffer, sizeof buffer, pipe) != nullptr) result.output += buffer;
-  const int status = pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  return result;
-}
+using testing::run_command;
+using testing::RunResult;
+RunResult run(const std::string& command) { return run_command(command); }
 
 std::string mpirun(int ranks) {
   return std::string(LA3_MPIEXEC) + " --allow-run-as-root --oversubscribe -np " + std::to_string(ranks) + " ";

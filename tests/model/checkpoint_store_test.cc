@@ -16,6 +16,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/support/run_command.h"
+
 #include "engine/io/file_io.h"
 
 namespace la3 {
@@ -23,21 +25,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct RunResult {
-  int exit_code = -1;
-  std::string output;
-};
-
-RunResult run(const std::string& command) {
-  RunResult result;
-  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return result;
-  char buffer[4096];
-  while (fgets(buffer, sizeof buffer, pipe) != nullptr) result.output += buffer;
-  const int status = pclose(pipe);
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  return result;
-}
+using testing::run_command;
+using testing::RunResult;
+RunResult run(const std::string& command) { return run_command(command); }
 
 const fs::path kRoot = fs::path(LA3_TEST_OUTPUT_DIR) / "checkpoint_store";
 
@@ -118,9 +108,12 @@ TEST_P(CheckpointCrash, AKillAtThisPointOfTheSaveLosesNothing) {
             std::string::npos)
       << resumed.output;
   // Bit-identical to the uninterrupted run, every step logged once, the layout tidy again.
-  EXPECT_EQ(bytes(dir / "checkpoint" / "model.safetensors"), bytes(straight_run() / "checkpoint" / "model.safetensors"));
-  EXPECT_EQ(bytes(dir / "checkpoint" / "optimizer.safetensors"),
-            bytes(straight_run() / "checkpoint" / "optimizer.safetensors"));
+  EXPECT_TRUE(bytes(dir / "checkpoint" / "model.safetensors") ==
+              bytes(straight_run() / "checkpoint" / "model.safetensors"))
+      << "the weights differ from the uninterrupted run's";
+  EXPECT_TRUE(bytes(dir / "checkpoint" / "optimizer.safetensors") ==
+              bytes(straight_run() / "checkpoint" / "optimizer.safetensors"))
+      << "the optimizer state differs from the uninterrupted run's";
   EXPECT_EQ(metric_steps(dir), (std::vector<int64_t>{1, 2, 3, 4, 5, 6}));
   EXPECT_EQ(checkpoint_entries(dir), (std::set<std::string>{"checkpoint", "checkpoint-4", "checkpoint-6"}));
 }
@@ -140,7 +133,9 @@ TEST(CheckpointLayout, ARunOfTheEarlierLayoutResumesAndIsMigrated) {
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
   EXPECT_NE(resumed.output.find("at step 4"), std::string::npos) << resumed.output;
   EXPECT_TRUE(fs::is_symlink(dir / "checkpoint"));
-  EXPECT_EQ(bytes(dir / "checkpoint" / "model.safetensors"), bytes(straight_run() / "checkpoint" / "model.safetensors"));
+  EXPECT_TRUE(bytes(dir / "checkpoint" / "model.safetensors") ==
+              bytes(straight_run() / "checkpoint" / "model.safetensors"))
+      << "the weights differ from the uninterrupted run's";
 }
 
 TEST(CheckpointLayout, OverwriteDeletesEveryCheckpoint) {
