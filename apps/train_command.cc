@@ -23,6 +23,7 @@ const std::vector<OptionSpec> kOptions = {
     {"max-steps", true, "optimizer steps (overrides training.max_steps)"},
     {"resume", false, "continue from <output-dir>/checkpoint if present"},
     {"overwrite", false, "start over in an output dir that holds an earlier run (deletes its checkpoint and metrics)"},
+    {"allow-config-change", false, "with --resume: continue although the learning rate, loss, data or model settings changed"},
     {"device", true, "auto | cpu | cuda | cuda:N | cuda-emu (overrides training.device; auto = cuda when a GPU is usable)"},
     {"help", false, "show this message"},
 };
@@ -117,6 +118,7 @@ int run_train(const std::vector<std::string>& args) {
   TrainOptions options;
   options.resume = parsed->has("resume");
   options.overwrite = parsed->has("overwrite");
+  options.allow_config_change = parsed->has("allow-config-change");
   options.on_info = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
   options.on_progress = [terminal](const TrainProgress& p) { print_progress(p, terminal); };
   absl::StatusOr<TrainSummary> summary = train(config, options);

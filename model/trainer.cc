@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "data/batching.h"
 #include "dist/gradient_buckets.h"
 #include "dist/nccl_communicator.h"
@@ -290,6 +291,45 @@ class Fingerprint {
   uint64_t hash_ = 0xcbf29ce484222325ull;
 };
 
+// The settings a resumed run must share with the run it continues, so that it continues the
+// same numbers (the global batch is checked against state.json; steps, logging, devices and
+// the distributed keys may change). Each difference reads "key: old -> new".
+std::vector<std::string> breaking_changes(const TrainConfig& saved, const TrainConfig& now) {
+  std::vector<std::string> changes;
+  auto compare = [&](const char* key, const auto& before, const auto& after) {
+    if (before != after) changes.push_back(absl::StrCat(key, ": ", before, " -> ", after));
+  };
+  compare("model.preset", saved.model_preset, now.model_preset);
+  compare("model.init_checkpoint", saved.init_checkpoint, now.init_checkpoint);
+  compare("model.dropout_rate", saved.dropout_rate, now.dropout_rate);
+  compare("model.d_model", saved.d_model, now.d_model);
+  compare("model.d_kv", saved.d_kv, now.d_kv);
+  compare("model.d_ff", saved.d_ff, now.d_ff);
+  compare("model.num_layers", saved.num_layers, now.num_layers);
+  compare("model.num_decoder_layers", saved.num_decoder_layers, now.num_decoder_layers);
+  compare("model.num_heads", saved.num_heads, now.num_heads);
+  compare("model.feed_forward", saved.feed_forward, now.feed_forward);
+  compare("data.train", saved.train_path, now.train_path);
+  compare("data.validation", saved.validation_path, now.validation_path);
+  compare("data.tokenizer", saved.tokenizer_path, now.tokenizer_path);
+  compare("data.direction", std::string(direction_name(saved.direction)), std::string(direction_name(now.direction)));
+  compare("data.max_source_length", saved.max_source_length, now.max_source_length);
+  compare("data.max_target_length", saved.max_target_length, now.max_target_length);
+  compare("loss.mode", std::string(ops::caption_loss_name(saved.loss)), std::string(ops::caption_loss_name(now.loss)));
+  compare("loss.k", saved.k, now.k);
+  compare("optimizer.lr", saved.lr, now.lr);
+  compare("optimizer.beta1", saved.beta1, now.beta1);
+  compare("optimizer.beta2", saved.beta2, now.beta2);
+  compare("optimizer.eps", saved.eps, now.eps);
+  compare("optimizer.weight_decay", saved.weight_decay, now.weight_decay);
+  compare("schedule.kind", static_cast<int>(saved.schedule), static_cast<int>(now.schedule));
+  compare("schedule.warmup_steps", saved.warmup_steps, now.warmup_steps);
+  compare("training.clip_grad_norm", saved.clip_grad_norm, now.clip_grad_norm);
+  compare("training.seed", saved.seed, now.seed);
+  compare("training.gemm_precision", saved.gemm_precision, now.gemm_precision);
+  return changes;
+}
+
 // The optimizer of a run: AdamW over every parameter, or ZeRO-1's sharded AdamW
 // (distributed.shard_optimizer with more than one rank).
 class RunOptimizer {
@@ -471,9 +511,34 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
   } else if (leader) {
     fs::remove(metrics_path, error);
   }
+  TrainConfig effective = config;  // what is in force (the checkpoint's dropout unless the YAML set it)
+  effective.dropout_rate = model.config().dropout_rate;
+  if (restored_optimizer) {
+    // A resume continues the same numbers only with the same settings (issue 12, item 3).
+    const fs::path saved_path = fs::path(config.output_dir) / "config.yaml";
+    absl::StatusOr<TrainConfig> saved = load_train_config(saved_path.string());
+    if (saved.ok()) {
+      TrainConfig now = effective;
+      now.resolve_paths(fs::path(saved_path).parent_path().string());  // both absolute, as saved
+      const std::vector<std::string> changes = breaking_changes(*saved, now);
+      if (!changes.empty() && !options.allow_config_change) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "resuming ", config.output_dir, " with settings that differ from the run's (", saved_path.string(),
+            "): ", absl::StrJoin(changes, "; "),
+            ". Resume with the same settings, or pass --allow-config-change to continue anyway (recorded in "
+            "config_changes.jsonl)"));
+      }
+      if (!changes.empty() && leader) {
+        info(absl::StrCat("resuming with changed settings (--allow-config-change): ", absl::StrJoin(changes, "; ")));
+        if (absl::Status s = append_metrics((fs::path(config.output_dir) / "config_changes.jsonl").string(),
+                                            {{"step", position.step}, {"changes", changes}});
+            !s.ok()) {
+          return s;
+        }
+      }
+    }
+  }
   if (leader) {
-    TrainConfig effective = config;  // what is in force (the checkpoint's dropout unless the YAML set it)
-    effective.dropout_rate = model.config().dropout_rate;
     if (absl::Status s = write_file_atomically((fs::path(config.output_dir) / "config.yaml").string(),
                                                train_config_to_yaml(effective));
         !s.ok()) {

@@ -35,6 +35,10 @@ struct TrainOptions {
   // Start over in a run directory that holds an earlier run (its checkpoint and metrics are
   // deleted). Without it (or resume) such a directory is refused: nothing is lost by accident.
   bool overwrite = false;
+  // Resume although settings that decide the run's numbers changed (learning rate, loss,
+  // data, model...); each change is recorded in <output_dir>/config_changes.jsonl. Without it
+  // such a resume is refused, listing every difference.
+  bool allow_config_change = false;
   // Called after every log interval and evaluation; apps/ prints it (the library never does).
   std::function<void(const TrainProgress&)> on_progress;
   // Called once with human-readable setup facts (dataset sizes, truncation, parameters).

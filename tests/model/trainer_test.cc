@@ -294,6 +294,48 @@ TEST(Training, DropoutRateFromTheYamlWinsOverTheInitCheckpoint) {
   fs::remove_all(base.output_dir);
 }
 
+// Resuming with settings that change the run's numbers is refused, listing each difference;
+// --allow-config-change continues and records the change. Steps and logging may change.
+TEST(Training, ResumeRefusesChangedSettingsUnlessAllowedAndRecorded) {
+  TrainConfig config = small_run("config_change");
+  config.max_steps = 2;
+  config.eval_every = 0;
+  ASSERT_TRUE(train(config, {}).ok());
+  TrainOptions resume;
+  resume.resume = true;
+  TrainConfig changed = config;
+  changed.max_steps = 3;
+  changed.log_every = 2;  // allowed
+  changed.lr = 2e-3;
+  changed.k = 1;
+  absl::StatusOr<TrainSummary> refused = train(changed, resume);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_THAT(refused.status().message(), HasSubstr("optimizer.lr: 0.001 -> 0.002"));
+  EXPECT_THAT(refused.status().message(), HasSubstr("loss.k: 2 -> 1"));
+  EXPECT_THAT(refused.status().message(), HasSubstr("--allow-config-change"));
+  EXPECT_THAT(refused.status().message(), ::testing::Not(HasSubstr("log_every")));
+  EXPECT_FALSE(fs::exists(config.output_dir + "/config_changes.jsonl"));
+
+  TrainConfig longer = config;  // only more steps: fine
+  longer.max_steps = 3;
+  ASSERT_TRUE(train(longer, resume).ok());
+
+  changed.max_steps = 4;
+  resume.allow_config_change = true;
+  std::string info;
+  resume.on_info = [&](const std::string& line) { info += line + "\n"; };
+  ASSERT_TRUE(train(changed, resume).ok());
+  EXPECT_THAT(info, HasSubstr("resuming with changed settings (--allow-config-change): loss.k: 2 -> 1"));
+  std::ifstream record(config.output_dir + "/config_changes.jsonl");
+  std::string line;
+  ASSERT_TRUE(std::getline(record, line));
+  const nlohmann::json parsed = nlohmann::json::parse(line);
+  EXPECT_EQ(parsed["step"], 3);
+  EXPECT_EQ(parsed["changes"].size(), 2u);
+  fs::remove_all(config.output_dir);
+}
+
 TEST(Training, ADirectoryGivenAsAFileIsAnError) {
   const std::string dir = ::testing::TempDir() + "/la3_config_dir";
   fs::create_directories(dir);
