@@ -119,6 +119,7 @@ int run_generate(const std::vector<std::string>& args) {
   GenerationOptions options;
   options.max_new_tokens = 256;
   int64_t batch_size = 8, max_input = 512;
+  int64_t beyond_vocabulary = 0;  // generated ids past the tokenizer, decoded as nothing
   if (!parse_number(*parsed, "num-beams", options.num_beams) || !parse_number(*parsed, "max-new-tokens", options.max_new_tokens) ||
       !parse_number(*parsed, "length-penalty", options.length_penalty) ||
       !parse_number(*parsed, "no-repeat-ngram-size", options.no_repeat_ngram_size) ||
@@ -199,7 +200,8 @@ int run_generate(const std::vector<std::string>& args) {
       return 1;
     }
     for (int64_t r = 0; r < n; ++r) {
-      absl::StatusOr<std::string> text = tokenizer->decode((*generated)[static_cast<size_t>(r)][0].tokens);
+      absl::StatusOr<std::string> text =
+          tokenizer->decode((*generated)[static_cast<size_t>(r)][0].tokens, true, &beyond_vocabulary);
       if (!text.ok()) {
         std::fprintf(stderr, "engine generate: %s\n", std::string(text.status().message()).c_str());
         return 1;
@@ -229,6 +231,11 @@ int run_generate(const std::vector<std::string>& args) {
   }
   std::printf("wrote %zu rows to %s (%lld inputs truncated to %lld tokens)\n", rows->size(), parsed->get("out").c_str(),
               static_cast<long long>(truncated), static_cast<long long>(max_input));
+  if (beyond_vocabulary > 0) {
+    std::printf("%lld generated ids lay past the tokenizer's %lld tokens (spare embedding rows) and were decoded as "
+                "nothing\n",
+                static_cast<long long>(beyond_vocabulary), static_cast<long long>(tokenizer->vocab_size()));
+  }
   if (to_smiles) {
     // A quick check; `engine eval` (issue #5) computes the full MolT5 metric set.
     std::printf("valid SMILES (RDKit): %lld/%zu; exact match by canonical SMILES: %lld/%lld\n",

@@ -45,24 +45,39 @@ absl::StatusOr<std::vector<int64_t>> Tokenizer::encode(const std::string& text) 
   return ids;
 }
 
-absl::StatusOr<std::string> Tokenizer::decode(const std::vector<int64_t>& ids, bool skip_special) const {
-  std::vector<int> pieces;
-  pieces.reserve(ids.size());
+absl::StatusOr<std::string> Tokenizer::decode(const std::vector<int64_t>& ids, bool skip_special,
+                                              int64_t* beyond_vocabulary) const {
+  std::string text;
+  std::vector<int> pieces;  // SentencePiece ids not decoded yet
+  auto flush = [&]() -> absl::Status {
+    if (pieces.empty()) return absl::OkStatus();
+    std::string segment;
+    if (const std::string error = processor_->decode(pieces, segment); !error.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("tokenizer ", path_, ": cannot decode: ", error));
+    }
+    text += segment;
+    pieces.clear();
+    return absl::OkStatus();
+  };
   for (size_t i = 0; i < ids.size(); ++i) {
     const int64_t id = ids[i];
-    if (id < 0 || id >= vocab_size()) {
-      return absl::OutOfRangeError(absl::StrCat("tokenizer ", path_, ": id ", id, " at position ", i,
-                                                " is outside the vocabulary [0, ", vocab_size(), ")"));
+    if (id < 0) {
+      return absl::OutOfRangeError(absl::StrCat("tokenizer ", path_, ": id ", id, " at position ", i, " is negative"));
+    }
+    if (id >= vocab_size()) {  // an embedding row past the tokenizer: no text
+      if (beyond_vocabulary != nullptr) ++*beyond_vocabulary;
+      continue;
     }
     const bool sentinel = id >= piece_count_;
     if (skip_special && (id == pad_id() || id == eos_id() || sentinel)) continue;
-    if (sentinel) continue;  // sentinels have no SentencePiece surface form; see id_to_piece
+    if (sentinel) {  // no SentencePiece surface form: its added-token text
+      if (absl::Status s = flush(); !s.ok()) return s;
+      text += id_to_piece(id);
+      continue;
+    }
     pieces.push_back(static_cast<int>(id));
   }
-  std::string text;
-  if (const std::string error = processor_->decode(pieces, text); !error.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat("tokenizer ", path_, ": cannot decode: ", error));
-  }
+  if (absl::Status s = flush(); !s.ok()) return s;
   return text;
 }
 

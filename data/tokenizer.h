@@ -36,9 +36,13 @@ class Tokenizer {
 
   // Text -> ids (+ eos when options.add_eos). Thread-safe.
   absl::StatusOr<std::vector<int64_t>> encode(const std::string& text) const;
-  // Ids -> text. With skip_special, pad, eos and sentinel ids are dropped (as
-  // skip_special_tokens=True); an id outside [0, vocab_size()) is an OutOfRange error.
-  absl::StatusOr<std::string> decode(const std::vector<int64_t>& ids, bool skip_special = true) const;
+  // Ids -> text, as transformers' T5Tokenizer decodes. With skip_special, pad, eos and
+  // sentinel ids are dropped (skip_special_tokens=True); without, sentinels read
+  // "<extra_id_N>". A model may emit ids past the tokenizer (MolT5: 32,128 logits for 32,100
+  // tokens): such ids decode as nothing and are counted in *beyond_vocabulary when given, never
+  // an error. A negative id is an OutOfRange error (no model emits one).
+  absl::StatusOr<std::string> decode(const std::vector<int64_t>& ids, bool skip_special = true,
+                                     int64_t* beyond_vocabulary = nullptr) const;
 
   int64_t vocab_size() const { return piece_count_ + options_.extra_ids; }
   int64_t piece_count() const { return piece_count_; }

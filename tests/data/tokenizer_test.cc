@@ -49,16 +49,31 @@ TEST(Tokenizer, SentinelsFollowT5Layout) {
   EXPECT_EQ(tokenizer.id_to_piece(tokenizer.piece_count()), "<extra_id_99>");
   EXPECT_EQ(tokenizer.id_to_piece(1), "</s>");
   EXPECT_EQ(tokenizer.id_to_piece(0), "<pad>");
-  // Special ids vanish when skipped; out-of-range ids are errors naming id and position.
-  const std::vector<int64_t> ids = *tokenizer.encode("CCO");
+  // Special ids vanish when skipped; kept, a sentinel reads <extra_id_N> as in transformers.
+  std::vector<int64_t> ids = *tokenizer.encode("CCO");
+  ids.pop_back();  // the eos
   std::vector<int64_t> padded = ids;
   padded.insert(padded.begin(), tokenizer.vocab_size() - 1);
+  padded.push_back(1);
   padded.push_back(0);
   EXPECT_EQ(*tokenizer.decode(padded), "CCO");
-  const absl::StatusOr<std::string> bad = tokenizer.decode({5, tokenizer.vocab_size()});
+  std::vector<int64_t> with_sentinels = {tokenizer.vocab_size() - 1};
+  with_sentinels.insert(with_sentinels.end(), ids.begin(), ids.end());
+  with_sentinels.push_back(tokenizer.vocab_size() - 3);
+  EXPECT_EQ(*tokenizer.decode(with_sentinels, /*skip_special=*/false), "<extra_id_0>CCO<extra_id_2>");
+  // Ids past the tokenizer (a model's spare embedding rows) decode as nothing and are counted;
+  // a negative id is an error naming it and its position.
+  std::vector<int64_t> beyond = ids;
+  beyond.insert(beyond.begin() + 1, tokenizer.vocab_size());
+  beyond.push_back(tokenizer.vocab_size() + 27);
+  int64_t counted = 0;
+  EXPECT_EQ(*tokenizer.decode(beyond, true, &counted), "CCO");
+  EXPECT_EQ(counted, 2);
+  EXPECT_EQ(*tokenizer.decode(beyond), "CCO");
+  const absl::StatusOr<std::string> bad = tokenizer.decode({5, -4});
   ASSERT_FALSE(bad.ok());
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kOutOfRange);
-  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("at position 1"));
+  EXPECT_THAT(std::string(bad.status().message()), HasSubstr("id -4 at position 1"));
 }
 
 TEST(Tokenizer, MissingOrInvalidModelFilesAreClearErrors) {
