@@ -403,8 +403,10 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
   absl::StatusOr<std::vector<ExampleGroup>> train_groups =
       load_groups(config.train_path, config, *tokenizer, leader_options, "train");
   if (!train_groups.ok()) return train_groups.status();
+  // No evaluation, no validation set needed (training.eval_every 0).
   absl::StatusOr<std::vector<ExampleGroup>> validation_groups =
-      load_groups(config.validation_path, config, *tokenizer, leader_options, "validation");
+      config.eval_every > 0 ? load_groups(config.validation_path, config, *tokenizer, leader_options, "validation")
+                            : absl::StatusOr<std::vector<ExampleGroup>>(std::vector<ExampleGroup>{});
   if (!validation_groups.ok()) return validation_groups.status();
 
   absl::StatusOr<T5Model> model_or = [&]() -> absl::StatusOr<T5Model> {

@@ -336,6 +336,21 @@ TEST(Training, ResumeRefusesChangedSettingsUnlessAllowedAndRecorded) {
   fs::remove_all(config.output_dir);
 }
 
+TEST(Training, NoValidationFileIsNeededWhenNothingIsEvaluated) {
+  TrainConfig config = small_run("no_validation");
+  config.max_steps = 1;
+  config.eval_every = 0;
+  config.validation_path = "/nonexistent/validation.jsonl";
+  absl::StatusOr<TrainSummary> trained = train(config, {});
+  ASSERT_TRUE(trained.ok()) << trained.status();
+  EXPECT_LT(trained->last_validation_loss, 0.0);
+  config.eval_every = 1;
+  TrainOptions overwrite;
+  overwrite.overwrite = true;
+  EXPECT_THAT(std::string(train(config, overwrite).status().message()), HasSubstr("/nonexistent/validation.jsonl"));
+  fs::remove_all(config.output_dir);
+}
+
 TEST(Training, ADirectoryGivenAsAFileIsAnError) {
   const std::string dir = ::testing::TempDir() + "/la3_config_dir";
   fs::create_directories(dir);
