@@ -88,7 +88,8 @@ int report_text_metrics(const Arguments& args, const PredictionFile& file) {
   const double n = std::max<double>(1.0, static_cast<double>(file.references.size()));
   const double bleu2 = corpus_bleu(references, outputs, {0.5, 0.5}), bleu4 = corpus_bleu(references, outputs);
   const nlohmann::json report = {{"direction", "smiles2caption"}, {"rows", file.references.size()},
-                                 {"rows_skipped", file.rows_skipped}, {"problems", file.problems},
+                                 {"rows_skipped", file.rows_skipped},
+                                 {"rows_invalid_utf8", file.rows_invalid_utf8}, {"problems", file.problems},
                                  {"bleu2", bleu2}, {"bleu4", bleu4}, {"rouge1", sum.rouge1 / n},
                                  {"rouge2", sum.rouge2 / n}, {"rougeL", sum.rougeL / n}, {"meteor", meteor_sum / n},
                                  {"meteor_wordnet_synonyms", *wordnet != nullptr},
@@ -133,6 +134,7 @@ int run_eval(const std::vector<std::string>& args) {
   nlohmann::json report = {{"direction", direction},
                            {"rows", m.rows},
                            {"rows_skipped", file->rows_skipped},
+                           {"rows_invalid_utf8", file->rows_invalid_utf8},
                            {"problems", file->problems},
                            {"bleu", m.bleu},
                            {"exact_match_canonical_smiles", m.exact_canonical},

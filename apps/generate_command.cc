@@ -5,8 +5,11 @@
 
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
+#include <cmath>
+#include <limits>
+#include <type_traits>
+
+#include <nlohmann/json.hpp>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -15,8 +18,8 @@
 #include "engine/backend.h"
 #include "engine/cuda/device_setup.h"
 #include "apps/commands.h"
+#include "apps/generate_inputs.h"
 #include "data/batching.h"
-#include "data/molecule_dataset.h"
 #include "data/tokenizer.h"
 #include "engine/io/file_io.h"
 #include "eval/smiles.h"
@@ -29,15 +32,29 @@ namespace {
 
 const std::vector<OptionSpec> kOptions = {
     {"checkpoint", true, "checkpoint directory (config.json, model.safetensors, spiece.model)"},
-    {"input", true, "ChEBI-20 TSV (.txt/.tsv), our JSONL (.jsonl) or plain text, one input per line"},
+    {"input", true, "inputs: ChEBI-20 TSV, LaChEBI-20 CSV, our JSONL or plain text (one input per line)"},
+    {"input-format", true, "auto | tsv | csv | jsonl | lines (default auto: by extension; a .txt file is a ChEBI-20 "
+                           "table when its first line is ChEBI-20's header, plain lines otherwise)"},
     {"direction", true, "caption2smiles or smiles2caption"},
-    {"out", true, "output TSV"},
+    {"out", true, "output: FILE.jsonl (every returned hypothesis with token ids and scores) or MolT5's TSV "
+                  "(any other name: the best hypothesis)"},
     {"tokenizer", true, "SentencePiece model (default: <checkpoint>/spiece.model)"},
-    {"num-beams", true, "beam width (default 1 = greedy)"},
+    {"num-beams", true, "beam width (default 1 = greedy or sampling)"},
+    {"num-return-sequences", true, "hypotheses returned per input, best first (<= num-beams; default 1)"},
+    {"early-stopping", true, "beam search stop rule: false (transformers' default heuristic), true (stop at "
+                             "num-beams finished hypotheses) or never (exact)"},
     {"max-new-tokens", true, "tokens to generate at most (default 256)"},
+    {"max-length", true, "instead of --max-new-tokens: the length limit counting the decoder start token"},
+    {"min-new-tokens", true, "eos is forbidden before this many generated tokens (default 0)"},
+    {"min-length", true, "instead of --min-new-tokens: the minimum counting the decoder start token"},
     {"length-penalty", true, "beam score = log-prob / length ** penalty (default 1.0)"},
     {"no-repeat-ngram-size", true, "forbid repeating n-grams of this size (default 0 = off)"},
     {"repetition-penalty", true, "default 1.0 = off"},
+    {"do-sample", false, "sample instead of searching (needs --num-beams 1)"},
+    {"temperature", true, "sampling: logits / temperature (default 1.0)"},
+    {"top-k", true, "sampling: keep the k most likely tokens (default 50; 0 = all)"},
+    {"top-p", true, "sampling: keep the smallest set of tokens with probability >= p (default 1.0)"},
+    {"seed", true, "sampling: the random seed (default 0); the same seed gives the same samples"},
     {"batch-size", true, "inputs per batch (default 8)"},
     {"max-input-length", true, "input tokens, longer inputs are truncated and counted (default 512)"},
     {"prefer-valid-smiles", false, "caption2smiles with beams: rank hypotheses RDKit parses first"},
@@ -46,53 +63,99 @@ const std::vector<OptionSpec> kOptions = {
     {"help", false, "show this message"},
 };
 
-struct Row {
-  std::string input;
-  std::string truth;
-};
-
-absl::StatusOr<std::vector<Row>> read_inputs(const std::string& path, Direction direction) {
-  std::error_code error;
-  if (std::filesystem::is_directory(path, error)) {
-    return absl::FailedPreconditionError(absl::StrCat(path, ": is a directory, expected an input file"));
-  }
-  const bool tabular = path.ends_with(".txt") || path.ends_with(".tsv") || path.ends_with(".jsonl") ||
-                       path.ends_with(".csv");
-  std::vector<Row> rows;
-  if (tabular) {
-    absl::StatusOr<std::vector<MoleculeRecord>> records = read_molecule_dataset(path, ReadOptions{});
-    if (!records.ok()) return records.status();
-    for (const MoleculeRecord& r : *records) {
-      if (direction == Direction::kCaptionToSmiles) {
-        rows.push_back(Row{r.captions[0], r.smiles});
-      } else {
-        rows.push_back(Row{r.smiles, r.captions[0]});
-      }
-    }
-    return rows;
-  }
-  std::ifstream stream(path);
-  if (!stream) return absl::NotFoundError(absl::StrCat(path, ": cannot open input file"));
-  for (std::string line; std::getline(stream, line);) {
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (!line.empty()) rows.push_back(Row{line, ""});
-  }
-  return rows;
-}
-
 // TSV fields cannot hold tabs or newlines: replace them by spaces.
 std::string tsv_field(const std::string& text) {
   return absl::StrReplaceAll(text, {{"\t", " "}, {"\n", " "}, {"\r", " "}});
 }
 
+// Parses --name into `out` when given. Returns "" or an error naming the flag and value.
 template <typename T>
-bool parse_number(const Arguments& args, const std::string& name, T& out) {
-  if (!args.has(name)) return true;
-  if constexpr (std::is_same_v<T, double>) {
-    return absl::SimpleAtod(args.get(name), &out);
+std::string parse_number(const Arguments& args, const std::string& name, T& out) {
+  if (!args.has(name)) return "";
+  const std::string text = args.get(name);
+  bool ok = false;
+  if constexpr (std::is_floating_point_v<T>) {
+    double value = 0.0;
+    ok = absl::SimpleAtod(text, &value) && std::isfinite(value);
+    out = static_cast<T>(value);
+  } else if constexpr (std::is_unsigned_v<T>) {
+    uint64_t value = 0;
+    ok = absl::SimpleAtoi(text, &value);
+    out = static_cast<T>(value);
   } else {
-    return absl::SimpleAtoi(args.get(name), &out);
+    int64_t value = 0;
+    ok = absl::SimpleAtoi(text, &value) && value >= std::numeric_limits<T>::min() && value <= std::numeric_limits<T>::max();
+    out = static_cast<T>(value);
   }
+  if (ok) return "";
+  return absl::StrCat("--", name, " '", text, "': expected ",
+                      std::is_floating_point_v<T> ? "a finite number" : std::is_unsigned_v<T> ? "a non-negative integer"
+                                                                                               : "an integer");
+}
+
+// Every field of GenerationOptions from the command line (the validity ranking is set later:
+// it needs the tokenizer). Errors name the flag.
+absl::Status parse_generation_options(const Arguments& args, GenerationOptions& options) {
+  options.max_new_tokens = 256;
+  int64_t min_new_tokens = -1;
+  for (const std::string& error :
+       {parse_number(args, "num-beams", options.num_beams),
+        parse_number(args, "num-return-sequences", options.num_return_sequences),
+        parse_number(args, "max-new-tokens", options.max_new_tokens), parse_number(args, "max-length", options.max_length),
+        parse_number(args, "min-new-tokens", min_new_tokens), parse_number(args, "min-length", options.min_length),
+        parse_number(args, "length-penalty", options.length_penalty),
+        parse_number(args, "no-repeat-ngram-size", options.no_repeat_ngram_size),
+        parse_number(args, "repetition-penalty", options.repetition_penalty),
+        parse_number(args, "temperature", options.temperature), parse_number(args, "top-k", options.top_k),
+        parse_number(args, "top-p", options.top_p), parse_number(args, "seed", options.seed)}) {
+    if (!error.empty()) return absl::InvalidArgumentError(error);
+  }
+  if (args.has("max-length")) {
+    if (args.has("max-new-tokens")) return absl::InvalidArgumentError("give --max-new-tokens or --max-length, not both");
+    options.max_new_tokens = 0;  // max_length applies
+  }
+  if (args.has("min-new-tokens")) {
+    if (args.has("min-length")) return absl::InvalidArgumentError("give --min-new-tokens or --min-length, not both");
+    if (min_new_tokens < 0) return absl::InvalidArgumentError("--min-new-tokens must be >= 0");
+    options.min_length = 1 + min_new_tokens;  // transformers: min_new_tokens after the decoder start token
+  }
+  if (args.has("early-stopping")) {
+    const std::string rule = args.get("early-stopping");
+    if (rule == "true") {
+      options.early_stopping = EarlyStopping::kTrue;
+    } else if (rule == "false") {
+      options.early_stopping = EarlyStopping::kFalse;
+    } else if (rule == "never") {
+      options.early_stopping = EarlyStopping::kNever;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat("--early-stopping '", rule, "': expected true, false or never"));
+    }
+  }
+  options.do_sample = args.has("do-sample");
+  if (!options.do_sample) {
+    for (const char* flag : {"temperature", "top-k", "top-p", "seed"}) {
+      if (args.has(flag)) return absl::InvalidArgumentError(absl::StrCat("--", flag, " applies to sampling: add --do-sample"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+// One JSON line per input: what produced it and every returned hypothesis.
+nlohmann::json jsonl_row(size_t index, const GenerateInput& row, int64_t input_tokens, bool truncated,
+                         const std::vector<GeneratedSequence>& sequences, const std::vector<std::string>& texts,
+                         bool to_smiles) {
+  nlohmann::json hypotheses = nlohmann::json::array();
+  for (size_t h = 0; h < sequences.size(); ++h) {
+    // token_ids without the decoder start token, as transformers' sequences[:, 1:]
+    std::vector<int64_t> ids(sequences[h].tokens.begin() + (sequences[h].tokens.empty() ? 0 : 1), sequences[h].tokens.end());
+    nlohmann::json hypothesis = {{"text", texts[h]}, {"token_ids", ids}, {"score", sequences[h].score}};
+    if (to_smiles) hypothesis["valid_smiles"] = is_valid_smiles(texts[h]);
+    hypotheses.push_back(std::move(hypothesis));
+  }
+  nlohmann::json out = {{"index", index}, {"source", row.source}, {"input", row.input}, {"input_tokens", input_tokens},
+                        {"input_truncated", truncated}, {"hypotheses", std::move(hypotheses)}};
+  if (!row.truth.empty()) out["ground_truth"] = row.truth;
+  return out;
 }
 
 }  // namespace
@@ -111,26 +174,40 @@ int run_generate(const std::vector<std::string>& args) {
       return 2;
     }
   }
+  auto usage_error = [](const absl::Status& status) {
+    std::fprintf(stderr, "engine generate: %s\n", std::string(status.message()).c_str());
+    return 2;
+  };
   absl::StatusOr<Direction> direction = parse_direction(parsed->get("direction"));
-  if (!direction.ok()) {
-    std::fprintf(stderr, "engine generate: %s\n", std::string(direction.status().message()).c_str());
-    return 2;
-  }
+  if (!direction.ok()) return usage_error(direction.status());
+  absl::StatusOr<InputFormat> input_format = parse_input_format(parsed->get("input-format", "auto"));
+  if (!input_format.ok()) return usage_error(input_format.status());
   GenerationOptions options;
-  options.max_new_tokens = 256;
+  if (absl::Status s = parse_generation_options(*parsed, options); !s.ok()) return usage_error(s);
   int64_t batch_size = 8, max_input = 512;
-  int64_t beyond_vocabulary = 0;  // generated ids past the tokenizer, decoded as nothing
-  if (!parse_number(*parsed, "num-beams", options.num_beams) || !parse_number(*parsed, "max-new-tokens", options.max_new_tokens) ||
-      !parse_number(*parsed, "length-penalty", options.length_penalty) ||
-      !parse_number(*parsed, "no-repeat-ngram-size", options.no_repeat_ngram_size) ||
-      !parse_number(*parsed, "repetition-penalty", options.repetition_penalty) ||
-      !parse_number(*parsed, "batch-size", batch_size) || !parse_number(*parsed, "max-input-length", max_input) ||
-      batch_size < 1 || max_input < 2) {
-    std::fprintf(stderr, "engine generate: a numeric option has an invalid value\n");
-    return 2;
+  for (const std::string& error :
+       {parse_number(*parsed, "batch-size", batch_size), parse_number(*parsed, "max-input-length", max_input)}) {
+    if (!error.empty()) return usage_error(absl::InvalidArgumentError(error));
+  }
+  if (batch_size < 1) return usage_error(absl::InvalidArgumentError("--batch-size must be >= 1"));
+  if (max_input < 2) return usage_error(absl::InvalidArgumentError("--max-input-length must be >= 2 (a token and eos)"));
+  const std::string out_path = parsed->get("out");
+  const bool jsonl = out_path.ends_with(".jsonl");
+  if (!jsonl && options.num_return_sequences > 1) {
+    return usage_error(absl::InvalidArgumentError(
+        "MolT5's TSV holds one output per input: write --out FILE.jsonl for --num-return-sequences > 1"));
   }
   const std::string checkpoint = parsed->get("checkpoint");
   const bool to_smiles = *direction == Direction::kCaptionToSmiles;
+  if (parsed->has("prefer-valid-smiles") && (!to_smiles || options.num_beams < 2)) {
+    return usage_error(absl::InvalidArgumentError(
+        "--prefer-valid-smiles needs --direction caption2smiles and --num-beams >= 2"));
+  }
+  absl::StatusOr<std::vector<GenerateInput>> rows = read_generate_inputs(parsed->get("input"), *input_format, *direction);
+  if (!rows.ok()) {
+    std::fprintf(stderr, "engine generate: %s\n", std::string(rows.status().message()).c_str());
+    return 1;
+  }
   absl::StatusOr<T5Model> model = load_t5_checkpoint(checkpoint);
   if (!model.ok()) {
     std::fprintf(stderr, "engine generate: %s\n", std::string(model.status().message()).c_str());
@@ -138,14 +215,11 @@ int run_generate(const std::vector<std::string>& args) {
   }
   if (parsed->has("device")) {
     absl::StatusOr<DeviceChoice> choice = activate_device(parsed->get("device"));
-    if (!choice.ok()) {
-      std::fprintf(stderr, "engine generate: %s\n", std::string(choice.status().message()).c_str());
-      return 2;
-    }
+    if (!choice.ok()) return usage_error(choice.status());
     const std::string precision = parsed->get("gemm-precision", "bf16");
     if (precision != "bf16" && precision != "fp32") {
-      std::fprintf(stderr, "engine generate: --gemm-precision '%s': expected bf16 or fp32\n", precision.c_str());
-      return 2;
+      return usage_error(absl::InvalidArgumentError(
+          absl::StrCat("--gemm-precision '", precision, "': expected bf16 or fp32")));
     }
     if (choice->device.type != DeviceType::kCpu) {
       backend_for(choice->device).set_gemm_precision(precision == "fp32" ? GemmPrecision::kFp32 : GemmPrecision::kBf16);
@@ -158,57 +232,53 @@ int run_generate(const std::vector<std::string>& args) {
     std::fprintf(stderr, "engine generate: %s\n", std::string(tokenizer.status().message()).c_str());
     return 1;
   }
-  absl::StatusOr<std::vector<Row>> rows = read_inputs(parsed->get("input"), *direction);
-  if (!rows.ok()) {
-    std::fprintf(stderr, "engine generate: %s\n", std::string(rows.status().message()).c_str());
-    return 1;
-  }
-  std::string out = *direction == Direction::kCaptionToSmiles ? "description\tground truth\toutput\n"
-                                                              : "SMILES\tground truth\toutput\n";
   if (parsed->has("prefer-valid-smiles")) {
-    if (!to_smiles || options.num_beams < 2) {
-      std::fprintf(stderr, "engine generate: --prefer-valid-smiles needs --direction caption2smiles and --num-beams >= 2\n");
-      return 2;
-    }
     const Tokenizer* tok = &*tokenizer;
     options.is_valid = [tok](const std::vector<int64_t>& tokens) {
       absl::StatusOr<std::string> text = tok->decode(tokens);
       return text.ok() && is_valid_smiles(*text);
     };
   }
-  int64_t valid = 0, exact = 0, with_truth = 0;
+  std::string out = jsonl ? "" : to_smiles ? "description\tground truth\toutput\n" : "SMILES\tground truth\toutput\n";
+  int64_t valid = 0, exact = 0, with_truth = 0, truncated = 0;
+  int64_t beyond_vocabulary = 0;  // generated ids past the tokenizer, decoded as nothing
   const bool terminal = ::isatty(STDERR_FILENO) != 0;
   const auto start = std::chrono::steady_clock::now();
-  int64_t truncated = 0;
   for (size_t first = 0; first < rows->size(); first += static_cast<size_t>(batch_size)) {
     const size_t last = std::min(rows->size(), first + static_cast<size_t>(batch_size));
     std::vector<std::vector<int64_t>> encoded;
+    std::vector<bool> was_truncated;
     for (size_t i = first; i < last; ++i) {
       absl::StatusOr<std::vector<int64_t>> ids = tokenizer->encode((*rows)[i].input);
       if (!ids.ok()) {
-        std::fprintf(stderr, "engine generate: input %zu: %s\n", i + 1, std::string(ids.status().message()).c_str());
+        std::fprintf(stderr, "engine generate: %s: %s\n", (*rows)[i].source.c_str(), std::string(ids.status().message()).c_str());
         return 1;
       }
-      truncated += truncate_keeping_eos(*ids, max_input) ? 1 : 0;
+      was_truncated.push_back(truncate_keeping_eos(*ids, max_input));
+      truncated += was_truncated.back() ? 1 : 0;
       encoded.push_back(std::move(*ids));
     }
-    const int64_t n = static_cast<int64_t>(encoded.size());
     const PaddedInputs padded = pad_inputs(encoded, tokenizer->pad_id());
-    absl::StatusOr<std::vector<std::vector<GeneratedSequence>>> generated = generate(*model, padded.input_ids, padded.attention_mask, options);
+    absl::StatusOr<std::vector<std::vector<GeneratedSequence>>> generated =
+        generate(*model, padded.input_ids, padded.attention_mask, options);
     if (!generated.ok()) {
       std::fprintf(stderr, "engine generate: %s\n", std::string(generated.status().message()).c_str());
-      return 1;
+      return generated.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
     }
-    for (int64_t r = 0; r < n; ++r) {
-      absl::StatusOr<std::string> text =
-          tokenizer->decode((*generated)[static_cast<size_t>(r)][0].tokens, true, &beyond_vocabulary);
-      if (!text.ok()) {
-        std::fprintf(stderr, "engine generate: %s\n", std::string(text.status().message()).c_str());
-        return 1;
+    for (size_t r = 0; r < encoded.size(); ++r) {
+      const std::vector<GeneratedSequence>& sequences = (*generated)[r];
+      std::vector<std::string> texts;
+      for (const GeneratedSequence& sequence : sequences) {
+        absl::StatusOr<std::string> text = tokenizer->decode(sequence.tokens, true, &beyond_vocabulary);
+        if (!text.ok()) {
+          std::fprintf(stderr, "engine generate: %s\n", std::string(text.status().message()).c_str());
+          return 1;
+        }
+        texts.push_back(std::move(*text));
       }
-      const Row& row = (*rows)[first + static_cast<size_t>(r)];
+      const GenerateInput& row = (*rows)[first + r];
       if (to_smiles) {
-        const std::optional<std::string> output = canonical_smiles(*text);
+        const std::optional<std::string> output = canonical_smiles(texts[0]);
         valid += output.has_value() ? 1 : 0;
         if (!row.truth.empty()) {
           ++with_truth;
@@ -216,7 +286,13 @@ int run_generate(const std::vector<std::string>& args) {
           exact += output && truth && *output == *truth ? 1 : 0;
         }
       }
-      absl::StrAppend(&out, tsv_field(row.input), "\t", tsv_field(row.truth), "\t", tsv_field(*text), "\n");
+      if (jsonl) {
+        const nlohmann::json line = jsonl_row(first + r, row, static_cast<int64_t>(encoded[r].size()), was_truncated[r],
+                                              sequences, texts, to_smiles);
+        absl::StrAppend(&out, line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "\n");
+      } else {
+        absl::StrAppend(&out, tsv_field(row.input), "\t", tsv_field(row.truth), "\t", tsv_field(texts[0]), "\n");
+      }
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const double rate = static_cast<double>(last) / std::max(seconds, 1e-9);
@@ -225,11 +301,11 @@ int run_generate(const std::vector<std::string>& args) {
                  rows->size(), rate, eta, terminal ? "" : "\n");
   }
   if (terminal) std::fputc('\n', stderr);
-  if (absl::Status s = write_file_atomically(parsed->get("out"), out); !s.ok()) {
+  if (absl::Status s = write_file_atomically(out_path, out); !s.ok()) {
     std::fprintf(stderr, "engine generate: %s\n", std::string(s.message()).c_str());
     return 1;
   }
-  std::printf("wrote %zu rows to %s (%lld inputs truncated to %lld tokens)\n", rows->size(), parsed->get("out").c_str(),
+  std::printf("wrote %zu rows to %s (%lld inputs truncated to %lld tokens)\n", rows->size(), out_path.c_str(),
               static_cast<long long>(truncated), static_cast<long long>(max_input));
   if (beyond_vocabulary > 0) {
     std::printf("%lld generated ids lay past the tokenizer's %lld tokens (spare embedding rows) and were decoded as "
@@ -237,7 +313,7 @@ int run_generate(const std::vector<std::string>& args) {
                 static_cast<long long>(beyond_vocabulary), static_cast<long long>(tokenizer->vocab_size()));
   }
   if (to_smiles) {
-    // A quick check; `engine eval` (issue #5) computes the full MolT5 metric set.
+    // A quick check on the best hypothesis; `engine eval` computes the full MolT5 metric set.
     std::printf("valid SMILES (RDKit): %lld/%zu; exact match by canonical SMILES: %lld/%lld\n",
                 static_cast<long long>(valid), rows->size(), static_cast<long long>(exact),
                 static_cast<long long>(with_truth));

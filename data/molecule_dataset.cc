@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <map>
 
 #include <nlohmann/json.hpp>
@@ -9,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "data/utf8.h"
 
 namespace la3 {
 
@@ -54,6 +56,17 @@ void strip_carriage_return(std::string& line) {
 
 bool has_content(const std::string& text) {
   return !absl::StripAsciiWhitespace(text).empty();
+}
+
+// The first field (in order) holding invalid UTF-8, described; "" when all are valid.
+std::string invalid_utf8_field(const std::vector<std::string>& fields, std::initializer_list<const char*> names) {
+  size_t i = 0;
+  for (const char* name : names) {
+    if (i >= fields.size()) break;
+    std::string problem = describe_invalid_utf8(fields[i++], absl::StrCat("the ", name, " field"));
+    if (!problem.empty()) return problem;
+  }
+  return "";
 }
 
 }  // namespace
@@ -106,6 +119,10 @@ absl::StatusOr<std::vector<MoleculeRecord>> read_chebi20_tsv(const std::string& 
     }
     if (!has_content(fields[0]) || !has_content(fields[1]) || !has_content(fields[2])) {
       if (absl::Status s = errors.bad_row(line_number, "empty CID, SMILES or description"); !s.ok()) return s;
+      continue;
+    }
+    if (std::string bad = invalid_utf8_field(fields, {"CID", "SMILES", "description"}); !bad.empty()) {
+      if (absl::Status s = errors.bad_row(line_number, bad); !s.ok()) return s;
       continue;
     }
     MoleculeRecord record{fields[0], fields[1], {fields[2]}, absl::StrCat(path, ":", line_number)};
@@ -200,6 +217,7 @@ absl::StatusOr<std::vector<MoleculeRecord>> read_lachebi20_csv(const std::string
     if (problem.empty() && (!has_content(fields[0]) || !has_content(fields[1]) || !has_content(fields[2]))) {
       problem = "empty CID, SMILES or CAPTION";
     }
+    if (problem.empty()) problem = invalid_utf8_field(fields, {"CID", "SMILES", "CAPTION"});
     if (problem.empty()) {
       std::string smiles = fields[1];
       bool undone = options.undo_doubled_backslashes && undo_doubled_backslashes(smiles);
@@ -239,7 +257,9 @@ absl::StatusOr<std::vector<MoleculeRecord>> read_augmented_jsonl(const std::stri
     const nlohmann::json object = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     std::string problem;
     if (object.is_discarded() || !object.is_object()) {
-      problem = "not a JSON object";
+      // JSON text is UTF-8: say so when that is what broke the parse.
+      problem = describe_invalid_utf8(line, "the line");
+      if (problem.empty()) problem = "not a JSON object";
     } else {
       for (const char* key : {"cid", "smiles", "original"}) {
         if (!object.contains(key) || !object[key].is_string()) {

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "data/utf8.h"
 
 namespace la3 {
 
@@ -34,6 +35,19 @@ absl::StatusOr<PredictionFile> read_predictions(const std::string& path) {
       if (file.problems.size() < 20) {
         file.problems.push_back(absl::StrCat(path, ":", number, ": expected 3 tab-separated fields, found ", fields.size()));
       }
+      continue;
+    }
+    // Invalid UTF-8 is never scored: RDKit could accept the bytes as a SMILES and text
+    // metrics would compare garbage. Such rows are skipped, counted and named.
+    std::string bad;
+    for (size_t i = 0; i < 3 && bad.empty(); ++i) {
+      static constexpr const char* kColumns[] = {"input", "ground truth", "output"};
+      bad = describe_invalid_utf8(fields[i], absl::StrCat("the ", kColumns[i], " column"));
+    }
+    if (!bad.empty()) {
+      ++file.rows_skipped;
+      ++file.rows_invalid_utf8;
+      if (file.problems.size() < 20) file.problems.push_back(absl::StrCat(path, ":", number, ": ", bad));
       continue;
     }
     file.inputs.push_back(fields[0]);

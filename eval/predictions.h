@@ -1,5 +1,5 @@
 // MolT5's evaluation TSV: header "description|SMILES <TAB> ground truth <TAB> output", one
-// row per input. Rows that cannot be scored (wrong field count) are counted and described,
+// row per input. Rows that cannot be scored (wrong field count, invalid UTF-8) are counted and described,
 // never silently dropped.
 #pragma once
 
@@ -14,7 +14,8 @@ namespace la3 {
 struct PredictionFile {
   std::string input_column;  // "description" (caption -> SMILES) or "SMILES"
   std::vector<std::string> inputs, references, outputs;
-  int64_t rows_skipped = 0;
+  int64_t rows_skipped = 0;       // every row not scored (malformed or invalid UTF-8)
+  int64_t rows_invalid_utf8 = 0;  // of which: a field held invalid UTF-8
   std::vector<std::string> problems;  // first few "file:line: what"
 };
 

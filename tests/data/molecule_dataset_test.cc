@@ -146,6 +146,36 @@ TEST(AugmentedJsonlReader, ReadsOriginalPlusRewritesAndRejectsBadObjects) {
   EXPECT_THAT(report.problems[1], HasSubstr(":2: not a JSON object"));
 }
 
+// Invalid UTF-8 never passes silently: an error naming file:line, field and byte, or a
+// counted, named skip under the skip policy. Overlong forms and surrogates are invalid too.
+TEST(MoleculeDataset, InvalidUtf8IsABadRowNamingFieldAndByte) {
+  const std::string tsv = write_temp("bad_utf8.tsv", "CID\tSMILES\tdescription\n1\tCCO\tGood caf\xC3\xA9.\n"
+                                                     "2\tCCO\tBad \xC0\xAF slash.\n3\tC\xED\xA0\x80\tSurrogate.\n");
+  absl::StatusOr<std::vector<MoleculeRecord>> records = read_chebi20_tsv(tsv, {});
+  ASSERT_FALSE(records.ok());
+  EXPECT_THAT(records.status().message(), HasSubstr(tsv + ":3: invalid UTF-8 in the description field at byte 4 (0xc0)"));
+  ReadOptions skip;
+  skip.bad_rows = BadRowPolicy::kSkip;
+  ReadReport report;
+  records = read_chebi20_tsv(tsv, skip, &report);
+  ASSERT_TRUE(records.ok()) << records.status();
+  ASSERT_EQ(records->size(), 1u);
+  EXPECT_EQ((*records)[0].captions[0], "Good caf\xC3\xA9.");
+  EXPECT_EQ(report.rows_skipped, 2);
+  ASSERT_EQ(report.problems.size(), 2u);
+  EXPECT_THAT(report.problems[1], HasSubstr(":4: invalid UTF-8 in the SMILES field at byte 1 (0xed)"));
+
+  const std::string csv = write_temp("bad_utf8.csv", "CID,SMILES,CAPTION\n1,CCO,\"A, b\"\n1,CCO,\"caf\xFF\"\n");
+  records = read_lachebi20_csv(csv, {});
+  ASSERT_FALSE(records.ok());
+  EXPECT_THAT(records.status().message(), HasSubstr(csv + ":3: invalid UTF-8 in the CAPTION field at byte 3 (0xff)"));
+
+  const std::string jsonl = write_temp("bad_utf8.jsonl", "{\"cid\": \"1\", \"smiles\": \"C\", \"original\": \"x\xFE\"}\n");
+  records = read_augmented_jsonl(jsonl, {});
+  ASSERT_FALSE(records.ok());
+  EXPECT_THAT(records.status().message(), HasSubstr(jsonl + ":1: invalid UTF-8 in the line at byte 42 (0xfe)"));
+}
+
 TEST(MoleculeDataset, DispatchesOnExtension) {
   EXPECT_THAT(std::string(read_molecule_dataset("data.parquet", {}).status().message()),
               HasSubstr("unknown dataset format"));
