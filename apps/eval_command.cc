@@ -1,11 +1,14 @@
 // `engine eval`: MolT5/LA3 metrics of a predictions TSV (what `engine generate` writes).
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <memory>
 
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "apps/arguments.h"
 #include "apps/commands.h"
 #include "engine/io/file_io.h"
@@ -27,6 +30,9 @@ const std::vector<OptionSpec> kOptions = {
     {"bert-vocab", true, "smiles2caption: uncased BERT vocab.txt for BLEU (MolT5: SciBERT scivocab_uncased)"},
     {"wordnet", true, "smiles2caption: WordNet 3.0 dict directory for METEOR synonyms (default /usr/share/wordnet)"},
     {"out", true, "write the metrics as JSON here"},
+    {"max-smiles-chars", true, "caption2smiles: SMILES longer than this are not parsed (output counted invalid; default 4096)"},
+    {"row-budget", true, "caption2smiles: seconds of RDKit/InChI work per row; a row over it is counted invalid and "
+                         "named (default 10; 0 = no budget, in-process threads)"},
     {"external-scores", true, "JSON with FCD / Text2Mol scores computed elsewhere, reported as given"},
     {"help", false, "show this message"},
 };
@@ -130,7 +136,27 @@ int run_eval(const std::vector<std::string>& args) {
     std::fprintf(stderr, "engine eval: --direction must be caption2smiles or smiles2caption, got '%s'\n", direction.c_str());
     return 2;
   }
-  const MoleculeMetrics m = molecule_metrics(file->references, file->outputs);
+  MoleculeMetricsOptions metric_options;
+  if (parsed->has("max-smiles-chars") &&
+      (!absl::SimpleAtoi(parsed->get("max-smiles-chars"), &metric_options.max_smiles_chars) ||
+       metric_options.max_smiles_chars == 0)) {
+    std::fprintf(stderr, "engine eval: --max-smiles-chars '%s': expected a positive integer\n",
+                 parsed->get("max-smiles-chars").c_str());
+    return 2;
+  }
+  if (parsed->has("row-budget") && (!absl::SimpleAtod(parsed->get("row-budget"), &metric_options.row_budget_seconds) ||
+                                    !std::isfinite(metric_options.row_budget_seconds) ||
+                                    metric_options.row_budget_seconds < 0.0)) {
+    std::fprintf(stderr, "engine eval: --row-budget '%s': expected seconds >= 0\n", parsed->get("row-budget").c_str());
+    return 2;
+  }
+  const MoleculeMetrics m = molecule_metrics(file->references, file->outputs, metric_options);
+  // Rows RDKit did not score in full, by file line.
+  std::vector<std::string> unscored;
+  for (const UnscoredRow& row : m.unscored) {
+    unscored.push_back(absl::StrCat(parsed->get("predictions"), ":", file->lines[static_cast<size_t>(row.row)], ": ",
+                                    row.reason));
+  }
   nlohmann::json report = {{"direction", direction},
                            {"rows", m.rows},
                            {"rows_skipped", file->rows_skipped},
@@ -147,6 +173,13 @@ int run_eval(const std::vector<std::string>& args) {
                            {"fingerprint_pairs", m.fingerprint_pairs},
                            {"invalid_outputs", m.invalid_outputs},
                            {"invalid_references", m.invalid_references},
+                           {"outputs_too_long", m.outputs_too_long},
+                           {"references_too_long", m.references_too_long},
+                           {"rows_over_budget", m.rows_over_budget},
+                           {"rows_worker_died", m.rows_worker_died},
+                           {"unscored", unscored},
+                           {"max_smiles_chars", metric_options.max_smiles_chars},
+                           {"row_budget_seconds", metric_options.row_budget_seconds},
                            {"notes", {"exact_match_inchi: InChI 1.03 (libinchi) via RDKit 0D structures",
                                       "FCD and Text2Mol are not computed (they need external model weights)"}}};
   if (parsed->has("external-scores")) {
@@ -167,8 +200,16 @@ int run_eval(const std::vector<std::string>& args) {
       {"MACCS FTS", m.maccs_fts},           {"RDK FTS", m.rdk_fts},
       {"Morgan FTS", m.morgan_fts}};
   for (const auto& [name, value] : table) std::printf("%-32s %.4f\n", name, value);
+  if (!m.unscored.empty()) {
+    std::printf("%-32s %zu (too long %lld, over the %g s budget %lld, worker died %lld)\n", "rows not fully scored",
+                m.unscored.size(), static_cast<long long>(m.outputs_too_long + m.references_too_long),
+                metric_options.row_budget_seconds, static_cast<long long>(m.rows_over_budget),
+                static_cast<long long>(m.rows_worker_died));
+  }
   std::fflush(stdout);  // the table first, then the skipped rows, also when both go to one pipe
   for (const std::string& problem : file->problems) std::fprintf(stderr, "skipped: %s\n", problem.c_str());
+  for (const std::string& row : unscored) std::fprintf(stderr, "not fully scored: %s\n", row.c_str());
+  if (!m.note.empty()) std::fprintf(stderr, "engine eval: %s\n", m.note.c_str());
   return write_report(*parsed, report) ? 0 : 1;
 }
 

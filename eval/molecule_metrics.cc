@@ -11,8 +11,17 @@
 #include <GraphMol/SmilesParse/SmilesWrite.h>
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
+#include <thread>
+#include <type_traits>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "absl/strings/str_cat.h"
+#include "eval/budgeted_rows.h"
 #include "eval/bleu.h"
 #include "eval/inchi.h"
 #include "eval/smiles.h"
@@ -35,10 +44,20 @@ int64_t levenshtein(const std::string& a, const std::string& b) {
 
 namespace {
 
+int default_workers() {
+#ifdef _OPENMP
+  return std::max(1, omp_get_max_threads());  // honours OMP_NUM_THREADS
+#else
+  return std::max(1u, std::thread::hardware_concurrency());
+#endif
+}
+
+// Trivially copyable: it travels from worker processes as raw bytes (budgeted_rows.h).
 struct PairScores {
   bool output_valid = false, reference_valid = false, exact = false, exact_inchi = false;
   double maccs = 0.0, rdk = 0.0, morgan = 0.0;
 };
+static_assert(std::is_trivially_copyable_v<PairScores>);
 
 std::unique_ptr<RDKit::ROMol> parse_quietly(const std::string& smiles) {
   quiet_rdkit_errors();
@@ -50,10 +69,11 @@ std::unique_ptr<RDKit::ROMol> parse_quietly(const std::string& smiles) {
   }
 }
 
-PairScores score_pair(const std::string& reference, const std::string& output) {
+PairScores score_pair(const std::string& reference, const std::string& output, size_t max_chars) {
   PairScores scores;
-  const std::unique_ptr<RDKit::ROMol> out = parse_quietly(output);
-  const std::unique_ptr<RDKit::ROMol> ref = parse_quietly(reference);
+  // Over the cap: not parsed at all (RDKit's time grows faster than linearly with atoms).
+  const std::unique_ptr<RDKit::ROMol> out = output.size() <= max_chars ? parse_quietly(output) : nullptr;
+  const std::unique_ptr<RDKit::ROMol> ref = reference.size() <= max_chars ? parse_quietly(reference) : nullptr;
   scores.output_valid = out != nullptr;
   scores.reference_valid = ref != nullptr;
   if (!out || !ref) return scores;
@@ -74,15 +94,58 @@ PairScores score_pair(const std::string& reference, const std::string& output) {
 
 }  // namespace
 
-MoleculeMetrics molecule_metrics(const std::vector<std::string>& references, const std::vector<std::string>& outputs) {
+MoleculeMetrics molecule_metrics(const std::vector<std::string>& references, const std::vector<std::string>& outputs,
+                                 const MoleculeMetricsOptions& options) {
   MoleculeMetrics m;
   const int64_t rows = static_cast<int64_t>(std::min(references.size(), outputs.size()));
   m.rows = rows;
   if (rows == 0) return m;
+  const size_t cap = options.max_smiles_chars;
   std::vector<PairScores> scores(static_cast<size_t>(rows));
+  std::vector<RowOutcome> outcomes(static_cast<size_t>(rows), RowOutcome::kDone);
+  if (options.row_budget_seconds > 0.0) {
+    quiet_rdkit_errors();  // once, before the workers fork
+    const BudgetedRows budgeted = run_rows_with_budget(
+        rows, sizeof(PairScores),
+        [&](int64_t i, std::byte* record) {
+          const PairScores s = score_pair(references[static_cast<size_t>(i)], outputs[static_cast<size_t>(i)], cap);
+          std::memcpy(record, &s, sizeof s);
+        },
+        options.row_budget_seconds, options.workers > 0 ? options.workers : default_workers());
+    for (int64_t i = 0; i < rows; ++i) {
+      std::memcpy(&scores[static_cast<size_t>(i)], budgeted.records.data() + static_cast<size_t>(i) * sizeof(PairScores),
+                  sizeof(PairScores));
+    }
+    outcomes = budgeted.outcomes;
+    m.note = budgeted.note;
+  } else {
 #pragma omp parallel for schedule(dynamic, 16)
+    for (int64_t i = 0; i < rows; ++i) {
+      scores[static_cast<size_t>(i)] = score_pair(references[static_cast<size_t>(i)], outputs[static_cast<size_t>(i)], cap);
+    }
+  }
   for (int64_t i = 0; i < rows; ++i) {
-    scores[static_cast<size_t>(i)] = score_pair(references[static_cast<size_t>(i)], outputs[static_cast<size_t>(i)]);
+    const size_t r = static_cast<size_t>(i);
+    std::string reason;
+    if (outputs[r].size() > cap) {
+      ++m.outputs_too_long;
+      reason = absl::StrCat("output is ", outputs[r].size(), " characters (cap ", cap, "): counted invalid");
+    }
+    if (references[r].size() > cap) {
+      ++m.references_too_long;
+      absl::StrAppend(&reason, reason.empty() ? "" : "; ", "ground truth is ", references[r].size(), " characters (cap ",
+                      cap, "): not parsed");
+    }
+    if (outcomes[r] == RowOutcome::kOverBudget) {
+      ++m.rows_over_budget;
+      scores[r] = PairScores{};  // scored as an invalid output
+      reason = absl::StrCat("RDKit/InChI work took over ", options.row_budget_seconds, " s: counted invalid");
+    } else if (outcomes[r] == RowOutcome::kWorkerDied) {
+      ++m.rows_worker_died;
+      scores[r] = PairScores{};
+      reason = "the worker process scoring it died (a crash in RDKit or InChI): counted invalid";
+    }
+    if (!reason.empty()) m.unscored.push_back(UnscoredRow{i, std::move(reason)});
   }
   std::vector<Tokens> reference_tokens, output_tokens;
   double distance = 0.0;

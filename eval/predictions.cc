@@ -53,6 +53,7 @@ absl::StatusOr<PredictionFile> read_predictions(const std::string& path) {
     file.inputs.push_back(fields[0]);
     file.references.push_back(fields[1]);
     file.outputs.push_back(fields[2]);
+    file.lines.push_back(number);
   }
   return file;
 }

@@ -14,6 +14,7 @@ namespace la3 {
 struct PredictionFile {
   std::string input_column;  // "description" (caption -> SMILES) or "SMILES"
   std::vector<std::string> inputs, references, outputs;
+  std::vector<int64_t> lines;  // the file line of each row, for messages
   int64_t rows_skipped = 0;       // every row not scored (malformed or invalid UTF-8)
   int64_t rows_invalid_utf8 = 0;  // of which: a field held invalid UTF-8
   std::vector<std::string> problems;  // first few "file:line: what"

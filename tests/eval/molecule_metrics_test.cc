@@ -5,13 +5,18 @@
 
 #include <gtest/gtest.h>
 
-#include <fstream>
+#include <chrono>
 #include <cmath>
+#include <csignal>
+#include <cstring>
+#include <fstream>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_split.h"
 #include "eval/bleu.h"
+#include "eval/budgeted_rows.h"
 
 namespace la3 {
 namespace {
@@ -30,7 +35,14 @@ TEST(MoleculeMetrics, MatchTheMolT5ScriptDefinitionsInPython) {
   }
   std::ifstream json_stream(dir + "/molecule_expected.json");
   const nlohmann::json expected = nlohmann::json::parse(json_stream);
-  const MoleculeMetrics m = molecule_metrics(references, outputs);
+  // Worker processes under the per-row budget, and in-process threads without one: the same.
+  for (double budget : {10.0, 0.0}) {
+  SCOPED_TRACE(budget);
+  MoleculeMetricsOptions options;
+  options.row_budget_seconds = budget;
+  const MoleculeMetrics m = molecule_metrics(references, outputs, options);
+  EXPECT_TRUE(m.unscored.empty());
+  EXPECT_EQ(m.note, "");
   EXPECT_EQ(m.rows, expected["rows"].get<int64_t>());
   EXPECT_NEAR(m.bleu, expected["bleu"].get<double>(), 1e-9);
   EXPECT_NEAR(m.levenshtein, expected["levenshtein"].get<double>(), 1e-9);
@@ -42,6 +54,7 @@ TEST(MoleculeMetrics, MatchTheMolT5ScriptDefinitionsInPython) {
   EXPECT_NEAR(m.maccs_fts, expected["maccs_fts"].get<double>(), 1e-6);
   EXPECT_NEAR(m.rdk_fts, expected["rdk_fts"].get<double>(), 1e-6);
   EXPECT_NEAR(m.morgan_fts, expected["morgan_fts"].get<double>(), 1e-6);
+  }
 }
 
 TEST(Bleu, EdgeCases) {
@@ -77,6 +90,76 @@ TEST(MoleculeMetrics, EmptyInvalidAndStereoRows) {
   EXPECT_EQ(m.fingerprint_pairs, 1);
   EXPECT_DOUBLE_EQ(m.maccs_fts, 1.0);
   EXPECT_EQ(molecule_metrics({}, {}).rows, 0);
+}
+
+// One degenerate prediction must not block an evaluation: a 2,000-atom chain (half a minute
+// of RDKit CIP ranking) overruns the budget, a 10 MB SMILES is over the length cap; both are
+// counted invalid and named, and the other rows are scored as usual.
+TEST(MoleculeMetrics, DegenerateRowsAreCappedOrOverBudgetAndNamed) {
+  const std::vector<std::string> references = {"CCO", "CCO", "c1ccccc1O", "CC(=O)O"};
+  const std::vector<std::string> outputs = {"CCO", std::string(2000, 'C'), "c1ccccc1O", std::string(10'000'000, 'C')};
+  MoleculeMetricsOptions options;
+  options.row_budget_seconds = 1.0;
+  const MoleculeMetrics m = molecule_metrics(references, outputs, options);
+  EXPECT_EQ(m.rows, 4);
+  EXPECT_EQ(m.rows_over_budget, 1);
+  EXPECT_EQ(m.outputs_too_long, 1);
+  EXPECT_EQ(m.invalid_outputs, 2);
+  EXPECT_DOUBLE_EQ(m.validity, 0.5);
+  EXPECT_DOUBLE_EQ(m.exact_inchi, 0.5);
+  EXPECT_EQ(m.fingerprint_pairs, 2);
+  EXPECT_DOUBLE_EQ(m.morgan_fts, 1.0);
+  ASSERT_EQ(m.unscored.size(), 2u);
+  EXPECT_EQ(m.unscored[0].row, 1);
+  EXPECT_EQ(m.unscored[0].reason, "RDKit/InChI work took over 1 s: counted invalid");
+  EXPECT_EQ(m.unscored[1].row, 3);
+  EXPECT_EQ(m.unscored[1].reason, "output is 10000000 characters (cap 4096): counted invalid");
+  // The string metrics still see the whole strings.
+  EXPECT_DOUBLE_EQ(m.levenshtein, (0.0 + 1999.0 + 0.0 + (10'000'000.0 - 3.0)) / 4.0);
+}
+
+TEST(MoleculeMetrics, ReferencesOverTheCapAreNotParsed) {
+  MoleculeMetricsOptions options;
+  options.max_smiles_chars = 5;
+  const MoleculeMetrics m = molecule_metrics({"CCCCCO", "CCO"}, {"CCCCCO", "CCO"}, options);
+  EXPECT_EQ(m.references_too_long, 1);
+  EXPECT_EQ(m.outputs_too_long, 1);
+  EXPECT_EQ(m.invalid_references, 1);
+  EXPECT_EQ(m.fingerprint_pairs, 1);
+  ASSERT_EQ(m.unscored.size(), 1u);
+  EXPECT_EQ(m.unscored[0].reason,
+            "output is 6 characters (cap 5): counted invalid; ground truth is 6 characters (cap 5): not parsed");
+}
+
+// The worker pool itself: results in row order whatever the worker count, an overrun row
+// killed and reported, a crashing row reported, and the rows after them still done.
+TEST(BudgetedRows, OverrunsAndCrashesCostOnlyTheirRow) {
+  auto work = [](int64_t row, std::byte* record) {
+    if (row == 3) std::this_thread::sleep_for(std::chrono::seconds(30));
+    if (row == 5) std::raise(SIGKILL);  // a crash (without a core file)
+    const int64_t value = row * row + 1;
+    std::memcpy(record, &value, sizeof value);
+  };
+  for (int workers : {1, 3}) {
+    SCOPED_TRACE(workers);
+    const BudgetedRows result = run_rows_with_budget(9, sizeof(int64_t), work, 0.5, workers);
+    ASSERT_EQ(result.outcomes.size(), 9u);
+    EXPECT_FALSE(result.ran_in_process);
+    for (int64_t row = 0; row < 9; ++row) {
+      int64_t value = 0;
+      std::memcpy(&value, result.records.data() + row * 8, sizeof value);
+      if (row == 3) {
+        EXPECT_EQ(result.outcomes[3], RowOutcome::kOverBudget);
+        EXPECT_EQ(value, 0);
+      } else if (row == 5) {
+        EXPECT_EQ(result.outcomes[5], RowOutcome::kWorkerDied);
+        EXPECT_EQ(value, 0);
+      } else {
+        EXPECT_EQ(result.outcomes[static_cast<size_t>(row)], RowOutcome::kDone) << row;
+        EXPECT_EQ(value, row * row + 1) << row;
+      }
+    }
+  }
 }
 
 }  // namespace
