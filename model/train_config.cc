@@ -22,10 +22,13 @@ namespace {
 
 // Reads the keys of one YAML mapping, remembering which were consumed so the rest can be
 // reported as unknown.
+// "file:line" of every key the document sets, so range errors name where the value is.
+using KeyLines = std::map<std::string, int64_t>;
+
 class Section {
  public:
-  Section(const YAML::Node& node, std::string path, const std::string& source)
-      : node_(node), path_(std::move(path)), source_(source) {}
+  Section(const YAML::Node& node, std::string path, const std::string& source, KeyLines& lines)
+      : node_(node), path_(std::move(path)), source_(source), lines_(lines) {}
 
   absl::Status check_is_map() const {
     if (node_ && !node_.IsNull() && !node_.IsMap()) {
@@ -40,6 +43,7 @@ class Section {
     known_.insert(key);
     if (!node_ || !node_.IsMap() || !node_[key]) return absl::OkStatus();
     const YAML::Node value = node_[key];
+    lines_[key_path(key)] = value.Mark().line + 1;
     try {
       if (!value.IsScalar()) throw YAML::Exception(YAML::Mark::null_mark(), "not a scalar");
       out = value.as<T>();
@@ -57,7 +61,10 @@ class Section {
     if (absl::Status s = read(key, text); !s.ok()) return s;
     if (text.empty()) return absl::OkStatus();
     absl::StatusOr<E> parsed = parse(text);
-    if (!parsed.ok()) return absl::InvalidArgumentError(absl::StrCat(source_, ": ", key_path(key), ": ", parsed.status().message()));
+    if (!parsed.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(source_, ":", lines_[key_path(key)], ": ", key_path(key), ": ", parsed.status().message()));
+    }
     out = *parsed;
     return absl::OkStatus();
   }
@@ -84,6 +91,7 @@ class Section {
   YAML::Node node_;
   std::string path_;
   const std::string& source_;
+  KeyLines& lines_;
   std::set<std::string> known_;
 };
 
@@ -133,17 +141,18 @@ absl::StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, con
     return absl::InvalidArgumentError(absl::StrCat(source, ":", error.mark.line + 1, ": YAML syntax error: ", error.msg));
   }
   TrainConfig c;
-  Section top(root, "", source);
+  KeyLines lines;
+  Section top(root, "", source, lines);
   if (absl::Status s = top.check_is_map(); !s.ok()) return s;
 
-  Section model(top.child("model"), "model", source);
-  Section data(top.child("data"), "data", source);
-  Section loss(top.child("loss"), "loss", source);
-  Section optimizer(top.child("optimizer"), "optimizer", source);
-  Section schedule(top.child("schedule"), "schedule", source);
-  Section training(top.child("training"), "training", source);
-  Section run(top.child("run"), "run", source);
-  Section distributed(top.child("distributed"), "distributed", source);
+  Section model(top.child("model"), "model", source, lines);
+  Section data(top.child("data"), "data", source, lines);
+  Section loss(top.child("loss"), "loss", source, lines);
+  Section optimizer(top.child("optimizer"), "optimizer", source, lines);
+  Section schedule(top.child("schedule"), "schedule", source, lines);
+  Section training(top.child("training"), "training", source, lines);
+  Section run(top.child("run"), "run", source, lines);
+  Section distributed(top.child("distributed"), "distributed", source, lines);
   std::string bad_rows = "fail";
   int64_t seed = static_cast<int64_t>(c.seed);
   for (absl::Status s : {
@@ -181,62 +190,78 @@ absl::StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, con
   }
   c.seed = static_cast<uint64_t>(seed);
   c.dropout_rate_set = root.IsMap() && root["model"].IsMap() && root["model"]["dropout_rate"].IsDefined();
-  if (c.init_checkpoint.empty()) {
-    absl::StatusOr<T5Config> model_config = c.model_config(/*tokenizer_vocab=*/1);
-    if (!model_config.ok()) return absl::InvalidArgumentError(absl::StrCat(source, ": ", model_config.status().message()));
-  }
   if (bad_rows == "fail") {
     c.bad_rows = BadRowPolicy::kFail;
   } else if (bad_rows == "skip") {
     c.bad_rows = BadRowPolicy::kSkip;
   } else {
-    return absl::InvalidArgumentError(absl::StrCat(source, ": data.bad_rows must be fail or skip, got '", bad_rows, "'"));
+    const auto it = lines.find("data.bad_rows");
+    return absl::InvalidArgumentError(absl::StrCat(source, it == lines.end() ? "" : absl::StrCat(":", it->second),
+                                                   ": data.bad_rows must be fail or skip, got '", bad_rows, "'"));
   }
+  // "file:line" of the key when the document sets it, else "file" (a default is wrong).
+  auto at = [&](const std::string& key) {
+    const auto it = lines.find(key);
+    return it == lines.end() ? source : absl::StrCat(source, ":", it->second);
+  };
+  auto finite = [&](const std::string& key, double value) {
+    return require(std::isfinite(value), at(key),
+                   absl::StrCat(key, " must be a finite number (.inf and .nan are not), got ", value));
+  };
   for (absl::Status s : {
-           require(c.init_checkpoint.empty() ? T5Config::preset(c.model_preset).ok() : true, source,
+           finite("optimizer.lr", c.lr), finite("optimizer.beta1", c.beta1), finite("optimizer.beta2", c.beta2),
+           finite("optimizer.eps", c.eps), finite("optimizer.weight_decay", c.weight_decay),
+           finite("training.clip_grad_norm", c.clip_grad_norm), finite("model.dropout_rate", c.dropout_rate),
+           finite("distributed.bucket_mb", c.dist_bucket_mb), finite("distributed.timeout_s", c.dist_timeout_s),
+           require(c.init_checkpoint.empty() ? T5Config::preset(c.model_preset).ok() : true, at("model.preset"),
                    absl::StrCat("model.preset '", c.model_preset, "' is not a known preset")),
-           require(c.dropout_rate >= 0.0f && c.dropout_rate < 1.0f, source, "model.dropout_rate must be in [0, 1)"),
-           require(c.feed_forward.empty() || c.feed_forward == "relu" || c.feed_forward == "gated-gelu", source,
+           require(c.dropout_rate >= 0.0f && c.dropout_rate < 1.0f, at("model.dropout_rate"), "model.dropout_rate must be in [0, 1)"),
+           require(c.feed_forward.empty() || c.feed_forward == "relu" || c.feed_forward == "gated-gelu", at("model.feed_forward"),
                    absl::StrCat("model.feed_forward must be relu or gated-gelu, got '", c.feed_forward, "'")),
-           require(c.max_source_length >= 2 && c.max_target_length >= 2, source,
+           require(c.max_source_length >= 2 && c.max_target_length >= 2,
+                   at(c.max_source_length < 2 ? "data.max_source_length" : "data.max_target_length"),
                    "data.max_source_length and data.max_target_length must be >= 2"),
-           require(c.k >= 0, source, "loss.k must be >= 0"),
-           require(std::isfinite(c.lr) && std::isfinite(c.beta1) && std::isfinite(c.beta2) && std::isfinite(c.eps) &&
-                       std::isfinite(c.weight_decay) && std::isfinite(c.clip_grad_norm) &&
-                       std::isfinite(c.dropout_rate) && std::isfinite(c.dist_bucket_mb) && std::isfinite(c.dist_timeout_s),
-                   source,
-                   absl::StrCat("every number must be finite (.inf and .nan are not), got optimizer.lr ", c.lr,
-                                ", beta1 ", c.beta1, ", beta2 ", c.beta2, ", eps ", c.eps, ", weight_decay ",
-                                c.weight_decay, ", training.clip_grad_norm ", c.clip_grad_norm, ", model.dropout_rate ",
-                                c.dropout_rate, ", distributed.bucket_mb ", c.dist_bucket_mb, ", distributed.timeout_s ",
-                                c.dist_timeout_s)),
-           require(c.lr > 0.0, source, "optimizer.lr must be positive"),
-           require(c.beta1 >= 0.0 && c.beta1 < 1.0 && c.beta2 >= 0.0 && c.beta2 < 1.0, source,
+           require(c.k >= 0, at("loss.k"), "loss.k must be >= 0"),
+           require(c.lr > 0.0, at("optimizer.lr"), "optimizer.lr must be positive"),
+           require(c.beta1 >= 0.0 && c.beta1 < 1.0 && c.beta2 >= 0.0 && c.beta2 < 1.0,
+                   at(c.beta1 >= 0.0 && c.beta1 < 1.0 ? "optimizer.beta2" : "optimizer.beta1"),
                    "optimizer.beta1 and optimizer.beta2 must be in [0, 1)"),
-           require(c.eps >= 0.0 && c.weight_decay >= 0.0, source, "optimizer.eps and optimizer.weight_decay must be >= 0"),
-           require(c.warmup_steps >= 0, source, "schedule.warmup_steps must be >= 0"),
-           require(c.batch_size >= 1 && c.grad_accumulation >= 1, source,
+           require(c.eps >= 0.0 && c.weight_decay >= 0.0, at(c.eps >= 0.0 ? "optimizer.weight_decay" : "optimizer.eps"), "optimizer.eps and optimizer.weight_decay must be >= 0"),
+           require(c.warmup_steps >= 0, at("schedule.warmup_steps"), "schedule.warmup_steps must be >= 0"),
+           // "constant" is what it says; a ramp first is transformers' constant_with_warmup.
+           require(c.schedule != ScheduleKind::kConstant || c.warmup_steps == 0, at("schedule.warmup_steps"),
+                   absl::StrCat("schedule.kind constant with schedule.warmup_steps ", c.warmup_steps,
+                                " would ramp the learning rate up first: write kind: constant_with_warmup for that, "
+                                "or warmup_steps: 0 for a constant rate")),
+           require(c.batch_size >= 1 && c.grad_accumulation >= 1,
+                   at(c.batch_size >= 1 ? "training.grad_accumulation" : "training.batch_size"),
                    "training.batch_size and training.grad_accumulation must be >= 1"),
-           require(c.max_steps >= 1, source, "training.max_steps must be >= 1"),
-           require(c.clip_grad_norm >= 0.0, source, "training.clip_grad_norm must be >= 0 (0 = off)"),
-           require(c.eval_every >= 0 && c.checkpoint_every >= 0 && c.log_every >= 1, source,
+           require(c.max_steps >= 1, at("training.max_steps"), "training.max_steps must be >= 1"),
+           require(c.clip_grad_norm >= 0.0, at("training.clip_grad_norm"), "training.clip_grad_norm must be >= 0 (0 = off)"),
+           require(c.eval_every >= 0 && c.checkpoint_every >= 0 && c.log_every >= 1,
+                   at(c.eval_every < 0 ? "training.eval_every" : c.checkpoint_every < 0 ? "training.checkpoint_every" : "training.log_every"),
                    "training.eval_every and checkpoint_every must be >= 0 (0 = off), log_every >= 1"),
-           require(c.threads >= 0, source, "training.threads must be >= 0"),
-           require(c.device == "auto" || parse_device(c.device).ok(), source,
+           require(c.threads >= 0, at("training.threads"), "training.threads must be >= 0"),
+           require(c.device == "auto" || parse_device(c.device).ok(), at("training.device"),
                    absl::StrCat("training.device '", c.device,
                                 "': expected auto, cpu, cuda, cuda:N or cuda-emu (the CUDA backend under the SIMT "
                                 "emulation)")),
-           require(c.gemm_precision == "bf16" || c.gemm_precision == "fp32", source,
+           require(c.gemm_precision == "bf16" || c.gemm_precision == "fp32", at("training.gemm_precision"),
                    absl::StrCat("training.gemm_precision '", c.gemm_precision, "': expected bf16 or fp32")),
-           require(!c.output_dir.empty(), source, "run.output_dir must not be empty"),
-           require(c.keep_checkpoints >= 1, source, "run.keep_checkpoints must be >= 1"),
-           require(c.dist_backend == "auto" || c.dist_backend == "nccl" || c.dist_backend == "mpi", source,
+           require(!c.output_dir.empty(), at("run.output_dir"), "run.output_dir must not be empty"),
+           require(c.keep_checkpoints >= 1, at("run.keep_checkpoints"), "run.keep_checkpoints must be >= 1"),
+           require(c.dist_backend == "auto" || c.dist_backend == "nccl" || c.dist_backend == "mpi", at("distributed.backend"),
                    absl::StrCat("distributed.backend '", c.dist_backend, "': expected auto, nccl or mpi")),
-           require(c.dist_bucket_mb > 0.0 && c.dist_bucket_mb <= 4096.0, source,
+           require(c.dist_bucket_mb > 0.0 && c.dist_bucket_mb <= 4096.0, at("distributed.bucket_mb"),
                    "distributed.bucket_mb must be in (0, 4096]"),
-           require(c.dist_timeout_s > 0.0, source, "distributed.timeout_s must be positive"),
+           require(c.dist_timeout_s > 0.0, at("distributed.timeout_s"), "distributed.timeout_s must be positive"),
        }) {
     if (!s.ok()) return s;
+  }
+  // The model's own checks (sizes that fit together), after the per-key ones above.
+  if (c.init_checkpoint.empty()) {
+    absl::StatusOr<T5Config> model_config = c.model_config(/*tokenizer_vocab=*/1);
+    if (!model_config.ok()) return absl::InvalidArgumentError(absl::StrCat(source, ": ", model_config.status().message()));
   }
   return c;
 }
@@ -275,8 +300,7 @@ std::string train_config_to_yaml(const TrainConfig& c) {
   out << YAML::Key << "optimizer" << YAML::Value << YAML::BeginMap << YAML::Key << "lr" << YAML::Value << c.lr
       << YAML::Key << "beta1" << YAML::Value << c.beta1 << YAML::Key << "beta2" << YAML::Value << c.beta2 << YAML::Key
       << "eps" << YAML::Value << c.eps << YAML::Key << "weight_decay" << YAML::Value << c.weight_decay << YAML::EndMap;
-  const char* kind = c.schedule == ScheduleKind::kConstant ? "constant"
-                     : c.schedule == ScheduleKind::kInverseSqrt ? "inverse_sqrt" : "linear";
+  const std::string kind = schedule_kind_name(c.schedule);
   out << YAML::Key << "schedule" << YAML::Value << YAML::BeginMap << YAML::Key << "kind" << YAML::Value << kind
       << YAML::Key << "warmup_steps" << YAML::Value << c.warmup_steps << YAML::EndMap;
   out << YAML::Key << "training" << YAML::Value << YAML::BeginMap << YAML::Key << "batch_size" << YAML::Value

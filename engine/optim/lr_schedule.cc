@@ -12,6 +12,7 @@ double LrSchedule::lr_at(int64_t step) const {
   if (warmup_steps > 0 && step < warmup_steps) return peak_lr * n / static_cast<double>(warmup_steps);
   switch (kind) {
     case ScheduleKind::kConstant:
+    case ScheduleKind::kConstantWithWarmup:
       return peak_lr;
     case ScheduleKind::kInverseSqrt:
       return peak_lr * std::sqrt(static_cast<double>(std::max<int64_t>(warmup_steps, 1)) / n);
@@ -25,10 +26,25 @@ double LrSchedule::lr_at(int64_t step) const {
 
 absl::StatusOr<ScheduleKind> parse_schedule_kind(const std::string& name) {
   if (name == "constant") return ScheduleKind::kConstant;
+  if (name == "constant_with_warmup") return ScheduleKind::kConstantWithWarmup;
   if (name == "inverse_sqrt") return ScheduleKind::kInverseSqrt;
   if (name == "linear") return ScheduleKind::kLinearDecay;
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown schedule '", name, "': expected constant, inverse_sqrt or linear"));
+      absl::StrCat("unknown schedule '", name, "': expected constant, constant_with_warmup, inverse_sqrt or linear"));
+}
+
+std::string schedule_kind_name(ScheduleKind kind) {
+  switch (kind) {
+    case ScheduleKind::kConstant:
+      return "constant";
+    case ScheduleKind::kConstantWithWarmup:
+      return "constant_with_warmup";
+    case ScheduleKind::kInverseSqrt:
+      return "inverse_sqrt";
+    case ScheduleKind::kLinearDecay:
+      return "linear";
+  }
+  return "linear";
 }
 
 }  // namespace la3

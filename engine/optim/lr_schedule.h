@@ -1,5 +1,6 @@
-// Learning-rate schedules: linear warmup, then constant or inverse square root
-// (T5's original schedule shape).
+// Learning-rate schedules, named as transformers names them: constant (no warmup),
+// constant_with_warmup (linear ramp, then constant), inverse_sqrt (ramp, then T5's original
+// 1/sqrt decay) and linear (ramp, then linear decay to 0 at total_steps).
 #pragma once
 
 #include <cstdint>
@@ -9,7 +10,7 @@
 
 namespace la3 {
 
-enum class ScheduleKind { kConstant, kInverseSqrt, kLinearDecay };
+enum class ScheduleKind { kConstant, kConstantWithWarmup, kInverseSqrt, kLinearDecay };
 
 struct LrSchedule {
   ScheduleKind kind = ScheduleKind::kConstant;
@@ -21,7 +22,8 @@ struct LrSchedule {
   double lr_at(int64_t step) const;
 };
 
-// "constant", "inverse_sqrt", "linear".
+// "constant", "constant_with_warmup", "inverse_sqrt", "linear".
 absl::StatusOr<ScheduleKind> parse_schedule_kind(const std::string& name);
+std::string schedule_kind_name(ScheduleKind kind);
 
 }  // namespace la3

@@ -101,10 +101,27 @@ TEST(TrainConfig, DefaultsUnknownKeysAndBadValues) {
   EXPECT_THAT(error("training:\n  device: cuda:x\n"), HasSubstr("expected auto, cpu, cuda, cuda:N or cuda-emu"));
   EXPECT_THAT(error("training:\n  gemm_precision: fp16\n"), HasSubstr("training.gemm_precision 'fp16'"));
   EXPECT_TRUE(parse_train_config("training:\n  device: cuda\n", "run.yaml").ok());
-  EXPECT_THAT(error("optimizer:\n  lr: -1\n"), HasSubstr("optimizer.lr must be positive"));
-  EXPECT_THAT(error("optimizer:\n  lr: .inf\n"), HasSubstr("every number must be finite (.inf and .nan are not), got optimizer.lr inf"));
-  EXPECT_THAT(error("optimizer:\n  eps: .nan\n"), HasSubstr("must be finite"));
-  EXPECT_THAT(error("distributed:\n  timeout_s: .inf\n"), HasSubstr("distributed.timeout_s inf"));
+  // Range and finiteness errors name file:line of the offending key, like the others.
+  EXPECT_THAT(error("optimizer:\n  lr: -1\n"), HasSubstr("run.yaml:2: optimizer.lr must be positive"));
+  EXPECT_THAT(error("optimizer:\n  lr: .inf\n"),
+              HasSubstr("run.yaml:2: optimizer.lr must be a finite number (.inf and .nan are not), got inf"));
+  EXPECT_THAT(error("optimizer:\n  beta1: 0.9\n  eps: .nan\n"), HasSubstr("run.yaml:3: optimizer.eps must be a finite number"));
+  EXPECT_THAT(error("training:\n  max_steps: 5\ndistributed:\n  timeout_s: .inf\n"),
+              HasSubstr("run.yaml:4: distributed.timeout_s must be a finite number"));
+  EXPECT_THAT(error("training:\n  batch_size: 4\n  grad_accumulation: 0\n"),
+              HasSubstr("run.yaml:3: training.batch_size and training.grad_accumulation must be >= 1"));
+  EXPECT_THAT(error("model:\n  dropout_rate: 1.5\n"), HasSubstr("run.yaml:2: model.dropout_rate must be in [0, 1)"));
+  EXPECT_THAT(error("data:\n  bad_rows: maybe\n"), HasSubstr("run.yaml:2: data.bad_rows must be fail or skip"));
+  EXPECT_THAT(error("loss:\n  k: 1\n  mode: average\n"), HasSubstr("run.yaml:3: loss.mode: unknown caption loss"));
+  // A schedule is named for what it does: constant has no warmup ramp.
+  EXPECT_THAT(error("schedule:\n  kind: constant\n  warmup_steps: 20\n"),
+              HasSubstr("run.yaml:3: schedule.kind constant with schedule.warmup_steps 20 would ramp the learning rate "
+                        "up first: write kind: constant_with_warmup"));
+  const TrainConfig ramp = *parse_train_config("schedule:\n  kind: constant_with_warmup\n  warmup_steps: 20\n", "run.yaml");
+  EXPECT_EQ(ramp.schedule, ScheduleKind::kConstantWithWarmup);
+  EXPECT_THAT(train_config_to_yaml(ramp), HasSubstr("kind: constant_with_warmup"));
+  EXPECT_THAT(error("schedule:\n  kind: cosine\n"),
+              HasSubstr("run.yaml:2: schedule.kind: unknown schedule 'cosine': expected constant, constant_with_warmup"));
   EXPECT_THAT(error("model: [1, 2]\n"), HasSubstr("model must be a mapping"));
   EXPECT_THAT(error("model:\n  preset: [oops\n"), HasSubstr("YAML syntax error"));
   EXPECT_EQ(load_train_config("/nonexistent/run.yaml").status().code(), absl::StatusCode::kNotFound);
