@@ -11,5 +11,6 @@ int run_tokenizer(const std::vector<std::string>& args);
 int run_generate(const std::vector<std::string>& args);
 int run_eval(const std::vector<std::string>& args);
 int run_augment(const std::vector<std::string>& args);
+int run_score(const std::vector<std::string>& args);
 
 }  // namespace la3::cli

@@ -15,9 +15,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "apps/arguments.h"
-#include "engine/backend.h"
-#include "engine/cuda/device_setup.h"
 #include "apps/commands.h"
+#include "apps/device_option.h"
 #include "apps/generate_inputs.h"
 #include "data/batching.h"
 #include "data/tokenizer.h"
@@ -213,20 +212,9 @@ int run_generate(const std::vector<std::string>& args) {
     std::fprintf(stderr, "engine generate: %s\n", std::string(model.status().message()).c_str());
     return 1;
   }
-  if (parsed->has("device")) {
-    absl::StatusOr<DeviceChoice> choice = activate_device(parsed->get("device"));
-    if (!choice.ok()) return usage_error(choice.status());
-    const std::string precision = parsed->get("gemm-precision", "bf16");
-    if (precision != "bf16" && precision != "fp32") {
-      return usage_error(absl::InvalidArgumentError(
-          absl::StrCat("--gemm-precision '", precision, "': expected bf16 or fp32")));
-    }
-    if (choice->device.type != DeviceType::kCpu) {
-      backend_for(choice->device).set_gemm_precision(precision == "fp32" ? GemmPrecision::kFp32 : GemmPrecision::kBf16);
-      *model = model->to_device(choice->device);
-    }
-    if (!choice->note.empty()) std::fprintf(stderr, "engine generate: %s\n", choice->note.c_str());
-  }
+  std::string device_note;
+  if (absl::Status s = place_model_on_requested_device(*parsed, *model, device_note); !s.ok()) return usage_error(s);
+  if (!device_note.empty()) std::fprintf(stderr, "engine generate: %s\n", device_note.c_str());
   absl::StatusOr<Tokenizer> tokenizer = Tokenizer::load(parsed->get("tokenizer", checkpoint + "/spiece.model"));
   if (!tokenizer.ok()) {
     std::fprintf(stderr, "engine generate: %s\n", std::string(tokenizer.status().message()).c_str());

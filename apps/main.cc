@@ -23,6 +23,7 @@ LA3 Engine: T5 translation between molecules (SMILES) and natural language.
 commands:
   train          train a T5 (default: the CPU demo on the bundled sample data)
   generate       translate a file with a checkpoint (beam search), writing MolT5's TSV format
+  score          the loss of a checkpoint on a dataset in each loss mode (and per-row NLL), no training
   eval           MolT5/LA3 metrics of a predictions TSV (caption -> SMILES or SMILES -> caption)
   augment        rewrite training captions k times with an OpenAI-compatible LLM (LaChEBI-20 style)
   tokenizer      train a SentencePiece model with T5's special ids, or encode text
@@ -68,6 +69,7 @@ int main(int argc, char** argv) {
   if (command == "generate") return la3::cli::run_generate(rest);
   if (command == "eval") return la3::cli::run_eval(rest);
   if (command == "augment") return la3::cli::run_augment(rest);
+  if (command == "score") return la3::cli::run_score(rest);
   std::fprintf(stderr, "engine: unknown command '%s'\n\n%s", argv[1], kUsage);
   return 2;
 }

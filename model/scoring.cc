@@ -1,0 +1,135 @@
+#include "model/scoring.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "engine/autograd/tape.h"
+
+namespace la3 {
+
+namespace {
+
+// Which (record, caption) each group's rows are, in tokenize_groups' order.
+struct RowOrigin {
+  size_t record = 0;
+  int caption = 0;
+};
+
+std::vector<std::vector<RowOrigin>> row_origins(const std::vector<MoleculeRecord>& records, int k,
+                                                bool caption_per_group) {
+  std::vector<std::vector<RowOrigin>> origins;
+  for (size_t r = 0; r < records.size(); ++r) {
+    const int captions = static_cast<int>(std::min<size_t>(records[r].captions.size(), static_cast<size_t>(k) + 1));
+    if (!caption_per_group) origins.emplace_back();
+    for (int c = 0; c < captions; ++c) {
+      if (caption_per_group) origins.emplace_back();
+      origins.back().push_back(RowOrigin{r, c});
+    }
+  }
+  return origins;
+}
+
+}  // namespace
+
+absl::StatusOr<DatasetScore> score_dataset(const T5Model& model, const Tokenizer& tokenizer,
+                                           const std::vector<MoleculeRecord>& records, const ScoreOptions& options) {
+  if (records.empty()) return absl::InvalidArgumentError("no molecules to score");
+  if (options.batch_size < 1) return absl::InvalidArgumentError(absl::StrCat("batch size must be >= 1, got ", options.batch_size));
+  if (options.modes.empty() && !options.per_row) return absl::InvalidArgumentError("no loss mode to compute");
+  for (ops::CaptionLoss mode : options.modes) {
+    if (mode == ops::CaptionLoss::kTokenMixture && options.direction == Direction::kSmilesToCaption) {
+      return absl::InvalidArgumentError(
+          "loss token_mixture needs caption2smiles: its rows share one target (for smiles2caption use mean or "
+          "sequence_mixture)");
+    }
+  }
+  DatasetScore score;
+  score.molecules = static_cast<int64_t>(records.size());
+  int most = 0;
+  for (const MoleculeRecord& record : records) most = std::max(most, static_cast<int>(record.captions.size()) - 1);
+  score.k = options.k < 0 ? most : options.k;
+
+  NoGradGuard no_grad;
+  const Device device = model.device();
+  // One pass per mode; `mean` tokenizes each caption as its own group, the mixtures one group
+  // per molecule. Per-row NLLs come from the mean pass (a row's NLL does not depend on the mode).
+  std::vector<ops::CaptionLoss> passes = options.modes;
+  const bool need_rows_pass =
+      options.per_row && std::find(passes.begin(), passes.end(), ops::CaptionLoss::kMean) == passes.end();
+  if (need_rows_pass) passes.push_back(ops::CaptionLoss::kMean);
+  for (size_t p = 0; p < passes.size(); ++p) {
+    const ops::CaptionLoss mode = passes[p];
+    const bool report_mode = p < options.modes.size();
+    const bool collect_rows = options.per_row && mode == ops::CaptionLoss::kMean && score.rows.empty();
+    TokenizeOptions tokenize_options;
+    tokenize_options.direction = options.direction;
+    tokenize_options.max_rewrites = score.k;
+    tokenize_options.caption_per_group = mode == ops::CaptionLoss::kMean;
+    tokenize_options.max_source_length = options.max_source_length;
+    tokenize_options.max_target_length = options.max_target_length;
+    TokenizeReport report;
+    absl::StatusOr<std::vector<ExampleGroup>> groups = tokenize_groups(records, tokenizer, tokenize_options, &report);
+    if (!groups.ok()) return groups.status();
+    if (mode == ops::CaptionLoss::kMean) score.tokenize = report;
+    const std::vector<std::vector<RowOrigin>> origins =
+        collect_rows ? row_origins(records, score.k, true) : std::vector<std::vector<RowOrigin>>{};
+    if (collect_rows) score.rows.resize(static_cast<size_t>(report.examples));
+    // Row index of group g's first row in tokenize order (for the per-row output).
+    std::vector<size_t> first_row_of_group;
+    if (collect_rows) {
+      size_t row = 0;
+      for (const ExampleGroup& group : *groups) {
+        first_row_of_group.push_back(row);
+        row += group.examples.size();
+      }
+    }
+    BatchPlanOptions plan_options;
+    plan_options.groups_per_batch = options.batch_size;
+    plan_options.shuffle = false;
+    double weighted = 0.0, normaliser = 0.0;
+    for (const std::vector<size_t>& members : make_batch_plan(*groups, plan_options)) {
+      const Batch batch = collate(*groups, members);
+      const Tensor labels = batch.labels.to_device(device);
+      const Tensor logits =
+          model.logits(batch.input_ids.to_device(device), batch.attention_mask.to_device(device), labels, {});
+      const Tensor group = Tensor::from_vector<int64_t>({static_cast<int64_t>(batch.group.size())}, batch.group, device);
+      const double batch_normaliser = ops::caption_loss_normaliser(batch.labels, batch.group, mode);
+      const double loss = ops::caption_loss_from_logits(logits, labels, group, mode).item();
+      weighted += loss * batch_normaliser;
+      normaliser += batch_normaliser;
+      if (!collect_rows) continue;
+      const Tensor log_probs = ops::token_log_probs(logits, labels).to_device(Device::cpu());
+      const int64_t length = log_probs.shape()[1];
+      const float* values = log_probs.data<float>();
+      const int64_t* label_ids = batch.labels.data<int64_t>();
+      int64_t row = 0;
+      for (size_t member : members) {
+        for (size_t e = 0; e < (*groups)[member].examples.size(); ++e, ++row) {
+          const RowOrigin& origin = origins[member][e];
+          RowScore& out = score.rows[first_row_of_group[member] + e];
+          out.cid = records[origin.record].cid;
+          out.caption = origin.caption;
+          out.source = records[origin.record].source;
+          double sum = 0.0;
+          for (int64_t t = 0; t < length; ++t) {
+            if (label_ids[row * length + t] == -100) continue;
+            sum += static_cast<double>(values[row * length + t]);
+            ++out.target_tokens;
+          }
+          out.nll = -sum;
+        }
+      }
+    }
+    if (!report_mode) continue;
+    ModeScore mode_score;
+    mode_score.mode = mode;
+    mode_score.loss = normaliser > 0.0 ? weighted / normaliser : 0.0;
+    mode_score.normaliser = normaliser;
+    mode_score.groups = report.groups;
+    mode_score.rows = report.examples;
+    score.modes.push_back(mode_score);
+  }
+  return score;
+}
+
+}  // namespace la3
