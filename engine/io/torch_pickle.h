@@ -69,7 +69,7 @@ struct TorchPickleLimits {
   size_t max_marks = 256;
   size_t max_memo_index = 1u << 20;
   size_t max_string_bytes = 1u << 20;
-  size_t max_objects = 1u << 21;
+  size_t max_objects = 1u << 20;  // ~150 MB of arena at most
   int max_depth = 64;       // nesting of containers
   int max_dimensions = 16;  // of one tensor
 };
