@@ -28,6 +28,8 @@ find_package(PkgConfig REQUIRED)
 pkg_check_modules(SentencePiece REQUIRED IMPORTED_TARGET sentencepiece)
 # Unicode data (NFD, categories, case) for BERT's tokenisation in eval/.
 pkg_check_modules(Utf8proc REQUIRED IMPORTED_TARGET libutf8proc)
+# The zip container of torch.save files (pytorch_model.bin; engine/io/torch_archive.cc).
+pkg_check_modules(LibZip REQUIRED IMPORTED_TARGET libzip)
 
 # llm_client/: libcurl for HTTP(S) (CURL::libcurl) and OpenSSL's libcrypto for SHA-256 keys.
 find_package(CURL REQUIRED)

@@ -7,12 +7,12 @@
 #include "absl/strings/str_cat.h"
 #include "engine/io/file_io.h"
 #include "engine/io/safetensors.h"
+#include "model/checkpoint_weights.h"
 
 namespace la3 {
 
 absl::StatusOr<T5Model> load_t5_checkpoint(const std::string& directory) {
   const std::string config_path = directory + "/config.json";
-  const std::string weights_path = directory + "/model.safetensors";
   absl::StatusOr<std::string> config_text = read_file(config_path);
   if (!config_text.ok()) {
     return absl::Status(config_text.status().code(),
@@ -20,7 +20,7 @@ absl::StatusOr<T5Model> load_t5_checkpoint(const std::string& directory) {
   }
   absl::StatusOr<T5Config> config = t5_config_from_hf_json(*config_text, config_path);
   if (!config.ok()) return config.status();
-  absl::StatusOr<SafetensorsContents> weights = read_safetensors(weights_path);
+  absl::StatusOr<CheckpointWeights> weights = read_checkpoint_weights(directory);
   if (!weights.ok()) {
     return absl::Status(weights.status().code(),
                         absl::StrCat("checkpoint directory ", directory, ": ", weights.status().message()));
@@ -33,14 +33,14 @@ absl::StatusOr<T5Model> load_t5_checkpoint(const std::string& directory) {
                                                                     : tensor.to(DType::kF32).to_vector<float>();
     for (size_t i = 0; i < values.size(); ++i) {
       if (!std::isfinite(values[i])) {
-        return absl::DataLossError(absl::StrCat(weights_path, ": tensor \"", name, "\" ", tensor.describe(), " holds ",
-                                                values[i], " at element ", i,
+        return absl::DataLossError(absl::StrCat(weights->files.at(name), ": tensor \"", name, "\" ", tensor.describe(),
+                                                " holds ", values[i], " at element ", i,
                                                 " (a diverged or corrupted checkpoint); refusing to load it"));
       }
     }
   }
   absl::StatusOr<T5Model> model = T5Model::from_tensors(*config, std::move(weights->tensors));
-  if (!model.ok()) return absl::InvalidArgumentError(absl::StrCat(weights_path, ": ", model.status().message()));
+  if (!model.ok()) return absl::InvalidArgumentError(absl::StrCat(weights->path, ": ", model.status().message()));
   return model;
 }
 

@@ -1,8 +1,11 @@
-// Hugging Face checkpoint directories: config.json + model.safetensors.
+// Hugging Face checkpoint directories: config.json + weights.
 //
-// load_t5_checkpoint reads what T5ForConditionalGeneration.save_pretrained writes (and HF
-// MolT5 checkpoints converted to safetensors); save_t5_checkpoint writes a directory that
-// from_pretrained loads back with the same logits. Files are written atomically.
+// load_t5_checkpoint reads what T5ForConditionalGeneration.save_pretrained writes and what the
+// hub's MolT5 repositories hold: model.safetensors, pytorch_model.bin (read without running its
+// pickle), or either sharded with an index (model/checkpoint_weights.h). The same checks apply
+// to every layout: config and shapes, missing and unexpected parameters, NaN/inf weights.
+// save_t5_checkpoint writes config.json + model.safetensors, a directory that from_pretrained
+// loads back with the same logits. Files are written atomically.
 #pragma once
 
 #include <string>

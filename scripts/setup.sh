@@ -21,7 +21,7 @@ packages=(
   librdkit-dev libboost-dev libboost-context-dev libyaml-cpp-dev libabsl-dev
   libsentencepiece-dev nlohmann-json3-dev libcurl4-openssl-dev libcpp-httplib-dev
   libssl-dev zlib1g-dev libbrotli-dev libopenmpi-dev openmpi-bin libopenblas-dev
-  libutf8proc-dev libinchi-dev wordnet-base
+  libutf8proc-dev libinchi-dev wordnet-base libzip-dev
   # A private single-node Slurm for the srun launch test (tests/dist/srun_launch_test.sh); the
   # engine itself does not need it.
   slurmctld slurmd slurm-client munge

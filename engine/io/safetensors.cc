@@ -4,12 +4,13 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <set>
 
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "engine/io/file_io.h"
+#include "engine/io/half_float.h"
+#include "engine/io/json_duplicate_keys.h"
 
 namespace la3 {
 
@@ -44,60 +45,6 @@ const char* safetensors_dtype_name(DType dtype) {
   }
   return "?";
 }
-
-// IEEE half -> float, exact (every half is a float).
-float half_to_float(uint16_t h) {
-  const uint32_t sign = (h & 0x8000u) << 16;
-  const uint32_t exponent = (h >> 10) & 0x1fu;
-  const uint32_t mantissa = h & 0x3ffu;
-  float magnitude;
-  if (exponent == 0) {
-    magnitude = std::ldexp(static_cast<float>(mantissa), -24);  // zero or subnormal
-  } else if (exponent == 31) {
-    magnitude = mantissa == 0 ? std::numeric_limits<float>::infinity() : std::numeric_limits<float>::quiet_NaN();
-  } else {
-    magnitude = std::ldexp(static_cast<float>(mantissa | 0x400u), static_cast<int>(exponent) - 25);
-  }
-  uint32_t bits;
-  std::memcpy(&bits, &magnitude, sizeof bits);
-  bits |= sign;
-  float result;
-  std::memcpy(&result, &bits, sizeof result);
-  return result;
-}
-
-// Rejects duplicate keys at any depth (nlohmann would silently keep the last one).
-class DuplicateKeyGuard {
- public:
-  bool operator()(int depth, json::parse_event_t event, json& parsed) {
-    switch (event) {
-      case json::parse_event_t::object_start:
-        keys_.emplace_back();
-        break;
-      case json::parse_event_t::object_end:
-        if (!keys_.empty()) keys_.pop_back();
-        break;
-      case json::parse_event_t::key: {
-        const std::string key = parsed.get<std::string>();
-        if (!keys_.empty() && !keys_.back().insert(key).second && !found_) {
-          found_ = true;
-          duplicate_ = absl::StrCat("duplicate key \"", key, "\" at JSON depth ", depth);
-        }
-        break;
-      }
-      default:
-        break;
-    }
-    return true;
-  }
-  bool found() const { return found_; }
-  const std::string& description() const { return duplicate_; }
-
- private:
-  std::vector<std::set<std::string>> keys_;
-  bool found_ = false;
-  std::string duplicate_;
-};
 
 struct Entry {
   std::string name;
