@@ -156,6 +156,18 @@ absl::StatusOr<T5Model> T5Model::from_tensors(const T5Config& config, std::map<s
     tensors.erase(found);
   }
   // Copies of tied weights that some checkpoints carry; anything else is unexpected.
+  // Original T5 conversions also carry a relative attention bias for the first decoder
+  // cross-attention, which T5 never uses (only self-attention has one): transformers drops
+  // it on load (_keys_to_ignore_on_load_unexpected), and so do we, after checking its shape.
+  constexpr const char* kUnusedCrossAttentionBias = "decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight";
+  if (auto unused = tensors.find(kUnusedCrossAttentionBias); unused != tensors.end()) {
+    if (unused->second.shape() != Shape{config.relative_attention_num_buckets, config.num_heads}) {
+      return absl::InvalidArgumentError(absl::StrCat("checkpoint parameter \"", kUnusedCrossAttentionBias, "\" is ",
+                                                     unused->second.describe(), " but should be [",
+                                                     config.relative_attention_num_buckets, ", ", config.num_heads, "]"));
+    }
+    tensors.erase(unused);
+  }
   for (const auto& [name, tensor] : tensors) {
     const bool tied_copy = name == "encoder.embed_tokens.weight" || name == "decoder.embed_tokens.weight" ||
                            (config.tie_word_embeddings && name == "lm_head.weight");

@@ -116,6 +116,31 @@ TEST(T5Checkpoint, NonFiniteWeightsAreRefusedNamingTheTensor) {
   std::filesystem::remove_all(dir);
 }
 
+// Original T5 conversions (t5-small, some MolT5 .bin files) carry an unused cross-attention
+// relative bias; transformers ignores it on load, so do we. A wrong shape is still an error,
+// and any other extra tensor too.
+TEST(T5Checkpoint, TheUnusedCrossAttentionBiasIsIgnoredAsTransformersDoes) {
+  const std::string dir = temp_dir("cross_bias");
+  std::filesystem::create_directories(dir);
+  std::filesystem::copy_file(kGolden + "/t5_v1_1/config.json", dir + "/config.json");
+  SafetensorsContents weights = *read_safetensors(kGolden + "/t5_v1_1/model.safetensors");
+  const Tensor self_bias = weights.tensors.at("decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight");
+  const std::string key = "decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight";
+  weights.tensors[key] = self_bias.clone();
+  ASSERT_TRUE(write_safetensors(dir + "/model.safetensors", weights.tensors).ok());
+  absl::StatusOr<T5Model> model = load_t5_checkpoint(dir);
+  ASSERT_TRUE(model.ok()) << model.status();
+  EXPECT_EQ(model->parameters().count(key), 0u);
+  weights.tensors[key] = Tensor::zeros({3, 2});
+  ASSERT_TRUE(write_safetensors(dir + "/model.safetensors", weights.tensors).ok());
+  EXPECT_THAT(std::string(load_t5_checkpoint(dir).status().message()), HasSubstr(key + "\" is"));
+  weights.tensors.erase(key);
+  weights.tensors["decoder.block.0.layer.1.EncDecAttention.extra.weight"] = self_bias.clone();
+  ASSERT_TRUE(write_safetensors(dir + "/model.safetensors", weights.tensors).ok());
+  EXPECT_THAT(std::string(load_t5_checkpoint(dir).status().message()), HasSubstr("that this T5 config does not use"));
+  std::filesystem::remove_all(dir);
+}
+
 TEST(T5Config, PresetsAndValidation) {
   const T5Config small = *T5Config::preset("molt5-small");
   EXPECT_EQ(small.d_model, 512);
