@@ -1,5 +1,5 @@
 // `engine`: the LA3 command line. Subcommands grow with the issues: train (issue 3),
-// generate (4), eval (5), augment (7). Only apps/ prints and exits (DESIGN.md 6).
+// generate (4), eval (5), augment (7). Only apps/ prints and exits (docs/ARCHITECTURE.md, Errors).
 #include <cstdio>
 #include <cstring>
 #include <string>

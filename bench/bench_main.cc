@@ -1,5 +1,5 @@
 // main() of every benchmark binary: one CPU thread unless LA3_THREADS says otherwise, so
-// figures are comparable with BUILD-NOTES' single-thread OpenBLAS numbers.
+// figures are comparable with the single-thread OpenBLAS numbers in docs/BUILD.md.
 #include <benchmark/benchmark.h>
 
 #include <cstdlib>

@@ -571,7 +571,7 @@ void bench_shape(CudaBackend& backend, Timer& timer, const Peak& peak, int64_t b
 
 int main(int argc, char** argv) {
   const Options options = parse(argc, argv);
-  int count = 0;  // BUILD-NOTES 5: cudaGetDeviceCount leaves it untouched when it fails
+  int count = 0;  // docs/BUILD.md pitfall 5: cudaGetDeviceCount leaves it untouched when it fails
   const cudaError_t status = cudaGetDeviceCount(&count);
   if (status != cudaSuccess || count == 0) {
     std::printf("no CUDA device: %s; nothing to benchmark\n",

@@ -9,10 +9,10 @@ if(NOT LA3_WITH_CUDA STREQUAL "OFF")
   check_language(CUDA)
   if(CMAKE_CUDA_COMPILER)
     set(CMAKE_CUDA_ARCHITECTURES ${LA3_CUDA_ARCHS})
-    # BUILD-NOTES pitfall 2: link cudart once, shared.
+    # docs/BUILD.md pitfall 2: link cudart once, shared.
     set(CMAKE_CUDA_RUNTIME_LIBRARY Shared)
     enable_language(CUDA)
-    # BUILD-NOTES pitfall 1: CMake 3.25 does not know how to ask nvcc for C++20.
+    # docs/BUILD.md pitfall 1: CMake 3.25 does not know how to ask nvcc for C++20.
     set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "-std=c++20")
     set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")
     set(CMAKE_CUDA_STANDARD 20)

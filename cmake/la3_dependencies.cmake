@@ -1,4 +1,4 @@
-# System dependencies (Debian packages; see scripts/setup.sh and ../shared/BUILD-NOTES.md).
+# System dependencies (Debian packages; see scripts/setup.sh and docs/BUILD.md).
 # Only what the current targets use is required here; later components add theirs.
 find_package(Threads REQUIRED)
 find_package(absl CONFIG REQUIRED)
@@ -34,8 +34,8 @@ pkg_check_modules(LibZip REQUIRED IMPORTED_TARGET libzip)
 # llm_client/: libcurl for HTTP(S) (CURL::libcurl) and OpenSSL's libcrypto for SHA-256 keys.
 find_package(CURL REQUIRED)
 find_package(OpenSSL REQUIRED COMPONENTS Crypto)
-# cpp-httplib (tests' scripted OpenAI-compatible server, the throughput bench): the
-# pkg-config target carries the -D flags the prebuilt .so was compiled with (BUILD-NOTES 9).
+# cpp-httplib (tests' scripted OpenAI-compatible server, the throughput bench): the pkg-config
+# target carries the -D flags the prebuilt .so was compiled with (docs/BUILD.md pitfall 9).
 if(LA3_BUILD_TESTS OR LA3_BUILD_BENCHMARKS)
   pkg_check_modules(CppHttplib REQUIRED IMPORTED_TARGET cpp-httplib)
 endif()

@@ -1,6 +1,7 @@
 // Molecule-caption datasets: ChEBI-20 (TSV), LaChEBI-20 (CSV with one row per caption) and
-// our augmented JSONL (one object per molecule, DESIGN.md 5). All three become a list of
-// MoleculeRecord: one SMILES with its k+1 captions, c_0 the original and c_1..c_k rewrites.
+// our augmented JSONL (one object per molecule); docs/ARCHITECTURE.md, "Files users touch".
+// All three become a list of MoleculeRecord: one SMILES with its k+1 captions, c_0 the
+// original and c_1..c_k rewrites.
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-// The only code that touches libsentencepiece. BUILD-NOTES pitfall 7: sentencepiece 0.1.97
+// The only code that touches libsentencepiece. docs/BUILD.md pitfall 7: sentencepiece 0.1.97
 // and Debian's Abseil both define absl::string_view, so this header and its .cc include no
 // Abseil header and speak plain std types; data/tokenizer.h builds the Status API on top.
 #pragma once

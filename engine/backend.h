@@ -26,7 +26,8 @@ namespace la3 {
 // How a backend runs GEMMs (what torch.backends.cuda.matmul settings choose).
 enum class GemmPrecision {
   // bf16 operands, fp32 accumulation and output: the training default of the CUDA backends
-  // (DESIGN.md 3). cuda-emu rounds the operands to bf16 the same way before its CPU GEMM.
+  // (docs/CUDA.md, Precision). cuda-emu rounds the operands to bf16 the same way before its
+  // CPU GEMM.
   kBf16,
   // fp32 operands and accumulation (no TF32): what the CPU backend always does; on the CUDA
   // backends, for exact comparisons.
@@ -135,7 +136,7 @@ class Backend {
                                       const int64_t* labels, const float* row_lse,
                                       const float* row_weight, float* dlogits) = 0;
 
-  // --- the k+1-caption loss (DESIGN.md 4; kernels/caption_loss.cuh) -------------------------
+  // --- the k+1-caption loss (docs/ARCHITECTURE.md; kernels/caption_loss.cuh) -----------------
   // Token = (row, position) of logits [rows, length, vocab]. Vocabulary pass: log_prob[i] =
   // log softmax(logits[i])[labels[i]] (0 where ignored) and lse[i] saved for backward.
   virtual void caption_loss_log_probs(const kernels::CaptionLossParams& p, const float* logits, const int64_t* labels,

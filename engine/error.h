@@ -1,9 +1,9 @@
 // Errors of the engine.
 //
-// DESIGN.md section 6: library code never exits the process. A broken invariant inside an
-// op (shape or dtype mismatch, out-of-range index) throws la3::EngineError, whose message
-// names the op and what it got; the public API boundary turns it into an absl::Status with
-// la3::CaptureStatus(). Nothing here aborts.
+// Library code never exits the process (docs/ARCHITECTURE.md, Errors). A broken invariant
+// inside an op (shape or dtype mismatch, out-of-range index) throws la3::EngineError, whose
+// message names the op and what it got; the public API boundary turns it into an absl::Status
+// with la3::CaptureStatus(). Nothing here aborts.
 #pragma once
 
 #include <stdexcept>

@@ -1,4 +1,4 @@
-// The k+1-caption aggregated loss of DESIGN.md 4 (modes mean, token_mixture,
+// The k+1-caption aggregated loss of docs/ARCHITECTURE.md (modes mean, token_mixture,
 // sequence_mixture), fused with the vocabulary softmax. f32 logits [tokens = rows * length,
 // vocab]; the [tokens, vocab] probabilities are never stored. The kernels:
 //

@@ -1,5 +1,5 @@
 // Plain parameter structs shared by every backend of an op (cpu, cuda, cuda-emu). They hold
-// sizes and options only, never tensors: kernels know nothing of Tensor (DESIGN.md 1).
+// sizes and options only, never tensors: kernels know nothing of Tensor (docs/ARCHITECTURE.md).
 #pragma once
 
 #include <cstdint>
@@ -89,7 +89,7 @@ struct CrossEntropyParams {
   int64_t ignore_index = -100;
 };
 
-// The k+1-caption aggregated loss (DESIGN.md 4; kernels/caption_loss.cuh). Tokens are the
+// The k+1-caption aggregated loss (docs/ARCHITECTURE.md; kernels/caption_loss.cuh). Tokens are the
 // rows * length (row, position) pairs of logits [rows, length, vocab]; group ids are in
 // [0, groups) and every group has at least one row (the op validates them).
 enum class CaptionLossMode : int { kMean = 0, kTokenMixture = 1, kSequenceMixture = 2 };

@@ -759,7 +759,8 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
 }  // namespace
 
 absl::StatusOr<TrainSummary> train(const TrainConfig& config, const TrainOptions& options) {
-  // Engine invariants throw; the public boundary turns them into a Status (DESIGN.md 6).
+  // Engine invariants throw; the public boundary turns them into a Status
+  // (docs/ARCHITECTURE.md, Errors).
   try {
     return train_impl(config, options);
   } catch (const std::exception& error) {

@@ -14,7 +14,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 build_dir=${LA3_BUILD_DIR:-build}
 jobs=${LA3_JOBS:-2}
 
-# The packages of ../shared/BUILD-NOTES.md (plus the build tools, normally preinstalled).
+# The packages of docs/BUILD.md (plus the build tools, normally preinstalled).
 packages=(
   build-essential cmake ninja-build pkg-config ccache
   libgtest-dev libgmock-dev libbenchmark-dev

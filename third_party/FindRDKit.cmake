@@ -1,4 +1,4 @@
-# Debian's librdkit-dev ships no CMake package (BUILD-NOTES): find the headers under
+# Debian's librdkit-dev ships no CMake package (docs/BUILD.md): find the headers under
 # include/rdkit and the libraries in /usr/lib, and make imported targets RDKit::<Component>
 # that carry the Boost headers RDKit's own headers need.
 #   find_package(RDKit REQUIRED COMPONENTS SmilesParse GraphMol RDGeneral)

@@ -1,4 +1,4 @@
-// The k+1-caption losses on the CPU (DESIGN.md 4): the readable reference of
+// The k+1-caption losses on the CPU (docs/ARCHITECTURE.md): the readable reference of
 // kernels/caption_loss.cuh. Vocabulary passes per token (sums of exponentials in double), the
 // per-group combination entirely in double, in row order. Also the two device-scalar helpers
 // of the loss reductions (sum_to_scalar, scale_by_device_scalar).

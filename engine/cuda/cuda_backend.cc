@@ -79,7 +79,8 @@ bool try_register_cuda_backend(std::string* why_not) {
   std::lock_guard<std::mutex> lock(mutex);
   if (backend == nullptr && failure.empty()) {
     int count = 0;
-    const cudaError_t status = cudaGetDeviceCount(&count);  // BUILD-NOTES 5: count untouched on error
+    // docs/BUILD.md pitfall 5: without a GPU this fails and leaves count untouched.
+    const cudaError_t status = cudaGetDeviceCount(&count);
     if (status != cudaSuccess || count == 0) {
       failure = status != cudaSuccess ? std::string(cudaGetErrorString(status)) : std::string("no CUDA device");
       cudaGetLastError();

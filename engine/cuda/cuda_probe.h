@@ -12,7 +12,7 @@ struct CudaProbe {
 };
 
 // Never throws: without a GPU or a driver, device_count is 0 and message says why
-// (BUILD-NOTES pitfall 5: cudaGetDeviceCount fails and leaves its output untouched).
+// (docs/BUILD.md pitfall 5: cudaGetDeviceCount fails and leaves its output untouched).
 CudaProbe probe_cuda_devices();
 
 // The architectures the CUDA code of this build was compiled for, e.g. "80-real;90-real;90-virtual".

@@ -1,4 +1,4 @@
-// Choosing and bringing up the device a command runs on (DESIGN.md 2): `auto` picks `cuda`
+// Choosing and bringing up the device a command runs on (docs/CUDA.md): `auto` picks `cuda`
 // when a GPU is usable and `cpu` otherwise; `cpu`, `cuda`, `cuda:N` and `cuda-emu` are taken
 // as asked. Asking for `cuda` without a GPU (or in a build without CUDA) is a clear error
 // naming the runtime's reason, never a crash.

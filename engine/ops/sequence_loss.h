@@ -1,4 +1,4 @@
-// Token log-probabilities and the k+1-caption aggregated losses of LA3 (DESIGN.md 4).
+// Token log-probabilities and the k+1-caption aggregated losses of LA3 (docs/ARCHITECTURE.md).
 //
 // caption_loss_from_logits is the fused path the trainer uses (kernels/caption_loss.cuh): one
 // vocabulary pass per token, the per-group combination and the loss reduction on the device.

@@ -20,7 +20,7 @@ struct AdamWOptions {
   double weight_decay = 0.01;  // torch's default
   // Keep a bf16 copy of every parameter, written by the update kernel in the same pass and
   // registered with the device backend, so bf16 GEMMs read the weights without casting them
-  // (the mixed-precision layout of DESIGN.md 3: fp32 master weights, bf16 compute copies).
+  // (fp32 master weights, bf16 compute copies: docs/CUDA.md, Precision).
   // The copies are exact roundings of the masters; results are bit-identical without them.
   // While this optimizer lives, parameters may change only through step() or, after
   // changing them otherwise (loading weights), refresh_bf16_copies().

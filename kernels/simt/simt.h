@@ -1,4 +1,4 @@
-// SIMT emulation: runs CUDA kernel source on the CPU (../shared/SIMT-NOTES.md).
+// SIMT emulation: runs CUDA kernel source on the CPU (docs/CUDA.md, The SIMT emulation).
 //
 // Under nvcc this header is only <cuda_runtime.h> plus the launch helper. Under g++ every
 // block of a launch runs on one OS thread, its CUDA threads as cooperative Boost.Context

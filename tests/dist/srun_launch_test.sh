@@ -9,7 +9,7 @@
 # The cluster is stopped at exit.
 #
 #   tests/dist/srun_launch_test.sh
-#   LA3_BUILD_DIR=/work/main/build tests/dist/srun_launch_test.sh
+#   LA3_BUILD_DIR=build-release tests/dist/srun_launch_test.sh
 #
 # Environment: LA3_BUILD_DIR (default build, relative to the repository root),
 # LA3_SLURM_DIR (default /tmp/la3-slurm-test), LA3_SLURM_PORT (default 6827, so that a

@@ -1,4 +1,4 @@
-// The k+1-caption losses (DESIGN.md 4) against a direct double-precision implementation
+// The k+1-caption losses (docs/ARCHITECTURE.md) against a direct double-precision implementation
 // from the logits, finite differences through token_log_probs, and k = 0 reducing exactly
 // to plain token cross-entropy; the caller-given normaliser (data parallelism, gradient
 // accumulation): the batch's own is the default bit for bit, and slices of a batch divided by
@@ -34,7 +34,7 @@ double log_prob(const std::vector<double>& logits, int64_t length, int64_t r, in
   return logits[base + static_cast<size_t>(label)] - max_value - std::log(sum);
 }
 
-// The DESIGN.md formulas, written independently of sequence_loss.cc.
+// The formulas of docs/ARCHITECTURE.md, written independently of sequence_loss.cc.
 double reference_loss(ops::CaptionLoss mode, const std::vector<double>& logits, const std::vector<int64_t>& labels,
                       const std::vector<int64_t>& group, int64_t rows, int64_t length) {
   int64_t groups = 0;

@@ -71,7 +71,7 @@ TEST(AugmentConfig, DerivedPathsAndRangeChecks) {
 }
 
 TEST(AugmentConfig, EvaluationSplitsAreRecognised) {
-  EXPECT_EQ(eval_split_name("../shared/data/chebi20/validation.txt"), "validation");
+  EXPECT_EQ(eval_split_name("data/chebi20/validation.txt"), "validation");
   EXPECT_EQ(eval_split_name("/data/chebi20/test.txt"), "test");
   EXPECT_EQ(eval_split_name("data/lachebi_val.csv"), "val");
   EXPECT_EQ(eval_split_name("data/train.txt"), "");

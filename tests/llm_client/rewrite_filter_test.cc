@@ -1,5 +1,5 @@
-// The rewrite filter on hand-written good and bad rewrites of real ChEBI-20 captions
-// (../shared/data/chebi20/validation.txt): one test per rejection reason.
+// The rewrite filter on hand-written good and bad rewrites of real ChEBI-20 captions (the
+// validation split, LA3_SHARED_DATA_DIR/chebi20/validation.txt): one test per rejection reason.
 #include "llm_client/rewrite_filter.h"
 
 #include <gmock/gmock.h>

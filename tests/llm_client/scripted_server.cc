@@ -133,7 +133,7 @@ ScriptedServer::ScriptedServer(int threads) : impl_(std::make_unique<Impl>()) {
   });
   port_ = im->server.bind_to_any_port("127.0.0.1");
   im->thread = std::thread([im] { im->server.listen_after_bind(); });
-  // cpp-httplib 0.11.4 has no wait_until_ready(): poll is_running() (BUILD-NOTES 9).
+  // cpp-httplib 0.11.4 has no wait_until_ready(): poll is_running() (docs/BUILD.md pitfall 9).
   while (!im->server.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
 }
 
