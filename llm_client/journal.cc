@@ -71,6 +71,30 @@ absl::StatusOr<JournalEntry> JournalEntry::from_json(const std::string& line) {
   return e;
 }
 
+size_t journal_complete_size(std::string_view contents) {
+  return contents.empty() || contents.back() == '\n' ? contents.size() : contents.rfind('\n') + 1;
+}
+
+absl::StatusOr<std::vector<JournalEntry>> parse_journal_lines(std::string_view contents, const std::string& source) {
+  std::vector<JournalEntry> entries;
+  size_t begin = 0;
+  int64_t line_number = 0;
+  while (begin < contents.size()) {
+    const size_t end = contents.find('\n', begin);
+    const std::string line(contents.substr(begin, end - begin));
+    begin = end + 1;
+    ++line_number;
+    if (line.empty()) continue;
+    absl::StatusOr<JournalEntry> entry = JournalEntry::from_json(line);
+    if (!entry.ok()) {
+      return absl::DataLossError(absl::StrCat(source, ":", line_number, ": corrupt journal line: ", entry.status().message(),
+                                              " (move the journal away to start over)"));
+    }
+    entries.push_back(std::move(*entry));
+  }
+  return entries;
+}
+
 Journal::~Journal() {
   if (syncer_.joinable()) {
     {
@@ -106,7 +130,7 @@ absl::StatusOr<std::unique_ptr<Journal>> Journal::open(const std::string& path, 
   JournalOpenReport local;
   JournalOpenReport& r = report != nullptr ? *report : local;
   // A kill -9 during a write leaves a last line without its newline: cut it off.
-  const size_t keep = contents->empty() || contents->back() == '\n' ? contents->size() : contents->rfind('\n') + 1;
+  const size_t keep = journal_complete_size(*contents);
   if (keep < contents->size()) {
     r.torn_bytes = static_cast<int64_t>(contents->size() - keep);
     if (::ftruncate(journal->fd_, static_cast<off_t>(keep)) != 0) {
@@ -115,21 +139,9 @@ absl::StatusOr<std::unique_ptr<Journal>> Journal::open(const std::string& path, 
     ::fdatasync(journal->fd_);
     contents->resize(keep);
   }
-  size_t begin = 0;
-  int64_t line_number = 0;
-  while (begin < contents->size()) {
-    const size_t end = contents->find('\n', begin);
-    const std::string line = contents->substr(begin, end - begin);
-    begin = end + 1;
-    ++line_number;
-    if (line.empty()) continue;
-    absl::StatusOr<JournalEntry> entry = JournalEntry::from_json(line);
-    if (!entry.ok()) {
-      return absl::DataLossError(absl::StrCat(path, ":", line_number, ": corrupt journal line: ", entry.status().message(),
-                                              " (move the journal away to start over)"));
-    }
-    journal->entries_.push_back(std::move(*entry));
-  }
+  absl::StatusOr<std::vector<JournalEntry>> entries = parse_journal_lines(*contents, path);
+  if (!entries.ok()) return entries.status();
+  journal->entries_ = std::move(*entries);
   r.entries = static_cast<int64_t>(journal->entries_.size());
   if (fsync_interval_ms > 0) {
     Journal* j = journal.get();

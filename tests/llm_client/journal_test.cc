@@ -116,5 +116,22 @@ TEST(RateLimiter, BurstThenSteadyRate) {
   EXPECT_TRUE(RateLimiter(0).try_acquire(1e9, t0));
 }
 
+// What Journal::open does with the bytes, in memory (what fuzz/ feeds): the torn last line
+// lies past the complete size, blank lines are skipped, a corrupt line names source:line.
+TEST(Journal, ParsesCompleteLinesInMemory) {
+  const std::string lines = entry(0, "a").to_json_line() + "\n" + entry(1, "b").to_json_line();
+  EXPECT_EQ(journal_complete_size(lines), lines.size());
+  EXPECT_EQ(journal_complete_size(lines + "{\"type\": \"verd"), lines.size());
+  EXPECT_EQ(journal_complete_size("no newline at all"), 0u);
+  EXPECT_EQ(journal_complete_size(""), 0u);
+  absl::StatusOr<std::vector<JournalEntry>> entries = parse_journal_lines(lines, "j.jsonl");
+  ASSERT_TRUE(entries.ok()) << entries.status();
+  ASSERT_EQ(entries->size(), 2u);
+  EXPECT_EQ((*entries)[1].text, "b");
+  absl::StatusOr<std::vector<JournalEntry>> corrupt = parse_journal_lines(lines + "{\"type\": 3}\n", "j.jsonl");
+  ASSERT_FALSE(corrupt.ok());
+  EXPECT_NE(corrupt.status().message().find("j.jsonl:4: corrupt journal line"), std::string::npos) << corrupt.status();
+}
+
 }  // namespace
 }  // namespace la3::llm
