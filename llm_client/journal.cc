@@ -8,6 +8,8 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <limits>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -42,26 +44,66 @@ std::string JournalEntry::to_json_line() const {
   return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
+namespace {
+
+// An integer field of a journal line: absent -> `fallback` (none: the field is required),
+// otherwise a JSON integer within T's range. A fraction, 1e300 or a number past T is a corrupt
+// line: nlohmann's get<int>() would convert it, and a double out of range converts with
+// undefined behaviour (fuzz/augment_journal_fuzz.cc found it).
+template <typename T>
+bool read_integer(const json& j, const char* key, std::optional<T> fallback, T& out, std::string& problem) {
+  if (!j.contains(key)) {
+    if (fallback.has_value()) {
+      out = *fallback;
+      return true;
+    }
+    problem = absl::StrCat("missing field '", key, "'");
+    return false;
+  }
+  const json& value = j[key];
+  if (value.is_number_unsigned()) {
+    const uint64_t v = value.get<uint64_t>();
+    if (v <= static_cast<uint64_t>(std::numeric_limits<T>::max())) {
+      out = static_cast<T>(v);
+      return true;
+    }
+  } else if (value.is_number_integer()) {
+    const int64_t v = value.get<int64_t>();
+    if (v >= static_cast<int64_t>(std::numeric_limits<T>::min()) && v <= static_cast<int64_t>(std::numeric_limits<T>::max())) {
+      out = static_cast<T>(v);
+      return true;
+    }
+  }
+  problem = absl::StrCat("field '", key, "' is ", value.dump(), ", expected an integer that fits ",
+                         sizeof(T) == 4 ? "32" : "64", " bits");
+  return false;
+}
+
+}  // namespace
+
 absl::StatusOr<JournalEntry> JournalEntry::from_json(const std::string& line) {
   const json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) return absl::DataLossError("not a JSON object");
   JournalEntry e;
+  std::string problem;
   try {
     e.type = j.at("type").get<std::string>();
     e.cid = j.at("cid").get<std::string>();
     e.caption_sha256 = j.at("caption_sha256").get<std::string>();
     e.template_sha256 = j.at("template_sha256").get<std::string>();
     e.model = j.at("model").get<std::string>();
-    e.sample = j.at("sample").get<int>();
+    if (!read_integer<int>(j, "sample", std::nullopt, e.sample, problem)) return absl::DataLossError(problem);
     if (e.type == "verdict") {
       e.kept = j.at("kept").get<bool>();
       e.text = j.at("text").get<std::string>();
       e.finish_reason = j.value("finish_reason", "");
       e.reason = j.value("reason", "");
       e.detail = j.value("detail", "");
-      e.attempts = j.value("attempts", 0);
-      e.prompt_tokens = j.value("prompt_tokens", int64_t{0});
-      e.completion_tokens = j.value("completion_tokens", int64_t{0});
+      if (!read_integer<int>(j, "attempts", 0, e.attempts, problem) ||
+          !read_integer<int64_t>(j, "prompt_tokens", 0, e.prompt_tokens, problem) ||
+          !read_integer<int64_t>(j, "completion_tokens", 0, e.completion_tokens, problem)) {
+        return absl::DataLossError(problem);
+      }
     } else if (e.type != "gave_up") {
       return absl::DataLossError(absl::StrCat("unknown entry type '", e.type, "'"));
     }
