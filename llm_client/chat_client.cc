@@ -65,10 +65,14 @@ struct AttemptError {
 
 std::string server_error_message(const std::string& body) {
   const json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  // An empty message says nothing: the body is shown instead (found by the
+  // chat_completion_json fuzz target: {"error": {"message": ""}} made an empty reason).
   if (j.is_object() && j.contains("error")) {
     const json& e = j["error"];
-    if (e.is_string()) return e.get<std::string>();
-    if (e.is_object() && e.contains("message") && e["message"].is_string()) return e["message"].get<std::string>();
+    if (e.is_string() && !e.get<std::string>().empty()) return e.get<std::string>();
+    if (e.is_object() && e.contains("message") && e["message"].is_string() && !e["message"].get<std::string>().empty()) {
+      return e["message"].get<std::string>();
+    }
   }
   std::string text = body.substr(0, 300);
   std::replace(text.begin(), text.end(), '\n', ' ');

@@ -66,8 +66,8 @@ struct ChatResult {
 // order, usage); InvalidArgument naming what is wrong for a malformed one (the client
 // retries those). The fuzz targets in fuzz/ call it directly.
 absl::Status parse_chat_completion(const std::string& body, ChatResult& result);
-// The message of an error reply ({"error": "..."} or {"error": {"message": ...}}), else the
-// body's first 300 characters on one line.
+// The message of an error reply ({"error": "..."} or {"error": {"message": ...}}) when it is
+// not empty, else the body's first 300 characters on one line; never empty.
 std::string server_error_message(const std::string& body);
 
 // Counters of one run (every attempt, not only the successful ones).

@@ -43,5 +43,12 @@ TEST(ChatReply, ServerErrorMessages) {
   EXPECT_EQ(server_error_message(""), "(empty body)");
 }
 
+// An empty error message used to be returned as the reason (an error line ending in ": "):
+// found by fuzz/chat_completion_json_fuzz.cc.
+TEST(ChatReply, AnEmptyErrorMessageShowsTheBody) {
+  EXPECT_EQ(server_error_message(R"({"error": {"message": ""}})"), R"({"error": {"message": ""}})");
+  EXPECT_EQ(server_error_message(R"({"error": ""})"), R"({"error": ""})");
+}
+
 }  // namespace
 }  // namespace la3::llm
