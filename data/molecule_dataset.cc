@@ -4,6 +4,8 @@
 #include <fstream>
 #include <initializer_list>
 #include <map>
+#include <sstream>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -86,24 +88,25 @@ bool undo_doubled_backslashes(std::string& smiles) {
   return changed;
 }
 
-absl::StatusOr<std::vector<MoleculeRecord>> read_chebi20_tsv(const std::string& path, const ReadOptions& options,
-                                                             ReadReport* report_out) {
+namespace {
+
+// The readers proper: `in` is the file's bytes, `path` names it in messages and sources.
+absl::StatusOr<std::vector<MoleculeRecord>> read_chebi20_stream(std::istream& in, const std::string& path,
+                                                                const ReadOptions& options, ReadReport* report_out) {
   ReadReport local;
   ReadReport& report = report_out != nullptr ? *report_out : local;
-  absl::StatusOr<std::ifstream> stream = open_for_reading(path);
-  if (!stream.ok()) return stream.status();
   RowErrors errors(path, options, report);
   std::vector<MoleculeRecord> records;
   std::string line;
   int64_t line_number = 0;
-  if (!std::getline(*stream, line)) return absl::InvalidArgumentError(absl::StrCat(path, ": empty file, expected a header"));
+  if (!std::getline(in, line)) return absl::InvalidArgumentError(absl::StrCat(path, ": empty file, expected a header"));
   ++line_number;
   strip_carriage_return(line);
   if (line != "CID\tSMILES\tdescription") {
     return absl::InvalidArgumentError(absl::StrCat(path, ":1: expected the ChEBI-20 header \"CID<TAB>SMILES<TAB>description\", got \"",
                                                    line.substr(0, 80), "\""));
   }
-  while (std::getline(*stream, line)) {
+  while (std::getline(in, line)) {
     ++line_number;
     strip_carriage_return(line);
     if (line.empty()) continue;
@@ -131,8 +134,6 @@ absl::StatusOr<std::vector<MoleculeRecord>> read_chebi20_tsv(const std::string& 
   }
   return records;
 }
-
-namespace {
 
 // One RFC 4180 record: fields separated by commas, a field in double quotes may contain
 // commas, newlines and doubled quotes. Returns false at end of input. `line` counts
@@ -187,19 +188,15 @@ bool read_csv_record(std::istream& in, std::vector<std::string>& fields, int64_t
   return true;
 }
 
-}  // namespace
-
-absl::StatusOr<std::vector<MoleculeRecord>> read_lachebi20_csv(const std::string& path, const ReadOptions& options,
-                                                               ReadReport* report_out) {
+absl::StatusOr<std::vector<MoleculeRecord>> read_lachebi20_stream(std::istream& in, const std::string& path,
+                                                                  const ReadOptions& options, ReadReport* report_out) {
   ReadReport local;
   ReadReport& report = report_out != nullptr ? *report_out : local;
-  absl::StatusOr<std::ifstream> stream = open_for_reading(path);
-  if (!stream.ok()) return stream.status();
   RowErrors errors(path, options, report);
   std::vector<std::string> fields;
   std::string error;
   int64_t line = 0;
-  if (!read_csv_record(*stream, fields, line, error)) {
+  if (!read_csv_record(in, fields, line, error)) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": empty file, expected a header"));
   }
   if (fields != std::vector<std::string>{"CID", "SMILES", "CAPTION"}) {
@@ -209,7 +206,7 @@ absl::StatusOr<std::vector<MoleculeRecord>> read_lachebi20_csv(const std::string
   std::map<std::string, size_t> index_of_cid;
   while (true) {
     const int64_t first_line = line + 1;
-    if (!read_csv_record(*stream, fields, line, error)) break;
+    if (!read_csv_record(in, fields, line, error)) break;
     if (fields.size() == 1 && fields[0].empty()) continue;  // blank line
     ++report.rows_read;
     std::string problem = error;
@@ -239,17 +236,15 @@ absl::StatusOr<std::vector<MoleculeRecord>> read_lachebi20_csv(const std::string
   return records;
 }
 
-absl::StatusOr<std::vector<MoleculeRecord>> read_augmented_jsonl(const std::string& path, const ReadOptions& options,
-                                                                 ReadReport* report_out) {
+absl::StatusOr<std::vector<MoleculeRecord>> read_augmented_stream(std::istream& in, const std::string& path,
+                                                                   const ReadOptions& options, ReadReport* report_out) {
   ReadReport local;
   ReadReport& report = report_out != nullptr ? *report_out : local;
-  absl::StatusOr<std::ifstream> stream = open_for_reading(path);
-  if (!stream.ok()) return stream.status();
   RowErrors errors(path, options, report);
   std::vector<MoleculeRecord> records;
   std::string line;
   int64_t line_number = 0;
-  while (std::getline(*stream, line)) {
+  while (std::getline(in, line)) {
     ++line_number;
     strip_carriage_return(line);
     if (!has_content(line)) continue;
@@ -298,6 +293,54 @@ absl::StatusOr<std::vector<MoleculeRecord>> read_augmented_jsonl(const std::stri
     records.push_back(std::move(record));
   }
   return records;
+}
+
+using StreamReader = absl::StatusOr<std::vector<MoleculeRecord>> (*)(std::istream&, const std::string&, const ReadOptions&,
+                                                                     ReadReport*);
+
+absl::StatusOr<std::vector<MoleculeRecord>> read_file_with(StreamReader reader, const std::string& path,
+                                                           const ReadOptions& options, ReadReport* report) {
+  absl::StatusOr<std::ifstream> stream = open_for_reading(path);
+  if (!stream.ok()) return stream.status();
+  return reader(*stream, path, options, report);
+}
+
+absl::StatusOr<std::vector<MoleculeRecord>> parse_with(StreamReader reader, std::string_view text, const std::string& source,
+                                                       const ReadOptions& options, ReadReport* report) {
+  std::istringstream stream{std::string(text), std::ios::binary};
+  return reader(stream, source, options, report);
+}
+
+}  // namespace
+
+absl::StatusOr<std::vector<MoleculeRecord>> read_chebi20_tsv(const std::string& path, const ReadOptions& options,
+                                                             ReadReport* report) {
+  return read_file_with(read_chebi20_stream, path, options, report);
+}
+
+absl::StatusOr<std::vector<MoleculeRecord>> read_lachebi20_csv(const std::string& path, const ReadOptions& options,
+                                                               ReadReport* report) {
+  return read_file_with(read_lachebi20_stream, path, options, report);
+}
+
+absl::StatusOr<std::vector<MoleculeRecord>> read_augmented_jsonl(const std::string& path, const ReadOptions& options,
+                                                                 ReadReport* report) {
+  return read_file_with(read_augmented_stream, path, options, report);
+}
+
+absl::StatusOr<std::vector<MoleculeRecord>> parse_chebi20_tsv(std::string_view text, const std::string& source,
+                                                              const ReadOptions& options, ReadReport* report) {
+  return parse_with(read_chebi20_stream, text, source, options, report);
+}
+
+absl::StatusOr<std::vector<MoleculeRecord>> parse_lachebi20_csv(std::string_view text, const std::string& source,
+                                                                const ReadOptions& options, ReadReport* report) {
+  return parse_with(read_lachebi20_stream, text, source, options, report);
+}
+
+absl::StatusOr<std::vector<MoleculeRecord>> parse_augmented_jsonl(std::string_view text, const std::string& source,
+                                                                  const ReadOptions& options, ReadReport* report) {
+  return parse_with(read_augmented_stream, text, source, options, report);
 }
 
 absl::StatusOr<std::vector<MoleculeRecord>> read_molecule_dataset(const std::string& path, const ReadOptions& options,

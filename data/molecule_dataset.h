@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -57,6 +58,16 @@ absl::StatusOr<std::vector<MoleculeRecord>> read_augmented_jsonl(const std::stri
 // Dispatches on the extension: .txt/.tsv -> ChEBI-20, .csv -> LaChEBI-20, .jsonl -> augmented.
 absl::StatusOr<std::vector<MoleculeRecord>> read_molecule_dataset(const std::string& path, const ReadOptions& options,
                                                                   ReadReport* report = nullptr);
+
+// The same readers on a file's bytes in memory (what the read_* functions do after opening
+// the file; the fuzz targets in fuzz/ call these). `source` stands for the path in messages
+// and in MoleculeRecord::source.
+absl::StatusOr<std::vector<MoleculeRecord>> parse_chebi20_tsv(std::string_view text, const std::string& source,
+                                                              const ReadOptions& options, ReadReport* report = nullptr);
+absl::StatusOr<std::vector<MoleculeRecord>> parse_lachebi20_csv(std::string_view text, const std::string& source,
+                                                                const ReadOptions& options, ReadReport* report = nullptr);
+absl::StatusOr<std::vector<MoleculeRecord>> parse_augmented_jsonl(std::string_view text, const std::string& source,
+                                                                  const ReadOptions& options, ReadReport* report = nullptr);
 
 // "\\" -> "\" everywhere in `smiles`; returns true when something changed.
 bool undo_doubled_backslashes(std::string& smiles);

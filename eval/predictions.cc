@@ -1,6 +1,7 @@
 #include "eval/predictions.h"
 
 #include <fstream>
+#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -8,9 +9,9 @@
 
 namespace la3 {
 
-absl::StatusOr<PredictionFile> read_predictions(const std::string& path) {
-  std::ifstream stream(path, std::ios::binary);
-  if (!stream) return absl::NotFoundError(absl::StrCat(path, ": cannot open predictions file"));
+namespace {
+
+absl::StatusOr<PredictionFile> read_predictions_stream(std::istream& stream, const std::string& path) {
   PredictionFile file;
   std::string line;
   if (!std::getline(stream, line)) return absl::InvalidArgumentError(absl::StrCat(path, ": empty file, expected a header"));
@@ -56,6 +57,19 @@ absl::StatusOr<PredictionFile> read_predictions(const std::string& path) {
     file.lines.push_back(number);
   }
   return file;
+}
+
+}  // namespace
+
+absl::StatusOr<PredictionFile> read_predictions(const std::string& path) {
+  std::ifstream stream(path, std::ios::binary);
+  if (!stream) return absl::NotFoundError(absl::StrCat(path, ": cannot open predictions file"));
+  return read_predictions_stream(stream, path);
+}
+
+absl::StatusOr<PredictionFile> parse_predictions(std::string_view text, const std::string& source) {
+  std::istringstream stream{std::string(text), std::ios::binary};
+  return read_predictions_stream(stream, source);
 }
 
 }  // namespace la3

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -21,5 +22,7 @@ struct PredictionFile {
 };
 
 absl::StatusOr<PredictionFile> read_predictions(const std::string& path);
+// The same on the file's bytes in memory; `source` stands for the path in messages.
+absl::StatusOr<PredictionFile> parse_predictions(std::string_view text, const std::string& source);
 
 }  // namespace la3

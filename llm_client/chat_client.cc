@@ -61,17 +61,25 @@ struct AttemptError {
   double retry_after = -1;  // seconds from the server's Retry-After, < 0 when absent
 };
 
-std::string server_message(const std::string& body) {
+}  // namespace
+
+std::string server_error_message(const std::string& body) {
   const json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  // An empty message says nothing: the body is shown instead (found by the
+  // chat_completion_json fuzz target: {"error": {"message": ""}} made an empty reason).
   if (j.is_object() && j.contains("error")) {
     const json& e = j["error"];
-    if (e.is_string()) return e.get<std::string>();
-    if (e.is_object() && e.contains("message") && e["message"].is_string()) return e["message"].get<std::string>();
+    if (e.is_string() && !e.get<std::string>().empty()) return e.get<std::string>();
+    if (e.is_object() && e.contains("message") && e["message"].is_string() && !e["message"].get<std::string>().empty()) {
+      return e["message"].get<std::string>();
+    }
   }
   std::string text = body.substr(0, 300);
   std::replace(text.begin(), text.end(), '\n', ' ');
   return text.empty() ? "(empty body)" : text;
 }
+
+namespace {
 
 bool retryable_curl_error(CURLcode code) {
   switch (code) {
@@ -106,6 +114,37 @@ struct ChatClient::Impl {
     if (multi != nullptr) curl_multi_cleanup(multi);
   }
 };
+
+absl::Status parse_chat_completion(const std::string& body, ChatResult& result) {
+  const json j = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  auto malformed = [](const std::string& what) { return absl::InvalidArgumentError(what); };
+  if (j.is_discarded()) return malformed("not JSON");
+  if (!j.is_object() || !j.contains("choices") || !j["choices"].is_array() || j["choices"].empty()) {
+    return malformed("no \"choices\" array");
+  }
+  std::vector<std::pair<int64_t, Choice>> indexed;
+  for (const json& c : j["choices"]) {
+    if (!c.is_object() || !c.contains("message") || !c["message"].is_object()) return malformed("a choice without \"message\"");
+    Choice choice;
+    const json& content = c["message"].value("content", json());
+    if (content.is_string()) choice.text = content.get<std::string>();
+    else if (!content.is_null()) return malformed("non-string message content");
+    if (c.contains("finish_reason") && c["finish_reason"].is_string()) choice.finish_reason = c["finish_reason"].get<std::string>();
+    const int64_t index = c.contains("index") && c["index"].is_number_integer() ? c["index"].get<int64_t>()
+                                                                                : static_cast<int64_t>(indexed.size());
+    indexed.emplace_back(index, std::move(choice));
+  }
+  std::stable_sort(indexed.begin(), indexed.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (auto& [index, choice] : indexed) result.choices.push_back(std::move(choice));
+  if (j.contains("usage") && j["usage"].is_object()) {
+    const json& u = j["usage"];
+    if (u.contains("prompt_tokens") && u["prompt_tokens"].is_number_integer()) result.prompt_tokens = u["prompt_tokens"].get<int64_t>();
+    if (u.contains("completion_tokens") && u["completion_tokens"].is_number_integer()) {
+      result.completion_tokens = u["completion_tokens"].get<int64_t>();
+    }
+  }
+  return absl::OkStatus();
+}
 
 ChatClient::ChatClient(ClientOptions options) : options_(std::move(options)), impl_(new Impl) {
   global_init_once();
@@ -233,7 +272,7 @@ absl::Status ChatClient::run(const NextRequest& next, const OnResult& on_result,
     curl_easy_getinfo(t.easy, CURLINFO_RESPONSE_CODE, &status);
     if (status < 200 || status >= 300) {
       AttemptError error;
-      error.message = absl::StrCat("POST ", url_, ": HTTP ", status, ": ", server_message(t.response));
+      error.message = absl::StrCat("POST ", url_, ": HTTP ", status, ": ", server_error_message(t.response));
       error.retryable = status == 429 || status == 408 || status >= 500;
       if (status == 429) ++stats_.http_429;
       if (status >= 500) ++stats_.http_5xx;
@@ -243,35 +282,9 @@ absl::Status ChatClient::run(const NextRequest& next, const OnResult& on_result,
       }
       return error;
     }
-    const json j = json::parse(t.response, nullptr, /*allow_exceptions=*/false);
-    auto malformed = [&](const std::string& what) {
+    if (absl::Status parsed = parse_chat_completion(t.response, result); !parsed.ok()) {
       ++stats_.malformed;
-      return AttemptError{true, absl::StrCat("POST ", url_, ": malformed reply (", what, ")")};
-    };
-    if (j.is_discarded()) return malformed("not JSON");
-    if (!j.is_object() || !j.contains("choices") || !j["choices"].is_array() || j["choices"].empty()) {
-      return malformed("no \"choices\" array");
-    }
-    std::vector<std::pair<int64_t, Choice>> indexed;
-    for (const json& c : j["choices"]) {
-      if (!c.is_object() || !c.contains("message") || !c["message"].is_object()) return malformed("a choice without \"message\"");
-      Choice choice;
-      const json& content = c["message"].value("content", json());
-      if (content.is_string()) choice.text = content.get<std::string>();
-      else if (!content.is_null()) return malformed("non-string message content");
-      if (c.contains("finish_reason") && c["finish_reason"].is_string()) choice.finish_reason = c["finish_reason"].get<std::string>();
-      const int64_t index = c.contains("index") && c["index"].is_number_integer() ? c["index"].get<int64_t>()
-                                                                                  : static_cast<int64_t>(indexed.size());
-      indexed.emplace_back(index, std::move(choice));
-    }
-    std::stable_sort(indexed.begin(), indexed.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
-    for (auto& [index, choice] : indexed) result.choices.push_back(std::move(choice));
-    if (j.contains("usage") && j["usage"].is_object()) {
-      const json& u = j["usage"];
-      if (u.contains("prompt_tokens") && u["prompt_tokens"].is_number_integer()) result.prompt_tokens = u["prompt_tokens"].get<int64_t>();
-      if (u.contains("completion_tokens") && u["completion_tokens"].is_number_integer()) {
-        result.completion_tokens = u["completion_tokens"].get<int64_t>();
-      }
+      return AttemptError{true, absl::StrCat("POST ", url_, ": malformed reply (", parsed.message(), ")")};
     }
     return std::nullopt;
   };

@@ -62,6 +62,14 @@ struct ChatResult {
   double seconds = 0;  // from the first attempt's start to the reply
 };
 
+// Reads a successful (2xx) Chat Completions reply body into `result` (choices in `index`
+// order, usage); InvalidArgument naming what is wrong for a malformed one (the client
+// retries those). The fuzz targets in fuzz/ call it directly.
+absl::Status parse_chat_completion(const std::string& body, ChatResult& result);
+// The message of an error reply ({"error": "..."} or {"error": {"message": ...}}) when it is
+// not empty, else the body's first 300 characters on one line; never empty.
+std::string server_error_message(const std::string& body);
+
 // Counters of one run (every attempt, not only the successful ones).
 struct ClientStats {
   int64_t attempts = 0, succeeded = 0, retries = 0;

@@ -8,6 +8,8 @@
 #include <chrono>
 #include <cstring>
 #include <filesystem>
+#include <limits>
+#include <optional>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -42,26 +44,66 @@ std::string JournalEntry::to_json_line() const {
   return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
+namespace {
+
+// An integer field of a journal line: absent -> `fallback` (none: the field is required),
+// otherwise a JSON integer within T's range. A fraction, 1e300 or a number past T is a corrupt
+// line: nlohmann's get<int>() would convert it, and a double out of range converts with
+// undefined behaviour (fuzz/augment_journal_fuzz.cc found it).
+template <typename T>
+bool read_integer(const json& j, const char* key, std::optional<T> fallback, T& out, std::string& problem) {
+  if (!j.contains(key)) {
+    if (fallback.has_value()) {
+      out = *fallback;
+      return true;
+    }
+    problem = absl::StrCat("missing field '", key, "'");
+    return false;
+  }
+  const json& value = j[key];
+  if (value.is_number_unsigned()) {
+    const uint64_t v = value.get<uint64_t>();
+    if (v <= static_cast<uint64_t>(std::numeric_limits<T>::max())) {
+      out = static_cast<T>(v);
+      return true;
+    }
+  } else if (value.is_number_integer()) {
+    const int64_t v = value.get<int64_t>();
+    if (v >= static_cast<int64_t>(std::numeric_limits<T>::min()) && v <= static_cast<int64_t>(std::numeric_limits<T>::max())) {
+      out = static_cast<T>(v);
+      return true;
+    }
+  }
+  problem = absl::StrCat("field '", key, "' is ", value.dump(), ", expected an integer that fits ",
+                         sizeof(T) == 4 ? "32" : "64", " bits");
+  return false;
+}
+
+}  // namespace
+
 absl::StatusOr<JournalEntry> JournalEntry::from_json(const std::string& line) {
   const json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (!j.is_object()) return absl::DataLossError("not a JSON object");
   JournalEntry e;
+  std::string problem;
   try {
     e.type = j.at("type").get<std::string>();
     e.cid = j.at("cid").get<std::string>();
     e.caption_sha256 = j.at("caption_sha256").get<std::string>();
     e.template_sha256 = j.at("template_sha256").get<std::string>();
     e.model = j.at("model").get<std::string>();
-    e.sample = j.at("sample").get<int>();
+    if (!read_integer<int>(j, "sample", std::nullopt, e.sample, problem)) return absl::DataLossError(problem);
     if (e.type == "verdict") {
       e.kept = j.at("kept").get<bool>();
       e.text = j.at("text").get<std::string>();
       e.finish_reason = j.value("finish_reason", "");
       e.reason = j.value("reason", "");
       e.detail = j.value("detail", "");
-      e.attempts = j.value("attempts", 0);
-      e.prompt_tokens = j.value("prompt_tokens", int64_t{0});
-      e.completion_tokens = j.value("completion_tokens", int64_t{0});
+      if (!read_integer<int>(j, "attempts", 0, e.attempts, problem) ||
+          !read_integer<int64_t>(j, "prompt_tokens", 0, e.prompt_tokens, problem) ||
+          !read_integer<int64_t>(j, "completion_tokens", 0, e.completion_tokens, problem)) {
+        return absl::DataLossError(problem);
+      }
     } else if (e.type != "gave_up") {
       return absl::DataLossError(absl::StrCat("unknown entry type '", e.type, "'"));
     }
@@ -69,6 +111,30 @@ absl::StatusOr<JournalEntry> JournalEntry::from_json(const std::string& line) {
     return absl::DataLossError(absl::StrCat("missing or mistyped field (", error.what(), ")"));
   }
   return e;
+}
+
+size_t journal_complete_size(std::string_view contents) {
+  return contents.empty() || contents.back() == '\n' ? contents.size() : contents.rfind('\n') + 1;
+}
+
+absl::StatusOr<std::vector<JournalEntry>> parse_journal_lines(std::string_view contents, const std::string& source) {
+  std::vector<JournalEntry> entries;
+  size_t begin = 0;
+  int64_t line_number = 0;
+  while (begin < contents.size()) {
+    const size_t end = contents.find('\n', begin);
+    const std::string line(contents.substr(begin, end - begin));
+    begin = end + 1;
+    ++line_number;
+    if (line.empty()) continue;
+    absl::StatusOr<JournalEntry> entry = JournalEntry::from_json(line);
+    if (!entry.ok()) {
+      return absl::DataLossError(absl::StrCat(source, ":", line_number, ": corrupt journal line: ", entry.status().message(),
+                                              " (move the journal away to start over)"));
+    }
+    entries.push_back(std::move(*entry));
+  }
+  return entries;
 }
 
 Journal::~Journal() {
@@ -106,7 +172,7 @@ absl::StatusOr<std::unique_ptr<Journal>> Journal::open(const std::string& path, 
   JournalOpenReport local;
   JournalOpenReport& r = report != nullptr ? *report : local;
   // A kill -9 during a write leaves a last line without its newline: cut it off.
-  const size_t keep = contents->empty() || contents->back() == '\n' ? contents->size() : contents->rfind('\n') + 1;
+  const size_t keep = journal_complete_size(*contents);
   if (keep < contents->size()) {
     r.torn_bytes = static_cast<int64_t>(contents->size() - keep);
     if (::ftruncate(journal->fd_, static_cast<off_t>(keep)) != 0) {
@@ -115,21 +181,9 @@ absl::StatusOr<std::unique_ptr<Journal>> Journal::open(const std::string& path, 
     ::fdatasync(journal->fd_);
     contents->resize(keep);
   }
-  size_t begin = 0;
-  int64_t line_number = 0;
-  while (begin < contents->size()) {
-    const size_t end = contents->find('\n', begin);
-    const std::string line = contents->substr(begin, end - begin);
-    begin = end + 1;
-    ++line_number;
-    if (line.empty()) continue;
-    absl::StatusOr<JournalEntry> entry = JournalEntry::from_json(line);
-    if (!entry.ok()) {
-      return absl::DataLossError(absl::StrCat(path, ":", line_number, ": corrupt journal line: ", entry.status().message(),
-                                              " (move the journal away to start over)"));
-    }
-    journal->entries_.push_back(std::move(*entry));
-  }
+  absl::StatusOr<std::vector<JournalEntry>> entries = parse_journal_lines(*contents, path);
+  if (!entries.ok()) return entries.status();
+  journal->entries_ = std::move(*entries);
   r.entries = static_cast<int64_t>(journal->entries_.size());
   if (fsync_interval_ms > 0) {
     Journal* j = journal.get();

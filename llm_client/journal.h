@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -39,6 +40,13 @@ struct JournalOpenReport {
   int64_t entries = 0;
   int64_t torn_bytes = 0;  // bytes of a torn last line that were cut off
 };
+
+// What Journal::open reads, on the file's bytes in memory (the fuzz targets in fuzz/ call
+// these): the size of the complete lines (a torn last line, without its newline, lies past
+// it), and the entries of `contents`' lines (blank lines skipped; a corrupt line is an error
+// naming source:line).
+size_t journal_complete_size(std::string_view contents);
+absl::StatusOr<std::vector<JournalEntry>> parse_journal_lines(std::string_view contents, const std::string& source);
 
 class Journal {
  public:

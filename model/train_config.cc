@@ -72,6 +72,13 @@ class Section {
   absl::Status check_unknown_keys() const {
     if (!node_ || !node_.IsMap()) return absl::OkStatus();
     for (const auto& entry : node_) {
+      // A sequence or mapping as a key ("[a, b]: 1", "? {a: 1}") has no name: as<std::string>()
+      // would throw out of the parser (found by the fuzz targets in fuzz/).
+      if (!entry.first.IsScalar()) {
+        return absl::InvalidArgumentError(absl::StrCat(source_, ":", entry.first.Mark().line + 1, ": a key of ",
+                                                       path_.empty() ? "the document" : path_,
+                                                       " must be a plain name, not a list or mapping"));
+      }
       const std::string key = entry.first.as<std::string>();
       if (!known_.count(key)) {
         return absl::InvalidArgumentError(absl::StrCat(source_, ":", entry.first.Mark().line + 1, ": unknown key '",

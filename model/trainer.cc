@@ -600,8 +600,8 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
     int64_t leaders[3] = {ours[0], ours[1], ours[2]};
     if (absl::Status s = control->broadcast(leaders, 3, dist::ElementType::kI64, 0)->wait(); !s.ok()) return s;
     const char* what[3] = {"training or validation data (token ids)",
-                           "settings (batch_size, grad_accumulation, seed, loss, k, max_steps, distributed keys) or resume "
-                           "step",
+                           ("settings (batch_size, grad_accumulation, seed, loss, k, max_steps, distributed keys) or resume "
+                            "step"),
                            "gradient bucket layout (model)"};
     for (int i = 0; i < 3; ++i) {
       if (ours[i] != leaders[i]) {

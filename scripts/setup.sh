@@ -22,6 +22,10 @@ packages=(
   libsentencepiece-dev nlohmann-json3-dev libcurl4-openssl-dev libcpp-httplib-dev
   libssl-dev zlib1g-dev libbrotli-dev libopenmpi-dev openmpi-bin libopenblas-dev
   libutf8proc-dev libinchi-dev wordnet-base libzip-dev
+  # The sanitizer tree and the fuzz targets (scripts/build_sanitize.sh, run by ctest's
+  # sanitize.build): clang, its sanitizer and libFuzzer runtimes, its OpenMP runtime, and
+  # llvm for llvm-symbolizer (source lines in sanitizer reports).
+  clang libclang-rt-14-dev libomp-dev llvm
   # A private single-node Slurm for the srun launch test (tests/dist/srun_launch_test.sh); the
   # engine itself does not need it.
   slurmctld slurmd slurm-client munge

@@ -35,7 +35,7 @@ class GemmEngine {
   CachingAllocator& allocator_;
   cudaStream_t stream_;
   std::unique_ptr<PlanCache> plans_;
-  void* handle_ = nullptr;     // cublasLtHandle_t under nvcc
+  [[maybe_unused]] void* handle_ = nullptr;  // cublasLtHandle_t under nvcc (unused by the emulation)
   void* workspace_ = nullptr;  // device memory, kWorkspaceBytes
 };
 

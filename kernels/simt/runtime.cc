@@ -1,5 +1,7 @@
 #include "kernels/simt/runtime.h"
 
+#include "kernels/simt/asan.h"
+
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -422,7 +424,7 @@ cudaError_t cudaMalloc(void** pointer, size_t bytes) {
   // cudaMalloc returns 256-byte aligned memory. Under AddressSanitizer the block is exactly
   // `bytes` long, so a kernel running past the end of its buffer is a heap-buffer-overflow
   // report instead of a silent read of the rounding slack.
-#if defined(__SANITIZE_ADDRESS__)
+#if LA3_SIMT_ASAN
   void* memory_block = nullptr;
   if (posix_memalign(&memory_block, 256, bytes == 0 ? 1 : bytes) != 0) memory_block = nullptr;
 #else

@@ -20,11 +20,9 @@
 // stack and a fiber's stack is announced with __sanitizer_start_switch_fiber /
 // __sanitizer_finish_switch_fiber, so ASan knows which stack is current (exceptions unwinding
 // a fiber, stack-use-after-return bookkeeping) and reports no false stack errors.
-#if defined(__SANITIZE_ADDRESS__)
+#include "kernels/simt/asan.h"
+#if LA3_SIMT_ASAN
 #include <sanitizer/common_interface_defs.h>
-#define LA3_SIMT_ASAN 1
-#else
-#define LA3_SIMT_ASAN 0
 #endif
 
 namespace la3::simt {
@@ -282,12 +280,11 @@ void run_block(dim3 grid, dim3 block_dim, dim3 block_idx, const std::function<vo
       ran = true;
     }
     if (block.error) break;
-    size_t live = 0, at_barrier = 0, at_warp = 0;
+    size_t live = 0, at_barrier = 0;
     for (const EmulatedThread& t : block.threads) {
       if (t.state == State::kDone) continue;
       ++live;
       at_barrier += t.state == State::kAtBarrier ? 1 : 0;
-      at_warp += t.state == State::kAtWarp ? 1 : 0;
     }
     if (live == 0) break;
     bool released = release_warps(block);

@@ -185,4 +185,44 @@ TEST(MoleculeDataset, DispatchesOnExtension) {
 }
 
 }  // namespace
+// The in-memory readers (what fuzz/ feeds) are the file readers minus the open: same
+// records, reports and messages for the same bytes.
+TEST(MoleculeDataset, InMemoryReadersEqualTheFileReaders) {
+  struct Case {
+    const char* name;
+    std::string bytes;
+    decltype(&read_chebi20_tsv) read;
+    decltype(&parse_chebi20_tsv) parse;
+  };
+  const Case cases[] = {
+      {"mem.txt", std::string("CID\tSMILES\tdescription\r\n") + kRealChebiLine + "\n\n2\tCC only two fields\n",
+       read_chebi20_tsv, parse_chebi20_tsv},
+      {"mem.csv", "CID,SMILES,CAPTION\n1,CCO,\"An alcohol, \"\"ethanol\"\".\"\n1,CCO,second\n2,C\n", read_lachebi20_csv,
+       parse_lachebi20_csv},
+      {"mem.jsonl", "{\"cid\": \"1\", \"smiles\": \"C\", \"original\": \"methane\", \"rewrites\": [\"CH4\"]}\n[]\n",
+       read_augmented_jsonl, parse_augmented_jsonl},
+  };
+  for (const Case& c : cases) {
+    const std::string path = write_temp(c.name, c.bytes);
+    for (BadRowPolicy policy : {BadRowPolicy::kFail, BadRowPolicy::kSkip}) {
+      ReadOptions options;
+      options.bad_rows = policy;
+      ReadReport from_file, from_memory;
+      const absl::StatusOr<std::vector<MoleculeRecord>> a = c.read(path, options, &from_file);
+      const absl::StatusOr<std::vector<MoleculeRecord>> b = c.parse(c.bytes, path, options, &from_memory);
+      ASSERT_EQ(a.status(), b.status()) << c.name;
+      EXPECT_EQ(from_file.rows_read, from_memory.rows_read) << c.name;
+      EXPECT_EQ(from_file.rows_skipped, from_memory.rows_skipped) << c.name;
+      EXPECT_EQ(from_file.problems, from_memory.problems) << c.name;
+      if (!a.ok()) continue;
+      ASSERT_EQ(a->size(), b->size()) << c.name;
+      for (size_t i = 0; i < a->size(); ++i) {
+        EXPECT_EQ((*a)[i].smiles, (*b)[i].smiles);
+        EXPECT_EQ((*a)[i].captions, (*b)[i].captions);
+        EXPECT_EQ((*a)[i].source, (*b)[i].source);
+      }
+    }
+  }
+}
+
 }  // namespace la3

@@ -46,6 +46,15 @@ TEST(AugmentConfig, TheShippedConfigParsesAndMatchesTheDefaults) {
   EXPECT_EQ(c->api_key_env, "OPENAI_API_KEY");
 }
 
+// A list or mapping as a key used to throw out of the parser (yaml-cpp's bad conversion:
+// `engine augment` died in std::terminate); found by the config fuzz targets in fuzz/.
+TEST(AugmentConfig, KeysThatAreNotNamesAreErrorsNamingTheLine) {
+  EXPECT_EQ(parse_augment_config("[a, b]: 1\n", "k.yaml").status().message(),
+            "k.yaml:1: a key of the document must be a plain name, not a list or mapping");
+  EXPECT_EQ(parse_augment_config("endpoint:\n  model: m\n  ? {x: 1}\n  : 2\n", "k.yaml").status().message(),
+            "k.yaml:3: a key of endpoint must be a plain name, not a list or mapping");
+}
+
 TEST(AugmentConfig, UnknownKeysAndBadValuesNameFileAndLine) {
   auto unknown = parse_augment_config("endpoint:\n  model: m\n  temprature: 0.5\n", "a.yaml");
   ASSERT_FALSE(unknown.ok());

@@ -116,5 +116,47 @@ TEST(RateLimiter, BurstThenSteadyRate) {
   EXPECT_TRUE(RateLimiter(0).try_acquire(1e9, t0));
 }
 
+// What Journal::open does with the bytes, in memory (what fuzz/ feeds): the torn last line
+// lies past the complete size, blank lines are skipped, a corrupt line names source:line.
+TEST(Journal, ParsesCompleteLinesInMemory) {
+  const std::string lines = entry(0, "a").to_json_line() + "\n" + entry(1, "b").to_json_line();
+  EXPECT_EQ(journal_complete_size(lines), lines.size());
+  EXPECT_EQ(journal_complete_size(lines + "{\"type\": \"verd"), lines.size());
+  EXPECT_EQ(journal_complete_size("no newline at all"), 0u);
+  EXPECT_EQ(journal_complete_size(""), 0u);
+  absl::StatusOr<std::vector<JournalEntry>> entries = parse_journal_lines(lines, "j.jsonl");
+  ASSERT_TRUE(entries.ok()) << entries.status();
+  ASSERT_EQ(entries->size(), 2u);
+  EXPECT_EQ((*entries)[1].text, "b");
+  absl::StatusOr<std::vector<JournalEntry>> corrupt = parse_journal_lines(lines + "{\"type\": 3}\n", "j.jsonl");
+  ASSERT_FALSE(corrupt.ok());
+  EXPECT_NE(corrupt.status().message().find("j.jsonl:4: corrupt journal line"), std::string::npos) << corrupt.status();
+}
+
+// Counts must be JSON integers that fit: a float (1e300 once made from_json convert a double
+// out of int's range, undefined behaviour; found by fuzz/augment_journal_fuzz.cc), a fraction
+// or a number past the field's width is a corrupt line naming the field.
+TEST(Journal, NumbersThatAreNotIntegersOfTheFieldsWidthAreCorrupt) {
+  const std::string head =
+      R"({"type": "verdict", "cid": "1", "caption_sha256": "a", "template_sha256": "b", "model": "m", "kept": true, )"
+      R"("text": "t", )";
+  for (const std::string& numbers : {std::string(R"("sample": 1e300})"), std::string(R"("sample": 0.5})"),
+                                     std::string(R"("sample": 4294967296})"), std::string(R"("sample": -2147483649})"),
+                                     std::string(R"("sample": 0, "attempts": 1e10})"),
+                                     std::string(R"("sample": 0, "prompt_tokens": 1.5})"),
+                                     std::string(R"("sample": 0, "completion_tokens": 18446744073709551615})")}) {
+    absl::StatusOr<JournalEntry> e = JournalEntry::from_json(head + numbers);
+    ASSERT_FALSE(e.ok()) << numbers;
+    EXPECT_EQ(e.status().code(), absl::StatusCode::kDataLoss);
+    EXPECT_NE(e.status().message().find("expected an integer that fits"), std::string::npos) << e.status();
+  }
+  absl::StatusOr<JournalEntry> e = JournalEntry::from_json(head + R"("sample": -3, "prompt_tokens": 9007199254740993})");
+  ASSERT_TRUE(e.ok()) << e.status();
+  EXPECT_EQ(e->sample, -3);
+  EXPECT_EQ(e->prompt_tokens, 9007199254740993);
+  EXPECT_EQ(e->attempts, 0);
+  EXPECT_FALSE(JournalEntry::from_json(R"({"type": "gave_up", "cid": "1", "caption_sha256": "a", "template_sha256": "b", "model": "m"})").ok());
+}
+
 }  // namespace
 }  // namespace la3::llm

@@ -77,6 +77,18 @@ TEST(TrainConfig, TheBundledConfigsParse) {
   }
 }
 
+// A list or mapping as a key used to throw out of the parser (yaml-cpp's bad conversion:
+// `engine train` died in std::terminate); found by fuzz/train_config_yaml_fuzz.cc.
+TEST(TrainConfig, KeysThatAreNotNamesAreErrorsNamingTheLine) {
+  for (const char* yaml : {"[a, b]: 1\n", "training:\n  max_steps: 2\n  ? {lr: 1}\n  : 3\n", "? - x\n: 1\n"}) {
+    absl::StatusOr<TrainConfig> config = parse_train_config(yaml, "k.yaml");
+    ASSERT_FALSE(config.ok()) << yaml;
+    EXPECT_THAT(std::string(config.status().message()), ::testing::HasSubstr("must be a plain name, not a list or mapping"));
+  }
+  EXPECT_EQ(parse_train_config("training:\n  ? [x]\n  : 1\n", "k.yaml").status().message(),
+            "k.yaml:2: a key of training must be a plain name, not a list or mapping");
+}
+
 TEST(TrainConfig, DefaultsUnknownKeysAndBadValues) {
   const TrainConfig defaults = *parse_train_config("", "empty.yaml");
   EXPECT_EQ(defaults.model_preset, "tiny");

@@ -1,0 +1,8 @@
+// Fuzz target: the ChEBI-20 TSV reader (header CID<TAB>SMILES<TAB>description, one molecule
+// per row) of data/molecule_dataset.h on arbitrary file bytes, with both bad-row policies.
+#include "fuzz/dataset_check.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  la3::fuzz::check_dataset_parser(la3::parse_chebi20_tsv, data, size, /*rows_per_caption=*/false);
+  return 0;
+}
