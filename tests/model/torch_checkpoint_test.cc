@@ -290,7 +290,9 @@ TEST(TorchCheckpoint, BrokenArchivesGiveClearErrors) {
       {std::string("\x80\x02", 2) + std::string(1'000'000, '('), "more than 256 nested MARKs"},
       {std::string("\x80\x02}r\xff\xff\xff\x7f.", 9), "memo index 2147483647 exceeds the limit"},
   };
-  for (const auto& [pickle, expected] : pickles) {
+  for (const auto& entry : pickles) {
+    const std::string& pickle = entry.first;  // not a structured binding: clang 14 cannot capture those
+    const std::string& expected = entry.second;
     const std::string path = edited_archive("hostile", [&](Records& r) { record(r, "/data.pkl") = pickle; });
     const std::string message = message_of(read_torch_archive(path).status());
     EXPECT_THAT(message, HasSubstr(path + " ("));
