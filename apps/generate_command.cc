@@ -16,14 +16,11 @@
 #include "absl/strings/str_replace.h"
 #include "apps/arguments.h"
 #include "apps/commands.h"
-#include "apps/device_option.h"
 #include "apps/generate_inputs.h"
 #include "data/batching.h"
-#include "data/tokenizer.h"
 #include "engine/io/file_io.h"
 #include "eval/smiles.h"
-#include "model/generation.h"
-#include "model/t5_checkpoint.h"
+#include "la3/decoder.h"
 
 namespace la3::cli {
 
@@ -92,27 +89,32 @@ std::string parse_number(const Arguments& args, const std::string& name, T& out)
                                                                                                : "an integer");
 }
 
-// Every field of GenerationOptions from the command line (the validity ranking is set later:
-// it needs the tokenizer). Errors name the flag.
-absl::Status parse_generation_options(const Arguments& args, GenerationOptions& options) {
+// Every field of la3::TranslationOptions from the command line (the CLI goes through the
+// same library users embed). Errors name the flag.
+absl::Status parse_translation_options(const Arguments& args, TranslationOptions& options) {
   options.max_new_tokens = 256;
-  int64_t min_new_tokens = -1;
+  int64_t max_length = 0, min_new_tokens = -1, min_length = 0, batch_size = 8;
   for (const std::string& error :
        {parse_number(args, "num-beams", options.num_beams),
-        parse_number(args, "num-return-sequences", options.num_return_sequences),
-        parse_number(args, "max-new-tokens", options.max_new_tokens), parse_number(args, "max-length", options.max_length),
-        parse_number(args, "min-new-tokens", min_new_tokens), parse_number(args, "min-length", options.min_length),
+        parse_number(args, "num-return-sequences", options.num_hypotheses),
+        parse_number(args, "max-new-tokens", options.max_new_tokens), parse_number(args, "max-length", max_length),
+        parse_number(args, "min-new-tokens", min_new_tokens), parse_number(args, "min-length", min_length),
         parse_number(args, "length-penalty", options.length_penalty),
         parse_number(args, "no-repeat-ngram-size", options.no_repeat_ngram_size),
         parse_number(args, "repetition-penalty", options.repetition_penalty),
         parse_number(args, "temperature", options.temperature), parse_number(args, "top-k", options.top_k),
-        parse_number(args, "top-p", options.top_p), parse_number(args, "seed", options.seed)}) {
+        parse_number(args, "top-p", options.top_p), parse_number(args, "seed", options.seed),
+        parse_number(args, "batch-size", batch_size)}) {
     if (!error.empty()) return absl::InvalidArgumentError(error);
   }
+  if (batch_size < 1) return absl::InvalidArgumentError("--batch-size must be >= 1");
+  options.max_batch_size = static_cast<size_t>(batch_size);
   if (args.has("max-length")) {
     if (args.has("max-new-tokens")) return absl::InvalidArgumentError("give --max-new-tokens or --max-length, not both");
-    options.max_new_tokens = 0;  // max_length applies
+    if (max_length < 2) return absl::InvalidArgumentError("--max-length must be >= 2 (it counts the decoder start token)");
+    options.max_new_tokens = max_length - 1;  // transformers' max_length counts the decoder start token
   }
+  options.min_length = min_length;
   if (args.has("min-new-tokens")) {
     if (args.has("min-length")) return absl::InvalidArgumentError("give --min-new-tokens or --min-length, not both");
     if (min_new_tokens < 0) return absl::InvalidArgumentError("--min-new-tokens must be >= 0");
@@ -120,39 +122,33 @@ absl::Status parse_generation_options(const Arguments& args, GenerationOptions& 
   }
   if (args.has("early-stopping")) {
     const std::string rule = args.get("early-stopping");
-    if (rule == "true") {
-      options.early_stopping = EarlyStopping::kTrue;
-    } else if (rule == "false") {
-      options.early_stopping = EarlyStopping::kFalse;
-    } else if (rule == "never") {
-      options.early_stopping = EarlyStopping::kNever;
-    } else {
+    if (rule != "true" && rule != "false" && rule != "never") {
       return absl::InvalidArgumentError(absl::StrCat("--early-stopping '", rule, "': expected true, false or never"));
     }
+    options.early_stopping = rule;
   }
-  options.do_sample = args.has("do-sample");
-  if (!options.do_sample) {
+  options.sampling = args.has("do-sample");
+  if (!options.sampling) {
     for (const char* flag : {"temperature", "top-k", "top-p", "seed"}) {
       if (args.has(flag)) return absl::InvalidArgumentError(absl::StrCat("--", flag, " applies to sampling: add --do-sample"));
     }
   }
+  options.prefer_valid_smiles = args.has("prefer-valid-smiles");
   return absl::OkStatus();
 }
 
 // One JSON line per input: what produced it and every returned hypothesis.
-nlohmann::json jsonl_row(size_t index, const GenerateInput& row, int64_t input_tokens, bool truncated,
-                         const std::vector<GeneratedSequence>& sequences, const std::vector<std::string>& texts,
-                         bool to_smiles) {
+nlohmann::json jsonl_row(size_t index, const GenerateInput& row, const Translation& translation, bool to_smiles) {
   nlohmann::json hypotheses = nlohmann::json::array();
-  for (size_t h = 0; h < sequences.size(); ++h) {
+  for (const Hypothesis& h : translation.hypotheses) {
     // token_ids without the decoder start token, as transformers' sequences[:, 1:]
-    std::vector<int64_t> ids(sequences[h].tokens.begin() + (sequences[h].tokens.empty() ? 0 : 1), sequences[h].tokens.end());
-    nlohmann::json hypothesis = {{"text", texts[h]}, {"token_ids", ids}, {"score", sequences[h].score}};
-    if (to_smiles) hypothesis["valid_smiles"] = is_valid_smiles(texts[h]);
+    nlohmann::json hypothesis = {{"text", h.text}, {"token_ids", h.token_ids}, {"score", h.score}};
+    if (to_smiles) hypothesis["valid_smiles"] = is_valid_smiles(h.text);
     hypotheses.push_back(std::move(hypothesis));
   }
-  nlohmann::json out = {{"index", index}, {"source", row.source}, {"input", row.input}, {"input_tokens", input_tokens},
-                        {"input_truncated", truncated}, {"hypotheses", std::move(hypotheses)}};
+  nlohmann::json out = {{"index", index}, {"source", row.source}, {"input", row.input},
+                        {"input_tokens", translation.input_tokens}, {"input_truncated", translation.input_truncated},
+                        {"hypotheses", std::move(hypotheses)}};
   if (!row.truth.empty()) out["ground_truth"] = row.truth;
   return out;
 }
@@ -181,92 +177,69 @@ int run_generate(const std::vector<std::string>& args) {
   if (!direction.ok()) return usage_error(direction.status());
   absl::StatusOr<InputFormat> input_format = parse_input_format(parsed->get("input-format", "auto"));
   if (!input_format.ok()) return usage_error(input_format.status());
-  GenerationOptions options;
-  if (absl::Status s = parse_generation_options(*parsed, options); !s.ok()) return usage_error(s);
-  int64_t batch_size = 8, max_input = 512;
-  for (const std::string& error :
-       {parse_number(*parsed, "batch-size", batch_size), parse_number(*parsed, "max-input-length", max_input)}) {
-    if (!error.empty()) return usage_error(absl::InvalidArgumentError(error));
+  TranslationOptions options;
+  if (absl::Status s = parse_translation_options(*parsed, options); !s.ok()) return usage_error(s);
+  int64_t max_input = 512;
+  if (std::string error = parse_number(*parsed, "max-input-length", max_input); !error.empty()) {
+    return usage_error(absl::InvalidArgumentError(error));
   }
-  if (batch_size < 1) return usage_error(absl::InvalidArgumentError("--batch-size must be >= 1"));
   if (max_input < 2) return usage_error(absl::InvalidArgumentError("--max-input-length must be >= 2 (a token and eos)"));
   const std::string out_path = parsed->get("out");
   const bool jsonl = out_path.ends_with(".jsonl");
-  if (!jsonl && options.num_return_sequences > 1) {
+  if (!jsonl && options.num_hypotheses > 1) {
     return usage_error(absl::InvalidArgumentError(
         "MolT5's TSV holds one output per input: write --out FILE.jsonl for --num-return-sequences > 1"));
   }
   const std::string checkpoint = parsed->get("checkpoint");
   const bool to_smiles = *direction == Direction::kCaptionToSmiles;
-  if (parsed->has("prefer-valid-smiles") && (!to_smiles || options.num_beams < 2)) {
+  if (options.prefer_valid_smiles && (!to_smiles || options.num_beams < 2)) {
     return usage_error(absl::InvalidArgumentError(
         "--prefer-valid-smiles needs --direction caption2smiles and --num-beams >= 2"));
+  }
+  const std::string gemm_precision = parsed->get("gemm-precision", "bf16");
+  if (gemm_precision != "bf16" && gemm_precision != "fp32") {
+    return usage_error(absl::InvalidArgumentError(absl::StrCat("--gemm-precision '", gemm_precision, "': expected bf16 or fp32")));
   }
   absl::StatusOr<std::vector<GenerateInput>> rows = read_generate_inputs(parsed->get("input"), *input_format, *direction);
   if (!rows.ok()) {
     std::fprintf(stderr, "engine generate: %s\n", std::string(rows.status().message()).c_str());
     return 1;
   }
-  absl::StatusOr<T5Model> model = load_t5_checkpoint(checkpoint);
-  if (!model.ok()) {
-    std::fprintf(stderr, "engine generate: %s\n", std::string(model.status().message()).c_str());
-    return 1;
+  DecoderOptions decoder_options;
+  decoder_options.tokenizer_path = parsed->get("tokenizer", "");
+  decoder_options.max_input_length = max_input;
+  decoder_options.truncate_long_inputs = true;  // counted and reported below
+  decoder_options.device = parsed->get("device", "cpu");
+  decoder_options.gemm_precision = gemm_precision;
+  absl::StatusOr<std::unique_ptr<Decoder>> decoder = Decoder::Load(checkpoint, decoder_options);
+  if (!decoder.ok()) {
+    std::fprintf(stderr, "engine generate: %s\n", std::string(decoder.status().message()).c_str());
+    return decoder.status().code() == absl::StatusCode::kInvalidArgument && parsed->has("device") ? 2 : 1;
   }
-  std::string device_note;
-  if (absl::Status s = place_model_on_requested_device(*parsed, *model, device_note); !s.ok()) return usage_error(s);
-  if (!device_note.empty()) std::fprintf(stderr, "engine generate: %s\n", device_note.c_str());
-  absl::StatusOr<Tokenizer> tokenizer = Tokenizer::load(parsed->get("tokenizer", checkpoint + "/spiece.model"));
-  if (!tokenizer.ok()) {
-    std::fprintf(stderr, "engine generate: %s\n", std::string(tokenizer.status().message()).c_str());
-    return 1;
-  }
-  if (parsed->has("prefer-valid-smiles")) {
-    const Tokenizer* tok = &*tokenizer;
-    options.is_valid = [tok](const std::vector<int64_t>& tokens) {
-      absl::StatusOr<std::string> text = tok->decode(tokens);
-      return text.ok() && is_valid_smiles(*text);
-    };
-  }
+  if (!(*decoder)->device_note().empty()) std::fprintf(stderr, "engine generate: %s\n", (*decoder)->device_note().c_str());
   std::string out = jsonl ? "" : to_smiles ? "description\tground truth\toutput\n" : "SMILES\tground truth\toutput\n";
   int64_t valid = 0, exact = 0, with_truth = 0, truncated = 0;
   int64_t beyond_vocabulary = 0;  // generated ids past the tokenizer, decoded as nothing
   const bool terminal = ::isatty(STDERR_FILENO) != 0;
   const auto start = std::chrono::steady_clock::now();
-  for (size_t first = 0; first < rows->size(); first += static_cast<size_t>(batch_size)) {
-    const size_t last = std::min(rows->size(), first + static_cast<size_t>(batch_size));
-    std::vector<std::vector<int64_t>> encoded;
-    std::vector<bool> was_truncated;
-    for (size_t i = first; i < last; ++i) {
-      absl::StatusOr<std::vector<int64_t>> ids = tokenizer->encode((*rows)[i].input);
-      if (!ids.ok()) {
-        std::fprintf(stderr, "engine generate: %s: %s\n", (*rows)[i].source.c_str(), std::string(ids.status().message()).c_str());
-        return 1;
-      }
-      was_truncated.push_back(truncate_keeping_eos(*ids, max_input));
-      truncated += was_truncated.back() ? 1 : 0;
-      encoded.push_back(std::move(*ids));
+  const size_t batch = options.max_batch_size;
+  for (size_t first = 0; first < rows->size(); first += batch) {
+    const size_t last = std::min(rows->size(), first + batch);
+    std::vector<std::string> inputs;
+    for (size_t i = first; i < last; ++i) inputs.push_back((*rows)[i].input);
+    absl::StatusOr<std::vector<Translation>> translations = (*decoder)->Translate(inputs, options);
+    if (!translations.ok()) {
+      std::fprintf(stderr, "engine generate: %s\n", std::string(translations.status().message()).c_str());
+      return translations.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
     }
-    const PaddedInputs padded = pad_inputs(encoded, tokenizer->pad_id());
-    absl::StatusOr<std::vector<std::vector<GeneratedSequence>>> generated =
-        generate(*model, padded.input_ids, padded.attention_mask, options);
-    if (!generated.ok()) {
-      std::fprintf(stderr, "engine generate: %s\n", std::string(generated.status().message()).c_str());
-      return generated.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
-    }
-    for (size_t r = 0; r < encoded.size(); ++r) {
-      const std::vector<GeneratedSequence>& sequences = (*generated)[r];
-      std::vector<std::string> texts;
-      for (const GeneratedSequence& sequence : sequences) {
-        absl::StatusOr<std::string> text = tokenizer->decode(sequence.tokens, true, &beyond_vocabulary);
-        if (!text.ok()) {
-          std::fprintf(stderr, "engine generate: %s\n", std::string(text.status().message()).c_str());
-          return 1;
-        }
-        texts.push_back(std::move(*text));
-      }
+    for (size_t r = 0; r < translations->size(); ++r) {
+      const Translation& translation = (*translations)[r];
       const GenerateInput& row = (*rows)[first + r];
+      truncated += translation.input_truncated ? 1 : 0;
+      beyond_vocabulary += translation.ids_beyond_vocabulary;
+      const std::string& best = translation.hypotheses[0].text;
       if (to_smiles) {
-        const std::optional<std::string> output = canonical_smiles(texts[0]);
+        const std::optional<std::string> output = canonical_smiles(best);
         valid += output.has_value() ? 1 : 0;
         if (!row.truth.empty()) {
           ++with_truth;
@@ -275,11 +248,10 @@ int run_generate(const std::vector<std::string>& args) {
         }
       }
       if (jsonl) {
-        const nlohmann::json line = jsonl_row(first + r, row, static_cast<int64_t>(encoded[r].size()), was_truncated[r],
-                                              sequences, texts, to_smiles);
+        const nlohmann::json line = jsonl_row(first + r, row, translation, to_smiles);
         absl::StrAppend(&out, line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), "\n");
       } else {
-        absl::StrAppend(&out, tsv_field(row.input), "\t", tsv_field(row.truth), "\t", tsv_field(texts[0]), "\n");
+        absl::StrAppend(&out, tsv_field(row.input), "\t", tsv_field(row.truth), "\t", tsv_field(best), "\n");
       }
     }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -298,7 +270,7 @@ int run_generate(const std::vector<std::string>& args) {
   if (beyond_vocabulary > 0) {
     std::printf("%lld generated ids lay past the tokenizer's %lld tokens (spare embedding rows) and were decoded as "
                 "nothing\n",
-                static_cast<long long>(beyond_vocabulary), static_cast<long long>(tokenizer->vocab_size()));
+                static_cast<long long>(beyond_vocabulary), static_cast<long long>((*decoder)->tokenizer_size()));
   }
   if (to_smiles) {
     // A quick check on the best hypothesis; `engine eval` computes the full MolT5 metric set.

@@ -4,7 +4,9 @@
 #include "absl/strings/str_cat.h"
 #include "data/batching.h"
 #include "data/tokenizer.h"
+#include "engine/backend.h"
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cuda/device_setup.h"
 #include "engine/error.h"
 #include "eval/smiles.h"
 #include "model/generation.h"
@@ -16,6 +18,7 @@ struct Decoder::State {
   T5Model model;
   Tokenizer tokenizer;
   DecoderOptions options;
+  std::string device_note;
 };
 
 Decoder::Decoder(std::unique_ptr<State> state) : state_(std::move(state)) {}
@@ -30,8 +33,19 @@ absl::StatusOr<std::unique_ptr<Decoder>> Decoder::Load(const std::string& checkp
   }
   try {
     set_cpu_threads(options.threads);
+    if (options.gemm_precision != "bf16" && options.gemm_precision != "fp32") {
+      return absl::InvalidArgumentError(
+          absl::StrCat("DecoderOptions.gemm_precision must be \"bf16\" or \"fp32\", got \"", options.gemm_precision, "\""));
+    }
     absl::StatusOr<T5Model> model = load_t5_checkpoint(checkpoint_dir);
     if (!model.ok()) return model.status();
+    absl::StatusOr<DeviceChoice> choice = activate_device(options.device);
+    if (!choice.ok()) return choice.status();
+    if (choice->device.type != DeviceType::kCpu) {
+      backend_for(choice->device)
+          .set_gemm_precision(options.gemm_precision == "fp32" ? GemmPrecision::kFp32 : GemmPrecision::kBf16);
+      *model = model->to_device(choice->device);
+    }
     const std::string tokenizer_path =
         options.tokenizer_path.empty() ? checkpoint_dir + "/spiece.model" : options.tokenizer_path;
     absl::StatusOr<Tokenizer> tokenizer = Tokenizer::load(tokenizer_path);
@@ -41,7 +55,7 @@ absl::StatusOr<std::unique_ptr<Decoder>> Decoder::Load(const std::string& checkp
                                                      " tokens but the model only ", model->config().vocab_size));
     }
     return std::unique_ptr<Decoder>(
-        new Decoder(std::make_unique<State>(State{std::move(*model), std::move(*tokenizer), options})));
+        new Decoder(std::make_unique<State>(State{std::move(*model), std::move(*tokenizer), options, choice->note})));
   } catch (const std::exception& error) {
     return StatusFromException(error);
   }
@@ -49,6 +63,8 @@ absl::StatusOr<std::unique_ptr<Decoder>> Decoder::Load(const std::string& checkp
 
 int64_t Decoder::parameter_count() const { return state_->model.parameter_count(); }
 int64_t Decoder::vocab_size() const { return state_->model.config().vocab_size; }
+int64_t Decoder::tokenizer_size() const { return state_->tokenizer.vocab_size(); }
+const std::string& Decoder::device_note() const { return state_->device_note; }
 
 absl::StatusOr<std::vector<Translation>> Decoder::Translate(const std::vector<std::string>& inputs,
                                                             const TranslationOptions& options) const {
@@ -91,6 +107,7 @@ absl::StatusOr<std::vector<Translation>> Decoder::Translate(const std::vector<st
     for (size_t first = 0; first < inputs.size(); first += options.max_batch_size) {
       const size_t last = std::min(inputs.size(), first + options.max_batch_size);
       std::vector<std::vector<int64_t>> encoded;
+      std::vector<bool> truncated;
       for (size_t i = first; i < last; ++i) {
         absl::StatusOr<std::vector<int64_t>> ids = s.tokenizer.encode(inputs[i]);
         if (!ids.ok()) return ids.status();
@@ -100,18 +117,21 @@ absl::StatusOr<std::vector<Translation>> Decoder::Translate(const std::vector<st
                                                          s.options.max_input_length,
                                                          " (set DecoderOptions.truncate_long_inputs to truncate)"));
         }
-        truncate_keeping_eos(*ids, s.options.max_input_length);
+        truncated.push_back(truncate_keeping_eos(*ids, s.options.max_input_length));
         encoded.push_back(std::move(*ids));
       }
       const PaddedInputs padded = pad_inputs(encoded, s.tokenizer.pad_id());
       absl::StatusOr<std::vector<std::vector<GeneratedSequence>>> generated = generate(s.model, padded.input_ids, padded.attention_mask, g);
       if (!generated.ok()) return generated.status();
-      for (const std::vector<GeneratedSequence>& per_input : *generated) {
+      for (size_t r = 0; r < generated->size(); ++r) {
         Translation translation;
-        for (const GeneratedSequence& sequence : per_input) {
+        translation.input_tokens = static_cast<int64_t>(encoded[r].size());
+        translation.input_truncated = truncated[r];
+        for (const GeneratedSequence& sequence : (*generated)[r]) {
           Hypothesis h;
           h.token_ids.assign(sequence.tokens.begin() + 1, sequence.tokens.end());
-          absl::StatusOr<std::string> text = s.tokenizer.decode(sequence.tokens);
+          absl::StatusOr<std::string> text =
+              s.tokenizer.decode(sequence.tokens, /*skip_special=*/true, &translation.ids_beyond_vocabulary);
           if (!text.ok()) return text.status();
           h.text = std::move(*text);
           h.score = sequence.score;

@@ -1,10 +1,10 @@
 // Incremental T5 decoding with a key/value cache, for generation.
 //
-// start_decoding runs nothing but the cross-attention projections: every decoder layer's
+// T5Decoder::start runs nothing but the cross-attention projections: every decoder layer's
 // cross-attention K and V are computed once per input from the encoder output. Each
-// decode_step then embeds one new token per row, attends over the cached self-attention
+// T5Decoder::step then embeds one new token per row, attends over the cached self-attention
 // keys/values of the earlier tokens (the new K/V are appended) and returns the next-token
-// logits. reorder follows the beams. Rows are independent: a batch of inputs times beams.
+// logits. T5Decoder::reorder follows the beams. Rows are independent: a batch of inputs times beams.
 #pragma once
 
 #include <cstdint>

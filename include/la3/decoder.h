@@ -34,6 +34,11 @@ struct DecoderOptions {
   bool truncate_long_inputs = false;
   // CPU threads for the math libraries (0 = their defaults).
   int threads = 0;
+  // Where the model runs: "cpu", "auto" (cuda when a GPU is usable, else cpu), "cuda",
+  // "cuda:N" or "cuda-emu" (the CUDA backend under the SIMT emulation, for tests).
+  std::string device = "cpu";
+  // GEMM operands on CUDA devices: "bf16" (fp32 accumulation) or "fp32".
+  std::string gemm_precision = "bf16";
 };
 
 // In the spirit of CTranslate2's TranslationOptions; semantics of transformers' generate().
@@ -67,6 +72,11 @@ struct Hypothesis {
 
 struct Translation {
   std::vector<Hypothesis> hypotheses;  // best first
+  int64_t input_tokens = 0;            // after truncation, eos included
+  bool input_truncated = false;        // cut to max_input_length (truncate_long_inputs)
+  // Generated ids past the tokenizer's pieces (a model's spare embedding rows): decoded as
+  // nothing, as transformers does, and counted here over all hypotheses.
+  int64_t ids_beyond_vocabulary = 0;
 };
 
 class LA3_API Decoder {
@@ -83,6 +93,10 @@ class LA3_API Decoder {
   // Number of model parameters and the vocabulary size, for logging.
   int64_t parameter_count() const;
   int64_t vocab_size() const;
+  // The tokenizer's size (pieces + sentinels), which may be below vocab_size().
+  int64_t tokenizer_size() const;
+  // What choosing the device said (e.g. why "auto" fell back to the CPU); empty when nothing.
+  const std::string& device_note() const;
 
  private:
   struct State;

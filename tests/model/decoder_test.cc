@@ -109,5 +109,39 @@ TEST(Decoder, ErrorsAreStatusesNamingTheProblem) {
   EXPECT_THAT(std::string(Version()), HasSubstr("la3 "));
 }
 
+// DecoderOptions.device: cuda-emu (the CUDA backend under the SIMT emulation) translates as
+// the CPU does; truncation and the input length are reported per translation; a bad device
+// or precision is an error naming it.
+TEST(Decoder, DeviceOptionAndPerInputFacts) {
+  TranslationOptions options;
+  options.num_beams = 2;
+  options.max_new_tokens = 6;
+  DecoderOptions on_cpu;
+  on_cpu.max_input_length = 8;
+  on_cpu.truncate_long_inputs = true;
+  DecoderOptions emulated = on_cpu;
+  emulated.device = "cuda-emu";
+  emulated.gemm_precision = "fp32";
+  auto cpu = Decoder::Load(make_checkpoint(), on_cpu);
+  auto emu = Decoder::Load(make_checkpoint(), emulated);
+  ASSERT_TRUE(cpu.ok() && emu.ok()) << cpu.status() << emu.status();
+  const std::vector<Translation> a = *(*cpu)->Translate({kInputs[2], kInputs[1]}, options);
+  const std::vector<Translation> b = *(*emu)->Translate({kInputs[2], kInputs[1]}, options);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(a[i].hypotheses[0].token_ids, b[i].hypotheses[0].token_ids) << i;
+    EXPECT_EQ(a[i].input_tokens, b[i].input_tokens);
+  }
+  EXPECT_FALSE(a[0].input_truncated);
+  EXPECT_TRUE(a[1].input_truncated);
+  EXPECT_EQ(a[1].input_tokens, 8);
+  EXPECT_EQ((*cpu)->tokenizer_size(), 356);
+  DecoderOptions bad = on_cpu;
+  bad.device = "tpu";
+  EXPECT_THAT(std::string(Decoder::Load(make_checkpoint(), bad).status().message()), HasSubstr("device 'tpu'"));
+  bad = on_cpu;
+  bad.gemm_precision = "fp16";
+  EXPECT_THAT(std::string(Decoder::Load(make_checkpoint(), bad).status().message()), HasSubstr("gemm_precision"));
+}
+
 }  // namespace
 }  // namespace la3
