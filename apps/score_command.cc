@@ -10,10 +10,10 @@
 #include "absl/strings/str_split.h"
 #include "apps/arguments.h"
 #include "apps/commands.h"
-#include "apps/device_option.h"
 #include "data/molecule_dataset.h"
 #include "data/tokenizer.h"
 #include "engine/io/file_io.h"
+#include "model/device_placement.h"
 #include "model/scoring.h"
 #include "model/t5_checkpoint.h"
 
@@ -107,11 +107,10 @@ int run_score(const std::vector<std::string>& args) {
   const std::string checkpoint = parsed->get("checkpoint");
   absl::StatusOr<T5Model> model = load_t5_checkpoint(checkpoint);
   if (!model.ok()) return fail(1, std::string(model.status().message()));
-  std::string device_note;
-  if (absl::Status s = place_model_on_requested_device(*parsed, *model, device_note); !s.ok()) {
-    return fail(2, std::string(s.message()));
-  }
-  if (!device_note.empty()) std::fprintf(stderr, "engine score: %s\n", device_note.c_str());
+  absl::StatusOr<std::string> device_note =
+      place_model_on_device(*model, parsed->get("device", "cpu"), parsed->get("gemm-precision", "bf16"));
+  if (!device_note.ok()) return fail(2, std::string(device_note.status().message()));
+  if (!device_note->empty()) std::fprintf(stderr, "engine score: %s\n", device_note->c_str());
   absl::StatusOr<Tokenizer> tokenizer = Tokenizer::load(parsed->get("tokenizer", checkpoint + "/spiece.model"));
   if (!tokenizer.ok()) return fail(1, std::string(tokenizer.status().message()));
 

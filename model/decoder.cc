@@ -4,11 +4,10 @@
 #include "absl/strings/str_cat.h"
 #include "data/batching.h"
 #include "data/tokenizer.h"
-#include "engine/backend.h"
 #include "engine/cpu/cpu_backend.h"
-#include "engine/cuda/device_setup.h"
 #include "engine/error.h"
 #include "eval/smiles.h"
+#include "model/device_placement.h"
 #include "model/generation.h"
 #include "model/t5_checkpoint.h"
 
@@ -33,19 +32,10 @@ absl::StatusOr<std::unique_ptr<Decoder>> Decoder::Load(const std::string& checkp
   }
   try {
     set_cpu_threads(options.threads);
-    if (options.gemm_precision != "bf16" && options.gemm_precision != "fp32") {
-      return absl::InvalidArgumentError(
-          absl::StrCat("DecoderOptions.gemm_precision must be \"bf16\" or \"fp32\", got \"", options.gemm_precision, "\""));
-    }
     absl::StatusOr<T5Model> model = load_t5_checkpoint(checkpoint_dir);
     if (!model.ok()) return model.status();
-    absl::StatusOr<DeviceChoice> choice = activate_device(options.device);
-    if (!choice.ok()) return choice.status();
-    if (choice->device.type != DeviceType::kCpu) {
-      backend_for(choice->device)
-          .set_gemm_precision(options.gemm_precision == "fp32" ? GemmPrecision::kFp32 : GemmPrecision::kBf16);
-      *model = model->to_device(choice->device);
-    }
+    absl::StatusOr<std::string> device_note = place_model_on_device(*model, options.device, options.gemm_precision);
+    if (!device_note.ok()) return device_note.status();
     const std::string tokenizer_path =
         options.tokenizer_path.empty() ? checkpoint_dir + "/spiece.model" : options.tokenizer_path;
     absl::StatusOr<Tokenizer> tokenizer = Tokenizer::load(tokenizer_path);
@@ -55,7 +45,7 @@ absl::StatusOr<std::unique_ptr<Decoder>> Decoder::Load(const std::string& checkp
                                                      " tokens but the model only ", model->config().vocab_size));
     }
     return std::unique_ptr<Decoder>(
-        new Decoder(std::make_unique<State>(State{std::move(*model), std::move(*tokenizer), options, choice->note})));
+        new Decoder(std::make_unique<State>(State{std::move(*model), std::move(*tokenizer), options, std::move(*device_note)})));
   } catch (const std::exception& error) {
     return StatusFromException(error);
   }

@@ -9,24 +9,15 @@ namespace la3 {
 
 namespace {
 
-// Which (record, caption) each group's rows are, in tokenize_groups' order.
-struct RowOrigin {
-  size_t record = 0;
-  int caption = 0;
-};
-
-std::vector<std::vector<RowOrigin>> row_origins(const std::vector<MoleculeRecord>& records, int k,
-                                                bool caption_per_group) {
-  std::vector<std::vector<RowOrigin>> origins;
-  for (size_t r = 0; r < records.size(); ++r) {
-    const int captions = static_cast<int>(std::min<size_t>(records[r].captions.size(), static_cast<size_t>(k) + 1));
-    if (!caption_per_group) origins.emplace_back();
-    for (int c = 0; c < captions; ++c) {
-      if (caption_per_group) origins.emplace_back();
-      origins.back().push_back(RowOrigin{r, c});
-    }
+// The per-row fields of every (molecule, caption) row in tokenize_groups' order; in the
+// `mean` pass each caption is its own group, so group g is row g.
+std::vector<RowScore> row_skeletons(const std::vector<MoleculeRecord>& records, int k) {
+  std::vector<RowScore> rows;
+  for (const MoleculeRecord& record : records) {
+    const int captions = static_cast<int>(std::min<size_t>(record.captions.size(), static_cast<size_t>(k) + 1));
+    for (int c = 0; c < captions; ++c) rows.push_back(RowScore{record.cid, c, record.source, 0, 0.0});
   }
-  return origins;
+  return rows;
 }
 
 }  // namespace
@@ -71,18 +62,7 @@ absl::StatusOr<DatasetScore> score_dataset(const T5Model& model, const Tokenizer
     absl::StatusOr<std::vector<ExampleGroup>> groups = tokenize_groups(records, tokenizer, tokenize_options, &report);
     if (!groups.ok()) return groups.status();
     if (mode == ops::CaptionLoss::kMean) score.tokenize = report;
-    const std::vector<std::vector<RowOrigin>> origins =
-        collect_rows ? row_origins(records, score.k, true) : std::vector<std::vector<RowOrigin>>{};
-    if (collect_rows) score.rows.resize(static_cast<size_t>(report.examples));
-    // Row index of group g's first row in tokenize order (for the per-row output).
-    std::vector<size_t> first_row_of_group;
-    if (collect_rows) {
-      size_t row = 0;
-      for (const ExampleGroup& group : *groups) {
-        first_row_of_group.push_back(row);
-        row += group.examples.size();
-      }
-    }
+    if (collect_rows) score.rows = row_skeletons(records, score.k);
     BatchPlanOptions plan_options;
     plan_options.groups_per_batch = options.batch_size;
     plan_options.shuffle = false;
@@ -102,22 +82,17 @@ absl::StatusOr<DatasetScore> score_dataset(const T5Model& model, const Tokenizer
       const int64_t length = log_probs.shape()[1];
       const float* values = log_probs.data<float>();
       const int64_t* label_ids = batch.labels.data<int64_t>();
-      int64_t row = 0;
-      for (size_t member : members) {
-        for (size_t e = 0; e < (*groups)[member].examples.size(); ++e, ++row) {
-          const RowOrigin& origin = origins[member][e];
-          RowScore& out = score.rows[first_row_of_group[member] + e];
-          out.cid = records[origin.record].cid;
-          out.caption = origin.caption;
-          out.source = records[origin.record].source;
-          double sum = 0.0;
-          for (int64_t t = 0; t < length; ++t) {
-            if (label_ids[row * length + t] == -100) continue;
-            sum += static_cast<double>(values[row * length + t]);
-            ++out.target_tokens;
-          }
-          out.nll = -sum;
+      // Batch row i is group members[i] (one row per group in this pass).
+      for (size_t i = 0; i < members.size(); ++i) {
+        RowScore& out = score.rows[members[i]];
+        const int64_t row = static_cast<int64_t>(i);
+        double sum = 0.0;
+        for (int64_t t = 0; t < length; ++t) {
+          if (label_ids[row * length + t] == -100) continue;
+          sum += static_cast<double>(values[row * length + t]);
+          ++out.target_tokens;
         }
+        out.nll = -sum;
       }
     }
     if (!report_mode) continue;

@@ -140,7 +140,7 @@ TEST(Decoder, DeviceOptionAndPerInputFacts) {
   EXPECT_THAT(std::string(Decoder::Load(make_checkpoint(), bad).status().message()), HasSubstr("device 'tpu'"));
   bad = on_cpu;
   bad.gemm_precision = "fp16";
-  EXPECT_THAT(std::string(Decoder::Load(make_checkpoint(), bad).status().message()), HasSubstr("gemm_precision"));
+  EXPECT_THAT(std::string(Decoder::Load(make_checkpoint(), bad).status().message()), HasSubstr("gemm precision 'fp16': expected bf16 or fp32"));
 }
 
 }  // namespace
