@@ -18,7 +18,18 @@ rows the memory time is an upper estimate (docs/KERNELS.md gives the compulsory 
 limits them). The attention kernels compute in fp32 on CUDA cores, so their FLOPs are held
 against the fp32 peak; everything else against the dense bf16 tensor peak.
 
+Beyond the kernels an op launches, the step carries what the autograd tape and the optimizer
+add around them, and these are counted too: the copy the tape makes of every activation
+gradient's first contribution (engine/autograd/tape.cc, accumulate_grad), the zero fills of the
+gradient buckets and of the fresh weight-gradient buffers, the accumulation of each weight
+gradient into its bucket, and the gradient-clipping scale pass (counted as taken: early in
+training the norm is above the threshold). A launch is never free: every kernel or copy costs at
+least --min-launch-us of device time (the gap between dependent back-to-back launches plus the
+ramp of a short kernel), and without CUDA graphs the host must issue each launch
+(--host-launch-us); the step bound is the larger of the device time and the host issue time.
+
     python3 scripts/kernel_model.py [--batch 16] [--source 256] [--target 256]
+                                    [--min-launch-us 2.0] [--host-launch-us 2.5]
 """
 import argparse
 
@@ -35,6 +46,9 @@ PEAK = 989e12  # H100 SXM dense bf16 tensor, FLOP/s
 FP32_PEAK = 67e12  # H100 SXM fp32 on CUDA cores (the attention kernels), FLOP/s
 FP32 = 4
 
+MIN_LAUNCH_S = 2.0e-6  # set by --min-launch-us
+BUCKET_BYTES = 25 * 1024 * 1024  # training.dist_bucket_mb (gradient buckets, one fill each per step)
+
 # kernels/attention.cuh launch configuration (128 threads, 48 KB of shared memory per block).
 ATT_WARPS, ATT_KEY_TILE, ATT_MAX_ROWS_PER_WARP, ATT_SHARED = 4, 32, 4, 48 * 1024
 RMS_DWEIGHT_ROWS = 64  # kRmsNormDweightRowsPerChunk
@@ -46,9 +60,12 @@ class Kernel:
         self.bytes, self.flops, self.peak = float(nbytes), float(flops), peak
 
     def bound_s(self):
-        return max(self.bytes / BW, self.flops / self.peak)
+        """Roofline time of the call, and never less than its launches' floor."""
+        return max(self.bytes / BW, self.flops / self.peak, self.launches * MIN_LAUNCH_S)
 
     def limiter(self):
+        if self.launches * MIN_LAUNCH_S >= max(self.bytes / BW, self.flops / self.peak):
+            return "launch"
         return "compute" if self.flops / self.peak > self.bytes / BW else "memory"
 
 
@@ -164,6 +181,40 @@ def model(batch, source, target):
     add("adamw", "pointwise", "adamw_step + bf16 weight copy (one launch per tensor)", f"{PARAMS}",
         (7 * FP32 + 2) * PARAMS, 15 * PARAMS, launches=PARAM_TENSORS)
 
+    # What the tape adds. Its first contribution to a non-leaf tensor's gradient is copied
+    # (accumulate_grad owns a private copy because a contribution may alias another gradient):
+    # one device-to-device copy (read + write) per activation that receives a gradient. Counted
+    # per token, in elements, from the forward of model/t5_model.cc: every recorded op output
+    # (a reshape of a projection and the add of a fused add_rmsnorm are outputs too).
+    enc_layer = 8 * I + 8 * D + 4 * F  # q,k,v (+ reshapes), context (+ reshape), o, dropout, add, norm, FFN
+    enc_layer_copies = 20
+    enc_edges, enc_edge_copies = 4 * D, 4  # embedding, its dropout, the first norm, the final dropout
+    dec_layer = 12 * I + 12 * D + 4 * F  # self attention and FFN as the encoder, plus cross q/context/o
+    dec_layer_kv = 4 * I  # the cross-attention k, v projections (+ reshapes) run over the source tokens
+    dec_layer_copies = 32
+    dec_edges, dec_edge_copies = 4 * D, 4
+    tape_elements = (ts * (ENC_LAYERS * enc_layer + enc_edges) + tt * (DEC_LAYERS * dec_layer + dec_edges) +
+                     ts * DEC_LAYERS * dec_layer_kv + tt * V)  # + the logits' gradient
+    tape_copies = (ENC_LAYERS * enc_layer_copies + enc_edge_copies + DEC_LAYERS * dec_layer_copies + dec_edge_copies + 1)
+    add("tape_copy", "tape", "first-contribution copy of each activation gradient (D2D)", f"{tape_copies} tensors",
+        2 * FP32 * tape_elements, 0, launches=tape_copies)
+    # Weight gradients: each linear's dW GEMM writes a fresh buffer (counted with the GEMMs),
+    # which accumulate_grad then adds into the bucket (axpy: read both, write one). The shared
+    # embedding's two embedding_backward calls each fill a fresh zero table first.
+    linear_weights = (ENC_LAYERS * (4 * D * I + 3 * D * F) + DEC_LAYERS * (8 * D * I + 3 * D * F) + V * D)
+    linear_count = ENC_LAYERS * 7 + DEC_LAYERS * 11 + 1
+    add("dw_axpy", "gradient accumulation", "axpy of each linear's dW into its bucket", f"{linear_weights}",
+        3 * FP32 * linear_weights, linear_weights, launches=linear_count)
+    add("emb_grad", "gradient accumulation", "zero table + axpy into the bucket (embedding_backward)", f"{V}x{D}",
+        (1 + 3) * FP32 * V * D, V * D, launches=2)
+    norms = (2 * ENC_LAYERS + 1) + (3 * DEC_LAYERS + 1)
+    add("small_grad", "gradient accumulation", "zero + axpy of norm weights and bias tables", f"{norms}x{D}",
+        (norms * D + 2 * NUM_BUCKETS * H) * 4 * FP32, 0, launches=2 * (norms + ENC_LAYERS + DEC_LAYERS))
+    buckets = ceil_div(PARAMS * FP32, BUCKET_BYTES)
+    add("bucket_zero", "zero fill", "fill 0 of the gradient buckets", f"{PARAMS}", PARAMS * FP32, 0, launches=buckets)
+    add("clip", "pointwise", "clip scale of every gradient (one launch per tensor)", f"{PARAMS}", 2 * FP32 * PARAMS,
+        PARAMS, launches=PARAM_TENSORS)
+
     def gemm(m, n_, k_):  # bf16 operands read, f32 output written
         return 2 * (m * k_ + n_ * k_) + 4 * m * n_, 2.0 * m * n_ * k_
 
@@ -206,7 +257,13 @@ def model(batch, source, target):
     use("att_dec_bwd", DEC_LAYERS)
     use("att_cross_bwd", DEC_LAYERS)
     use("emb_bwd", 2)
+    use("tape_copy", 1)
+    use("dw_axpy", 1)
+    use("emb_grad", 1)
+    use("small_grad", 1)
+    use("bucket_zero", 1)
     use("sumsq", 1)
+    use("clip", 1)
     use("adamw", 1)
 
     # GEMMs: forward y = x W^T, backward dx = dy W and dW = dy^T x (same FLOPs and operand
@@ -218,7 +275,7 @@ def model(batch, source, target):
     linears += [(tt, D, I, 3 * DEC_LAYERS), (tt, I, D, DEC_LAYERS)]  # decoder self attention
     linears += [(tt, D, I, DEC_LAYERS), (ts, D, I, 2 * DEC_LAYERS), (tt, I, D, DEC_LAYERS)]  # cross attention
     linears += [(tt, D, F, 2 * DEC_LAYERS), (tt, F, D, DEC_LAYERS), (tt, D, V, 1)]
-    gemm_bytes = gemm_flops = cast_bytes = gemm_time = 0.0
+    gemm_bytes = gemm_flops = cast_bytes = gemm_time = cast_time = 0.0
     gemm_calls = cast_calls = 0
     for tokens, din, dout, count in linears:
         for m, n_, k_, casts in [
@@ -228,11 +285,12 @@ def model(batch, source, target):
             b, f = gemm(m, n_, k_)
             gemm_bytes += count * b
             gemm_flops += count * f
-            gemm_time += count * max(b / BW, f / PEAK)
+            gemm_time += count * max(b / BW, f / PEAK, MIN_LAUNCH_S)
             cast_bytes += count * 6 * sum(casts)
+            cast_time += count * sum(max(6 * c / BW, MIN_LAUNCH_S) for c in casts)
             cast_calls += count * len(casts)
             gemm_calls += count
-    return k, steps, (gemm_bytes, gemm_flops, gemm_calls, gemm_time), (cast_bytes, cast_calls)
+    return k, steps, (gemm_bytes, gemm_flops, gemm_calls, gemm_time), (cast_bytes, cast_calls, cast_time)
 
 
 def fmt_bytes(b):
@@ -248,8 +306,14 @@ def main():
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--source", type=int, default=256)
     parser.add_argument("--target", type=int, default=256)
+    parser.add_argument("--min-launch-us", type=float, default=2.0,
+                        help="device time of the shortest launch, gap included (default 2.0)")
+    parser.add_argument("--host-launch-us", type=float, default=2.5,
+                        help="host time to issue one launch without CUDA graphs (default 2.5)")
     a = parser.parse_args()
-    kernels, steps, (g_bytes, g_flops, g_calls, gemm_time), (cast_bytes, cast_calls) = model(
+    global MIN_LAUNCH_S
+    MIN_LAUNCH_S = a.min_launch_us * 1e-6
+    kernels, steps, (g_bytes, g_flops, g_calls, gemm_time), (cast_bytes, cast_calls, cast_time) = model(
         a.batch, a.source, a.target)
 
     print(f"MolT5-small, batch {a.batch}, source {a.source}, target {a.target}; H100 SXM: "
@@ -268,7 +332,7 @@ def main():
         fam[1] += count * kern.bytes
         fam[2] += count * kern.flops
         fam[3] += count * kern.bound_s()
-    families["bf16 cast"] = [cast_calls, cast_bytes, 0.0, cast_bytes / BW]
+    families["bf16 cast"] = [cast_calls, cast_bytes, 0.0, cast_time]
     families["gemm (cuBLASLt)"] = [g_calls, g_bytes, g_flops, gemm_time]
     total_time = sum(f[3] for f in families.values())
     print("\nPer training step (forward + backward + gradient norm + AdamW), summing each call's bound:\n")
@@ -280,6 +344,13 @@ def main():
     total_flops = sum(f[2] for f in families.values())
     print(f"| **total** | {sum(f[0] for f in families.values())} | {fmt_bytes(total_bytes)} | {total_flops / 1e12:.4f} T | "
           f"{total_time * 1e3:.3f} | 100% |")
+    launches = sum(f[0] for f in families.values())
+    host_time = launches * a.host_launch_us * 1e-6
+    print(f"\nDevice time {total_time * 1e3:.3f} ms ({launches} launches, each at least {a.min_launch_us} us); "
+          f"host issue time without CUDA graphs {host_time * 1e3:.3f} ms ({a.host_launch_us} us per launch). "
+          f"**Step bound: {max(total_time, host_time) * 1e3:.3f} ms** "
+          f"({'host' if host_time > total_time else 'device'}-bound). "
+          f"FLOPs alone at the bf16 peak: {total_flops / PEAK * 1e3:.3f} ms.")
     print(f"\nGEMMs: {g_calls} calls, {g_flops / 1e12:.3f} TFLOP ({g_flops / PEAK * 1e3:.3f} ms at peak), "
           f"{fmt_bytes(g_bytes)}; summed per-call bound {gemm_time * 1e3:.3f} ms = {100 * gemm_time / total_time:.1f}% "
           f"of the step bound; with their {cast_calls} bf16 casts "
