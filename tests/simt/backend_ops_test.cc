@@ -1,0 +1,566 @@
+// Every backend kernel method checked across backends, as ggml's test-backend-ops does: one
+// table of cases, each run through the Backend interface on `cpu` (the reference), on
+// `cuda-emu` (the CUDA kernels under the SIMT emulation) and on `cuda` when a GPU is present,
+// with the same inputs. Each written buffer is compared with the CPU's by the normalised error
+// NMSE = sum((x - ref)^2) / sum(ref^2) against the case's tolerance, and must be free of NaN
+// and inf. Buffers a method overwrites start as NaN on every backend, so a kernel that skips
+// an element fails the NaN check instead of passing with stale memory; buffers a method
+// accumulates into start from the same random values everywhere.
+//
+// The per-op suites (tests/engine) check the CPU backend against double references and finite
+// differences; this table is what makes every other backend answer to the CPU one.
+//
+// Timing mode: LA3_OP_TIMING=<repetitions> also times each case on each backend after the
+// check and prints microseconds per call (a device synchronisation closes each timed run):
+//   LA3_OP_TIMING=20 build/tests/la3_simt_tests --gtest_filter='*BackendOps*'
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <limits>
+#include <map>
+#include <ostream>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "engine/backend.h"
+#include "engine/cuda/cuda_devices.h"
+#include "engine/tensor.h"
+
+namespace la3 {
+namespace {
+
+using kernels::AdamWParams;
+using kernels::BinaryParams;
+using kernels::CaptionLossMode;
+using kernels::CaptionLossParams;
+using kernels::CrossEntropyParams;
+using kernels::DropoutParams;
+using kernels::EmbeddingParams;
+using kernels::GemmParams;
+using kernels::RmsNormParams;
+using kernels::SoftmaxParams;
+
+// What a buffer is to the method under test.
+enum class Role {
+  kInput,       // read only; not compared
+  kOutput,      // overwritten: starts as NaN, compared
+  kAccumulate,  // read and updated: starts from the given values, compared
+  kState,       // written by one method and read by the next of the same case (saved state a
+                // backend may lay out its own way, e.g. attention's); not compared
+};
+
+struct Buffer {
+  std::string name;
+  Role role;
+  Tensor host;  // initial values (ignored for kOutput beyond shape and dtype)
+};
+
+// The buffers of one case on one backend, by name.
+class Buffers {
+ public:
+  Buffers(const std::vector<Buffer>& buffers, Device device) {
+    for (const Buffer& b : buffers) {
+      Tensor initial = b.host;
+      if (b.role == Role::kOutput || b.role == Role::kState) {
+        initial = Tensor::full(b.host.shape(), std::numeric_limits<double>::quiet_NaN(), b.host.dtype());
+        if (!is_floating(b.host.dtype())) initial = Tensor::full(b.host.shape(), -7, b.host.dtype());
+      }
+      // A fresh copy on every backend, the CPU included: the case's initial values must not
+      // be updated by the run that reads them.
+      Tensor copy = Tensor::empty(b.host.shape(), b.host.dtype(), device);
+      copy.copy_from(initial);
+      tensors_.emplace(b.name, copy);
+    }
+  }
+  float* f(const std::string& name) const { return at(name).data<float>(); }
+  uint16_t* bf(const std::string& name) const { return bf16_bits(at(name)); }
+  int64_t* i64(const std::string& name) const { return at(name).data<int64_t>(); }
+  int32_t* i32(const std::string& name) const { return at(name).data<int32_t>(); }
+  const Tensor& at(const std::string& name) const {
+    auto found = tensors_.find(name);
+    if (found == tensors_.end()) throw std::runtime_error("case has no buffer \"" + name + "\"");
+    return found->second;
+  }
+
+ private:
+  std::map<std::string, Tensor> tensors_;
+};
+
+struct OpCase {
+  std::string name;
+  std::vector<Buffer> buffers;
+  double max_nmse;
+  // Runs the method(s) under test; scalar results a method returns (sum_of_squares) go to
+  // `scalars` and are compared like a buffer.
+  std::function<void(Backend&, const Buffers&, std::vector<double>& scalars)> run;
+  // Runs the case with fp32 GEMM operands on every backend (default): the CPU is fp32 only,
+  // so a bf16 GEMM is compared at a bf16 tolerance in its own case.
+  GemmPrecision precision = GemmPrecision::kFp32;
+};
+
+// gtest prints a failing parameter with this (the name, not the bytes of the struct).
+void PrintTo(const OpCase& c, std::ostream* os) { *os << c.name; }
+
+// ---- inputs ------------------------------------------------------------------------------
+
+Tensor uniform(const Shape& shape, uint32_t seed, float low = -1.0f, float high = 1.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> dist(low, high);
+  Tensor t = Tensor::empty(shape, DType::kF32);
+  float* data = t.data<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) data[i] = dist(rng);
+  return t;
+}
+
+Tensor like(const Shape& shape, DType dtype = DType::kF32) { return Tensor::zeros(shape, dtype); }
+
+Tensor ids(const Shape& shape, int64_t vocab, uint32_t seed, int64_t ignore_every = 0) {
+  std::mt19937 rng(seed);
+  Tensor t = Tensor::empty(shape, DType::kI64);
+  int64_t* data = t.data<int64_t>();
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    data[i] = ignore_every > 0 && i % ignore_every == ignore_every - 1 ? -100 : static_cast<int64_t>(rng() % vocab);
+  }
+  return t;
+}
+
+Tensor bf16_of(const Tensor& f32) { return f32.to(DType::kBF16); }
+
+Buffer in(std::string name, Tensor t) { return {std::move(name), Role::kInput, std::move(t)}; }
+Buffer out(std::string name, const Shape& shape, DType dtype = DType::kF32) {
+  return {std::move(name), Role::kOutput, like(shape, dtype)};
+}
+Buffer acc(std::string name, Tensor t) { return {std::move(name), Role::kAccumulate, std::move(t)}; }
+Buffer state(std::string name, const Shape& shape, DType dtype = DType::kF32) {
+  return {std::move(name), Role::kState, like(shape, dtype)};
+}
+
+constexpr double kExact = 1e-12;  // same arithmetic up to summation order
+constexpr double kTranscendental = 1e-10;  // tanh/exp/log implementations differ in the last bits
+
+// ---- the table ---------------------------------------------------------------------------
+
+std::vector<OpCase> gemm_cases() {
+  std::vector<OpCase> cases;
+  struct G {
+    const char* name;
+    bool ta, tb;
+    int64_t m, n, k, batch;
+    float alpha, beta;
+  };
+  for (const G& g : {G{"gemm_nn_37x29x53", false, false, 37, 29, 53, 1, 1.0f, 0.0f},
+                     G{"gemm_nt_64x96x40_beta", false, true, 64, 96, 40, 1, 0.5f, 1.0f},
+                     G{"gemm_tn_batched_3x16x24x8", true, false, 16, 24, 8, 3, 1.0f, 0.0f}}) {
+    GemmParams p;
+    p.trans_a = g.ta;
+    p.trans_b = g.tb;
+    p.m = g.m;
+    p.n = g.n;
+    p.k = g.k;
+    p.alpha = g.alpha;
+    p.beta = g.beta;
+    p.lda = g.ta ? g.m : g.k;
+    p.ldb = g.tb ? g.k : g.n;
+    p.ldc = g.n;
+    p.batch = g.batch;
+    p.stride_a = g.m * g.k;
+    p.stride_b = g.k * g.n;
+    p.stride_c = g.m * g.n;
+    for (GemmPrecision precision : {GemmPrecision::kFp32, GemmPrecision::kBf16}) {
+      const bool bf16 = precision == GemmPrecision::kBf16;
+      OpCase c{std::string(g.name) + (bf16 ? "_bf16" : ""),
+               {in("a", uniform({g.batch * g.m * g.k}, 1)), in("b", uniform({g.batch * g.k * g.n}, 2)),
+                acc("c", uniform({g.batch * g.m * g.n}, 3))},
+               // bf16 operands: each carries a relative error up to 2^-9 against the fp32 CPU.
+               bf16 ? 5e-5 : kExact,
+               [p](Backend& be, const Buffers& b, std::vector<double>&) { be.gemm(p, b.f("a"), b.f("b"), b.f("c")); },
+               precision};
+      if (g.beta == 0.0f) c.buffers[2] = out("c", {g.batch * g.m * g.n});
+      cases.push_back(std::move(c));
+    }
+  }
+  return cases;
+}
+
+std::vector<OpCase> elementwise_cases() {
+  std::vector<OpCase> cases;
+  const int64_t n = 6007, period = 1001;  // b broadcast over 6 rows of `period`
+  const BinaryParams same{n, n}, broadcast{6 * period, period};
+  cases.push_back({"add_forward_broadcast",
+                   {in("a", uniform({6 * period}, 4)), in("b", uniform({period}, 5)), out("out", {6 * period})},
+                   kExact, [broadcast](Backend& be, const Buffers& b, std::vector<double>&) {
+                     be.add_forward(broadcast, b.f("a"), b.f("b"), b.f("out"));
+                   }});
+  cases.push_back({"add_backward_broadcast",
+                   {in("dout", uniform({6 * period}, 6)), out("da", {6 * period}), acc("db", uniform({period}, 7))},
+                   kExact, [broadcast](Backend& be, const Buffers& b, std::vector<double>&) {
+                     be.add_backward(broadcast, b.f("dout"), b.f("da"), b.f("db"));
+                   }});
+  cases.push_back({"mul_forward", {in("a", uniform({n}, 8)), in("b", uniform({n}, 9)), out("out", {n})}, kExact,
+                   [same](Backend& be, const Buffers& b, std::vector<double>&) {
+                     be.mul_forward(same, b.f("a"), b.f("b"), b.f("out"));
+                   }});
+  cases.push_back({"mul_backward_broadcast",
+                   {in("dout", uniform({6 * period}, 10)), in("a", uniform({6 * period}, 11)),
+                    in("b", uniform({period}, 12)), out("da", {6 * period}), acc("db", uniform({period}, 13))},
+                   kExact, [broadcast](Backend& be, const Buffers& b, std::vector<double>&) {
+                     be.mul_backward(broadcast, b.f("dout"), b.f("a"), b.f("b"), b.f("da"), b.f("db"));
+                   }});
+  cases.push_back({"scale", {in("x", uniform({n}, 14)), out("out", {n})}, kExact,
+                   [n](Backend& be, const Buffers& b, std::vector<double>&) { be.scale(n, -0.37f, b.f("x"), b.f("out")); }});
+  cases.push_back({"axpy", {in("x", uniform({n}, 15)), acc("y", uniform({n}, 16))}, kExact,
+                   [n](Backend& be, const Buffers& b, std::vector<double>&) { be.axpy(n, 1.5f, b.f("x"), b.f("y")); }});
+  cases.push_back({"fill", {out("out", {n})}, kExact,
+                   [n](Backend& be, const Buffers& b, std::vector<double>&) { be.fill(n, 0.25f, b.f("out")); }});
+  cases.push_back({"sum_of_squares", {in("x", uniform({n}, 17))}, kExact,
+                   [n](Backend& be, const Buffers& b, std::vector<double>& s) { s.push_back(be.sum_of_squares(n, b.f("x"))); }});
+  cases.push_back({"sum_of_squares_spans", {in("x", uniform({n}, 18)), in("y", uniform({333}, 19))}, kExact,
+                   [n](Backend& be, const Buffers& b, std::vector<double>& s) {
+                     s.push_back(be.sum_of_squares(std::vector<Backend::Span>{{b.f("x"), n}, {b.f("y"), 333}}));
+                   }});
+  cases.push_back({"sum_to_scalar", {in("x", uniform({n}, 20)), out("out", {1})}, kExact,
+                   [n](Backend& be, const Buffers& b, std::vector<double>&) { be.sum_to_scalar(n, b.f("x"), 0.125, b.f("out")); }});
+  cases.push_back({"scale_by_device_scalar", {in("s", uniform({1}, 21)), acc("x", uniform({n}, 22))}, kExact,
+                   [n](Backend& be, const Buffers& b, std::vector<double>&) { be.scale_by_device_scalar(n, b.f("s"), b.f("x")); }});
+  cases.push_back({"cast_to_bf16", {in("x", uniform({n}, 23, -100.0f, 100.0f)), out("out", {n}, DType::kBF16)}, 0.0,
+                   [n](Backend& be, const Buffers& b, std::vector<double>&) { be.cast_to_bf16(n, b.f("x"), b.bf("out")); }});
+  return cases;
+}
+
+std::vector<OpCase> activation_cases() {
+  std::vector<OpCase> cases;
+  const int64_t n = 4099;
+  cases.push_back({"relu_forward", {in("x", uniform({n}, 30)), out("out", {n})}, kExact,
+                   [n](Backend& be, const Buffers& b, std::vector<double>&) { be.relu_forward(n, b.f("x"), b.f("out")); }});
+  cases.push_back({"relu_backward", {in("dout", uniform({n}, 31)), in("x", uniform({n}, 32)), out("dx", {n})}, kExact,
+                   [n](Backend& be, const Buffers& b, std::vector<double>&) {
+                     be.relu_backward(n, b.f("dout"), b.f("x"), b.f("dx"));
+                   }});
+  cases.push_back({"gelu_new_forward", {in("x", uniform({n}, 33, -5.0f, 5.0f)), out("out", {n})}, kTranscendental,
+                   [n](Backend& be, const Buffers& b, std::vector<double>&) { be.gelu_new_forward(n, b.f("x"), b.f("out")); }});
+  cases.push_back({"gelu_new_backward",
+                   {in("dout", uniform({n}, 34)), in("x", uniform({n}, 35, -5.0f, 5.0f)), out("dx", {n})},
+                   kTranscendental, [n](Backend& be, const Buffers& b, std::vector<double>&) {
+                     be.gelu_new_backward(n, b.f("dout"), b.f("x"), b.f("dx"));
+                   }});
+  cases.push_back({"gated_gelu_forward",
+                   {in("gate", uniform({n}, 36, -5.0f, 5.0f)), in("linear", uniform({n}, 37)), out("out", {n})},
+                   kTranscendental, [n](Backend& be, const Buffers& b, std::vector<double>&) {
+                     be.gated_gelu_forward(n, b.f("gate"), b.f("linear"), b.f("out"));
+                   }});
+  cases.push_back({"gated_gelu_backward",
+                   {in("dout", uniform({n}, 38)), in("gate", uniform({n}, 39, -5.0f, 5.0f)), in("linear", uniform({n}, 40)),
+                    out("dgate", {n}), out("dlinear", {n})},
+                   kTranscendental, [n](Backend& be, const Buffers& b, std::vector<double>&) {
+                     be.gated_gelu_backward(n, b.f("dout"), b.f("gate"), b.f("linear"), b.f("dgate"), b.f("dlinear"));
+                   }});
+  return cases;
+}
+
+std::vector<OpCase> norm_cases() {
+  std::vector<OpCase> cases;
+  for (int64_t cols : {13, 512}) {  // an odd width, and MolT5's d_model
+    const int64_t rows = 67;
+    const RmsNormParams p{rows, cols, 1e-6f};
+    const std::string shape = std::to_string(rows) + "x" + std::to_string(cols);
+    cases.push_back({"rmsnorm_forward_" + shape,
+                     {in("x", uniform({rows, cols}, 50)), in("w", uniform({cols}, 51, 0.5f, 1.5f)), out("out", {rows, cols}),
+                      out("rstd", {rows})},
+                     kTranscendental, [p](Backend& be, const Buffers& b, std::vector<double>&) {
+                       be.rmsnorm_forward(p, b.f("x"), b.f("w"), b.f("out"), b.f("rstd"));
+                     }});
+    cases.push_back({"rmsnorm_backward_" + shape,
+                     {in("x", uniform({rows, cols}, 52)), in("w", uniform({cols}, 53, 0.5f, 1.5f)),
+                      in("dout", uniform({rows, cols}, 54)), state("out", {rows, cols}), state("rstd", {rows}),
+                      out("dx", {rows, cols}), acc("dw", uniform({cols}, 55))},
+                     kTranscendental, [p](Backend& be, const Buffers& b, std::vector<double>&) {
+                       be.rmsnorm_forward(p, b.f("x"), b.f("w"), b.f("out"), b.f("rstd"));
+                       be.rmsnorm_backward(p, b.f("dout"), b.f("x"), b.f("w"), b.f("rstd"), b.f("dx"), b.f("dw"));
+                     }});
+    cases.push_back({"add_rmsnorm_forward_" + shape,
+                     {in("residual", uniform({rows, cols}, 56)), in("branch", uniform({rows, cols}, 57)),
+                      in("w", uniform({cols}, 58, 0.5f, 1.5f)), out("sum", {rows, cols}), out("out", {rows, cols}),
+                      out("rstd", {rows})},
+                     kTranscendental, [p](Backend& be, const Buffers& b, std::vector<double>&) {
+                       be.add_rmsnorm_forward(p, b.f("residual"), b.f("branch"), b.f("w"), b.f("sum"), b.f("out"),
+                                              b.f("rstd"));
+                     }});
+    // bf16 activations: inputs exactly representable, outputs rounded once (one ulp apart at
+    // most where the fp32 statistics differ in the last bit).
+    cases.push_back({"rmsnorm_forward_bf16_fused_add_" + shape,
+                     {in("x", bf16_of(uniform({rows, cols}, 59))), in("branch", bf16_of(uniform({rows, cols}, 60))),
+                      in("w", uniform({cols}, 61, 0.5f, 1.5f)), out("sum", {rows, cols}, DType::kBF16),
+                      out("out", {rows, cols}, DType::kBF16), out("rstd", {rows})},
+                     1e-5, [p](Backend& be, const Buffers& b, std::vector<double>&) {
+                       be.rmsnorm_forward_bf16(p, b.bf("x"), b.bf("branch"), b.f("w"), b.bf("sum"), b.bf("out"), b.f("rstd"));
+                     }});
+    cases.push_back({"rmsnorm_backward_bf16_" + shape,
+                     {in("x", bf16_of(uniform({rows, cols}, 62))), in("w", uniform({cols}, 63, 0.5f, 1.5f)),
+                      in("dout", bf16_of(uniform({rows, cols}, 64))), state("out", {rows, cols}, DType::kBF16), state("rstd", {rows}),
+                      out("dx", {rows, cols}, DType::kBF16), acc("dw", uniform({cols}, 65))},
+                     1e-5, [p](Backend& be, const Buffers& b, std::vector<double>&) {
+                       be.rmsnorm_forward_bf16(p, b.bf("x"), nullptr, b.f("w"), nullptr, b.bf("out"), b.f("rstd"));
+                       be.rmsnorm_backward_bf16(p, b.bf("dout"), b.bf("x"), b.f("w"), b.f("rstd"), b.bf("dx"), b.f("dw"));
+                     }});
+  }
+  for (int64_t cols : {1, 37, 1000}) {
+    const int64_t rows = 19;
+    const SoftmaxParams p{rows, cols};
+    const std::string shape = std::to_string(rows) + "x" + std::to_string(cols);
+    cases.push_back({"softmax_forward_" + shape, {in("x", uniform({rows, cols}, 70, -20.0f, 20.0f)), out("out", {rows, cols})},
+                     kTranscendental, [p](Backend& be, const Buffers& b, std::vector<double>&) {
+                       be.softmax_forward(p, b.f("x"), b.f("out"));
+                     }});
+    cases.push_back({"softmax_backward_" + shape,
+                     {in("x", uniform({rows, cols}, 71, -20.0f, 20.0f)), in("dout", uniform({rows, cols}, 72)),
+                      state("out", {rows, cols}), out("dx", {rows, cols})},
+                     kTranscendental, [p](Backend& be, const Buffers& b, std::vector<double>&) {
+                       be.softmax_forward(p, b.f("x"), b.f("out"));
+                       be.softmax_backward(p, b.f("dout"), b.f("out"), b.f("dx"));
+                     }});
+  }
+  return cases;
+}
+
+std::vector<OpCase> embedding_dropout_loss_cases() {
+  std::vector<OpCase> cases;
+  const EmbeddingParams e{45, 101, 24};
+  cases.push_back({"embedding_forward", {in("ids", ids({45}, 101, 80)), in("table", uniform({101, 24}, 81)), out("out", {45, 24})},
+                   kExact, [e](Backend& be, const Buffers& b, std::vector<double>&) {
+                     be.embedding_forward(e, b.i64("ids"), b.f("table"), b.f("out"));
+                   }});
+  // Repeated ids: several rows add into one table row (atomics on CUDA).
+  cases.push_back({"embedding_backward_repeated_ids",
+                   {in("ids", ids({45}, 7, 82)), in("dout", uniform({45, 24}, 83)), acc("dtable", uniform({101, 24}, 84))},
+                   1e-12, [e](Backend& be, const Buffers& b, std::vector<double>&) {
+                     be.embedding_backward(e, b.i64("ids"), b.f("dout"), b.f("dtable"));
+                   }});
+  DropoutParams d;
+  d.p = 0.1f;
+  d.seed = 42;
+  d.step = 3;
+  d.stream = 9;
+  d.row_offset = 5;
+  d.positions = 7;
+  d.width = 33;
+  cases.push_back({"dropout_forward", {in("x", uniform({4, 7, 33}, 85)), out("out", {4, 7, 33})}, kExact,
+                   [d](Backend& be, const Buffers& b, std::vector<double>&) {
+                     be.dropout_forward(d, 4 * 7 * 33, b.f("x"), b.f("out"));
+                   }});
+  const CrossEntropyParams ce{23, 1031, -100};
+  cases.push_back({"cross_entropy_forward",
+                   {in("logits", uniform({23, 1031}, 86, -8.0f, 8.0f)), in("labels", ids({23}, 1031, 87, 5)),
+                    out("loss", {23}), out("lse", {23})},
+                   kTranscendental, [ce](Backend& be, const Buffers& b, std::vector<double>&) {
+                     be.cross_entropy_forward(ce, b.f("logits"), b.i64("labels"), b.f("loss"), b.f("lse"));
+                   }});
+  cases.push_back({"cross_entropy_backward",
+                   {in("logits", uniform({23, 1031}, 88, -8.0f, 8.0f)), in("labels", ids({23}, 1031, 89, 5)),
+                    in("weight", uniform({23}, 90, 0.0f, 1.0f)), state("loss", {23}), state("lse", {23}),
+                    out("dlogits", {23, 1031})},
+                   kTranscendental, [ce](Backend& be, const Buffers& b, std::vector<double>&) {
+                     be.cross_entropy_forward(ce, b.f("logits"), b.i64("labels"), b.f("loss"), b.f("lse"));
+                     be.cross_entropy_backward(ce, b.f("logits"), b.i64("labels"), b.f("lse"), b.f("weight"), b.f("dlogits"));
+                   }});
+  // The k+1-caption loss: 3 molecules with 3, 1 and 2 captions, every mode.
+  const int64_t rows = 6, length = 9, vocab = 257;
+  const Tensor group = Tensor::from_vector<int64_t>({rows}, {0, 0, 0, 1, 2, 2});
+  for (CaptionLossMode mode : {CaptionLossMode::kMean, CaptionLossMode::kTokenMixture, CaptionLossMode::kSequenceMixture}) {
+    CaptionLossParams p;
+    p.rows = rows;
+    p.length = length;
+    p.vocab = vocab;
+    p.groups = 3;
+    p.max_group_rows = 3;
+    p.mode = mode;
+    const std::string m = mode == CaptionLossMode::kMean ? "mean" : mode == CaptionLossMode::kTokenMixture ? "token_mixture"
+                                                                                                          : "sequence_mixture";
+    std::vector<Buffer> buffers = {in("logits", uniform({rows, length, vocab}, 91, -6.0f, 6.0f)),
+                                   in("labels", ids({rows, length}, vocab, 92, 4)),
+                                   in("group", group),
+                                   in("upstream", uniform({1}, 93, 0.5f, 2.0f)),
+                                   out("log_prob", {rows, length}),
+                                   out("lse", {rows, length}),
+                                   out("token_weight", {rows, length}),
+                                   out("loss", {1}),
+                                   out("inverse_tokens", {1}),
+                                   out("dlogits", {rows, length, vocab})};
+    cases.push_back({"caption_loss_" + m, buffers, kTranscendental, [p](Backend& be, const Buffers& b, std::vector<double>&) {
+                       be.caption_loss_log_probs(p, b.f("logits"), b.i64("labels"), b.f("log_prob"), b.f("lse"));
+                       be.caption_loss_combine(p, b.f("log_prob"), b.i64("labels"), b.i64("group"), b.f("token_weight"),
+                                               b.f("loss"), b.f("inverse_tokens"));
+                       be.caption_loss_backward(p, b.f("logits"), b.i64("labels"), b.f("lse"), b.f("token_weight"),
+                                                b.f("upstream"), b.f("inverse_tokens"), b.f("dlogits"));
+                     }});
+    if (mode == CaptionLossMode::kMean) {
+      std::vector<Buffer> fused = {buffers[0], buffers[1], out("log_prob", {rows, length}), out("inverse_tokens", {1}),
+                                   out("dlogits", {rows, length, vocab})};
+      cases.push_back({"caption_loss_mean_fused", fused, kTranscendental, [p](Backend& be, const Buffers& b, std::vector<double>&) {
+                         be.caption_loss_mean_fused(p, b.f("logits"), b.i64("labels"), b.f("log_prob"),
+                                                    b.f("inverse_tokens"), b.f("dlogits"));
+                       }});
+    }
+  }
+  return cases;
+}
+
+std::vector<OpCase> optimizer_cases() {
+  std::vector<OpCase> cases;
+  AdamWParams p;
+  p.count = 5003;
+  p.lr = 3e-3;
+  p.weight_decay = 0.01;
+  p.step = 7;
+  cases.push_back({"adamw_step_with_bf16_copy",
+                   {acc("param", uniform({p.count}, 100)), in("grad", uniform({p.count}, 101)),
+                    acc("exp_avg", uniform({p.count}, 102, -0.1f, 0.1f)), acc("exp_avg_sq", uniform({p.count}, 103, 0.0f, 0.01f)),
+                    out("param_bf16", {p.count}, DType::kBF16)},
+                   kTranscendental, [p](Backend& be, const Buffers& b, std::vector<double>&) {
+                     be.adamw_step(p, b.f("param"), b.f("grad"), b.f("exp_avg"), b.f("exp_avg_sq"), b.bf("param_bf16"));
+                   }});
+  return cases;
+}
+
+std::vector<OpCase> all_cases() {
+  std::vector<OpCase> cases;
+  for (auto family : {gemm_cases, elementwise_cases, activation_cases, norm_cases, embedding_dropout_loss_cases,
+                      optimizer_cases}) {
+    for (OpCase& c : family()) cases.push_back(std::move(c));
+  }
+  return cases;
+}
+
+// ---- running a case ------------------------------------------------------------------------
+
+struct Result {
+  std::map<std::string, std::vector<double>> buffers;  // compared buffers, as doubles
+  std::vector<double> scalars;
+};
+
+std::vector<double> as_doubles(const Tensor& device_tensor) {
+  const Tensor host = device_tensor.to_device(Device::cpu());
+  std::vector<double> values(static_cast<size_t>(host.numel()));
+  if (host.dtype() == DType::kBF16) {
+    const bf16* data = host.data<bf16>();
+    for (size_t i = 0; i < values.size(); ++i) values[i] = bf16_to_float(data[i]);
+  } else {
+    const float* data = host.data<float>();
+    for (size_t i = 0; i < values.size(); ++i) values[i] = data[i];
+  }
+  return values;
+}
+
+Result run_case(const OpCase& c, Backend& backend) {
+  const GemmPrecision saved = backend.gemm_precision();
+  backend.set_gemm_precision(c.precision);
+  Buffers buffers(c.buffers, backend.device());
+  Result result;
+  c.run(backend, buffers, result.scalars);
+  backend.synchronize();
+  backend.set_gemm_precision(saved);
+  for (const Buffer& b : c.buffers) {
+    if (b.role == Role::kOutput || b.role == Role::kAccumulate) result.buffers[b.name] = as_doubles(buffers.at(b.name));
+  }
+  return result;
+}
+
+double nmse(const std::vector<double>& x, const std::vector<double>& ref) {
+  double error = 0.0, norm = 0.0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    error += (x[i] - ref[i]) * (x[i] - ref[i]);
+    norm += ref[i] * ref[i];
+  }
+  return norm > 0.0 ? error / norm : error;
+}
+
+// The first non-finite element, or -1.
+int64_t first_non_finite(const std::vector<double>& x) {
+  for (size_t i = 0; i < x.size(); ++i) {
+    if (!std::isfinite(x[i])) return static_cast<int64_t>(i);
+  }
+  return -1;
+}
+
+double time_case_us(const OpCase& c, Backend& backend, int repetitions) {
+  const GemmPrecision saved = backend.gemm_precision();
+  backend.set_gemm_precision(c.precision);
+  Buffers buffers(c.buffers, backend.device());
+  std::vector<double> scalars;
+  c.run(backend, buffers, scalars);  // warm-up (caches, allocator, first-touch)
+  backend.synchronize();
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < repetitions; ++i) c.run(backend, buffers, scalars);
+  backend.synchronize();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  backend.set_gemm_precision(saved);
+  return seconds * 1e6 / repetitions;
+}
+
+// The backends besides the CPU reference: cuda-emu always, cuda when a GPU answers.
+std::vector<Backend*> backends_under_test() {
+  register_cuda_emu_backend();
+  std::vector<Backend*> backends = {&backend_for(Device{DeviceType::kCudaEmu, 0})};
+  std::string why_not;
+  if (try_register_cuda_backend(&why_not)) backends.push_back(&backend_for(Device{DeviceType::kCuda, 0}));
+  return backends;
+}
+
+class BackendOps : public ::testing::TestWithParam<OpCase> {};
+
+TEST_P(BackendOps, MatchesTheCpuBackend) {
+  const OpCase& c = GetParam();
+  Backend& cpu = backend_for(Device::cpu());
+  const Result reference = run_case(c, cpu);
+  for (const auto& [name, values] : reference.buffers) {
+    ASSERT_EQ(first_non_finite(values), -1) << c.name << ": the CPU reference wrote a non-finite " << name;
+  }
+  for (Backend* backend : backends_under_test()) {
+    const Result result = run_case(c, *backend);
+    for (const auto& [name, values] : reference.buffers) {
+      const std::vector<double>& got = result.buffers.at(name);
+      const int64_t bad = first_non_finite(got);
+      EXPECT_EQ(bad, -1) << c.name << " on " << backend->name() << ": " << name << "[" << bad
+                         << "] is not finite (an element the kernel did not write starts as NaN)";
+      if (bad != -1) continue;
+      const double error = nmse(got, values);
+      std::printf("[backend-ops] %-40s %-9s %-14s nmse %.2e (max %.0e)\n", c.name.c_str(), backend->name().c_str(),
+                  name.c_str(), error, c.max_nmse);
+      EXPECT_LE(error, c.max_nmse) << c.name << " on " << backend->name() << ": " << name;
+    }
+    ASSERT_EQ(result.scalars.size(), reference.scalars.size());
+    EXPECT_LE(nmse(result.scalars, reference.scalars), c.max_nmse) << c.name << " on " << backend->name() << ": scalars";
+  }
+  if (const char* timing = std::getenv("LA3_OP_TIMING"); timing != nullptr && std::atoi(timing) > 0) {
+    const int repetitions = std::atoi(timing);
+    std::printf("[backend-ops timing] %-40s %-9s %10.1f us\n", c.name.c_str(), cpu.name().c_str(),
+                time_case_us(c, cpu, repetitions));
+    for (Backend* backend : backends_under_test()) {
+      std::printf("[backend-ops timing] %-40s %-9s %10.1f us\n", c.name.c_str(), backend->name().c_str(),
+                  time_case_us(c, *backend, repetitions));
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, BackendOps, ::testing::ValuesIn(all_cases()),
+                         [](const ::testing::TestParamInfo<OpCase>& test) { return test.param.name; });
+
+// The table is not vacuous: a wrong kernel result, or an element left unwritten, fails it.
+TEST(BackendOpsHarness, DetectsAWrongAndAnUnwrittenElement) {
+  const std::vector<double> ref = {1.0, 2.0, 3.0};
+  EXPECT_EQ(nmse(ref, ref), 0.0);
+  EXPECT_GT(nmse({1.0, 2.0, 3.001}, ref), 1e-8);
+  // An overwritten buffer starts as NaN on the device: a method that writes nothing leaves it so.
+  register_cuda_emu_backend();
+  Backend& emu = backend_for(Device{DeviceType::kCudaEmu, 0});
+  OpCase untouched{"untouched", {out("out", {5})}, kExact, [](Backend&, const Buffers&, std::vector<double>&) {}};
+  const Result result = run_case(untouched, emu);
+  EXPECT_EQ(first_non_finite(result.buffers.at("out")), 0);
+}
+
+}  // namespace
+}  // namespace la3
