@@ -345,6 +345,8 @@ const Tensor& Tensor::set_requires_grad(bool required) const {
 
 bool Tensor::is_leaf() const { return impl().is_leaf; }
 
+bool Tensor::sole_owner() const { return impl_ != nullptr && impl_.use_count() == 1 && impl_->storage.use_count() == 1; }
+
 Tensor Tensor::grad() const {
   const TensorImpl& self = impl();
   return self.grad ? Tensor(self.grad) : Tensor();

@@ -77,6 +77,9 @@ class Tensor {
   bool same(const Tensor& other) const { return impl_ == other.impl_; }
   // An address naming this tensor object (equal exactly when same()), for hashing.
   const void* identity() const { return impl_.get(); }
+  // True when this handle is the only one to this tensor and no other tensor (a view, a
+  // gradient slot) shares its storage: the memory can be taken over without a copy.
+  bool sole_owner() const;
 
   // --- data access (host-accessible devices only) ------------------------------------------
   // Typed pointer to the first element; throws when T does not match dtype().

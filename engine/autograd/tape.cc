@@ -86,12 +86,20 @@ void Tape::backward(const Tensor& root, const Tensor& grad_root, const LeafReady
   for (size_t i = nodes.size(); i-- > 0;) {
     Node node = std::move(nodes[i]);
     nodes.pop_back();
-    const Tensor grad_output = node.output.grad();
-    if (!grad_output.defined()) {  // nothing downstream of the root used this output
-      release_leaves(node);
-      continue;
+    std::vector<Tensor> grads;
+    {
+      const Tensor grad_output = node.output.grad();
+      if (!grad_output.defined()) {  // nothing downstream of the root used this output
+        release_leaves(node);
+        continue;
+      }
+      grads = node.backward(grad_output);
     }
-    std::vector<Tensor> grads = node.backward(grad_output);
+    // An intermediate's gradient is consumed once its producer ran; only leaves keep theirs.
+    // Dropped before the inputs' gradients are accumulated, so a gradient an op passes straight
+    // through (the add of a fused add_rmsnorm, a reshape's view) is referenced by nothing else
+    // and its input takes it over without a copy.
+    if (!node.output.is_leaf() && !node.output.same(root)) node.output.zero_grad();
     if (grads.size() != node.inputs.size()) {
       Fail(ErrorKind::kInternal, "backward of ", node.op, " returned ", grads.size(),
            " gradients for ", node.inputs.size(), " inputs");
@@ -103,10 +111,8 @@ void Tape::backward(const Tensor& root, const Tensor& grad_root, const LeafReady
         Fail(ErrorKind::kInternal, "backward of ", node.op, ": gradient ", grads[j].describe(),
              " for input ", j, " ", input.describe());
       }
-      accumulate_grad(input, grads[j]);
+      accumulate_grad(input, std::move(grads[j]));
     }
-    // An intermediate's gradient is consumed once its producer ran; only leaves keep theirs.
-    if (!node.output.is_leaf() && !node.output.same(root)) node.output.zero_grad();
     release_leaves(node);
   }
 }
@@ -128,11 +134,25 @@ void record_op(std::string op, std::vector<Tensor> inputs, const Tensor& output,
   active_tape->record(std::move(op), std::move(inputs), output, std::move(backward));
 }
 
-void accumulate_grad(const Tensor& tensor, const Tensor& contribution) {
+Tensor leaf_gradient_to_accumulate_into(const Tensor& input) {
+  if (!input.defined() || !input.is_leaf() || !input.requires_grad()) return Tensor();
+  Tensor grad = input.grad();
+  if (!grad.defined() || !grad.is_contiguous() || grad.dtype() != DType::kF32 || grad.device() != input.device() ||
+      grad.shape() != input.shape()) {
+    return Tensor();
+  }
+  return grad;
+}
+
+void accumulate_grad(const Tensor& tensor, Tensor contribution) {
   const Tensor existing = tensor.grad();
   if (!existing.defined()) {
-    // Own a private copy: the contribution may alias another tensor's gradient.
-    tensor.set_grad(contribution.contiguous().clone());
+    // The gradient must be private memory: later contributions are added into it. A fresh
+    // backward output nobody else references is taken over; anything shared (the same
+    // gradient sent to two inputs, a view of another gradient, a caller's tensor) is copied.
+    // Skipping that copy saves a read and a write of every activation gradient per step.
+    contribution = contribution.contiguous();
+    tensor.set_grad(contribution.sole_owner() ? contribution : contribution.clone());
     return;
   }
   const Tensor source = contribution.contiguous();

@@ -79,7 +79,16 @@ bool should_record(std::initializer_list<const Tensor*> inputs);
 // Records `output` as produced by `op` (marks it as requiring a gradient, non-leaf).
 void record_op(std::string op, std::vector<Tensor> inputs, const Tensor& output, BackwardFn backward);
 
-// grad += contribution (allocates grad on first use). Both f32, same shape.
-void accumulate_grad(const Tensor& tensor, const Tensor& contribution);
+// The gradient a backward closure may add its contribution for `input` into directly (a
+// kernel that accumulates, or a GEMM with beta = 1), instead of returning a fresh tensor for
+// the tape to add: the input's own gradient when the input is a trainable leaf that already
+// has one (a parameter's slot in a gradient bucket), dense f32 on the input's device. Undefined
+// otherwise. A closure that uses it returns an undefined gradient for that input.
+Tensor leaf_gradient_to_accumulate_into(const Tensor& input);
+
+// grad += contribution. Both f32, same shape. The first contribution becomes the gradient:
+// taken over as it is when the caller hands over the only reference to its memory (a fresh
+// backward output), copied otherwise (it may alias another tensor's gradient or a caller's).
+void accumulate_grad(const Tensor& tensor, Tensor contribution);
 
 }  // namespace la3

@@ -36,9 +36,12 @@ Tensor embedding(const Tensor& table_in, const Tensor& ids_in) {
   if (should_record({&table_in})) {
     record_op(kOp, {table_in, ids_in}, out, [p, ids, table](const Tensor& dout_in) {
       const Tensor dout = dout_in.contiguous();
-      Tensor dtable = Tensor::zeros_like(table);
+      // The kernel accumulates: straight into the parameter's gradient when it has one (no
+      // zeroed [vocab, dim] table and no second pass to add it), else into a zeroed table.
+      const Tensor into = leaf_gradient_to_accumulate_into(table);
+      const Tensor dtable = into.defined() ? Tensor() : Tensor::zeros_like(table);
       backend_for(table.device()).embedding_backward(p, ids.data<int64_t>(), dout.data<float>(),
-                                                     dtable.data<float>());
+                                                     (into.defined() ? into : dtable).data<float>());
       return std::vector<Tensor>{dtable, Tensor()};
     });
   }

@@ -113,40 +113,44 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in, const MatmulOptions& optio
           run_gemm(bk, stack_of(b, b_shared), opt.trans_b, dc, true, da.data<float>(), batch, opt.alpha, 0.0f);
         }
       }
+      // dB (a weight's gradient) goes straight into the parameter's gradient when it has one,
+      // by a GEMM with beta = 1: no fresh [out, in] buffer and no second pass to add it.
+      const Tensor db_into = need_db ? leaf_gradient_to_accumulate_into(b) : Tensor();
+      const float db_beta = db_into.defined() ? 1.0f : 0.0f;
       if (need_db) {
-        db = Tensor::empty_like(b);
+        db = db_into.defined() ? db_into : Tensor::empty_like(b);
         if (b_shared) {
           // The shared matrix collects the sum over the batch.
           if (!opt.trans_a) {
             const MatrixStack a_flat{a.data<float>(), batch * a.size(-2), a.size(-1), 0};
             const MatrixStack dc_flat{dout.data<float>(), batch * dout.size(-2), dout.size(-1), 0};
             if (!opt.trans_b) {
-              run_gemm(bk, a_flat, true, dc_flat, false, db.data<float>(), 1, opt.alpha, 0.0f);
+              run_gemm(bk, a_flat, true, dc_flat, false, db.data<float>(), 1, opt.alpha, db_beta);
             } else {
-              run_gemm(bk, dc_flat, true, a_flat, false, db.data<float>(), 1, opt.alpha, 0.0f);
+              run_gemm(bk, dc_flat, true, a_flat, false, db.data<float>(), 1, opt.alpha, db_beta);
             }
           } else {
             for (int64_t item = 0; item < batch; ++item) {
               const MatrixStack a_item{a.data<float>() + item * a.size(-2) * a.size(-1), a.size(-2), a.size(-1), 0};
               const MatrixStack dc_item{dout.data<float>() + item * dc.rows * dc.cols, dc.rows, dc.cols, 0};
-              const float beta = item == 0 ? 0.0f : 1.0f;
+              const float beta = item == 0 ? db_beta : 1.0f;
               if (!opt.trans_b) {
                 run_gemm(bk, a_item, !opt.trans_a, dc_item, false, db.data<float>(), 1, opt.alpha, beta);
               } else {
                 run_gemm(bk, dc_item, true, a_item, opt.trans_a, db.data<float>(), 1, opt.alpha, beta);
               }
             }
-            if (batch == 0) db.fill(0.0);
+            if (batch == 0 && !db_into.defined()) db.fill(0.0);
           }
         } else if (!opt.trans_b) {
           // dB = alpha op(A)^T dC
-          run_gemm(bk, stack_of(a, false), !opt.trans_a, dc, false, db.data<float>(), batch, opt.alpha, 0.0f);
+          run_gemm(bk, stack_of(a, false), !opt.trans_a, dc, false, db.data<float>(), batch, opt.alpha, db_beta);
         } else {
           // B^T = op(B): dB = alpha dC^T op(A)
-          run_gemm(bk, dc, true, stack_of(a, false), opt.trans_a, db.data<float>(), batch, opt.alpha, 0.0f);
+          run_gemm(bk, dc, true, stack_of(a, false), opt.trans_a, db.data<float>(), batch, opt.alpha, db_beta);
         }
       }
-      return std::vector<Tensor>{da, db};
+      return std::vector<Tensor>{da, db_into.defined() ? Tensor() : db};
     });
   }
   return out;

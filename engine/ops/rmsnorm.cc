@@ -32,10 +32,12 @@ void record_rmsnorm(const Tensor& x_in, const Tensor& weight_in, const Tensor& x
   record_op("rmsnorm", {x_in, weight_in}, normed, [p, x, weight, rstd, need_dweight](const Tensor& dout_in) {
     const Tensor dout = dout_in.contiguous();
     Tensor dx = Tensor::empty_like(x);
-    Tensor dweight = need_dweight ? Tensor::zeros_like(weight) : Tensor();
+    // dweight accumulates: into the parameter's gradient when it has one, else a zeroed buffer.
+    const Tensor into = need_dweight ? leaf_gradient_to_accumulate_into(weight) : Tensor();
+    const Tensor dweight = need_dweight && !into.defined() ? Tensor::zeros_like(weight) : Tensor();
+    float* dweight_data = into.defined() ? into.data<float>() : dweight.defined() ? dweight.data<float>() : nullptr;
     backend_for(x.device()).rmsnorm_backward(p, dout.data<float>(), x.data<float>(), weight.data<float>(),
-                                             rstd.data<float>(), dx.data<float>(),
-                                             need_dweight ? dweight.data<float>() : nullptr);
+                                             rstd.data<float>(), dx.data<float>(), dweight_data);
     return std::vector<Tensor>{dx, dweight};
   });
 }

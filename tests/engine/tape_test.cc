@@ -97,6 +97,87 @@ TEST(Tape, IntermediateUsedTwiceCollectsBothContributionsBeforeItsProducerRuns) 
   EXPECT_FALSE(h.is_leaf());
 }
 
+// The first contribution to a gradient is taken over when nothing else references it and
+// copied otherwise: a copy of every activation gradient per step is what this saves, and a
+// wrong take-over would make two gradients share memory.
+TEST(Tape, AFreshFirstContributionIsTakenOverAndASharedOneCopied) {
+  const Tensor x = Tensor::from_vector<float>({4}, {1.0f, 2.0f, 3.0f, 4.0f});
+  const Tensor w = Tensor::from_vector<float>({4}, {-1.0f, 0.5f, 2.0f, 1.0f});
+  x.set_requires_grad(true);
+  w.set_requires_grad(true);
+  const float* fresh = nullptr;
+  Tensor kept;  // a gradient the op also keeps: must be copied
+  {
+    Tape tape;
+    const Tensor out = Tensor::full({4}, 0.0);
+    record_op("probe", {x, w}, out, [&](const Tensor&) {
+      Tensor dx = Tensor::full({4}, 3.0);
+      fresh = dx.data<float>();
+      kept = Tensor::full({4}, 5.0);
+      return std::vector<Tensor>{dx, kept};
+    });
+    tape.backward(out, Tensor::full({4}, 1.0));
+  }
+  EXPECT_EQ(x.grad().data<float>(), fresh);
+  EXPECT_NE(w.grad().data<float>(), kept.data<float>());
+  kept.fill(0.0);  // the caller's tensor changing must not change w's gradient
+  EXPECT_EQ(w.grad().to_vector<float>(), (std::vector<float>{5.0f, 5.0f, 5.0f, 5.0f}));
+
+  // An op that sends one gradient to two inputs (the add of add_rmsnorm does): the two
+  // gradients end up in separate memory, and a later contribution to one leaves the other.
+  const Tensor a = Tensor::from_vector<float>({2}, {1.0f, 2.0f});
+  const Tensor b = Tensor::from_vector<float>({2}, {3.0f, 4.0f});
+  a.set_requires_grad(true);
+  b.set_requires_grad(true);
+  {
+    Tape tape;
+    const Tensor out = Tensor::full({2}, 0.0);
+    record_op("pass_through", {a, b}, out,
+              [](const Tensor& dout) { return std::vector<Tensor>{dout, dout}; });
+    tape.backward(out, Tensor::from_vector<float>({2}, {1.0f, -1.0f}));
+  }
+  EXPECT_NE(a.grad().data<float>(), b.grad().data<float>());
+  {
+    Tape tape;
+    tape.backward(ops::scale(a, 2.0f), Tensor::full({2}, 1.0));
+  }
+  EXPECT_EQ(a.grad().to_vector<float>(), (std::vector<float>{3.0f, 1.0f}));
+  EXPECT_EQ(b.grad().to_vector<float>(), (std::vector<float>{1.0f, -1.0f}));
+}
+
+// A parameter that already has a gradient (a slot of a gradient bucket) receives its weight
+// gradient in place: the linear's dW GEMM accumulates into it (beta = 1), the embedding and
+// RMSNorm kernels add into it, and the values equal the fresh-buffer path's.
+TEST(Tape, ParameterGradientsAccumulateInPlace) {
+  std::mt19937 rng(7);
+  const Tensor x = testing::random_tensor({5, 6}, rng, -1.0f, 1.0f);
+  const Tensor weight = testing::random_tensor({4, 6}, rng, -1.0f, 1.0f);
+  const Tensor norm = testing::random_tensor({4}, rng, 0.5f, 1.5f);
+  weight.set_requires_grad(true);
+  norm.set_requires_grad(true);
+  auto run = [&] {
+    Tape tape;
+    tape.backward(ops::rmsnorm(ops::linear(x, weight), norm), testing::random_tensor({5, 4}, rng, -1.0f, 1.0f));
+  };
+  rng.seed(8);
+  run();  // no gradient yet: fresh buffers, taken over
+  const std::vector<float> dweight = weight.grad().to_vector<float>(), dnorm = norm.grad().to_vector<float>();
+  // Preset slots, as gradient buckets give: written in place, twice = the sum.
+  const Tensor weight_slot = Tensor::zeros({4, 6}), norm_slot = Tensor::zeros({4});
+  weight.set_grad(weight_slot);
+  norm.set_grad(norm_slot);
+  rng.seed(8);
+  run();
+  EXPECT_EQ(weight.grad().data<float>(), weight_slot.data<float>());
+  EXPECT_EQ(norm.grad().data<float>(), norm_slot.data<float>());
+  EXPECT_EQ(weight_slot.to_vector<float>(), dweight);
+  EXPECT_EQ(norm_slot.to_vector<float>(), dnorm);
+  rng.seed(8);
+  run();
+  for (size_t i = 0; i < dweight.size(); ++i) EXPECT_FLOAT_EQ(weight_slot.to_vector<float>()[i], 2.0f * dweight[i]);
+  for (size_t i = 0; i < dnorm.size(); ++i) EXPECT_FLOAT_EQ(norm_slot.to_vector<float>()[i], 2.0f * dnorm[i]);
+}
+
 TEST(Tape, NestedTapesAndGuards) {
   const Tensor x = Tensor::full({2}, 1.0);
   x.set_requires_grad(true);
