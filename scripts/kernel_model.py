@@ -20,9 +20,10 @@ against the fp32 peak; everything else against the dense bf16 tensor peak.
 
 Beyond the kernels an op launches, the step carries what the autograd tape and the optimizer
 add around them, and these are counted too: the copy the tape makes of every activation
-gradient's first contribution (engine/autograd/tape.cc, accumulate_grad), the zero fills of the
-gradient buckets and of the fresh weight-gradient buffers, the accumulation of each weight
-gradient into its bucket, and the gradient-clipping scale pass (counted as taken: early in
+gradient the tape must copy (engine/autograd/tape.cc, accumulate_grad: only a gradient sent to
+two inputs; a fresh one is taken over), the zero fills of the gradient buckets and of the bias
+tables' gradients, the dW GEMMs' read of the gradient they accumulate into, and the
+gradient-clipping scale pass (counted as taken: early in
 training the norm is above the threshold). A launch is never free: every kernel or copy costs at
 least --min-launch-us of device time (the gap between dependent back-to-back launches plus the
 ramp of a short kernel), and without CUDA graphs the host must issue each launch
@@ -181,35 +182,22 @@ def model(batch, source, target):
     add("adamw", "pointwise", "adamw_step + bf16 weight copy (one launch per tensor)", f"{PARAMS}",
         (7 * FP32 + 2) * PARAMS, 15 * PARAMS, launches=PARAM_TENSORS)
 
-    # What the tape adds. Its first contribution to a non-leaf tensor's gradient is copied
-    # (accumulate_grad owns a private copy because a contribution may alias another gradient):
-    # one device-to-device copy (read + write) per activation that receives a gradient. Counted
-    # per token, in elements, from the forward of model/t5_model.cc: every recorded op output
-    # (a reshape of a projection and the add of a fused add_rmsnorm are outputs too).
-    enc_layer = 8 * I + 8 * D + 4 * F  # q,k,v (+ reshapes), context (+ reshape), o, dropout, add, norm, FFN
-    enc_layer_copies = 20
-    enc_edges, enc_edge_copies = 4 * D, 4  # embedding, its dropout, the first norm, the final dropout
-    dec_layer = 12 * I + 12 * D + 4 * F  # self attention and FFN as the encoder, plus cross q/context/o
-    dec_layer_kv = 4 * I  # the cross-attention k, v projections (+ reshapes) run over the source tokens
-    dec_layer_copies = 32
-    dec_edges, dec_edge_copies = 4 * D, 4
-    tape_elements = (ts * (ENC_LAYERS * enc_layer + enc_edges) + tt * (DEC_LAYERS * dec_layer + dec_edges) +
-                     ts * DEC_LAYERS * dec_layer_kv + tt * V)  # + the logits' gradient
-    tape_copies = (ENC_LAYERS * enc_layer_copies + enc_edge_copies + DEC_LAYERS * dec_layer_copies + dec_edge_copies + 1)
-    add("tape_copy", "tape", "first-contribution copy of each activation gradient (D2D)", f"{tape_copies} tensors",
-        2 * FP32 * tape_elements, 0, launches=tape_copies)
-    # Weight gradients: each linear's dW GEMM writes a fresh buffer (counted with the GEMMs),
-    # which accumulate_grad then adds into the bucket (axpy: read both, write one). The shared
-    # embedding's two embedding_backward calls each fill a fresh zero table first.
-    linear_weights = (ENC_LAYERS * (4 * D * I + 3 * D * F) + DEC_LAYERS * (8 * D * I + 3 * D * F) + V * D)
-    linear_count = ENC_LAYERS * 7 + DEC_LAYERS * 11 + 1
-    add("dw_axpy", "gradient accumulation", "axpy of each linear's dW into its bucket", f"{linear_weights}",
-        3 * FP32 * linear_weights, linear_weights, launches=linear_count)
-    add("emb_grad", "gradient accumulation", "zero table + axpy into the bucket (embedding_backward)", f"{V}x{D}",
-        (1 + 3) * FP32 * V * D, V * D, launches=2)
-    norms = (2 * ENC_LAYERS + 1) + (3 * DEC_LAYERS + 1)
-    add("small_grad", "gradient accumulation", "zero + axpy of norm weights and bias tables", f"{norms}x{D}",
-        (norms * D + 2 * NUM_BUCKETS * H) * 4 * FP32, 0, launches=2 * (norms + ENC_LAYERS + DEC_LAYERS))
+    # What the tape adds. A first contribution to a gradient is taken over without a copy
+    # when nothing else references it (engine/autograd/tape.cc, accumulate_grad); the one
+    # gradient the add of a fused add_rmsnorm sends to both its inputs is copied once (a
+    # device-to-device read + write of [tokens, d_model]): 2 adds per encoder block, 3 per
+    # decoder block.
+    add_copies = 2 * ENC_LAYERS + 3 * DEC_LAYERS
+    tape_elements = (2 * ENC_LAYERS * ts + 3 * DEC_LAYERS * tt) * D
+    add("tape_copy", "tape", "copy of the gradient an add passes to both inputs (D2D)", f"{add_copies} tensors",
+        2 * FP32 * tape_elements, 0, launches=add_copies)
+    # Weight gradients go straight into their bucket slots: the dW GEMMs accumulate (beta = 1,
+    # counted with the GEMMs as a read of C), embedding_backward and the RMSNorm dweight
+    # reduction add into the slot. Only the relative-position bias tables still get a zeroed
+    # buffer added afterwards (attention_backward accumulates into a fresh one).
+    add("small_grad", "gradient accumulation", "zero + axpy of the relative-position bias tables",
+        f"{ENC_LAYERS + DEC_LAYERS}x{NUM_BUCKETS}x{H}", (ENC_LAYERS + DEC_LAYERS) * NUM_BUCKETS * H * 4 * FP32, 0,
+        launches=2 * (ENC_LAYERS + DEC_LAYERS))
     buckets = ceil_div(PARAMS * FP32, BUCKET_BYTES)
     add("bucket_zero", "zero fill", "fill 0 of the gradient buckets", f"{PARAMS}", PARAMS * FP32, 0, launches=buckets)
     add("clip", "pointwise", "clip scale of every gradient (one launch per tensor)", f"{PARAMS}", 2 * FP32 * PARAMS,
@@ -258,8 +246,6 @@ def model(batch, source, target):
     use("att_cross_bwd", DEC_LAYERS)
     use("emb_bwd", 2)
     use("tape_copy", 1)
-    use("dw_axpy", 1)
-    use("emb_grad", 1)
     use("small_grad", 1)
     use("bucket_zero", 1)
     use("sumsq", 1)
@@ -283,6 +269,8 @@ def model(batch, source, target):
                 (tokens, din, dout, [tokens * dout]),  # dx: dy cast, W from its copy
                 (dout, din, tokens, [tokens * dout, tokens * din])]:  # dW: dy and x cast
             b, f = gemm(m, n_, k_)
+            if m == dout and k_ == tokens:
+                b += FP32 * m * n_  # dW accumulates into the gradient slot: C is read too (beta = 1)
             gemm_bytes += count * b
             gemm_flops += count * f
             gemm_time += count * max(b / BW, f / PEAK, MIN_LAUNCH_S)
