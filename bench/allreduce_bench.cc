@@ -25,7 +25,7 @@
 #include "dist/nccl_communicator.h"
 #include "dist/world.h"
 #include "engine/backend.h"
-#include "engine/cuda/device_setup.h"
+#include "engine/device_selection.h"
 #include "engine/error.h"
 #include "engine/tensor.h"
 

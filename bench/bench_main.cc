@@ -4,7 +4,7 @@
 
 #include <cstdlib>
 
-#include "engine/cpu/cpu_backend.h"
+#include "engine/device_selection.h"
 
 int main(int argc, char** argv) {
   const char* threads = std::getenv("LA3_THREADS");

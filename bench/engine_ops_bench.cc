@@ -13,7 +13,6 @@
 
 #include "engine/autograd/tape.h"
 #include "engine/backend.h"
-#include "engine/cpu/cpu_backend.h"
 #include "engine/ops/attention.h"
 #include "engine/ops/matmul.h"
 

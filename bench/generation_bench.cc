@@ -8,7 +8,7 @@
 
 #include <random>
 
-#include "engine/cpu/cpu_backend.h"
+#include "engine/backend.h"
 #include "model/generation.h"
 
 namespace {

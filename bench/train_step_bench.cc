@@ -11,7 +11,7 @@
 #include <random>
 
 #include "engine/autograd/tape.h"
-#include "engine/cpu/cpu_backend.h"
+#include "engine/backend.h"
 #include "engine/optim/adamw.h"
 #include "model/t5_model.h"
 

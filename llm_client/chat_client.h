@@ -116,6 +116,7 @@ class ChatClient final : public CompletionBackend {
 
  private:
   struct Impl;
+  class Run;  // the state and steps of one run() (chat_client.cc)
   ClientOptions options_;
   std::string url_;
   ClientStats stats_;

@@ -4,7 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "data/batching.h"
 #include "data/tokenizer.h"
-#include "engine/cpu/cpu_backend.h"
+#include "engine/device_selection.h"
 #include "engine/error.h"
 #include "eval/smiles.h"
 #include "model/device_placement.h"

@@ -2,7 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/backend.h"
-#include "engine/cuda/device_setup.h"
+#include "engine/device_selection.h"
 
 namespace la3 {
 

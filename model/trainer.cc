@@ -21,8 +21,8 @@
 #include "dist/world.h"
 #include "data/tokenizer.h"
 #include "engine/autograd/tape.h"
-#include "engine/cpu/cpu_backend.h"
-#include "engine/cuda/device_setup.h"
+#include "engine/backend.h"
+#include "engine/device_selection.h"
 #include "engine/io/file_io.h"
 #include "engine/io/safetensors.h"
 #include "engine/ops/elementwise.h"
@@ -424,14 +424,7 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
                       config.dropout_rate_set ? absl::StrCat(" (model.dropout_rate; the checkpoint has ", from_checkpoint, ")")
                                               : std::string(" (from the checkpoint; set model.dropout_rate to change it)")));
   }
-  // One GPU per rank: `cuda` (or `auto` finding a GPU) means cuda:<node-local rank>.
-  std::string requested_device = config.device;
-  if (world.size > 1 && (requested_device == "cuda" || requested_device == "auto")) {
-    absl::StatusOr<DeviceChoice> probe = activate_device(requested_device);
-    if (!probe.ok()) return probe.status();
-    if (probe->device.type == DeviceType::kCuda) requested_device = absl::StrCat("cuda:", world.local_rank);
-  }
-  absl::StatusOr<DeviceChoice> choice = activate_device(requested_device);
+  absl::StatusOr<DeviceChoice> choice = activate_rank_device(config.device, world.size, world.local_rank);
   if (!choice.ok()) return choice.status();
   const Device device = choice->device;
   if (device.type != DeviceType::kCpu) {

@@ -1,4 +1,4 @@
-#include "engine/cuda/device_setup.h"
+#include "engine/device_selection.h"
 
 #include "absl/strings/str_cat.h"
 #include "engine/cuda/cuda_devices.h"
@@ -36,6 +36,14 @@ absl::StatusOr<DeviceChoice> activate_device(std::string_view requested) {
     }
   }
   return absl::InternalError("unknown device type");
+}
+
+absl::StatusOr<DeviceChoice> activate_rank_device(std::string_view requested, int world_size, int local_rank) {
+  if (world_size <= 1 || (requested != "cuda" && requested != "auto")) return activate_device(requested);
+  // Whether `auto` finds a GPU is only known once the backend has been asked.
+  absl::StatusOr<DeviceChoice> probe = activate_device(requested);
+  if (!probe.ok() || probe->device.type != DeviceType::kCuda) return probe;
+  return activate_device(absl::StrCat("cuda:", local_rank));
 }
 
 }  // namespace la3
