@@ -1,5 +1,6 @@
 // Cross-entropy and embedding CUDA kernels under the SIMT emulation against the CPU backend.
 #include "kernels/cross_entropy.cuh"
+#include "kernels/embedding.cuh"
 
 #include <gtest/gtest.h>
 

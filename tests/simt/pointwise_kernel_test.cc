@@ -1,7 +1,9 @@
 // Pointwise CUDA kernels under the SIMT emulation against the CPU backend: relu, gated GELU,
 // dropout (the same Philox mask bit for bit, keyed by (global row, position, column), so a
 // row's mask ignores padding and the batch split) and AdamW, with counts larger than the grid.
-#include "kernels/pointwise.cuh"
+#include "kernels/activation.cuh"
+#include "kernels/adamw.cuh"
+#include "kernels/dropout.cuh"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,4 @@
-// CudaBackend: embedding gather / scatter-add and token cross-entropy (kernels/cross_entropy.cuh).
-#include <algorithm>
-
+// CudaBackend: token cross-entropy fused with log-softmax (kernels/cross_entropy.cuh).
 #include "engine/cuda/cuda_backend.h"
 #include "engine/error.h"
 // Kernel sources last: under g++ they bring the SIMT keyword macros.
@@ -9,14 +7,6 @@
 
 namespace la3::LA3_CUDA_FLAVOUR {
 
-void CudaBackend::embedding_forward(const kernels::EmbeddingParams& p, const int64_t* ids, const float* table,
-                                       float* out) {
-  if (p.count > 0) launch_kernel(kernels::embedding_forward_kernel, dim3(static_cast<unsigned>(p.count)), dim3(64), 0, stream_, p, ids, table, out);
-}
-void CudaBackend::embedding_backward(const kernels::EmbeddingParams& p, const int64_t* ids, const float* dout,
-                                        float* dtable) {
-  if (p.count > 0) launch_kernel(kernels::embedding_backward_kernel, dim3(static_cast<unsigned>(p.count)), dim3(64), 0, stream_, p, ids, dout, dtable);
-}
 void CudaBackend::cross_entropy_forward(const kernels::CrossEntropyParams& p, const float* logits,
                                            const int64_t* labels, float* row_loss, float* row_lse) {
   if (p.rows > 0) launch_kernel(kernels::cross_entropy_forward_kernel, dim3(static_cast<unsigned>(p.rows)), dim3(kernels::kCrossEntropyThreads), 0, stream_, p, logits, labels, row_loss, row_lse);

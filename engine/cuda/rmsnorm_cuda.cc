@@ -1,11 +1,11 @@
-// CudaBackend: RMSNorm and softmax (kernels/rmsnorm.cuh, kernels/softmax.cuh).
+// CudaBackend: RMSNorm, the fused residual add + RMSNorm, and their bf16-activation variants
+// (kernels/rmsnorm.cuh).
 #include <algorithm>
 
 #include "engine/cuda/cuda_backend.h"
 #include "engine/error.h"
 // Kernel sources last: under g++ they bring the SIMT keyword macros.
 #include "kernels/rmsnorm.cuh"
-#include "kernels/softmax.cuh"
 #include "engine/cuda/launch.h"
 
 namespace la3::LA3_CUDA_FLAVOUR {
@@ -63,12 +63,6 @@ void CudaBackend::rmsnorm_forward_bf16(const kernels::RmsNormParams& p, const ui
 void CudaBackend::rmsnorm_backward_bf16(const kernels::RmsNormParams& p, const uint16_t* dout, const uint16_t* x,
                                         const float* weight, const float* rstd, uint16_t* dx, float* dweight) {
   launch_rmsnorm_backward<uint16_t>(stream_, *allocator_, p, dout, x, weight, rstd, dx, dweight);
-}
-void CudaBackend::softmax_forward(const kernels::SoftmaxParams& p, const float* x, float* out) {
-  if (p.rows > 0) launch_kernel(kernels::softmax_forward_kernel, dim3(static_cast<unsigned>(p.rows)), dim3(kernels::kSoftmaxThreads), 0, stream_, p, x, out);
-}
-void CudaBackend::softmax_backward(const kernels::SoftmaxParams& p, const float* dout, const float* out, float* dx) {
-  if (p.rows > 0) launch_kernel(kernels::softmax_backward_kernel, dim3(static_cast<unsigned>(p.rows)), dim3(kernels::kSoftmaxThreads), 0, stream_, p, dout, out, dx);
 }
 
 }  // namespace la3::LA3_CUDA_FLAVOUR
