@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "kernels/launch.h"
 #include "kernels/pointwise.cuh"
 #include "kernels/simt/simt.h"
 
@@ -43,6 +44,38 @@ __global__ void gelu_new_forward_kernel(int64_t count, const float* x, float* ou
 }
 __global__ void gelu_new_backward_kernel(int64_t count, const float* dout, const float* x, float* dx) {
   for (int64_t i = first_index(); i < count; i += grid_stride()) dx[i] = dout[i] * gelu_new_derivative(x[i]);
+}
+
+// --- launchers (kernels/launch.h): one thread per element, pointwise_grid ------------------
+
+template <typename Launch>
+void launch_relu_forward(const Launch& launch, int64_t count, const float* x, float* out) {
+  if (count > 0) launch(relu_forward_kernel, pointwise_grid(count), dim3(kPointwiseThreads), 0, count, x, out);
+}
+template <typename Launch>
+void launch_relu_backward(const Launch& launch, int64_t count, const float* dout, const float* x, float* dx) {
+  if (count > 0) launch(relu_backward_kernel, pointwise_grid(count), dim3(kPointwiseThreads), 0, count, dout, x, dx);
+}
+template <typename Launch>
+void launch_gelu_new_forward(const Launch& launch, int64_t count, const float* x, float* out) {
+  if (count > 0) launch(gelu_new_forward_kernel, pointwise_grid(count), dim3(kPointwiseThreads), 0, count, x, out);
+}
+template <typename Launch>
+void launch_gelu_new_backward(const Launch& launch, int64_t count, const float* dout, const float* x, float* dx) {
+  if (count > 0) launch(gelu_new_backward_kernel, pointwise_grid(count), dim3(kPointwiseThreads), 0, count, dout, x, dx);
+}
+template <typename Launch>
+void launch_gated_gelu_forward(const Launch& launch, int64_t count, const float* gate, const float* linear, float* out) {
+  if (count > 0) launch(gated_gelu_forward_kernel, pointwise_grid(count), dim3(kPointwiseThreads), 0, count, gate, linear, out);
+}
+// Writes both gradients (neither may be null).
+template <typename Launch>
+void launch_gated_gelu_backward(const Launch& launch, int64_t count, const float* dout, const float* gate,
+                                const float* linear, float* dgate, float* dlinear) {
+  if (count > 0) {
+    launch(gated_gelu_backward_kernel, pointwise_grid(count), dim3(kPointwiseThreads), 0, count, dout, gate, linear,
+           dgate, dlinear);
+  }
 }
 
 }  // namespace la3::kernels

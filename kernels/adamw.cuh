@@ -7,6 +7,8 @@
 
 #include "kernels/adamw_scalars.h"
 #include "kernels/bf16.cuh"
+#include "kernels/launch.h"
+#include "kernels/op_params.h"
 #include "kernels/pointwise.cuh"
 #include "kernels/simt/simt.h"
 
@@ -27,6 +29,17 @@ __global__ void adamw_kernel(AdamWScalars s, int64_t count, float* param, const 
     exp_avg_sq[i] = v;
     param[i] = w;
     if (param_bf16 != nullptr) param_bf16[i] = to_bf16_bits(w);
+  }
+}
+
+// --- launcher (kernels/launch.h) ---------------------------------------------------------------
+
+template <typename Launch>
+void launch_adamw(const Launch& launch, const AdamWParams& p, float* param, const float* grad, float* exp_avg,
+                  float* exp_avg_sq, uint16_t* param_bf16) {
+  if (p.count > 0) {
+    launch(adamw_kernel, pointwise_grid(p.count), dim3(kPointwiseThreads), 0, adamw_scalars(p), p.count, param, grad,
+           exp_avg, exp_avg_sq, param_bf16);
   }
 }
 

@@ -10,6 +10,7 @@
 
 #include "kernels/op_params.h"
 #include "kernels/block_reduce.cuh"
+#include "kernels/launch.h"
 #include "kernels/simt/simt.h"
 
 namespace la3::kernels {
@@ -49,6 +50,26 @@ __global__ void cross_entropy_backward_kernel(CrossEntropyParams p, const float*
     if (fabsf(g) < FLT_MIN) g = 0.0f;  // no subnormals into the next GEMM (engine/cpu/denormals.h)
     if (c == label) g -= weight;
     dz[c] = g;
+  }
+}
+
+// --- launchers (kernels/launch.h): one block per row -------------------------------------------
+
+template <typename Launch>
+void launch_cross_entropy_forward(const Launch& launch, const CrossEntropyParams& p, const float* logits,
+                                  const int64_t* labels, float* row_loss, float* row_lse) {
+  if (p.rows > 0) {
+    launch(cross_entropy_forward_kernel, dim3(static_cast<unsigned>(p.rows)), dim3(kCrossEntropyThreads), 0, p, logits,
+           labels, row_loss, row_lse);
+  }
+}
+template <typename Launch>
+void launch_cross_entropy_backward(const Launch& launch, const CrossEntropyParams& p, const float* logits,
+                                   const int64_t* labels, const float* row_lse, const float* row_weight,
+                                   float* dlogits) {
+  if (p.rows > 0) {
+    launch(cross_entropy_backward_kernel, dim3(static_cast<unsigned>(p.rows)), dim3(kCrossEntropyThreads), 0, p, logits,
+           labels, row_lse, row_weight, dlogits);
   }
 }
 

@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "kernels/dropout_key.cuh"
+#include "kernels/launch.h"
 #include "kernels/op_params.h"
 #include "kernels/philox.cuh"
 #include "kernels/pointwise.cuh"
@@ -19,6 +20,15 @@ __global__ void dropout_kernel(DropoutParams p, int64_t count, const float* x, f
   for (int64_t i = first_index(); i < count; i += grid_stride()) {
     out[i] = dropout_keep(p.p, p.seed, p.step, p.stream, dropout_key_of_index(p, i)) ? x[i] * keep_scale : 0.0f;
   }
+}
+
+// --- launcher (kernels/launch.h) ---------------------------------------------------------------
+
+// `count` must be whole rows of [positions, width] (dropout_layout_fits): the kernel finds each
+// element's key by dividing its flat index.
+template <typename Launch>
+void launch_dropout(const Launch& launch, const DropoutParams& p, int64_t count, const float* x, float* out) {
+  if (count > 0) launch(dropout_kernel, pointwise_grid(count), dim3(kPointwiseThreads), 0, p, count, x, out);
 }
 
 }  // namespace la3::kernels

@@ -13,7 +13,7 @@ void CudaBackend::dropout_forward(const kernels::DropoutParams& p, int64_t count
     Fail(ErrorKind::kInternal, "dropout: ", count, " elements are not whole rows of [positions ", p.positions,
          ", width ", p.width, "]");
   }
-  if (count > 0) launch_kernel(kernels::dropout_kernel, kernels::pointwise_grid(count), dim3(kernels::kPointwiseThreads), 0, stream_, p, count, x, out);
+  kernels::launch_dropout(StreamLaunch{stream_}, p, count, x, out);
 }
 
 }  // namespace la3::LA3_CUDA_FLAVOUR

@@ -1,6 +1,5 @@
 // CudaBackend: elementwise arithmetic, scale, axpy and fill (kernels/elementwise.cuh).
 #include "engine/cuda/cuda_backend.h"
-#include "engine/error.h"
 // Kernel sources last: under g++ they bring the SIMT keyword macros.
 #include "kernels/elementwise.cuh"
 #include "engine/cuda/launch.h"
@@ -8,38 +7,26 @@
 namespace la3::LA3_CUDA_FLAVOUR {
 
 void CudaBackend::add_forward(const kernels::BinaryParams& p, const float* a, const float* b, float* out) {
-  if (p.count == 0) return;
-  launch_kernel(kernels::add_kernel, kernels::pointwise_grid(p.count), dim3(kernels::kPointwiseThreads), 0, stream_, p, a, b, out);
+  kernels::launch_add(StreamLaunch{stream_}, p, a, b, out);
 }
 void CudaBackend::add_backward(const kernels::BinaryParams& p, const float* dout, float* da, float* db) {
-  if (p.count == 0) return;
-  if (da != nullptr) {
-    launch_kernel(kernels::binary_backward_a_kernel, kernels::pointwise_grid(p.count), dim3(kernels::kPointwiseThreads), 0, stream_, p, dout,
-                 static_cast<const float*>(nullptr), da);
-  }
-  if (db != nullptr) {
-    launch_kernel(kernels::binary_backward_b_kernel, kernels::pointwise_grid(p.b_period), dim3(kernels::kPointwiseThreads), 0, stream_, p, dout,
-                 static_cast<const float*>(nullptr), db);
-  }
+  kernels::launch_binary_backward(StreamLaunch{stream_}, p, dout, nullptr, nullptr, da, db);
 }
 void CudaBackend::mul_forward(const kernels::BinaryParams& p, const float* a, const float* b, float* out) {
-  if (p.count == 0) return;
-  launch_kernel(kernels::mul_kernel, kernels::pointwise_grid(p.count), dim3(kernels::kPointwiseThreads), 0, stream_, p, a, b, out);
+  kernels::launch_mul(StreamLaunch{stream_}, p, a, b, out);
 }
 void CudaBackend::mul_backward(const kernels::BinaryParams& p, const float* dout, const float* a, const float* b,
-                                  float* da, float* db) {
-  if (p.count == 0) return;
-  if (da != nullptr) launch_kernel(kernels::binary_backward_a_kernel, kernels::pointwise_grid(p.count), dim3(kernels::kPointwiseThreads), 0, stream_, p, dout, b, da);
-  if (db != nullptr) launch_kernel(kernels::binary_backward_b_kernel, kernels::pointwise_grid(p.b_period), dim3(kernels::kPointwiseThreads), 0, stream_, p, dout, a, db);
+                               float* da, float* db) {
+  kernels::launch_binary_backward(StreamLaunch{stream_}, p, dout, a, b, da, db);
 }
 void CudaBackend::scale(int64_t count, float alpha, const float* x, float* out) {
-  if (count > 0) launch_kernel(kernels::scale_kernel, kernels::pointwise_grid(count), dim3(kernels::kPointwiseThreads), 0, stream_, count, alpha, x, out);
+  kernels::launch_scale(StreamLaunch{stream_}, count, alpha, x, out);
 }
 void CudaBackend::axpy(int64_t count, float alpha, const float* x, float* y) {
-  if (count > 0) launch_kernel(kernels::axpy_kernel, kernels::pointwise_grid(count), dim3(kernels::kPointwiseThreads), 0, stream_, count, alpha, x, y);
+  kernels::launch_axpy(StreamLaunch{stream_}, count, alpha, x, y);
 }
 void CudaBackend::fill(int64_t count, float value, float* out) {
-  if (count > 0) launch_kernel(kernels::fill_kernel, kernels::pointwise_grid(count), dim3(kernels::kPointwiseThreads), 0, stream_, count, value, out);
+  kernels::launch_fill(StreamLaunch{stream_}, count, value, out);
 }
 
 }  // namespace la3::LA3_CUDA_FLAVOUR

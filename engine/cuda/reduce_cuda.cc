@@ -1,9 +1,7 @@
 // CudaBackend: the sum of squares behind the global gradient norm (kernels/reduce.cuh).
-#include <algorithm>
 #include <vector>
 
 #include "engine/cuda/cuda_backend.h"
-#include "engine/error.h"
 // Kernel sources last: under g++ they bring the SIMT keyword macros.
 #include "kernels/reduce.cuh"
 #include "engine/cuda/launch.h"
@@ -15,24 +13,14 @@ double CudaBackend::sum_of_squares(int64_t count, const float* x) { return sum_o
 double CudaBackend::sum_of_squares(const std::vector<Span>& spans) {
   // Each buffer's blocks write their partial sums into one scratch array; one copy brings
   // them all back (the only synchronisation), and the host adds them in a fixed order.
-  std::vector<int64_t> blocks;
   int64_t total_blocks = 0;
-  for (const Span& span : spans) {
-    const int64_t b = span.count == 0 ? 0
-                                      : std::clamp<int64_t>((span.count + kernels::kReduceThreads - 1) /
-                                                                kernels::kReduceThreads,
-                                                            1, kernels::kReduceMaxBlocks);
-    blocks.push_back(b);
-    total_blocks += b;
-  }
+  for (const Span& span : spans) total_blocks += kernels::sum_of_squares_blocks(span.count);
   if (total_blocks == 0) return 0.0;
   DeviceScratch partials(*allocator_, static_cast<size_t>(total_blocks) * sizeof(double));
   int64_t offset = 0;
-  for (size_t i = 0; i < spans.size(); ++i) {
-    if (blocks[i] == 0) continue;
-    launch_kernel(kernels::sum_of_squares_kernel, dim3(static_cast<unsigned>(blocks[i])), dim3(kernels::kReduceThreads),
-                  0, stream_, spans[i].count, spans[i].data, partials.as<double>() + offset);
-    offset += blocks[i];
+  for (const Span& span : spans) {
+    kernels::launch_sum_of_squares(StreamLaunch{stream_}, span.count, span.data, partials.as<double>() + offset);
+    offset += kernels::sum_of_squares_blocks(span.count);
   }
   std::vector<double> host(static_cast<size_t>(total_blocks));
   copy_to_host(host.data(), partials.as<double>(), host.size() * sizeof(double));
