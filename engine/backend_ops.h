@@ -83,20 +83,26 @@ LA3_BACKEND_OP(void, softmax_backward,
                (const kernels::SoftmaxParams& p, const float* dout, const float* out, float* dx))
 
 // --- attention --------------------------------------------------------------------------
+// Saved state: the forward leaves in `saved` what its backward needs, and the backend alone
+// decides what that is and how large (attention_saved_elements floats, an opaque buffer the op
+// allocates and keeps until backward). The CPU backend keeps the probabilities
+// [batch, heads, q_len, k_len]; the CUDA backends keep only the row log-sum-exp
+// [batch, heads, q_len] and recompute the probabilities, so on them nothing k_len-squared is
+// ever allocated, in forward or backward.
+LA3_BACKEND_OP(int64_t, attention_saved_elements, (const kernels::AttentionParams& p) const)
 // bias_table and key_mask may be nullptr when the params say they are absent.
 LA3_BACKEND_OP(void, attention_forward,
                (const kernels::AttentionParams& p, const float* q, const float* k, const float* v,
-                const float* bias_table, const int32_t* key_mask, float* out, float* probs))
+                const float* bias_table, const int32_t* key_mask, float* out, float* saved))
 // dq, dk, dv are overwritten; dbias_table (when non-null) is accumulated. key_mask is
 // needed to recognise fully masked rows, which get no gradient; bias_table lets a backend
-// recompute the scores instead of reading saved probabilities. `probs` is the buffer the
-// forward filled ([batch, heads, q_len, k_len]; a backend may keep other saved state in it).
-// `out` is the forward's output ([batch, q_len, heads, head_dim]): a tiled backend needs
+// recompute the scores instead of saving probabilities. `saved` is what this backend's forward
+// wrote. `out` is the forward's output ([batch, q_len, heads, head_dim]): a tiled backend needs
 // rowsum(dout * out) (FlashAttention-2's D) without the full probability rows.
 LA3_BACKEND_OP(void, attention_backward,
                (const kernels::AttentionParams& p, const float* dout, const float* q, const float* k,
                 const float* v, const float* out, const float* bias_table, const int32_t* key_mask,
-                const float* probs, float* dq, float* dk, float* dv, float* dbias_table))
+                const float* saved, float* dq, float* dk, float* dv, float* dbias_table))
 
 // --- embedding --------------------------------------------------------------------------
 LA3_BACKEND_OP(void, embedding_forward,

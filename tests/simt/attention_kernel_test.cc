@@ -135,14 +135,13 @@ void check(const AttentionParams& p, const std::vector<int32_t>& mask, const cha
   std::mt19937 rng(17);
   const size_t q_size = static_cast<size_t>(p.batch * p.q_len * p.heads * p.head_dim);
   const size_t kv_size = static_cast<size_t>(p.batch * p.k_len * p.heads * p.head_dim);
-  const size_t rows = static_cast<size_t>(p.batch * p.heads * p.q_len);
   const std::vector<float> q = random_values(q_size, rng), k = random_values(kv_size, rng), v = random_values(kv_size, rng),
                            table = random_values(static_cast<size_t>(p.num_buckets * p.heads), rng),
                            dout = random_values(q_size, rng);
   const int32_t* mask_data = p.has_key_mask ? mask.data() : nullptr;
   const float* table_data = p.has_bias ? table.data() : nullptr;
   la3::Backend& cpu = la3::backend_for(la3::Device::cpu());
-  std::vector<float> out_cpu(q_size), probs(rows * static_cast<size_t>(p.k_len));
+  std::vector<float> out_cpu(q_size), probs(static_cast<size_t>(cpu.attention_saved_elements(p)));
   cpu.attention_forward(p, q.data(), k.data(), v.data(), table_data, mask_data, out_cpu.data(), probs.data());
   std::vector<float> dq_cpu(q_size), dk_cpu(kv_size), dv_cpu(kv_size), dbias_cpu(table.size(), 0.0f);
   cpu.attention_backward(p, dout.data(), q.data(), k.data(), v.data(), out_cpu.data(), table_data, mask_data,
@@ -342,7 +341,7 @@ void probe_masks(const AttentionParams& p, int64_t first_item, bool on_kernels, 
     return;
   }
   la3::Backend& cpu = la3::backend_for(la3::Device::cpu());
-  std::vector<float> probs(static_cast<size_t>(p.batch * p.heads * len * len)), dq(size), dk(size);
+  std::vector<float> probs(static_cast<size_t>(cpu.attention_saved_elements(p))), dq(size), dk(size);
   probe->out.assign(size, 0.0f);
   probe->dv.assign(size, 0.0f);
   cpu.attention_forward(p, zeros.data(), zeros.data(), v.data(), nullptr, mask.data(), probe->out.data(), probs.data());
