@@ -50,32 +50,29 @@ __global__ void gelu_new_backward_kernel(int64_t count, const float* dout, const
 
 template <typename Launch>
 void launch_relu_forward(const Launch& launch, int64_t count, const float* x, float* out) {
-  if (count > 0) launch(relu_forward_kernel, pointwise_grid(count), dim3(kPointwiseThreads), 0, count, x, out);
+  launch_pointwise(launch, relu_forward_kernel, count, count, x, out);
 }
 template <typename Launch>
 void launch_relu_backward(const Launch& launch, int64_t count, const float* dout, const float* x, float* dx) {
-  if (count > 0) launch(relu_backward_kernel, pointwise_grid(count), dim3(kPointwiseThreads), 0, count, dout, x, dx);
+  launch_pointwise(launch, relu_backward_kernel, count, count, dout, x, dx);
 }
 template <typename Launch>
 void launch_gelu_new_forward(const Launch& launch, int64_t count, const float* x, float* out) {
-  if (count > 0) launch(gelu_new_forward_kernel, pointwise_grid(count), dim3(kPointwiseThreads), 0, count, x, out);
+  launch_pointwise(launch, gelu_new_forward_kernel, count, count, x, out);
 }
 template <typename Launch>
 void launch_gelu_new_backward(const Launch& launch, int64_t count, const float* dout, const float* x, float* dx) {
-  if (count > 0) launch(gelu_new_backward_kernel, pointwise_grid(count), dim3(kPointwiseThreads), 0, count, dout, x, dx);
+  launch_pointwise(launch, gelu_new_backward_kernel, count, count, dout, x, dx);
 }
 template <typename Launch>
 void launch_gated_gelu_forward(const Launch& launch, int64_t count, const float* gate, const float* linear, float* out) {
-  if (count > 0) launch(gated_gelu_forward_kernel, pointwise_grid(count), dim3(kPointwiseThreads), 0, count, gate, linear, out);
+  launch_pointwise(launch, gated_gelu_forward_kernel, count, count, gate, linear, out);
 }
 // Writes both gradients (neither may be null).
 template <typename Launch>
 void launch_gated_gelu_backward(const Launch& launch, int64_t count, const float* dout, const float* gate,
                                 const float* linear, float* dgate, float* dlinear) {
-  if (count > 0) {
-    launch(gated_gelu_backward_kernel, pointwise_grid(count), dim3(kPointwiseThreads), 0, count, dout, gate, linear,
-           dgate, dlinear);
-  }
+  launch_pointwise(launch, gated_gelu_backward_kernel, count, count, dout, gate, linear, dgate, dlinear);
 }
 
 }  // namespace la3::kernels

@@ -37,10 +37,8 @@ __global__ void adamw_kernel(AdamWScalars s, int64_t count, float* param, const 
 template <typename Launch>
 void launch_adamw(const Launch& launch, const AdamWParams& p, float* param, const float* grad, float* exp_avg,
                   float* exp_avg_sq, uint16_t* param_bf16) {
-  if (p.count > 0) {
-    launch(adamw_kernel, pointwise_grid(p.count), dim3(kPointwiseThreads), 0, adamw_scalars(p), p.count, param, grad,
-           exp_avg, exp_avg_sq, param_bf16);
-  }
+  launch_pointwise(launch, adamw_kernel, p.count, adamw_scalars(p), p.count, param, grad, exp_avg, exp_avg_sq,
+                   param_bf16);
 }
 
 }  // namespace la3::kernels

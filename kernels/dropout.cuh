@@ -28,7 +28,7 @@ __global__ void dropout_kernel(DropoutParams p, int64_t count, const float* x, f
 // element's key by dividing its flat index.
 template <typename Launch>
 void launch_dropout(const Launch& launch, const DropoutParams& p, int64_t count, const float* x, float* out) {
-  if (count > 0) launch(dropout_kernel, pointwise_grid(count), dim3(kPointwiseThreads), 0, p, count, x, out);
+  launch_pointwise(launch, dropout_kernel, count, p, count, x, out);
 }
 
 }  // namespace la3::kernels

@@ -46,11 +46,11 @@ __global__ void fill_kernel(int64_t count, float value, float* out) {
 
 template <typename Launch>
 void launch_add(const Launch& launch, const BinaryParams& p, const float* a, const float* b, float* out) {
-  if (p.count > 0) launch(add_kernel, pointwise_grid(p.count), dim3(kPointwiseThreads), 0, p, a, b, out);
+  launch_pointwise(launch, add_kernel, p.count, p, a, b, out);
 }
 template <typename Launch>
 void launch_mul(const Launch& launch, const BinaryParams& p, const float* a, const float* b, float* out) {
-  if (p.count > 0) launch(mul_kernel, pointwise_grid(p.count), dim3(kPointwiseThreads), 0, p, a, b, out);
+  launch_pointwise(launch, mul_kernel, p.count, p, a, b, out);
 }
 // The gradients of a (op) b with b broadcast: da = dout (* b for mul) when da is not null,
 // db += the column sums of dout (* a for mul) when db is not null. For add, a and b are null.
@@ -58,23 +58,21 @@ template <typename Launch>
 void launch_binary_backward(const Launch& launch, const BinaryParams& p, const float* dout, const float* a,
                             const float* b, float* da, float* db) {
   if (p.count == 0) return;
-  if (da != nullptr) launch(binary_backward_a_kernel, pointwise_grid(p.count), dim3(kPointwiseThreads), 0, p, dout, b, da);
-  if (db != nullptr) {
-    // One thread per column of b (a fixed-order sum over the repetitions).
-    launch(binary_backward_b_kernel, pointwise_grid(p.b_period), dim3(kPointwiseThreads), 0, p, dout, a, db);
-  }
+  if (da != nullptr) launch_pointwise(launch, binary_backward_a_kernel, p.count, p, dout, b, da);
+  // One thread per column of b (a fixed-order sum over the repetitions).
+  if (db != nullptr) launch_pointwise(launch, binary_backward_b_kernel, p.b_period, p, dout, a, db);
 }
 template <typename Launch>
 void launch_scale(const Launch& launch, int64_t count, float alpha, const float* x, float* out) {
-  if (count > 0) launch(scale_kernel, pointwise_grid(count), dim3(kPointwiseThreads), 0, count, alpha, x, out);
+  launch_pointwise(launch, scale_kernel, count, count, alpha, x, out);
 }
 template <typename Launch>
 void launch_axpy(const Launch& launch, int64_t count, float alpha, const float* x, float* y) {
-  if (count > 0) launch(axpy_kernel, pointwise_grid(count), dim3(kPointwiseThreads), 0, count, alpha, x, y);
+  launch_pointwise(launch, axpy_kernel, count, count, alpha, x, y);
 }
 template <typename Launch>
 void launch_fill(const Launch& launch, int64_t count, float value, float* out) {
-  if (count > 0) launch(fill_kernel, pointwise_grid(count), dim3(kPointwiseThreads), 0, count, value, out);
+  launch_pointwise(launch, fill_kernel, count, count, value, out);
 }
 
 }  // namespace la3::kernels

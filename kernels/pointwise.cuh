@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <utility>
 
 #include "kernels/simt/simt.h"
 
@@ -26,6 +27,13 @@ __device__ __forceinline__ int64_t grid_stride() { return static_cast<int64_t>(g
 inline dim3 pointwise_grid(int64_t count) {
   const int64_t blocks = (count + kPointwiseThreads - 1) / kPointwiseThreads;
   return dim3(static_cast<unsigned>(std::clamp<int64_t>(blocks, 1, kPointwiseMaxBlocks)));
+}
+
+// The launch every pointwise launcher makes (kernels/launch.h): `kernel(args...)` over
+// `count` elements on pointwise_grid(count), nothing when count is 0.
+template <typename Launch, typename Kernel, typename... Args>
+void launch_pointwise(const Launch& launch, Kernel kernel, int64_t count, Args&&... args) {
+  if (count > 0) launch(kernel, pointwise_grid(count), dim3(kPointwiseThreads), 0, std::forward<Args>(args)...);
 }
 
 }  // namespace la3::kernels
