@@ -360,15 +360,16 @@ void compare_attention_with_cudnn(CudaBackend& backend, Report& report, Buffers&
   float* v = buf.from_host(random_values());
   float* dout = buf.from_host(random_values());
   float *out = buf.floats(n, 0.0f), *dq = buf.floats(n, 0.0f), *dk = buf.floats(n, 0.0f), *dv = buf.floats(n, 0.0f);
-  float* lse = buf.floats(batch * kHeads * seq, 0.0f);
+  // What the forward saves for the backward, as the backend chose it (the row log-sum-exp).
+  float* saved = buf.floats(backend.attention_saved_elements(attention_params(batch, seq, false, false)), 0.0f);
   const std::string shape = dims({batch, seq, kHeads, kHeadDim});
   for (const bool causal : {false, true}) {
     const la3::kernels::AttentionParams p = attention_params(batch, seq, causal, /*t5_self_attention=*/false);
     const double core = static_cast<double>(batch) * kHeads * seq * seq * kHeadDim * (causal ? 0.5 : 1.0);
     const std::string name = causal ? "attention causal, no bias" : "attention cross (no bias)";
-    auto ours_forward = [&] { backend.attention_forward(p, q, k, v, nullptr, nullptr, out, lse); };
+    auto ours_forward = [&] { backend.attention_forward(p, q, k, v, nullptr, nullptr, out, saved); };
     auto ours_backward = [&] {
-      backend.attention_backward(p, dout, q, k, v, out, nullptr, nullptr, lse, dq, dk, dv, nullptr);
+      backend.attention_backward(p, dout, q, k, v, out, nullptr, nullptr, saved, dq, dk, dv, nullptr);
     };
 #if defined(__CUDACC__) && defined(LA3_HAVE_CUDNN)
     try {
@@ -505,7 +506,7 @@ void bench_shape(CudaBackend& backend, Timer& timer, const Peak& peak, int64_t b
     float *q = buf.floats(n, 0.01f), *k = buf.floats(n, 0.02f), *v = buf.floats(n, 0.03f), *out = buf.floats(n, 0.0f);
     float *dq = buf.floats(n, 0.0f), *dk = buf.floats(n, 0.0f), *dv = buf.floats(n, 0.0f);
     float *table = buf.floats(32 * kHeads, 0.1f), *dtable = buf.floats(32 * kHeads, 0.0f);
-    float* lse = buf.floats(batch * kHeads * seq, 0.0f);
+    float* saved = buf.floats(backend.attention_saved_elements(attention_params(batch, seq, false, true)), 0.0f);
     std::vector<int32_t> host_mask(static_cast<size_t>(tokens), 1);
     const int32_t* mask = buf.from_host(host_mask);
     for (const bool causal : {false, true}) {
@@ -514,9 +515,9 @@ void bench_shape(CudaBackend& backend, Timer& timer, const Peak& peak, int64_t b
       const std::string name = causal ? "attention decoder self (causal)" : "attention encoder self";
       const std::string shape = dims({batch, seq, kHeads, kHeadDim});
       report.time({name + " fwd", shape, 4 * n * f, 4 * core},
-                  [&] { backend.attention_forward(p, q, k, v, table, mask, out, lse); });
+                  [&] { backend.attention_forward(p, q, k, v, table, mask, out, saved); });
       report.time({name + " bwd", shape, 7 * n * f, 10 * core}, [&] {
-        backend.attention_backward(p, out, q, k, v, out, table, mask, lse, dq, dk, dv, dtable);
+        backend.attention_backward(p, out, q, k, v, out, table, mask, saved, dq, dk, dv, dtable);
       });
     }
   }

@@ -2,15 +2,11 @@
 //
 // An op (engine/ops/<op>.cc) validates its tensors, allocates outputs, and calls
 // backend_for(device).<op>_forward/_backward with raw pointers and a kernels/op_params.h
-// struct. Each backend implements every method (they are pure virtual, so a backend that
-// forgets one does not compile): CpuBackend in engine/cpu/<op>_cpu.cc, the CUDA backends
-// (real and SIMT-emulated, the same kernel source) in their own folders.
-//
-// Conventions: all floating buffers are f32 (activations, weights, gradients); ids and labels
-// are int64; masks int32. Every pointer is to contiguous memory on the backend's device.
-// "_backward" methods that produce a parameter gradient ACCUMULATE into it (+=) so shared
-// parameters (tied embeddings, the relative-position table of every layer) need no extra
-// buffers; activation gradients are overwritten.
+// struct. The kernel methods and their contracts are the op list, engine/backend_ops.h;
+// this class declares them pure virtual from it and adds the hand-written members (copies,
+// synchronisation, GEMM precision, bf16 weight copies). Each backend implements every op:
+// CpuBackend in engine/cpu/<op>_cpu.cc, the CUDA backends (real and SIMT-emulated, the same
+// source) in engine/cuda/<op>_cuda.cc.
 #pragma once
 
 #include <cstddef>
@@ -53,120 +49,13 @@ class Backend {
   virtual void set_gemm_precision(GemmPrecision /*precision*/) {}
   virtual GemmPrecision gemm_precision() const { return GemmPrecision::kFp32; }
 
-  // --- GEMM ---------------------------------------------------------------------------
-  virtual void gemm(const kernels::GemmParams& p, const float* a, const float* b, float* c) = 0;
+  // --- kernels: one pure virtual method per entry of the op list ------------------------
+#define LA3_BACKEND_OP(return_type, name, parameters) virtual return_type name parameters = 0;
+#include "engine/backend_ops.h"
 
-  // --- elementwise --------------------------------------------------------------------
-  virtual void add_forward(const kernels::BinaryParams& p, const float* a, const float* b, float* out) = 0;
-  // da = dout (when da != nullptr); db += sum of dout over the broadcast repetitions.
-  virtual void add_backward(const kernels::BinaryParams& p, const float* dout, float* da, float* db) = 0;
-  virtual void mul_forward(const kernels::BinaryParams& p, const float* a, const float* b, float* out) = 0;
-  // da = dout * b; db += sum over repetitions of dout * a (either may be nullptr).
-  virtual void mul_backward(const kernels::BinaryParams& p, const float* dout, const float* a,
-                            const float* b, float* da, float* db) = 0;
-  // out = alpha * x (in place allowed).
-  virtual void scale(int64_t count, float alpha, const float* x, float* out) = 0;
-  // y += alpha * x.
-  virtual void axpy(int64_t count, float alpha, const float* x, float* y) = 0;
-  virtual void fill(int64_t count, float value, float* out) = 0;
-
-  // --- activations --------------------------------------------------------------------
-  virtual void relu_forward(int64_t count, const float* x, float* out) = 0;
-  virtual void relu_backward(int64_t count, const float* dout, const float* x, float* dx) = 0;
-  // gelu_new = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-  virtual void gelu_new_forward(int64_t count, const float* x, float* out) = 0;
-  virtual void gelu_new_backward(int64_t count, const float* dout, const float* x, float* dx) = 0;
-  // Gated-GELU FFN product: out = gelu_new(gate) * linear.
-  virtual void gated_gelu_forward(int64_t count, const float* gate, const float* linear, float* out) = 0;
-  virtual void gated_gelu_backward(int64_t count, const float* dout, const float* gate,
-                                   const float* linear, float* dgate, float* dlinear) = 0;
-
-  // --- normalisation and softmax -------------------------------------------------------
-  // rstd [rows] is saved for backward.
-  virtual void rmsnorm_forward(const kernels::RmsNormParams& p, const float* x, const float* weight,
-                               float* out, float* rstd) = 0;
-  virtual void rmsnorm_backward(const kernels::RmsNormParams& p, const float* dout, const float* x,
-                                const float* weight, const float* rstd, float* dx, float* dweight) = 0;
-  // The residual add fused with the pre-norm that follows it in every T5 sublayer:
-  // sum = residual + branch (the new residual stream) and out = rmsnorm(sum), one pass.
-  // Bit-identical to add_forward followed by rmsnorm_forward. Backward is rmsnorm_backward
-  // on `sum` (the add passes its gradient through).
-  virtual void add_rmsnorm_forward(const kernels::RmsNormParams& p, const float* residual, const float* branch,
-                                   const float* weight, float* sum, float* out, float* rstd) = 0;
-  // RMSNorm on bf16 activations (uint16_t bits, round to nearest even): fp32 weight, fp32
-  // statistics, rstd and dweight. `branch` and `sum` may be null (no fused residual add);
-  // with a branch, the sum is rounded to bf16 before it is normalised (what an unfused bf16
-  // add would store). dweight, when not null, accumulates.
-  virtual void rmsnorm_forward_bf16(const kernels::RmsNormParams& p, const uint16_t* x, const uint16_t* branch,
-                                    const float* weight, uint16_t* sum, uint16_t* out, float* rstd) = 0;
-  virtual void rmsnorm_backward_bf16(const kernels::RmsNormParams& p, const uint16_t* dout, const uint16_t* x,
-                                     const float* weight, const float* rstd, uint16_t* dx, float* dweight) = 0;
-  virtual void softmax_forward(const kernels::SoftmaxParams& p, const float* x, float* out) = 0;
-  virtual void softmax_backward(const kernels::SoftmaxParams& p, const float* dout, const float* out,
-                                float* dx) = 0;
-
-  // --- attention ------------------------------------------------------------------------
-  // bias_table and key_mask may be nullptr when the params say they are absent.
-  virtual void attention_forward(const kernels::AttentionParams& p, const float* q, const float* k,
-                                 const float* v, const float* bias_table, const int32_t* key_mask,
-                                 float* out, float* probs) = 0;
-  // dq, dk, dv are overwritten; dbias_table (when non-null) is accumulated. key_mask is
-  // needed to recognise fully masked rows, which get no gradient; bias_table lets a backend
-  // recompute the scores instead of reading saved probabilities. `probs` is the buffer the
-  // forward filled ([batch, heads, q_len, k_len]; a backend may keep other saved state in it).
-  // `out` is the forward's output ([batch, q_len, heads, head_dim]): a tiled backend needs
-  // rowsum(dout * out) (FlashAttention-2's D) without the full probability rows.
-  virtual void attention_backward(const kernels::AttentionParams& p, const float* dout, const float* q,
-                                  const float* k, const float* v, const float* out, const float* bias_table,
-                                  const int32_t* key_mask, const float* probs, float* dq, float* dk, float* dv,
-                                  float* dbias_table) = 0;
-
-  // --- embedding, dropout, loss -------------------------------------------------------
-  virtual void embedding_forward(const kernels::EmbeddingParams& p, const int64_t* ids, const float* table,
-                                 float* out) = 0;
-  virtual void embedding_backward(const kernels::EmbeddingParams& p, const int64_t* ids, const float* dout,
-                                  float* dtable) = 0;
-  // out = x * keep / (1 - p); backward is the same function applied to dout.
-  virtual void dropout_forward(const kernels::DropoutParams& p, int64_t count, const float* x, float* out) = 0;
-  // Per-row loss (0 for ignored rows) and log-sum-exp (saved for backward).
-  virtual void cross_entropy_forward(const kernels::CrossEntropyParams& p, const float* logits,
-                                     const int64_t* labels, float* row_loss, float* row_lse) = 0;
-  // dlogits[r] = row_weight[r] * (softmax(logits[r]) - onehot(label[r])); 0 for ignored rows.
-  virtual void cross_entropy_backward(const kernels::CrossEntropyParams& p, const float* logits,
-                                      const int64_t* labels, const float* row_lse,
-                                      const float* row_weight, float* dlogits) = 0;
-
-  // --- the k+1-caption loss (docs/ARCHITECTURE.md; kernels/caption_loss.cuh) -----------------
-  // Token = (row, position) of logits [rows, length, vocab]. Vocabulary pass: log_prob[i] =
-  // log softmax(logits[i])[labels[i]] (0 where ignored) and lse[i] saved for backward.
-  virtual void caption_loss_log_probs(const kernels::CaptionLossParams& p, const float* logits, const int64_t* labels,
-                                      float* log_prob, float* lse) = 0;
-  // Mode mean with a gradient, one pass: log_prob as above, inverse_tokens[0] = 1 / max(counted
-  // tokens, 1) (1 / p.normaliser when that is > 0) and dlogits = (softmax - onehot) *
-  // inverse_tokens (the loss gradient for an upstream gradient of 1; 0 for ignored tokens).
-  virtual void caption_loss_mean_fused(const kernels::CaptionLossParams& p, const float* logits,
-                                       const int64_t* labels, float* log_prob, float* inverse_tokens,
-                                       float* dlogits) = 0;
-  // Combines log_prob per group in the mode's formula: loss[0] = sum_g L_g / N (0 when N is 0),
-  // inverse_tokens[0] = 1 / N (1 when N is 0), and (when token_weight is not null)
-  // token_weight[i] = d sum_g L_g / d log_prob[i]. N = p.normaliser when > 0, else the batch's
-  // target tokens (summed over the groups in id order). The sums are deterministic.
-  virtual void caption_loss_combine(const kernels::CaptionLossParams& p, const float* log_prob, const int64_t* labels,
-                                    const int64_t* group, float* token_weight, float* loss,
-                                    float* inverse_tokens) = 0;
-  // dlogits[i] = s * token_weight[i] * (onehot(labels[i]) - softmax(logits[i])), the gradient
-  // of s * sum_i token_weight[i] * log_prob[i], with s = upstream[0] * inverse_tokens[0] read
-  // on the device (a null pointer counts as 1); 0 for ignored tokens.
-  virtual void caption_loss_backward(const kernels::CaptionLossParams& p, const float* logits, const int64_t* labels,
-                                     const float* lse, const float* token_weight, const float* upstream,
-                                     const float* inverse_tokens, float* dlogits) = 0;
-
-  // --- reductions -----------------------------------------------------------------------
-  // sum(x[i]^2) accumulated in double (the global gradient norm for clipping).
-  virtual double sum_of_squares(int64_t count, const float* x) = 0;
-  // The sum over several buffers (the global gradient norm over every parameter). The
-  // default adds the single-buffer sums; the CUDA backends queue every reduction and read the
-  // partials back with one copy (one synchronisation per step instead of one per tensor).
+  // The sum of squares over several buffers (the global gradient norm over every parameter).
+  // The default adds the single-buffer sums; the CUDA backends queue every reduction and read
+  // the partials back with one copy (one synchronisation per step instead of one per tensor).
   struct Span {
     const float* data;
     int64_t count;
@@ -176,19 +65,6 @@ class Backend {
     for (const Span& span : spans) sum += sum_of_squares(span.count, span.data);
     return sum;
   }
-  // out[0] = alpha * sum(x) accumulated in double in a fixed order (a device scalar: the
-  // loss reductions never copy to the host).
-  virtual void sum_to_scalar(int64_t count, const float* x, double alpha, float* out) = 0;
-  // x[i] *= scalar[0], the scalar read on the device (an upstream gradient).
-  virtual void scale_by_device_scalar(int64_t count, const float* scalar, float* x) = 0;
-
-  // --- optimizer ------------------------------------------------------------------------
-  // When param_bf16 is not null it receives the updated weights rounded to bf16 (the copy a
-  // bf16 GEMM reads; see register_bf16_copy).
-  virtual void adamw_step(const kernels::AdamWParams& p, float* param, const float* grad, float* exp_avg,
-                          float* exp_avg_sq, uint16_t* param_bf16) = 0;
-  // Casts `count` floats to bf16 (round to nearest even) on this device.
-  virtual void cast_to_bf16(int64_t count, const float* in, uint16_t* out) = 0;
 
   // --- bf16 weight copies ---------------------------------------------------------------
   // `copy` holds the bf16 rounding of the fp32 `master` (count elements) and the caller keeps

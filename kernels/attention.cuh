@@ -44,6 +44,7 @@
 #include "kernels/op_params.h"
 #include "kernels/philox.cuh"
 #include "kernels/relative_position.cuh"
+#include "kernels/launch.h"
 #include "kernels/simt/simt.h"
 
 namespace la3::kernels {
@@ -422,6 +423,53 @@ __global__ void attention_backward_kernel(AttentionParams p, int keys, int rows,
       if (dbias_s[t] != 0.0f) atomicAdd(&dbias_table[t * p.heads + h], dbias_s[t]);
     }
   }
+}
+
+// --- launchers (kernels/launch.h) ---------------------------------------------------------------
+
+inline unsigned attention_blocks(int64_t count, int64_t per_block) {
+  return static_cast<unsigned>((count + per_block - 1) / per_block);
+}
+
+// What the forward saves for the backward: the row log-sum-exp, [batch, heads, q_len] (+inf
+// marks a fully masked row). Nothing k_len-sized: P is recomputed from it.
+inline int64_t attention_lse_floats(const AttentionParams& p) { return p.batch * p.heads * p.q_len; }
+// Scratch of the backward launch: D = rowsum(dO * O), [batch, heads, q_len].
+inline int64_t attention_backward_scratch_floats(const AttentionParams& p) { return p.batch * p.heads * p.q_len; }
+
+// out and lse (attention_lse_floats). Returns the tiles it used; tiles.rows == 0 means
+// head_dim and num_buckets do not fit the 48 KB of shared memory, and nothing was launched.
+template <typename Launch>
+AttentionForwardTiles launch_attention_forward(const Launch& launch, const AttentionParams& p, const float* q,
+                                               const float* k, const float* v, const float* bias_table,
+                                               const int32_t* key_mask, float* out, float* lse) {
+  const AttentionForwardTiles tiles = attention_forward_tiles(p);
+  if (tiles.rows == 0 || p.batch * p.heads * p.q_len == 0) return tiles;
+  const dim3 grid(attention_blocks(p.q_len, tiles.rows), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
+  launch(attention_forward_kernel, grid, dim3(kAttentionThreads), tiles.shared_bytes, p, tiles.rows, q, k, v,
+         bias_table, key_mask, out, lse);
+  return tiles;
+}
+
+// D = rowsum(dO * O) into `row_dot` (attention_backward_scratch_floats), then one block per
+// key tile. dq must hold zeros (every key tile adds to it with atomics); dk and dv are
+// overwritten; dbias_table (when not null) accumulates. Returns the tiles; tiles.keys == 0:
+// they do not fit, nothing was launched.
+template <typename Launch>
+AttentionBackwardTiles launch_attention_backward(const Launch& launch, const AttentionParams& p, const float* dout,
+                                                 const float* q, const float* k, const float* v, const float* out,
+                                                 const float* bias_table, const int32_t* key_mask, const float* lse,
+                                                 float* row_dot, float* dq, float* dk, float* dv,
+                                                 float* dbias_table) {
+  const AttentionBackwardTiles tiles = attention_backward_tiles(p);
+  const int64_t rows = p.batch * p.heads * p.q_len;
+  if (tiles.keys == 0 || rows == 0 || p.k_len == 0) return tiles;
+  launch(attention_row_dot_kernel, dim3(attention_blocks(rows, kAttentionThreads)), dim3(kAttentionThreads), 0, p, dout,
+         out, row_dot);
+  const dim3 grid(attention_blocks(p.k_len, tiles.keys), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
+  launch(attention_backward_kernel, grid, dim3(kAttentionThreads), tiles.shared_bytes, p, tiles.keys, tiles.rows, dout,
+         q, k, v, bias_table, key_mask, lse, static_cast<const float*>(row_dot), dq, dk, dv, dbias_table);
+  return tiles;
 }
 
 }  // namespace la3::kernels

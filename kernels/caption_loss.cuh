@@ -31,6 +31,7 @@
 #include <cstdint>
 
 #include "kernels/op_params.h"
+#include "kernels/launch.h"
 #include "kernels/simt/simt.h"
 
 namespace la3::kernels {
@@ -362,6 +363,70 @@ __global__ void scale_by_device_scalar_kernel(int64_t count, const float* scalar
   if (s == 1.0f) return;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += stride) x[i] *= s;
+}
+
+// --- launchers (kernels/launch.h) ---------------------------------------------------------------
+
+// The vocabulary kernels take one block per token: rows * length must fit one grid dimension.
+inline bool caption_tokens_fit(const CaptionLossParams& p) { return p.rows * p.length <= 0x7fffffff; }
+inline dim3 caption_token_grid(const CaptionLossParams& p) { return dim3(static_cast<unsigned>(p.rows * p.length)); }
+
+template <typename Launch>
+void launch_caption_log_probs(const Launch& launch, const CaptionLossParams& p, const float* logits,
+                              const int64_t* labels, float* log_prob, float* lse) {
+  if (p.rows * p.length == 0) return;
+  launch(caption_token_log_prob_kernel, caption_token_grid(p), dim3(caption_token_threads(p.vocab)), 0, p, logits,
+         labels, log_prob, lse);
+}
+
+// The token count (one block), then log p and dlogits in one pass per token.
+template <typename Launch>
+void launch_caption_mean_fused(const Launch& launch, const CaptionLossParams& p, const float* logits,
+                               const int64_t* labels, float* log_prob, float* inverse_tokens, float* dlogits) {
+  launch(caption_count_tokens_kernel, dim3(1), dim3(kCaptionReduceThreads), 0, p, labels, inverse_tokens);
+  if (p.rows * p.length == 0) return;
+  launch(caption_mean_fused_kernel, caption_token_grid(p), dim3(caption_token_threads(p.vocab)), 0, p, logits, labels,
+         static_cast<const float*>(inverse_tokens), log_prob, dlogits);
+}
+
+// Scratch of the combine launch: a (loss, tokens) partial per group, in doubles.
+inline int64_t caption_combine_scratch_doubles(const CaptionLossParams& p) { return 2 * (p.groups > 1 ? p.groups : 1); }
+
+// One block per group (p.max_group_rows <= kCaptionMaxGroupRows) writing its partial into
+// `partials` (caption_combine_scratch_doubles), then one block summing them in group order.
+template <typename Launch>
+void launch_caption_combine(const Launch& launch, const CaptionLossParams& p, const float* log_prob,
+                            const int64_t* labels, const int64_t* group, float* token_weight, float* loss,
+                            float* inverse_tokens, double* partials) {
+  if (p.groups > 0) {
+    launch(caption_combine_kernel, dim3(static_cast<unsigned>(p.groups)), dim3(kCaptionCombineThreads),
+           caption_combine_shared_bytes(p.max_group_rows), p, log_prob, labels, group, token_weight, partials);
+  }
+  launch(caption_final_kernel, dim3(1), dim3(kCaptionReduceThreads), 0, p, static_cast<const double*>(partials), loss,
+         inverse_tokens);
+}
+
+template <typename Launch>
+void launch_caption_backward(const Launch& launch, const CaptionLossParams& p, const float* logits,
+                             const int64_t* labels, const float* lse, const float* token_weight,
+                             const float* upstream, const float* inverse_tokens, float* dlogits) {
+  if (p.rows * p.length == 0) return;
+  launch(caption_backward_kernel, caption_token_grid(p), dim3(caption_token_threads(p.vocab)), 0, p, logits, labels, lse,
+         token_weight, upstream, inverse_tokens, dlogits);
+}
+
+template <typename Launch>
+void launch_sum_to_scalar(const Launch& launch, int64_t count, const float* x, double alpha, float* out) {
+  launch(sum_to_scalar_kernel, dim3(1), dim3(kCaptionReduceThreads), 0, count, x, alpha, out);
+}
+
+template <typename Launch>
+void launch_scale_by_device_scalar(const Launch& launch, int64_t count, const float* scalar, float* x) {
+  if (count == 0) return;
+  int64_t blocks = (count + kCaptionReduceThreads - 1) / kCaptionReduceThreads;
+  blocks = blocks < 1 ? 1 : (blocks > 1024 ? 1024 : blocks);
+  launch(scale_by_device_scalar_kernel, dim3(static_cast<unsigned>(blocks)), dim3(kCaptionReduceThreads), 0, count,
+         scalar, x);
 }
 
 }  // namespace la3::kernels

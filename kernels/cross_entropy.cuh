@@ -10,6 +10,7 @@
 
 #include "kernels/op_params.h"
 #include "kernels/block_reduce.cuh"
+#include "kernels/launch.h"
 #include "kernels/simt/simt.h"
 
 namespace la3::kernels {
@@ -52,19 +53,24 @@ __global__ void cross_entropy_backward_kernel(CrossEntropyParams p, const float*
   }
 }
 
-// Embedding gather: one block per id, threads over the dimension.
-__global__ void embedding_forward_kernel(EmbeddingParams p, const int64_t* ids, const float* table, float* out) {
-  const int64_t i = blockIdx.x;
-  const float* row = table + ids[i] * p.dim;
-  for (int64_t c = threadIdx.x; c < p.dim; c += blockDim.x) out[i * p.dim + c] = row[c];
-}
+// --- launchers (kernels/launch.h): one block per row -------------------------------------------
 
-// Scatter-add of the gradient rows into the table gradient. Repeated ids race, so the sum
-// uses atomics (its order, and so the last bits, may vary between runs on a GPU).
-__global__ void embedding_backward_kernel(EmbeddingParams p, const int64_t* ids, const float* dout, float* dtable) {
-  const int64_t i = blockIdx.x;
-  float* row = dtable + ids[i] * p.dim;
-  for (int64_t c = threadIdx.x; c < p.dim; c += blockDim.x) atomicAdd(&row[c], dout[i * p.dim + c]);
+template <typename Launch>
+void launch_cross_entropy_forward(const Launch& launch, const CrossEntropyParams& p, const float* logits,
+                                  const int64_t* labels, float* row_loss, float* row_lse) {
+  if (p.rows > 0) {
+    launch(cross_entropy_forward_kernel, dim3(static_cast<unsigned>(p.rows)), dim3(kCrossEntropyThreads), 0, p, logits,
+           labels, row_loss, row_lse);
+  }
+}
+template <typename Launch>
+void launch_cross_entropy_backward(const Launch& launch, const CrossEntropyParams& p, const float* logits,
+                                   const int64_t* labels, const float* row_lse, const float* row_weight,
+                                   float* dlogits) {
+  if (p.rows > 0) {
+    launch(cross_entropy_backward_kernel, dim3(static_cast<unsigned>(p.rows)), dim3(kCrossEntropyThreads), 0, p, logits,
+           labels, row_lse, row_weight, dlogits);
+  }
 }
 
 }  // namespace la3::kernels

@@ -3,8 +3,10 @@
 // host adds the (few) partials, so the result does not depend on a float atomic order.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
+#include "kernels/launch.h"
 #include "kernels/simt/simt.h"
 
 namespace la3::kernels {
@@ -29,6 +31,22 @@ __global__ void sum_of_squares_kernel(int64_t count, const float* x, double* par
     for (int offset = 16; offset > 0; offset /= 2) total += __shfl_xor_sync(0xffffffffu, total, offset);
     if (lane == 0) partials[blockIdx.x] = total;
   }
+}
+
+// --- launcher (kernels/launch.h) ---------------------------------------------------------------
+
+// The partial sums one launch writes for `count` elements (0 for an empty buffer).
+inline int64_t sum_of_squares_blocks(int64_t count) {
+  if (count == 0) return 0;
+  return std::clamp<int64_t>((count + kReduceThreads - 1) / kReduceThreads, 1, kReduceMaxBlocks);
+}
+
+// partials[0 .. sum_of_squares_blocks(count)) receive the blocks' sums of x[i]^2 (double); the
+// caller adds them in index order.
+template <typename Launch>
+void launch_sum_of_squares(const Launch& launch, int64_t count, const float* x, double* partials) {
+  const int64_t blocks = sum_of_squares_blocks(count);
+  if (blocks > 0) launch(sum_of_squares_kernel, dim3(static_cast<unsigned>(blocks)), dim3(kReduceThreads), 0, count, x, partials);
 }
 
 }  // namespace la3::kernels

@@ -21,6 +21,7 @@
 #include "kernels/bf16.cuh"
 #include "kernels/block_reduce.cuh"
 #include "kernels/op_params.h"
+#include "kernels/launch.h"
 #include "kernels/simt/simt.h"
 
 namespace la3::kernels {
@@ -115,6 +116,42 @@ __global__ void rmsnorm_dweight_reduce_kernel(int64_t chunks, int64_t cols, cons
   float sum = 0.0f;
   for (int64_t chunk = 0; chunk < chunks; ++chunk) sum += partial[chunk * cols + c];
   dweight[c] += sum;
+}
+
+// --- launchers (kernels/launch.h) ---------------------------------------------------------------
+
+// One block per row. x alone, or the fused residual add (branch and sum not null).
+template <typename Io, typename Launch>
+void launch_rmsnorm_forward(const Launch& launch, const RmsNormParams& p, const Io* x, const Io* branch,
+                            const float* weight, Io* sum, Io* out, float* rstd) {
+  if (p.rows == 0) return;
+  launch(rmsnorm_forward_kernel<Io>, dim3(static_cast<unsigned>(p.rows)), dim3(kRmsNormThreads), 0, p, x, branch,
+         weight, sum, out, rstd);
+}
+
+// Scratch of the backward launch: the dweight column partials, [chunks, cols].
+inline int64_t rmsnorm_backward_scratch_floats(const RmsNormParams& p) {
+  return rmsnorm_dweight_chunks(p.rows) * p.cols;
+}
+// The dweight partial grid's second dimension is one block per chunk of rows (gridDim.y <= 65535).
+inline bool rmsnorm_backward_fits(const RmsNormParams& p) { return rmsnorm_dweight_chunks(p.rows) <= 65535; }
+
+// dx (one block per row), then, when dweight is not null, the deterministic two-stage dweight:
+// column partials over chunks of kRmsNormDweightRowsPerChunk rows into `partial`
+// (rmsnorm_backward_scratch_floats), then their sum in chunk order, added to dweight.
+template <typename Io, typename Launch>
+void launch_rmsnorm_backward(const Launch& launch, const RmsNormParams& p, const Io* dout, const Io* x,
+                             const float* weight, const float* rstd, Io* dx, float* dweight, float* partial) {
+  if (p.rows == 0) return;
+  launch(rmsnorm_backward_dx_kernel<Io>, dim3(static_cast<unsigned>(p.rows)), dim3(kRmsNormThreads), 0, p, dout, x,
+         weight, rstd, dx);
+  if (dweight == nullptr || p.cols == 0) return;
+  const int64_t chunks = rmsnorm_dweight_chunks(p.rows);
+  const unsigned column_blocks = static_cast<unsigned>((p.cols + kRmsNormThreads - 1) / kRmsNormThreads);
+  launch(rmsnorm_dweight_partial_kernel<Io>, dim3(column_blocks, static_cast<unsigned>(chunks)), dim3(kRmsNormThreads),
+         0, p, dout, x, rstd, partial);
+  launch(rmsnorm_dweight_reduce_kernel, dim3(column_blocks), dim3(kRmsNormThreads), 0, chunks, p.cols,
+         static_cast<const float*>(partial), dweight);
 }
 
 }  // namespace la3::kernels

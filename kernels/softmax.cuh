@@ -7,6 +7,7 @@
 
 #include "kernels/block_reduce.cuh"
 #include "kernels/op_params.h"
+#include "kernels/launch.h"
 #include "kernels/simt/simt.h"
 
 namespace la3::kernels {
@@ -42,6 +43,20 @@ __global__ void softmax_backward_kernel(SoftmaxParams p, const float* dout, cons
   for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x) local += dy[c] * y[c];
   const float dot = block_sum(local, scratch);
   for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x) dx[row * p.cols + c] = y[c] * (dy[c] - dot);
+}
+
+// --- launchers (kernels/launch.h): one block per row -------------------------------------------
+
+template <typename Launch>
+void launch_softmax_forward(const Launch& launch, const SoftmaxParams& p, const float* x, float* out) {
+  if (p.rows > 0) launch(softmax_forward_kernel, dim3(static_cast<unsigned>(p.rows)), dim3(kSoftmaxThreads), 0, p, x, out);
+}
+template <typename Launch>
+void launch_softmax_backward(const Launch& launch, const SoftmaxParams& p, const float* dout, const float* out,
+                             float* dx) {
+  if (p.rows > 0) {
+    launch(softmax_backward_kernel, dim3(static_cast<unsigned>(p.rows)), dim3(kSoftmaxThreads), 0, p, dout, out, dx);
+  }
 }
 
 }  // namespace la3::kernels

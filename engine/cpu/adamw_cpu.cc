@@ -9,17 +9,6 @@
 
 namespace la3 {
 
-double CpuBackend::sum_of_squares(int64_t count, const float* x) {
-  double sum = 0.0;
-  for (int64_t i = 0; i < count; ++i) sum += static_cast<double>(x[i]) * x[i];
-  return sum;
-}
-
-void CpuBackend::cast_to_bf16(int64_t count, const float* in, uint16_t* out) {
-#pragma omp parallel for schedule(static) if (worth_parallel(count))
-  for (int64_t i = 0; i < count; ++i) out[i] = float_to_bf16(in[i]).bits;
-}
-
 void CpuBackend::adamw_step(const kernels::AdamWParams& p, float* param, const float* grad, float* exp_avg,
                             float* exp_avg_sq, uint16_t* param_bf16) {
   const kernels::AdamWScalars s = kernels::adamw_scalars(p);

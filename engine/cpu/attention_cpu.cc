@@ -109,6 +109,11 @@ bool parallel_over_slices(const AttentionParams& p) {
 
 }  // namespace
 
+// The CPU keeps the probabilities (pre-dropout) for backward: [batch, heads, q_len, k_len].
+int64_t CpuBackend::attention_saved_elements(const AttentionParams& p) const {
+  return p.batch * p.heads * p.q_len * p.k_len;
+}
+
 void CpuBackend::attention_forward(const AttentionParams& p, const float* q, const float* k, const float* v,
                                    const float* bias_table, const int32_t* key_mask, float* out, float* probs) {
   const int64_t slices = p.batch * p.heads;

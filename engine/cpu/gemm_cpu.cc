@@ -5,6 +5,8 @@
 #endif
 
 #include "engine/cpu/cpu_backend.h"
+#include "engine/cpu/parallel.h"
+#include "engine/dtype.h"
 #include "engine/error.h"
 
 namespace la3 {
@@ -43,6 +45,13 @@ void CpuBackend::gemm(const kernels::GemmParams& p, const float* a, const float*
                 a + item * p.stride_a, static_cast<blasint>(p.lda), b + item * p.stride_b,
                 static_cast<blasint>(p.ldb), p.beta, c_item, static_cast<blasint>(p.ldc));
   }
+}
+
+// The bf16 operand rounding of the CUDA backends' GEMMs (and of AdamW's weight copies); the CPU
+// GEMM itself is fp32 only.
+void CpuBackend::cast_to_bf16(int64_t count, const float* in, uint16_t* out) {
+#pragma omp parallel for schedule(static) if (worth_parallel(count))
+  for (int64_t i = 0; i < count; ++i) out[i] = float_to_bf16(in[i]).bits;
 }
 
 }  // namespace la3

@@ -7,34 +7,30 @@
 
 namespace la3::LA3_CUDA_FLAVOUR {
 
-namespace {
+// The saved state is the row log-sum-exp, [batch, heads, q_len]: the backward kernel
+// recomputes the probabilities from it, so nothing k_len-sized is stored.
+int64_t CudaBackend::attention_saved_elements(const kernels::AttentionParams& p) const {
+  return kernels::attention_lse_floats(p);
+}
 
-unsigned grid_size(int64_t count, int64_t per_block) { return static_cast<unsigned>((count + per_block - 1) / per_block); }
-
-}  // namespace
-
-// The saved "probs" buffer of the backend contract ([batch, heads, q_len, k_len]) holds the
-// kernels' row log-sum-exp in its first batch * heads * q_len floats: the CUDA kernels
-// recompute the probabilities instead of storing them.
 void CudaBackend::attention_forward(const kernels::AttentionParams& p, const float* q, const float* k, const float* v,
-                                    const float* bias_table, const int32_t* key_mask, float* out, float* probs) {
+                                    const float* bias_table, const int32_t* key_mask, float* out, float* lse) {
   if (p.batch * p.heads * p.q_len == 0) return;
   if (p.k_len == 0) Fail(ErrorKind::kInvalidArgument, name(), " attention: no keys");
-  const kernels::AttentionForwardTiles tiles = kernels::attention_forward_tiles(p);
+  const kernels::AttentionForwardTiles tiles =
+      kernels::launch_attention_forward(StreamLaunch{stream_}, p, q, k, v, bias_table, key_mask, out, lse);
   if (tiles.rows == 0) {
     Fail(ErrorKind::kInvalidArgument, name(), " attention: head_dim ", p.head_dim, " with ", p.num_buckets,
          " buckets does not fit the forward kernel's tiles in 48 KB of shared memory (head_dim <= 128 always does)");
   }
-  const dim3 grid(grid_size(p.q_len, tiles.rows), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
-  launch_kernel(kernels::attention_forward_kernel, grid, dim3(kernels::kAttentionThreads), tiles.shared_bytes, stream_,
-                p, tiles.rows, q, k, v, bias_table, key_mask, out, probs);
 }
 
 // dq is accumulated by every key tile (atomics), so it starts from zero; dk and dv are
-// written by the one block that owns each key tile. D = rowsum(dout * out) lives in scratch.
+// written by the one block that owns each key tile. The only workspace is
+// D = rowsum(dout * out), [batch, heads, q_len].
 void CudaBackend::attention_backward(const kernels::AttentionParams& p, const float* dout, const float* q,
                                      const float* k, const float* v, const float* out, const float* bias_table,
-                                     const int32_t* key_mask, const float* probs, float* dq, float* dk, float* dv,
+                                     const int32_t* key_mask, const float* lse, float* dq, float* dk, float* dv,
                                      float* dbias_table) {
   const int64_t kv = p.batch * p.k_len * p.heads * p.head_dim;
   if (p.batch * p.heads * p.q_len == 0) {
@@ -43,20 +39,14 @@ void CudaBackend::attention_backward(const kernels::AttentionParams& p, const fl
     return;
   }
   if (p.k_len == 0) Fail(ErrorKind::kInvalidArgument, name(), " attention backward: no keys");
-  const kernels::AttentionBackwardTiles tiles = kernels::attention_backward_tiles(p);
-  if (tiles.keys == 0) {
+  if (kernels::attention_backward_tiles(p).keys == 0) {
     Fail(ErrorKind::kInvalidArgument, name(), " attention backward: head_dim ", p.head_dim, " with ", p.num_buckets,
          " buckets does not fit the backward kernel's tiles in 48 KB of shared memory (head_dim <= 128 always does)");
   }
-  const int64_t rows = p.batch * p.heads * p.q_len;
   fill(p.batch * p.q_len * p.heads * p.head_dim, 0.0f, dq);
-  DeviceScratch row_dot(*allocator_, static_cast<size_t>(rows) * sizeof(float));  // [batch, heads, q_len]: D
-  launch_kernel(kernels::attention_row_dot_kernel, dim3(grid_size(rows, kernels::kAttentionThreads)),
-                dim3(kernels::kAttentionThreads), 0, stream_, p, dout, out, row_dot.as<float>());
-  const dim3 grid(grid_size(p.k_len, tiles.keys), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
-  launch_kernel(kernels::attention_backward_kernel, grid, dim3(kernels::kAttentionThreads), tiles.shared_bytes,
-                stream_, p, tiles.keys, tiles.rows, dout, q, k, v, bias_table, key_mask, probs, row_dot.as<float>(), dq,
-                dk, dv, dbias_table);
+  DeviceScratch row_dot(*allocator_, static_cast<size_t>(kernels::attention_backward_scratch_floats(p)) * sizeof(float));
+  kernels::launch_attention_backward(StreamLaunch{stream_}, p, dout, q, k, v, out, bias_table, key_mask, lse,
+                                     row_dot.as<float>(), dq, dk, dv, dbias_table);
 }
 
 }  // namespace la3::LA3_CUDA_FLAVOUR

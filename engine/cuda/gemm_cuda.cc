@@ -39,17 +39,10 @@ OperandSpans spans_of(const kernels::GemmParams& p) {
   return s;
 }
 
-void launch_cast_to_bf16(const float* in, uint16_t* out, int64_t count, cudaStream_t stream) {
-  if (count == 0) return;
-  const int64_t blocks = std::clamp<int64_t>((count + kernels::kCastThreads - 1) / kernels::kCastThreads, 1, 4096);
-  launch_kernel(kernels::cast_f32_to_bf16_kernel, dim3(static_cast<unsigned>(blocks)), dim3(kernels::kCastThreads), 0,
-               stream, count, in, out);
-}
-
 }  // namespace
 
 void CudaBackend::cast_to_bf16(int64_t count, const float* in, uint16_t* out) {
-  launch_cast_to_bf16(in, out, count, stream_);
+  kernels::launch_cast_f32_to_bf16(StreamLaunch{stream_}, count, in, out);
 }
 
 void CudaBackend::register_bf16_copy(const float* master, const uint16_t* copy, int64_t count) {
@@ -83,7 +76,7 @@ const uint16_t* CudaBackend::bf16_operand(const float* operand, int64_t span, st
     ++operand_counts_.cast;
   }
   scratch = std::make_unique<DeviceScratch>(*allocator_, static_cast<size_t>(span) * sizeof(uint16_t));
-  launch_cast_to_bf16(operand, scratch->as<uint16_t>(), span, stream_);
+  kernels::launch_cast_f32_to_bf16(StreamLaunch{stream_}, span, operand, scratch->as<uint16_t>());
   return scratch->as<uint16_t>();
 }
 

@@ -1,7 +1,9 @@
 // The one way engine/cuda/ launches a kernel: simt::launch (<<<>>> under nvcc, fibers under
 // g++) on the backend's stream, then the launch is checked, so a bad configuration or an
-// emulation fault (deadlock, bad launch) is an EngineError at its launch. Include after the
-// kernel headers.
+// emulation fault (deadlock, bad launch) is an EngineError at its launch. The backend does not
+// call it directly: it hands StreamLaunch to the launchers beside the kernels
+// (kernels/<op>.cuh), which pick grids, blocks and shared memory. Include after the kernel
+// headers.
 #pragma once
 
 #include <exception>
@@ -30,5 +32,15 @@ void launch_kernel(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t 
   }
 #endif
 }
+
+// The `launch` the kernel launchers of kernels/<op>.cuh (kernels/launch.h) get from the
+// backend: launch_kernel on the backend's stream.
+struct StreamLaunch {
+  cudaStream_t stream;
+  template <typename... KernelArgs, typename... Args>
+  void operator()(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t shared_bytes, Args&&... args) const {
+    launch_kernel(kernel, grid, block, shared_bytes, stream, std::forward<Args>(args)...);
+  }
+};
 
 }  // namespace la3::LA3_CUDA_FLAVOUR

@@ -145,18 +145,20 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
   const Tensor bias_table = p.has_bias ? bias_table_in.contiguous() : Tensor();       // [num_buckets, heads]
   const Tensor key_mask = p.has_key_mask ? key_mask_as_flags(key_mask_in) : Tensor();  // i32 [batch, k_len]
   Tensor out = Tensor::empty(q.shape(), DType::kF32, q.device());                      // [batch, q_len, heads, head_dim]
-  // Saved for backward, before dropout: [batch, heads, q_len, k_len].
-  Tensor probs = Tensor::empty({p.batch, p.heads, p.q_len, p.k_len}, DType::kF32, q.device());
-  backend_for(q.device()).attention_forward(p, q.data<float>(), k.data<float>(), v.data<float>(),
-                                            p.has_bias ? bias_table.data<float>() : nullptr,
-                                            p.has_key_mask ? key_mask.data<int32_t>() : nullptr, out.data<float>(),
-                                            probs.data<float>());
+  // What the backward needs, as the backend chose it (engine/backend_ops.h): the CPU's
+  // probabilities, the CUDA backends' row log-sum-exp. Opaque here; kept until backward.
+  Backend& backend = backend_for(q.device());
+  Tensor saved = Tensor::empty({backend.attention_saved_elements(p)}, DType::kF32, q.device());
+  backend.attention_forward(p, q.data<float>(), k.data<float>(), v.data<float>(),
+                            p.has_bias ? bias_table.data<float>() : nullptr,
+                            p.has_key_mask ? key_mask.data<int32_t>() : nullptr, out.data<float>(),
+                            saved.data<float>());
 
   if (should_record({&q_in, &k_in, &v_in, &bias_table_in})) {
     // The table gradient costs a reduction over batch and positions; skip it for a frozen table.
     const bool need_dbias = p.has_bias && bias_table_in.requires_grad();
     record_op(kOp, {q_in, k_in, v_in, bias_table_in}, out,
-              [p, q, k, v, out, bias_table, key_mask, probs, need_dbias](const Tensor& dout_in) {
+              [p, q, k, v, out, bias_table, key_mask, saved, need_dbias](const Tensor& dout_in) {
                 const Tensor dout = dout_in.contiguous();  // [batch, q_len, heads, head_dim]
                 Tensor dq = Tensor::empty_like(q), dk = Tensor::empty_like(k), dv = Tensor::empty_like(v);
                 // The backend accumulates into the table gradient, so it starts from zero.
@@ -164,8 +166,8 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
                 backend_for(q.device()).attention_backward(
                     p, dout.data<float>(), q.data<float>(), k.data<float>(), v.data<float>(), out.data<float>(),
                     p.has_bias ? bias_table.data<float>() : nullptr, p.has_key_mask ? key_mask.data<int32_t>() : nullptr,
-                    probs.data<float>(), dq.data<float>(),
-                    dk.data<float>(), dv.data<float>(), need_dbias ? dbias.data<float>() : nullptr);
+                    saved.data<float>(), dq.data<float>(), dk.data<float>(), dv.data<float>(),
+                    need_dbias ? dbias.data<float>() : nullptr);
                 return std::vector<Tensor>{dq, dk, dv, dbias};
               });
   }

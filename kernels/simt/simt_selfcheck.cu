@@ -1,7 +1,11 @@
 // nvcc compiles the self-check kernels so the CUDA branch of simt.h is checked in every build.
 #include "kernels/attention.cuh"
+#include "kernels/activation.cuh"
+#include "kernels/adamw.cuh"
 #include "kernels/cross_entropy.cuh"
-#include "kernels/pointwise.cuh"
+#include "kernels/dropout.cuh"
+#include "kernels/elementwise.cuh"
+#include "kernels/embedding.cuh"
 #include "kernels/rmsnorm.cuh"
 #include "kernels/softmax.cuh"
 #include "kernels/simt/simt_selfcheck.cuh"

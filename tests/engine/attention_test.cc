@@ -580,8 +580,10 @@ TEST(AttentionBackend, OverwritesActivationGradientsAccumulatesTableGradientSave
   const std::vector<float> table = random_values(p.num_buckets * p.heads), dout = random_values(q_count);
   const std::vector<int32_t> key_mask = {1, 1, 1, 0, 1, /**/ 0, 0, 0, 0, 0};
   std::vector<float> out(static_cast<size_t>(q_count));
-  std::vector<float> probs(static_cast<size_t>(p.batch * p.heads * p.q_len * p.k_len));  // [batch, heads, q, k]
   Backend& backend = backend_for(Device::cpu());
+  // The CPU backend's saved state is the probabilities, [batch, heads, q, k].
+  ASSERT_EQ(backend.attention_saved_elements(p), p.batch * p.heads * p.q_len * p.k_len);
+  std::vector<float> probs(static_cast<size_t>(backend.attention_saved_elements(p)));
   backend.attention_forward(p, q.data(), k.data(), v.data(), table.data(), key_mask.data(), out.data(), probs.data());
 
   // probs are the softmax itself, before dropout: rows sum to 1, padding keys are 0, and a

@@ -1,5 +1,5 @@
 // The tiled attention CUDA kernels under the SIMT emulation against the CPU backend, launched
-// with the tiles CudaBackend picks (attention_forward_tiles / attention_backward_tiles):
+// by the launchers CudaBackend calls (launch_attention_forward / launch_attention_backward):
 // encoder-style (bias, padding, a fully padded item), causal decoder with a cache offset,
 // cross-attention without bias, dropout (with row and query offsets; the masks bit for bit,
 // and independent of padding and of the batch split), lengths that are not multiples of the tiles,
@@ -7,6 +7,7 @@
 // old row-per-block kernels could hold in shared memory. Forward output and dq, dk, dv,
 // d(bias table).
 #include "kernels/attention.cuh"
+#include "kernels/launch.h"
 
 #include <gtest/gtest.h>
 
@@ -32,8 +33,6 @@ std::vector<float> random_values(size_t n, std::mt19937& rng) {
   for (float& x : v) x = dist(rng);
   return v;
 }
-
-unsigned blocks(int64_t count, int64_t per_block) { return static_cast<unsigned>((count + per_block - 1) / per_block); }
 
 // Tolerances (normalised error mse(a, b) / mse(a, 0)): f32 with other summation orders (online
 // softmax rescaling, tile-wise partial sums, atomics for dq and dbias) against the CPU's BLAS
@@ -102,41 +101,33 @@ struct KernelOutputs {
   std::vector<float> dq, dk, dv, dbias;
 };
 
-// Forward, row dot and backward kernels with the tiles CudaBackend picks. dq starts from zero
-// (the backend zeroes it); dk and dv start as NaN (they must be overwritten); the table
-// gradient accumulates onto dbias_start.
+// Forward, row dot and backward kernels through their launchers (kernels/attention.cuh), the
+// ones CudaBackend calls. dq starts from zero (the launcher's precondition; the backend zeroes
+// it); dk and dv start as NaN (they must be overwritten); the table gradient accumulates onto
+// dbias_start.
 void run_kernels(const AttentionParams& p, const int32_t* mask_data, const float* table_data,
                  const std::vector<float>& q, const std::vector<float>& k, const std::vector<float>& v,
                  const std::vector<float>& dout, const std::vector<float>& dbias_start, KernelOutputs* result) {
-  const size_t rows = static_cast<size_t>(p.batch * p.heads * p.q_len);
-  const la3::kernels::AttentionForwardTiles forward = la3::kernels::attention_forward_tiles(p);
+  const la3::kernels::SimtLaunch launch;
+  result->out.assign(q.size(), -1.0f);
+  result->lse.assign(static_cast<size_t>(la3::kernels::attention_lse_floats(p)), -1.0f);
+  const la3::kernels::AttentionForwardTiles forward =
+      la3::kernels::launch_attention_forward(launch, p, q.data(), k.data(), v.data(), table_data, mask_data,
+                                             result->out.data(), result->lse.data());
   ASSERT_GT(forward.rows, 0);
   ASSERT_LE(forward.shared_bytes, 48u * 1024u);
-  result->out.assign(q.size(), -1.0f);
-  result->lse.assign(rows, -1.0f);
-  la3::simt::launch(la3::kernels::attention_forward_kernel,
-                    dim3(blocks(p.q_len, forward.rows), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch)),
-                    dim3(la3::kernels::kAttentionThreads), forward.shared_bytes, nullptr, p, forward.rows, q.data(),
-                    k.data(), v.data(), table_data, mask_data, result->out.data(), result->lse.data());
 
-  const la3::kernels::AttentionBackwardTiles backward = la3::kernels::attention_backward_tiles(p);
-  ASSERT_GT(backward.keys, 0);
-  ASSERT_LE(backward.shared_bytes, 48u * 1024u);
-  std::vector<float> row_dot(rows, -1.0f);
-  la3::simt::launch(la3::kernels::attention_row_dot_kernel,
-                    dim3(blocks(static_cast<int64_t>(rows), la3::kernels::kAttentionThreads)),
-                    dim3(la3::kernels::kAttentionThreads), 0, nullptr, p, dout.data(), result->out.data(),
-                    row_dot.data());
+  std::vector<float> row_dot(static_cast<size_t>(la3::kernels::attention_backward_scratch_floats(p)), -1.0f);
   result->dq.assign(q.size(), 0.0f);
   result->dk.assign(k.size(), NAN);
   result->dv.assign(v.size(), NAN);
   result->dbias = dbias_start;
-  la3::simt::launch(la3::kernels::attention_backward_kernel,
-                    dim3(blocks(p.k_len, backward.keys), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch)),
-                    dim3(la3::kernels::kAttentionThreads), backward.shared_bytes, nullptr, p, backward.keys,
-                    backward.rows, dout.data(), q.data(), k.data(), v.data(), table_data, mask_data,
-                    result->lse.data(), row_dot.data(), result->dq.data(), result->dk.data(), result->dv.data(),
-                    p.has_bias ? result->dbias.data() : nullptr);
+  const la3::kernels::AttentionBackwardTiles backward = la3::kernels::launch_attention_backward(
+      launch, p, dout.data(), q.data(), k.data(), v.data(), result->out.data(), table_data, mask_data,
+      result->lse.data(), row_dot.data(), result->dq.data(), result->dk.data(), result->dv.data(),
+      p.has_bias ? result->dbias.data() : nullptr);
+  ASSERT_GT(backward.keys, 0);
+  ASSERT_LE(backward.shared_bytes, 48u * 1024u);
 }
 
 void check(const AttentionParams& p, const std::vector<int32_t>& mask, const char* name) {
@@ -144,14 +135,13 @@ void check(const AttentionParams& p, const std::vector<int32_t>& mask, const cha
   std::mt19937 rng(17);
   const size_t q_size = static_cast<size_t>(p.batch * p.q_len * p.heads * p.head_dim);
   const size_t kv_size = static_cast<size_t>(p.batch * p.k_len * p.heads * p.head_dim);
-  const size_t rows = static_cast<size_t>(p.batch * p.heads * p.q_len);
   const std::vector<float> q = random_values(q_size, rng), k = random_values(kv_size, rng), v = random_values(kv_size, rng),
                            table = random_values(static_cast<size_t>(p.num_buckets * p.heads), rng),
                            dout = random_values(q_size, rng);
   const int32_t* mask_data = p.has_key_mask ? mask.data() : nullptr;
   const float* table_data = p.has_bias ? table.data() : nullptr;
   la3::Backend& cpu = la3::backend_for(la3::Device::cpu());
-  std::vector<float> out_cpu(q_size), probs(rows * static_cast<size_t>(p.k_len));
+  std::vector<float> out_cpu(q_size), probs(static_cast<size_t>(cpu.attention_saved_elements(p)));
   cpu.attention_forward(p, q.data(), k.data(), v.data(), table_data, mask_data, out_cpu.data(), probs.data());
   std::vector<float> dq_cpu(q_size), dk_cpu(kv_size), dv_cpu(kv_size), dbias_cpu(table.size(), 0.0f);
   cpu.attention_backward(p, dout.data(), q.data(), k.data(), v.data(), out_cpu.data(), table_data, mask_data,
@@ -351,7 +341,7 @@ void probe_masks(const AttentionParams& p, int64_t first_item, bool on_kernels, 
     return;
   }
   la3::Backend& cpu = la3::backend_for(la3::Device::cpu());
-  std::vector<float> probs(static_cast<size_t>(p.batch * p.heads * len * len)), dq(size), dk(size);
+  std::vector<float> probs(static_cast<size_t>(cpu.attention_saved_elements(p))), dq(size), dk(size);
   probe->out.assign(size, 0.0f);
   probe->dv.assign(size, 0.0f);
   cpu.attention_forward(p, zeros.data(), zeros.data(), v.data(), nullptr, mask.data(), probe->out.data(), probs.data());

@@ -1,5 +1,6 @@
 // Cross-entropy and embedding CUDA kernels under the SIMT emulation against the CPU backend.
 #include "kernels/cross_entropy.cuh"
+#include "kernels/embedding.cuh"
 
 #include <gtest/gtest.h>
 
@@ -25,8 +26,8 @@ TEST(CrossEntropyKernels, ForwardAndBackwardMatchTheCpuBackend) {
   p.rows = rows;
   p.vocab = vocab;
   std::vector<float> loss(rows), lse(rows), loss_cpu(rows), lse_cpu(rows);
-  la3::simt::launch(la3::kernels::cross_entropy_forward_kernel, dim3(rows), dim3(la3::kernels::kCrossEntropyThreads), 0,
-                    nullptr, p, logits.data(), labels.data(), loss.data(), lse.data());
+  la3::kernels::launch_cross_entropy_forward(la3::kernels::SimtLaunch{}, p, logits.data(), labels.data(), loss.data(),
+                                             lse.data());
   cpu().cross_entropy_forward(p, logits.data(), labels.data(), loss_cpu.data(), lse_cpu.data());
   for (int64_t r = 0; r < rows; ++r) {
     EXPECT_NEAR(lse[static_cast<size_t>(r)], lse_cpu[static_cast<size_t>(r)], 2e-5f * std::abs(lse_cpu[static_cast<size_t>(r)]) + 1e-5f);
@@ -34,8 +35,8 @@ TEST(CrossEntropyKernels, ForwardAndBackwardMatchTheCpuBackend) {
   }
   EXPECT_EQ(loss[1], 0.0f);  // ignored row
   std::vector<float> grad(logits.size(), -7.0f), grad_cpu(logits.size());
-  la3::simt::launch(la3::kernels::cross_entropy_backward_kernel, dim3(rows), dim3(la3::kernels::kCrossEntropyThreads), 0,
-                    nullptr, p, logits.data(), labels.data(), lse_cpu.data(), weights.data(), grad.data());
+  la3::kernels::launch_cross_entropy_backward(la3::kernels::SimtLaunch{}, p, logits.data(), labels.data(),
+                                              lse_cpu.data(), weights.data(), grad.data());
   cpu().cross_entropy_backward(p, logits.data(), labels.data(), lse_cpu.data(), weights.data(), grad_cpu.data());
   for (size_t i = 0; i < grad.size(); ++i) ASSERT_NEAR(grad[i], grad_cpu[i], 1e-6f) << "element " << i;
   for (int64_t c = 0; c < vocab; ++c) EXPECT_EQ(grad[static_cast<size_t>(vocab + c)], 0.0f);  // ignored row
@@ -50,10 +51,10 @@ TEST(EmbeddingKernels, GatherAndScatterAddMatchTheCpuBackend) {
   for (float& v : table) v = dist(rng);
   for (float& v : dout) v = dist(rng);
   std::vector<float> out(7 * 37), out_cpu(7 * 37), dtable(table.size(), 0.25f), dtable_cpu(table.size(), 0.25f);
-  la3::simt::launch(la3::kernels::embedding_forward_kernel, dim3(7), dim3(32), 0, nullptr, p, ids.data(), table.data(), out.data());
+  la3::kernels::launch_embedding_forward(la3::kernels::SimtLaunch{}, p, ids.data(), table.data(), out.data());
   cpu().embedding_forward(p, ids.data(), table.data(), out_cpu.data());
   EXPECT_EQ(out, out_cpu);
-  la3::simt::launch(la3::kernels::embedding_backward_kernel, dim3(7), dim3(32), 0, nullptr, p, ids.data(), dout.data(), dtable.data());
+  la3::kernels::launch_embedding_backward(la3::kernels::SimtLaunch{}, p, ids.data(), dout.data(), dtable.data());
   cpu().embedding_backward(p, ids.data(), dout.data(), dtable_cpu.data());
   for (size_t i = 0; i < dtable.size(); ++i) ASSERT_NEAR(dtable[i], dtable_cpu[i], 1e-6f) << "element " << i;
 }

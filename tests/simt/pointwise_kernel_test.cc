@@ -1,7 +1,11 @@
 // Pointwise CUDA kernels under the SIMT emulation against the CPU backend: relu, gated GELU,
 // dropout (the same Philox mask bit for bit, keyed by (global row, position, column), so a
-// row's mask ignores padding and the batch split) and AdamW, with counts larger than the grid.
-#include "kernels/pointwise.cuh"
+// row's mask ignores padding and the batch split) and AdamW, through the launchers CudaBackend
+// calls; and the grid-stride loop every pointwise kernel relies on beyond the launchers' grid.
+#include "kernels/activation.cuh"
+#include "kernels/adamw.cuh"
+#include "kernels/dropout.cuh"
+#include "kernels/launch.h"
 
 #include <gtest/gtest.h>
 
@@ -32,27 +36,47 @@ void expect_close(const std::vector<float>& actual, const std::vector<float>& ex
 
 la3::Backend& cpu() { return la3::backend_for(la3::Device::cpu()); }
 
-constexpr int64_t kCount = 5003;  // not a multiple of the block; 4 blocks of 256 leave work for the stride loop
+constexpr int64_t kCount = 5003;  // not a multiple of the block
+
+const la3::kernels::SimtLaunch kLaunch;  // the launchers CudaBackend calls, on the emulation
 
 TEST(PointwiseKernels, ActivationsMatchTheCpuBackend) {
   const std::vector<float> x = random_values(kCount, 1), y = random_values(kCount, 2), dout = random_values(kCount, 3);
   std::vector<float> out(kCount), expected(kCount), dgate(kCount), dlinear(kCount), dgate_cpu(kCount), dlinear_cpu(kCount);
-  la3::simt::launch(la3::kernels::relu_forward_kernel, dim3(4), dim3(kPointwiseThreads), 0, nullptr, kCount, x.data(), out.data());
+  la3::kernels::launch_relu_forward(kLaunch, kCount, x.data(), out.data());
   cpu().relu_forward(kCount, x.data(), expected.data());
   EXPECT_EQ(out, expected);
-  la3::simt::launch(la3::kernels::relu_backward_kernel, dim3(4), dim3(kPointwiseThreads), 0, nullptr, kCount,
-                    dout.data(), x.data(), out.data());
+  la3::kernels::launch_relu_backward(kLaunch, kCount, dout.data(), x.data(), out.data());
   cpu().relu_backward(kCount, dout.data(), x.data(), expected.data());
   EXPECT_EQ(out, expected);
-  la3::simt::launch(la3::kernels::gated_gelu_forward_kernel, dim3(4), dim3(kPointwiseThreads), 0, nullptr, kCount,
-                    x.data(), y.data(), out.data());
+  la3::kernels::launch_gelu_new_forward(kLaunch, kCount, x.data(), out.data());
+  cpu().gelu_new_forward(kCount, x.data(), expected.data());
+  expect_close(out, expected, 1e-6f, "gelu_new forward");
+  la3::kernels::launch_gelu_new_backward(kLaunch, kCount, dout.data(), x.data(), out.data());
+  cpu().gelu_new_backward(kCount, dout.data(), x.data(), expected.data());
+  expect_close(out, expected, 1e-6f, "gelu_new backward");
+  la3::kernels::launch_gated_gelu_forward(kLaunch, kCount, x.data(), y.data(), out.data());
   cpu().gated_gelu_forward(kCount, x.data(), y.data(), expected.data());
   expect_close(out, expected, 1e-6f, "gated_gelu forward");
-  la3::simt::launch(la3::kernels::gated_gelu_backward_kernel, dim3(4), dim3(kPointwiseThreads), 0, nullptr, kCount,
-                    dout.data(), x.data(), y.data(), dgate.data(), dlinear.data());
+  la3::kernels::launch_gated_gelu_backward(kLaunch, kCount, dout.data(), x.data(), y.data(), dgate.data(),
+                                           dlinear.data());
   cpu().gated_gelu_backward(kCount, dout.data(), x.data(), y.data(), dgate_cpu.data(), dlinear_cpu.data());
   expect_close(dgate, dgate_cpu, 1e-6f, "gated_gelu dgate");
   expect_close(dlinear, dlinear_cpu, 1e-6f, "gated_gelu dlinear");
+}
+
+// The launchers cap the grid at kPointwiseMaxBlocks blocks and rely on every pointwise kernel
+// looping over the rest: a grid of 4 blocks must still cover all 5003 elements.
+TEST(PointwiseKernels, GridStrideLoopsCoverCountsBeyondTheGrid) {
+  const std::vector<float> x = random_values(kCount, 1);
+  std::vector<float> out(kCount, -1.0f), expected(kCount);
+  la3::simt::launch(la3::kernels::relu_forward_kernel, dim3(4), dim3(kPointwiseThreads), 0, nullptr, kCount, x.data(),
+                    out.data());
+  cpu().relu_forward(kCount, x.data(), expected.data());
+  EXPECT_EQ(out, expected);
+  EXPECT_EQ(la3::kernels::pointwise_grid(int64_t{1} << 30).x, la3::kernels::kPointwiseMaxBlocks);
+  EXPECT_EQ(la3::kernels::pointwise_grid(kCount).x, 20u);  // ceil(5003 / 256)
+  EXPECT_EQ(la3::kernels::pointwise_grid(0).x, 1u);
 }
 
 la3::kernels::DropoutParams dropout_params(int64_t positions, int64_t width, int64_t row_offset) {
@@ -66,14 +90,13 @@ la3::kernels::DropoutParams dropout_params(int64_t positions, int64_t width, int
 // The kernel's output for x viewed as [count / (positions * width), positions, width].
 std::vector<float> dropout_on_kernel(const la3::kernels::DropoutParams& p, const std::vector<float>& x) {
   std::vector<float> out(x.size());
-  la3::simt::launch(la3::kernels::dropout_kernel, dim3(3), dim3(kPointwiseThreads), 0, nullptr, p,
-                    static_cast<int64_t>(x.size()), x.data(), out.data());
+  la3::kernels::launch_dropout(kLaunch, p, static_cast<int64_t>(x.size()), x.data(), out.data());
   return out;
 }
 
 TEST(PointwiseKernels, DropoutDrawsTheCpuMaskExactly) {
   // [7, 13, 55], [5, 1001] and [2, 2, 1300] (rows wider than the CPU's 1024-column chunk), with
-  // and without a row offset; more elements than the grid covers at once.
+  // and without a row offset.
   struct Layout {
     int64_t rows, positions, width, row_offset;
   };
@@ -134,9 +157,7 @@ TEST(PointwiseKernels, AdamWMatchesTheCpuBackendOverSeveralSteps) {
     p.step = step;
     uint16_t* kernel_copy = step == 3 ? copy.data() : nullptr;
     uint16_t* cpu_copy = step == 3 ? copy_cpu.data() : nullptr;
-    la3::simt::launch(la3::kernels::adamw_kernel, dim3(8), dim3(kPointwiseThreads), 0, nullptr,
-                      la3::kernels::adamw_scalars(p), kCount, param.data(), grad.data(), m.data(), v.data(),
-                      kernel_copy);
+    la3::kernels::launch_adamw(kLaunch, p, param.data(), grad.data(), m.data(), v.data(), kernel_copy);
     cpu().adamw_step(p, param_cpu.data(), grad.data(), m_cpu.data(), v_cpu.data(), cpu_copy);
   }
   EXPECT_EQ(param, param_cpu);  // the same fp32 operations in the same order

@@ -4,6 +4,7 @@
 // not multiples of the block (333, 37), width 1, a row longer than the block (1024), and
 // 130 rows (three dweight chunks, the last one partial).
 #include "kernels/rmsnorm.cuh"
+#include "kernels/launch.h"
 
 #include <gtest/gtest.h>
 
@@ -18,7 +19,6 @@
 
 namespace {
 
-using la3::kernels::kRmsNormThreads;
 using la3::kernels::RmsNormParams;
 
 const std::vector<std::pair<int64_t, int64_t>> kShapes = {{7, 333}, {3, 1}, {1, 1024}, {5, 37}, {130, 40}};
@@ -50,20 +50,15 @@ RmsNormParams params(int64_t rows, int64_t cols) {
   return p;
 }
 
-// The backward kernels as CudaBackend launches them (dx, then dweight in two stages).
+// The backward launcher CudaBackend calls (dx, then dweight in two stages), with its scratch
+// poisoned: every partial must be written by stage 1 before stage 2 reads it.
 template <typename Io>
 void launch_backward(const RmsNormParams& p, const Io* dout, const Io* x, const float* weight, const float* rstd,
                      Io* dx, float* dweight) {
-  la3::simt::launch(la3::kernels::rmsnorm_backward_dx_kernel<Io>, dim3(static_cast<unsigned>(p.rows)),
-                    dim3(kRmsNormThreads), 0, nullptr, p, dout, x, weight, rstd, dx);
-  const int64_t chunks = la3::kernels::rmsnorm_dweight_chunks(p.rows);
-  const unsigned column_blocks = static_cast<unsigned>((p.cols + kRmsNormThreads - 1) / kRmsNormThreads);
-  // Poisoned: every element must be written by stage 1 before stage 2 reads it.
-  std::vector<float> partial(static_cast<size_t>(chunks * p.cols), std::numeric_limits<float>::quiet_NaN());
-  la3::simt::launch(la3::kernels::rmsnorm_dweight_partial_kernel<Io>, dim3(column_blocks, static_cast<unsigned>(chunks)),
-                    dim3(kRmsNormThreads), 0, nullptr, p, dout, x, rstd, partial.data());
-  la3::simt::launch(la3::kernels::rmsnorm_dweight_reduce_kernel, dim3(column_blocks), dim3(kRmsNormThreads), 0, nullptr,
-                    chunks, p.cols, static_cast<const float*>(partial.data()), dweight);
+  std::vector<float> partial(static_cast<size_t>(la3::kernels::rmsnorm_backward_scratch_floats(p)),
+                             std::numeric_limits<float>::quiet_NaN());
+  la3::kernels::launch_rmsnorm_backward<Io>(la3::kernels::SimtLaunch{}, p, dout, x, weight, rstd, dx, dweight,
+                                            partial.data());
 }
 
 class RmsNormKernel : public la3::testing::SimtModeTest {};
@@ -81,9 +76,8 @@ TEST_P(RmsNormKernel, MatchesTheCpuBackendForwardAndBackward) {
 
     std::vector<float> out(in.x.size(), -1.0f), rstd(static_cast<size_t>(rows), -1.0f), dx(in.x.size(), -1.0f),
         dweight(in.weight.size(), 0.5f);
-    la3::simt::launch(la3::kernels::rmsnorm_forward_kernel<float>, dim3(static_cast<unsigned>(rows)),
-                      dim3(kRmsNormThreads), 0, nullptr, p, in.x.data(), static_cast<const float*>(nullptr),
-                      in.weight.data(), static_cast<float*>(nullptr), out.data(), rstd.data());
+    la3::kernels::launch_rmsnorm_forward<float>(la3::kernels::SimtLaunch{}, p, in.x.data(), nullptr, in.weight.data(),
+                                                nullptr, out.data(), rstd.data());
     launch_backward<float>(p, in.dout.data(), in.x.data(), in.weight.data(), rstd.data(), dx.data(), dweight.data());
     // fp32 with a different summation order: ~1e-7 relative per element.
     EXPECT_LT(la3::testing::normalized_error(out, out_cpu), 1e-12) << rows << "x" << cols;
@@ -102,9 +96,8 @@ TEST_P(RmsNormKernel, FusedResidualAddMatchesTheCpuBackend) {
         .add_rmsnorm_forward(p, in.x.data(), in.branch.data(), in.weight.data(), sum_cpu.data(), out_cpu.data(),
                              rstd_cpu.data());
     std::vector<float> sum(in.x.size(), -1.0f), out(in.x.size(), -1.0f), rstd(static_cast<size_t>(rows), -1.0f);
-    la3::simt::launch(la3::kernels::rmsnorm_forward_kernel<float>, dim3(static_cast<unsigned>(rows)),
-                      dim3(kRmsNormThreads), 0, nullptr, p, in.x.data(), in.branch.data(), in.weight.data(), sum.data(),
-                      out.data(), rstd.data());
+    la3::kernels::launch_rmsnorm_forward<float>(la3::kernels::SimtLaunch{}, p, in.x.data(), in.branch.data(),
+                                                in.weight.data(), sum.data(), out.data(), rstd.data());
     EXPECT_EQ(sum, sum_cpu) << rows << "x" << cols << ": the sum is one fp32 add per element on both";
     EXPECT_LT(la3::testing::normalized_error(out, out_cpu), 1e-12) << rows << "x" << cols;
     EXPECT_LT(la3::testing::normalized_error(rstd, rstd_cpu), 1e-12) << rows << "x" << cols;
@@ -146,9 +139,8 @@ TEST_P(RmsNormKernel, Bf16ActivationsMatchTheCpuBackend) {
 
     std::vector<uint16_t> sum(n, 0xffff), out(n, 0xffff), dx(n, 0xffff);
     std::vector<float> rstd(r, -1.0f), dweight(in.weight.size(), 0.0f);
-    la3::simt::launch(la3::kernels::rmsnorm_forward_kernel<uint16_t>, dim3(static_cast<unsigned>(rows)),
-                      dim3(kRmsNormThreads), 0, nullptr, p, static_cast<const uint16_t*>(x.data()),
-                      static_cast<const uint16_t*>(branch.data()), in.weight.data(), sum.data(), out.data(), rstd.data());
+    la3::kernels::launch_rmsnorm_forward<uint16_t>(la3::kernels::SimtLaunch{}, p, x.data(), branch.data(),
+                                                   in.weight.data(), sum.data(), out.data(), rstd.data());
     launch_backward<uint16_t>(p, dout.data(), sum.data(), in.weight.data(), rstd.data(), dx.data(), dweight.data());
 
     EXPECT_EQ(sum, sum_cpu) << rows << "x" << cols << ": one rounded add per element on both";

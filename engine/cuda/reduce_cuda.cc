@@ -1,0 +1,32 @@
+// CudaBackend: the sum of squares behind the global gradient norm (kernels/reduce.cuh).
+#include <vector>
+
+#include "engine/cuda/cuda_backend.h"
+// Kernel sources last: under g++ they bring the SIMT keyword macros.
+#include "kernels/reduce.cuh"
+#include "engine/cuda/launch.h"
+
+namespace la3::LA3_CUDA_FLAVOUR {
+
+double CudaBackend::sum_of_squares(int64_t count, const float* x) { return sum_of_squares({Span{x, count}}); }
+
+double CudaBackend::sum_of_squares(const std::vector<Span>& spans) {
+  // Each buffer's blocks write their partial sums into one scratch array; one copy brings
+  // them all back (the only synchronisation), and the host adds them in a fixed order.
+  int64_t total_blocks = 0;
+  for (const Span& span : spans) total_blocks += kernels::sum_of_squares_blocks(span.count);
+  if (total_blocks == 0) return 0.0;
+  DeviceScratch partials(*allocator_, static_cast<size_t>(total_blocks) * sizeof(double));
+  int64_t offset = 0;
+  for (const Span& span : spans) {
+    kernels::launch_sum_of_squares(StreamLaunch{stream_}, span.count, span.data, partials.as<double>() + offset);
+    offset += kernels::sum_of_squares_blocks(span.count);
+  }
+  std::vector<double> host(static_cast<size_t>(total_blocks));
+  copy_to_host(host.data(), partials.as<double>(), host.size() * sizeof(double));
+  double sum = 0.0;
+  for (double partial : host) sum += partial;
+  return sum;
+}
+
+}  // namespace la3::LA3_CUDA_FLAVOUR
