@@ -1,19 +1,11 @@
 #include "model/t5_decoding.h"
 
-#include <cmath>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "engine/allocator.h"
 #include "engine/autograd/tape.h"
 #include "engine/backend.h"
-#include "engine/ops/activation.h"
-#include "engine/ops/attention.h"
-#include "engine/ops/elementwise.h"
-#include "engine/ops/embedding.h"
-#include "engine/ops/matmul.h"
-#include "engine/ops/reshape.h"
-#include "engine/ops/rmsnorm.h"
 
 namespace la3 {
 
@@ -82,98 +74,42 @@ std::vector<int64_t> repeat_rows(int64_t batch, int64_t copies) {
 T5DecodingCache T5Decoder::start(const Tensor& encoder_hidden, const Tensor& encoder_mask, int64_t copies) const {
   NoGradGuard no_grad;
   const T5Config& c = model_.config();
-  const int64_t batch = encoder_hidden.size(0), src = encoder_hidden.size(1);
+  const int64_t batch = encoder_hidden.size(0);
   const std::vector<int64_t> rows = repeat_rows(batch, copies);
   T5DecodingCache cache;
   cache.rows = batch * copies;
   if (encoder_mask.defined()) cache.encoder_mask = gather_rows(encoder_mask.to(DType::kI64), rows);
   for (int64_t i = 0; i < c.num_decoder_layers; ++i) {
-    const std::string prefix = absl::StrCat("decoder.block.", i, ".layer.1.EncDecAttention.");
-    const Tensor k = ops::reshape(ops::linear(encoder_hidden, model_.parameter(prefix + "k.weight")), {batch, src, c.num_heads, c.d_kv});
-    const Tensor v = ops::reshape(ops::linear(encoder_hidden, model_.parameter(prefix + "v.weight")), {batch, src, c.num_heads, c.d_kv});
-    cache.cross_keys.push_back(copies == 1 ? k : gather_rows(k, rows));
-    cache.cross_values.push_back(copies == 1 ? v : gather_rows(v, rows));
+    const T5KeyValues cross =
+        model_.project_key_values(absl::StrCat("decoder.block.", i, ".layer.1.EncDecAttention."), encoder_hidden);
+    cache.cross_keys.push_back(copies == 1 ? cross.keys : gather_rows(cross.keys, rows));
+    cache.cross_values.push_back(copies == 1 ? cross.values : gather_rows(cross.values, rows));
   }
   cache.self_keys.resize(static_cast<size_t>(c.num_decoder_layers));
   cache.self_values.resize(static_cast<size_t>(c.num_decoder_layers));
   return cache;
 }
 
+T5KeyValues T5DecodingCache::store_self(int64_t layer, const T5KeyValues& step) {
+  const size_t index = static_cast<size_t>(layer);
+  self_keys[index] = append_step(self_keys[index], step.keys);
+  self_values[index] = append_step(self_values[index], step.values);
+  return T5KeyValues{self_keys[index], self_values[index]};
+}
+
+T5KeyValues T5DecodingCache::cross(int64_t layer) const {
+  return T5KeyValues{cross_keys[static_cast<size_t>(layer)], cross_values[static_cast<size_t>(layer)]};
+}
+
 Tensor T5Decoder::step(T5DecodingCache& cache, const std::vector<int64_t>& tokens) const {
   NoGradGuard no_grad;
-  const T5Config& c = model_.config();
   if (static_cast<int64_t>(tokens.size()) != cache.rows) {
     Fail(ErrorKind::kInvalidArgument, "decode step: ", tokens.size(), " tokens for ", cache.rows, " cache rows");
   }
-  const int64_t rows = cache.rows, heads = c.num_heads, d_kv = c.d_kv;
-  const float eps = c.layer_norm_epsilon;
-  Tensor hidden = ops::embedding(model_.parameter("shared.weight"), Tensor::from_vector<int64_t>({rows, 1}, tokens, model_.device()));
-  const Tensor& table = model_.parameter("decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight");
-  ops::AttentionOptions self_options;
-  self_options.causal = true;
-  self_options.bidirectional = false;
-  self_options.query_offset = cache.steps;
-  self_options.num_buckets = c.relative_attention_num_buckets;
-  self_options.max_distance = c.relative_attention_max_distance;
-  ops::AttentionOptions cross_options;
-  // Residual adds fused with the pre-norm that follows them (ops::add_rmsnorm), as in
-  // T5Model::decode: after block i's feed-forward comes block i+1's first norm or the final one.
-  auto norm_after = [&](int64_t next_block) -> const Tensor& {
-    return next_block < c.num_decoder_layers
-               ? model_.parameter(absl::StrCat("decoder.block.", next_block, ".layer.0.layer_norm.weight"))
-               : model_.parameter("decoder.final_layer_norm.weight");
-  };
-  Tensor normed = ops::rmsnorm(hidden, norm_after(0), eps);
-  for (int64_t i = 0; i < c.num_decoder_layers; ++i) {
-    const std::string b = absl::StrCat("decoder.block.", i, ".");
-    const size_t layer = static_cast<size_t>(i);
-    // Self-attention over the cache plus the new token.
-    const std::string self_prefix = b + "layer.0.SelfAttention.";
-    const Tensor q = ops::reshape(ops::linear(normed, model_.parameter(self_prefix + "q.weight")), {rows, 1, heads, d_kv});
-    const Tensor k = ops::reshape(ops::linear(normed, model_.parameter(self_prefix + "k.weight")), {rows, 1, heads, d_kv});
-    const Tensor v = ops::reshape(ops::linear(normed, model_.parameter(self_prefix + "v.weight")), {rows, 1, heads, d_kv});
-    cache.self_keys[layer] = append_step(cache.self_keys[layer], k);
-    cache.self_values[layer] = append_step(cache.self_values[layer], v);
-    const Tensor context = ops::attention(q, cache.self_keys[layer], cache.self_values[layer], table, Tensor(), self_options);
-    const ops::AddRmsNorm after_self = ops::add_rmsnorm(
-        hidden, ops::linear(ops::reshape(context, {rows, 1, heads * d_kv}), model_.parameter(self_prefix + "o.weight")),
-        model_.parameter(b + "layer.1.layer_norm.weight"), eps);
-    hidden = after_self.sum;
-    const Tensor& normed_cross = after_self.normed;
-    // Cross-attention over the cached encoder keys/values.
-    const std::string cross_prefix = b + "layer.1.EncDecAttention.";
-    const Tensor cq = ops::reshape(ops::linear(normed_cross, model_.parameter(cross_prefix + "q.weight")), {rows, 1, heads, d_kv});
-    const Tensor cross = ops::attention(cq, cache.cross_keys[layer], cache.cross_values[layer], Tensor(), cache.encoder_mask,
-                                        cross_options);
-    const ops::AddRmsNorm after_cross = ops::add_rmsnorm(
-        hidden, ops::linear(ops::reshape(cross, {rows, 1, heads * d_kv}), model_.parameter(cross_prefix + "o.weight")),
-        model_.parameter(b + "layer.2.layer_norm.weight"), eps);
-    hidden = after_cross.sum;
-    const Tensor& normed_ff = after_cross.normed;
-    // Feed-forward.
-    const std::string ff = b + "layer.2.DenseReluDense.";
-    Tensor inner;
-    if (c.feed_forward == FeedForwardKind::kGatedGelu) {
-      inner = ops::gated_gelu(ops::linear(normed_ff, model_.parameter(ff + "wi_0.weight")),
-                              ops::linear(normed_ff, model_.parameter(ff + "wi_1.weight")));
-    } else {
-      inner = ops::relu(ops::linear(normed_ff, model_.parameter(ff + "wi.weight")));
-    }
-    const ops::AddRmsNorm after_ff =
-        ops::add_rmsnorm(hidden, ops::linear(inner, model_.parameter(ff + "wo.weight")), norm_after(i + 1), eps);
-    hidden = after_ff.sum;
-    normed = after_ff.normed;
-  }
-  hidden = normed;  // the final layer norm's output
-  Tensor logits;
-  if (c.tie_word_embeddings) {
-    hidden = ops::scale(hidden, static_cast<float>(std::pow(static_cast<double>(c.d_model), -0.5)));
-    logits = ops::linear(hidden, model_.parameter("shared.weight"));
-  } else {
-    logits = ops::linear(hidden, model_.parameter("lm_head.weight"));
-  }
+  const Tensor ids = Tensor::from_vector<int64_t>({cache.rows, 1}, tokens, model_.device());
+  const Tensor logits = model_.decoder_forward(ids, Tensor(), cache.encoder_mask, T5ForwardOptions{}, &cache);
   ++cache.steps;
-  return logits.view({rows, logits.size(-1)});
+  return logits.view({cache.rows, logits.size(-1)});
 }
 
 void T5Decoder::reorder(T5DecodingCache& cache, const std::vector<int64_t>& rows) {

@@ -2,9 +2,11 @@
 //
 // T5Decoder::start runs nothing but the cross-attention projections: every decoder layer's
 // cross-attention K and V are computed once per input from the encoder output. Each
-// T5Decoder::step then embeds one new token per row, attends over the cached self-attention
-// keys/values of the earlier tokens (the new K/V are appended) and returns the next-token
-// logits. T5Decoder::reorder follows the beams. Rows are independent: a batch of inputs times beams.
+// T5Decoder::step then runs the decoder stack of T5Model::decode (the same function,
+// T5Model::decoder_forward) on one new token per row: self-attention reads the cached
+// keys/values of the earlier tokens (the new K/V are stored first) and the step returns the
+// next-token logits. T5Decoder::reorder follows the beams. Rows are independent: a batch of
+// inputs times beams.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +25,12 @@ struct T5DecodingCache {
   std::vector<Tensor> self_values;     // per layer [rows, steps, heads, d_kv]
   int64_t steps = 0;                   // tokens decoded so far
   int64_t rows = 0;
+
+  // Stores the new position's self-attention keys/values of decoder layer `layer`
+  // ([rows, 1, heads, d_kv] each) and returns the keys/values attention reads.
+  T5KeyValues store_self(int64_t layer, const T5KeyValues& step);
+  // The cross-attention keys/values of decoder layer `layer`.
+  T5KeyValues cross(int64_t layer) const;
 };
 
 class T5Decoder {
