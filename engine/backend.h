@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "engine/device.h"
+#include "kernels/decoding_params.h"
 #include "kernels/op_params.h"
 
 namespace la3 {
@@ -205,6 +206,25 @@ class Backend {
     int64_t from_copy = 0;
   };
   virtual GemmOperandCounts gemm_operand_counts() const { return {}; }
+
+  // ===== incremental decoding (engine/ops/decoding.h; CPU: engine/cpu/decoding_cpu.cc, ======
+  // ===== CUDA: engine/cuda/decoding_cuda.cc + kernels/decoding.cuh) ============================
+  // The key/value cache write of one new position per row (kernels/decoding_params.h).
+  virtual void cache_write(const kernels::CacheWriteParams& p, const float* src, float* dst) = 0;
+  // Beam reordering of cached rows in place: new row r = old row source_rows[r] (within groups).
+  virtual void reorder_rows(const kernels::RowReorderParams& p, const int64_t* source_rows, float* data) = 0;
+  // The logits processors (and log-softmax for beam search) into `processed` (may be `logits`);
+  // log_probs, when not null, receives log_softmax(logits). beam_scores may be null.
+  virtual void process_logits(const kernels::LogitsProcessParams& p, const float* logits, const int64_t* history,
+                              const float* beam_scores, float* processed, float* log_probs) = 0;
+  // Top k of each group: indices and values [groups, k]; companion_values[g, j] =
+  // companion[g, indices[g, j]] when companion is not null.
+  virtual void top_k(const kernels::TopKParams& p, const float* scores, const float* companion, int64_t* indices,
+                     float* values, float* companion_values) = 0;
+  // Bytes copied from this device to the host by copy_to_host since the backend was created
+  // (for tests and benchmarks; 0 on backends whose memory the host addresses directly).
+  virtual uint64_t device_to_host_bytes() const { return 0; }
+  // ===== end of incremental decoding ===========================================================
 };
 
 // The backend of a device; throws EngineError(kUnimplemented) when it is not available.

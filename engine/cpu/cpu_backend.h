@@ -48,6 +48,12 @@ class CpuBackend final : public Backend {
   void scale_by_device_scalar(int64_t count, const float* scalar, float* x) override;
   void adamw_step(const kernels::AdamWParams& p, float* param, const float* grad, float* exp_avg, float* exp_avg_sq, uint16_t* param_bf16) override;
   void cast_to_bf16(int64_t count, const float* in, uint16_t* out) override;
+  // ===== incremental decoding (engine/cpu/decoding_cpu.cc) =====
+  void cache_write(const kernels::CacheWriteParams& p, const float* src, float* dst) override;
+  void reorder_rows(const kernels::RowReorderParams& p, const int64_t* source_rows, float* data) override;
+  void process_logits(const kernels::LogitsProcessParams& p, const float* logits, const int64_t* history, const float* beam_scores, float* processed, float* log_probs) override;
+  void top_k(const kernels::TopKParams& p, const float* scores, const float* companion, int64_t* indices, float* values, float* companion_values) override;
+  // ===== end of incremental decoding =====
 };
 
 // Threads OpenBLAS and the OpenMP loops may use (0 = leave the library defaults).

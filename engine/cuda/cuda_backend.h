@@ -10,6 +10,7 @@
 // (cuda_device / cuda_emu) so one binary can hold both.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -91,6 +92,13 @@ class CudaBackend final : public Backend {
   GemmOperandCounts gemm_operand_counts() const override;
   void adamw_step(const kernels::AdamWParams& p, float* param, const float* grad, float* exp_avg, float* exp_avg_sq, uint16_t* param_bf16) override;
   void cast_to_bf16(int64_t count, const float* in, uint16_t* out) override;
+  // ===== incremental decoding (engine/cuda/decoding_cuda.cc; copy_to_host counts device_to_host_bytes) =====
+  void cache_write(const kernels::CacheWriteParams& p, const float* src, float* dst) override;
+  void reorder_rows(const kernels::RowReorderParams& p, const int64_t* source_rows, float* data) override;
+  void process_logits(const kernels::LogitsProcessParams& p, const float* logits, const int64_t* history, const float* beam_scores, float* processed, float* log_probs) override;
+  void top_k(const kernels::TopKParams& p, const float* scores, const float* companion, int64_t* indices, float* values, float* companion_values) override;
+  uint64_t device_to_host_bytes() const override { return device_to_host_bytes_.load(); }
+  // ===== end of incremental decoding =====
 
  private:
   DeviceType type_;
@@ -109,6 +117,7 @@ class CudaBackend final : public Backend {
   mutable std::mutex bf16_copies_mutex_;
   std::map<const float*, Bf16Copy, std::less<>> bf16_copies_;  // by master address
   GemmOperandCounts operand_counts_;
+  std::atomic<uint64_t> device_to_host_bytes_{0};  // incremental decoding: what a step reads back
 };
 
 // Device scratch memory from the backend's caching allocator, returned when it goes out of
