@@ -6,6 +6,8 @@
 #include "engine/allocator.h"
 #include "engine/autograd/tape.h"
 #include "engine/backend.h"
+#include "engine/ops/attention.h"
+#include "engine/ops/decoding.h"
 
 namespace la3 {
 
@@ -43,24 +45,6 @@ Tensor gather_rows(const Tensor& tensor, const std::vector<int64_t>& rows) {
 
 namespace {
 
-// [rows, t, heads, d] + [rows, 1, heads, d] -> [rows, t + 1, heads, d].
-Tensor append_step(const Tensor& cache, const Tensor& step) {
-  if (!cache.defined()) return step.contiguous();
-  const int64_t rows = cache.size(0), t = cache.size(1);
-  const int64_t per_step = cache.size(2) * cache.size(3);
-  Tensor out = Tensor::empty({rows, t + 1, cache.size(2), cache.size(3)}, DType::kF32, cache.device());
-  const Tensor dense_step = step.contiguous();
-  const float* old_data = cache.data<float>();
-  const float* step_data = dense_step.data<float>();
-  float* dst = out.data<float>();
-  const Device device = cache.device();
-  for (int64_t r = 0; r < rows; ++r) {
-    copy_bytes(device, dst + r * (t + 1) * per_step, old_data + r * t * per_step, sizeof(float) * static_cast<size_t>(t * per_step));
-    copy_bytes(device, dst + (r * (t + 1) + t) * per_step, step_data + r * per_step, sizeof(float) * static_cast<size_t>(per_step));
-  }
-  return out;
-}
-
 std::vector<int64_t> repeat_rows(int64_t batch, int64_t copies) {
   std::vector<int64_t> rows;
   for (int64_t b = 0; b < batch; ++b) {
@@ -69,32 +53,50 @@ std::vector<int64_t> repeat_rows(int64_t batch, int64_t copies) {
   return rows;
 }
 
+// Layer `layer`'s keys (kind 0) or values (kind 1): [rows, max_steps, heads, d_kv], a view of
+// the one cache allocation.
+Tensor self_cache(const T5DecodingCache& cache, int64_t layer, int64_t kind) {
+  const Tensor& all = cache.self_key_values;
+  return all.narrow(0, 2 * layer + kind, 1).view({all.size(1), all.size(2), all.size(3), all.size(4)});
+}
+
 }  // namespace
 
-T5DecodingCache T5Decoder::start(const Tensor& encoder_hidden, const Tensor& encoder_mask, int64_t copies) const {
+T5DecodingCache T5Decoder::start(const Tensor& encoder_hidden, const Tensor& encoder_mask, int64_t copies,
+                                 int64_t max_steps) const {
   NoGradGuard no_grad;
   const T5Config& c = model_.config();
+  if (copies < 1 || max_steps < 1) {
+    Fail(ErrorKind::kInvalidArgument, "T5Decoder::start: copies (", copies, ") and max_steps (", max_steps,
+         ") must be >= 1");
+  }
   const int64_t batch = encoder_hidden.size(0);
   const std::vector<int64_t> rows = repeat_rows(batch, copies);
   T5DecodingCache cache;
   cache.rows = batch * copies;
-  if (encoder_mask.defined()) cache.encoder_mask = gather_rows(encoder_mask.to(DType::kI64), rows);
+  cache.max_steps = max_steps;
+  cache.copies = copies;
+  // Converted once here: cross-attention reads i32 key flags every step without a conversion.
+  if (encoder_mask.defined()) cache.encoder_mask = gather_rows(ops::key_mask_as_flags(encoder_mask), rows);
   for (int64_t i = 0; i < c.num_decoder_layers; ++i) {
     const T5KeyValues cross =
         model_.project_key_values(absl::StrCat("decoder.block.", i, ".layer.1.EncDecAttention."), encoder_hidden);
     cache.cross_keys.push_back(copies == 1 ? cross.keys : gather_rows(cross.keys, rows));
     cache.cross_values.push_back(copies == 1 ? cross.values : gather_rows(cross.values, rows));
   }
-  cache.self_keys.resize(static_cast<size_t>(c.num_decoder_layers));
-  cache.self_values.resize(static_cast<size_t>(c.num_decoder_layers));
+  cache.self_key_values = Tensor::zeros({2 * c.num_decoder_layers, cache.rows, max_steps, c.num_heads, c.d_kv},
+                                        DType::kF32, model_.device());
   return cache;
 }
 
 T5KeyValues T5DecodingCache::store_self(int64_t layer, const T5KeyValues& step) {
-  const size_t index = static_cast<size_t>(layer);
-  self_keys[index] = append_step(self_keys[index], step.keys);
-  self_values[index] = append_step(self_values[index], step.values);
-  return T5KeyValues{self_keys[index], self_values[index]};
+  if (steps >= max_steps) {
+    Fail(ErrorKind::kOutOfRange, "decode step: the cache holds ", max_steps, " positions, all decoded");
+  }
+  T5KeyValues cached{self_cache(*this, layer, 0), self_cache(*this, layer, 1)};
+  ops::write_cache_position(cached.keys, step.keys, steps);
+  ops::write_cache_position(cached.values, step.values, steps);
+  return cached;
 }
 
 T5KeyValues T5DecodingCache::cross(int64_t layer) const {
@@ -113,10 +115,13 @@ Tensor T5Decoder::step(T5DecodingCache& cache, const std::vector<int64_t>& token
 }
 
 void T5Decoder::reorder(T5DecodingCache& cache, const std::vector<int64_t>& rows) {
-  for (Tensor& t : cache.self_keys) t = gather_rows(t, rows);
-  for (Tensor& t : cache.self_values) t = gather_rows(t, rows);
-  // Cross K/V and the mask depend only on the input, which a beam never changes: beams are
-  // reordered within their input's block, so those rows are already right.
+  // Only the decoded positions move. Cross K/V and the mask depend only on the input, which
+  // a beam never changes: beams are reordered within their input's block, so those rows are
+  // already right.
+  const Tensor& all = cache.self_key_values;
+  const int64_t position_elements = all.size(3) * all.size(4);
+  ops::reorder_rows_in_place(all.view({all.size(0), all.size(1), all.size(2) * position_elements}), rows,
+                             cache.steps * position_elements, cache.copies);
 }
 
 }  // namespace la3
