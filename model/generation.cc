@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
@@ -128,7 +127,6 @@ size_t sample_candidate(const GenerationOptions& o, const float* scores, size_t 
 
 // What a step reads back: the k best of each group, best first.
 struct Selection {
-  int64_t k = 0;
   std::vector<int64_t> indices;   // [groups * k]
   std::vector<float> values;      // [groups * k] the processed scores (when asked for)
   std::vector<float> log_probs;   // [groups * k] log_softmax(logits) at the indices (when asked for)
@@ -166,7 +164,6 @@ Selection select_on_device(const Tensor& logits, const std::vector<std::vector<i
   const ops::TopK top = ops::top_k(processed.scores.view({groups, n}), k,
                                    want_log_probs ? processed.log_probs.view({groups, n}) : Tensor());
   Selection selection;
-  selection.k = k;
   selection.indices = top.indices.to_vector<int64_t>();
   if (want_values) selection.values = top.values.to_vector<float>();
   if (want_log_probs) selection.log_probs = top.companion.to_vector<float>();
