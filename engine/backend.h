@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "engine/device.h"
+#include "kernels/decoding_params.h"
 #include "kernels/op_params.h"
 
 namespace la3 {
@@ -81,6 +82,10 @@ class Backend {
     int64_t from_copy = 0;
   };
   virtual GemmOperandCounts gemm_operand_counts() const { return {}; }
+
+  // Bytes copied from this device to the host by copy_to_host since the backend was created
+  // (for tests and benchmarks; 0 on backends whose memory the host addresses directly).
+  virtual uint64_t device_to_host_bytes() const { return 0; }
 };
 
 // The backend of a device; throws EngineError(kUnimplemented) when it is not available.

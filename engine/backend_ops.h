@@ -169,4 +169,20 @@ LA3_BACKEND_OP(void, adamw_step,
 // Casts `count` floats to bf16 (round to nearest even) on this device.
 LA3_BACKEND_OP(void, cast_to_bf16, (int64_t count, const float* in, uint16_t* out))
 
+// --- incremental decoding (engine/ops/decoding.h; kernels/decoding_params.h) ----------------
+// The key/value cache write of one new position per row.
+LA3_BACKEND_OP(void, cache_write, (const kernels::CacheWriteParams& p, const float* src, float* dst))
+// Beam reordering of cached rows in place: new row r = old row source_rows[r] (within groups).
+LA3_BACKEND_OP(void, reorder_rows, (const kernels::RowReorderParams& p, const int64_t* source_rows, float* data))
+// The logits processors (and log-softmax for beam search) into `processed` (may be `logits`);
+// log_probs, when not null, receives log_softmax(logits). beam_scores may be null.
+LA3_BACKEND_OP(void, process_logits,
+               (const kernels::LogitsProcessParams& p, const float* logits, const int64_t* history,
+                const float* beam_scores, float* processed, float* log_probs))
+// Top k of each group: indices and values [groups, k]; companion_values[g, j] =
+// companion[g, indices[g, j]] when companion is not null.
+LA3_BACKEND_OP(void, top_k,
+               (const kernels::TopKParams& p, const float* scores, const float* companion, int64_t* indices,
+                float* values, float* companion_values))
+
 #undef LA3_BACKEND_OP

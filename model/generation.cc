@@ -2,53 +2,18 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
-#include <map>
 #include <numeric>
-#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "engine/autograd/tape.h"
+#include "engine/ops/attention.h"
+#include "engine/ops/decoding.h"
 #include "kernels/philox.cuh"
 #include "model/t5_decoding.h"
 
 namespace la3 {
 
 namespace {
-
-constexpr float kNegativeInfinity = -std::numeric_limits<float>::infinity();
-
-// log_softmax of one row in fp32, in torch's order: x - max - log(sum(exp(x - max))).
-void log_softmax_row(float* row, int64_t n) {
-  float max_value = -std::numeric_limits<float>::infinity();
-  for (int64_t i = 0; i < n; ++i) max_value = std::max(max_value, row[i]);
-  float sum = 0.0f;
-  for (int64_t i = 0; i < n; ++i) sum += std::exp(row[i] - max_value);
-  const float log_sum = std::log(sum);
-  for (int64_t i = 0; i < n; ++i) row[i] = row[i] - max_value - log_sum;
-}
-
-// transformers' logits processors, applied to one row given the tokens generated so far
-// (starting with the decoder start token).
-void apply_processors(const GenerationOptions& o, int64_t eos, const std::vector<int64_t>& history, float* row) {
-  if (o.repetition_penalty != 1.0) {
-    const float penalty = static_cast<float>(o.repetition_penalty);
-    std::set<int64_t> seen(history.begin(), history.end());
-    for (int64_t token : seen) row[token] = row[token] < 0 ? row[token] * penalty : row[token] / penalty;
-  }
-  const int n = o.no_repeat_ngram_size;
-  if (n > 0 && static_cast<int>(history.size()) + 1 >= n) {
-    // Ban every token that would complete an n-gram already present.
-    const size_t prefix_start = history.size() - static_cast<size_t>(n - 1);
-    for (size_t start = 0; start + static_cast<size_t>(n) <= history.size(); ++start) {
-      if (std::equal(history.begin() + static_cast<long>(start), history.begin() + static_cast<long>(start) + n - 1,
-                     history.begin() + static_cast<long>(prefix_start))) {
-        row[history[start + static_cast<size_t>(n) - 1]] = kNegativeInfinity;
-      }
-    }
-  }
-  if (static_cast<int64_t>(history.size()) < o.min_length) row[eos] = kNegativeInfinity;
-}
 
 struct Hypothesis {
   double score;
@@ -131,20 +96,15 @@ absl::Status validate(const GenerationOptions& o, const T5Model& model, const Te
   return absl::OkStatus();
 }
 
-// Picks a token from log-probabilities with temperature, top-k and top-p (transformers'
-// order: temperature, top-k, top-p), using a Philox draw keyed by (seed, step, row).
-int64_t sample_token(const GenerationOptions& o, std::vector<float> scores, uint64_t step, uint32_t row) {
-  const int64_t vocab = static_cast<int64_t>(scores.size());
-  for (float& s : scores) s = static_cast<float>(s / o.temperature);
-  std::vector<int64_t> order(static_cast<size_t>(vocab));
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return scores[static_cast<size_t>(a)] > scores[static_cast<size_t>(b)]; });
-  size_t keep = order.size();
-  if (o.top_k > 0) keep = std::min(keep, static_cast<size_t>(o.top_k));
-  double max_score = scores[static_cast<size_t>(order[0])];
+// Picks one of a row's candidates (its top_k processed scores already divided by the
+// temperature, best first: transformers' order is temperature, top-k, top-p) by top-p and a
+// Philox draw keyed by (seed, step, row). Returns the candidate's position.
+size_t sample_candidate(const GenerationOptions& o, const float* scores, size_t count, uint64_t step, uint32_t row) {
+  size_t keep = count;
+  const double max_score = scores[0];
   std::vector<double> probs(keep);
   double total = 0.0;
-  for (size_t i = 0; i < keep; ++i) total += probs[i] = std::exp(scores[static_cast<size_t>(order[i])] - max_score);
+  for (size_t i = 0; i < keep; ++i) total += probs[i] = std::exp(scores[i] - max_score);
   if (o.top_p < 1.0) {
     double cumulative = 0.0;
     for (size_t i = 0; i < keep; ++i) {
@@ -160,9 +120,54 @@ int64_t sample_token(const GenerationOptions& o, std::vector<float> scores, uint
   double cumulative = 0.0;
   for (size_t i = 0; i < keep; ++i) {
     cumulative += probs[i];
-    if (draw < cumulative) return order[i];
+    if (draw < cumulative) return i;
   }
-  return order[keep - 1];
+  return keep - 1;
+}
+
+// What a step reads back: the k best of each group, best first.
+struct Selection {
+  std::vector<int64_t> indices;   // [groups * k]
+  std::vector<float> values;      // [groups * k] the processed scores (when asked for)
+  std::vector<float> log_probs;   // [groups * k] log_softmax(logits) at the indices (when asked for)
+};
+
+// The next-token selection of one step on the model's device: the logits processors (on
+// log-probabilities plus the beam scores for beam search, on the logits for greedy search
+// and sampling) and top-k over `groups` rows of the processed [rows, vocab] scores. history
+// holds every row's tokens so far; rows shorter than the longest (finished greedy rows,
+// whose scores are ignored) are padded with their last token.
+Selection select_on_device(const Tensor& logits, const std::vector<std::vector<int64_t>>& history,
+                           const Tensor& beam_scores, const GenerationOptions& o, int64_t eos, int64_t groups, int64_t k,
+                           bool want_values, bool want_log_probs) {
+  const int64_t rows = logits.size(0), vocab = logits.size(1);
+  size_t length = 0;
+  for (const auto& h : history) length = std::max(length, h.size());
+  std::vector<int64_t> flat;
+  flat.reserve(static_cast<size_t>(rows) * length);
+  for (const auto& h : history) {
+    flat.insert(flat.end(), h.begin(), h.end());
+    flat.insert(flat.end(), length - h.size(), h.back());
+  }
+  ops::LogitsProcessing processing;
+  processing.log_softmax = beam_scores.defined();
+  processing.want_log_probs = want_log_probs;
+  processing.repetition_penalty = static_cast<float>(o.repetition_penalty);
+  processing.no_repeat_ngram = o.no_repeat_ngram_size;
+  processing.ban_eos = static_cast<int64_t>(length) < o.min_length;
+  processing.eos = eos;
+  processing.temperature = o.do_sample ? o.temperature : 1.0;
+  const ops::ProcessedLogits processed = ops::process_logits(
+      logits, Tensor::from_vector<int64_t>({rows, static_cast<int64_t>(length)}, flat, logits.device()), beam_scores,
+      processing);
+  const int64_t n = rows * vocab / groups;
+  const ops::TopK top = ops::top_k(processed.scores.view({groups, n}), k,
+                                   want_log_probs ? processed.log_probs.view({groups, n}) : Tensor());
+  Selection selection;
+  selection.indices = top.indices.to_vector<int64_t>();
+  if (want_values) selection.values = top.values.to_vector<float>();
+  if (want_log_probs) selection.log_probs = top.companion.to_vector<float>();
+  return selection;
 }
 
 std::vector<std::vector<GeneratedSequence>> greedy(const T5Model& model, T5DecodingCache& cache, int64_t batch,
@@ -175,27 +180,25 @@ std::vector<std::vector<GeneratedSequence>> greedy(const T5Model& model, T5Decod
   for (int64_t length = 1; length < max_length; ++length) {
     std::vector<int64_t> last;
     for (const auto& t : tokens) last.push_back(t.back());
-    // Scores are processed on the host: one [rows, vocab] copy per step on a GPU device.
-    Tensor logits = decoder.step(cache, last).to_device(Device::cpu());
+    const Tensor logits = decoder.step(cache, last);
     const int64_t vocab = logits.size(1);
+    // Sampling needs the top_k candidates (the whole vocabulary when top_k is 0), greedy
+    // search the best one; the score adds the chosen token's log-probability.
+    const int64_t k = !o.do_sample ? 1 : o.top_k > 0 ? std::min<int64_t>(o.top_k, vocab) : vocab;
+    const Selection selection = select_on_device(logits, tokens, Tensor(), o, c.eos_token_id, batch, k,
+                                                 /*want_values=*/o.do_sample, /*want_log_probs=*/true);
     bool all_done = true;
     for (int64_t r = 0; r < batch; ++r) {
       if (finished[static_cast<size_t>(r)]) continue;
-      float* row = logits.data<float>() + r * vocab;
-      std::vector<float> log_probs(row, row + vocab);
-      log_softmax_row(log_probs.data(), vocab);
-      // transformers' greedy and sampling paths process the raw logits (softmax is
-      // shift-invariant, so sampling from them equals sampling from log-probabilities).
-      std::vector<float> processed(row, row + vocab);
-      apply_processors(o, c.eos_token_id, tokens[static_cast<size_t>(r)], processed.data());
-      int64_t next;
-      if (o.do_sample) {
-        next = sample_token(o, processed, static_cast<uint64_t>(length), static_cast<uint32_t>(r));
-      } else {
-        next = std::max_element(processed.begin(), processed.end()) - processed.begin();
-      }
+      const size_t first = static_cast<size_t>(r * k);
+      const size_t chosen =
+          first + (o.do_sample ? sample_candidate(o, selection.values.data() + first, static_cast<size_t>(k),
+                                                  static_cast<uint64_t>(length), static_cast<uint32_t>(r))
+                               : 0);
+      const int64_t next = selection.indices[chosen];
+      if (next < 0) Fail(ErrorKind::kInternal, "generate: no finite score in row ", r);
       tokens[static_cast<size_t>(r)].push_back(next);
-      scores[static_cast<size_t>(r)] += log_probs[static_cast<size_t>(next)];
+      scores[static_cast<size_t>(r)] += selection.log_probs[chosen];
       if (next == c.eos_token_id) finished[static_cast<size_t>(r)] = true;
       all_done = all_done && finished[static_cast<size_t>(r)];
     }
@@ -224,19 +227,16 @@ std::vector<std::vector<GeneratedSequence>> beam_search(const T5Model& model, T5
   while (true) {
     std::vector<int64_t> last;
     for (const auto& t : tokens) last.push_back(t.back());
-    // Scores are processed on the host: one [rows, vocab] copy per step on a GPU device.
-    Tensor logits = decoder.step(cache, last).to_device(Device::cpu());
+    const Tensor logits = decoder.step(cache, last);
     const int64_t vocab = logits.size(1);
-    float* data = logits.data<float>();
-    for (int64_t r = 0; r < rows; ++r) {
-      float* row = data + r * vocab;
-      log_softmax_row(row, vocab);
-      apply_processors(o, c.eos_token_id, tokens[static_cast<size_t>(r)], row);
-      for (int64_t v = 0; v < vocab; ++v) row[v] += beam_scores[static_cast<size_t>(r)];
-    }
+    const int64_t keep = 2 * beams;  // max(2, 1 + number of eos tokens) * num_beams
+    // Top 2 * beams over each input's [beams * vocab] scores (torch.topk, sorted; ties by
+    // lower index), computed on the model's device.
+    const Selection selection =
+        select_on_device(logits, tokens, Tensor::from_vector<float>({rows}, beam_scores, logits.device()), o,
+                         c.eos_token_id, batch, keep, /*want_values=*/true, /*want_log_probs=*/false);
     std::vector<int64_t> next_rows(static_cast<size_t>(rows)), next_tokens(static_cast<size_t>(rows));
     std::vector<float> next_scores(static_cast<size_t>(rows));
-    const int64_t keep = 2 * beams;  // max(2, 1 + number of eos tokens) * num_beams
     for (int64_t b = 0; b < batch; ++b) {
       if (done[static_cast<size_t>(b)]) {
         for (int k = 0; k < beams; ++k) {
@@ -247,18 +247,14 @@ std::vector<std::vector<GeneratedSequence>> beam_search(const T5Model& model, T5
         }
         continue;
       }
-      // Top 2 * beams over [beams * vocab] (torch.topk, sorted; ties by lower index).
-      const float* block = data + b * beams * vocab;
-      std::vector<int64_t> candidates(static_cast<size_t>(beams * vocab));
-      std::iota(candidates.begin(), candidates.end(), 0);
-      std::partial_sort(candidates.begin(), candidates.begin() + keep, candidates.end(), [&](int64_t x, int64_t y) {
-        return block[x] > block[y] || (block[x] == block[y] && x < y);
-      });
+      const int64_t* candidates = selection.indices.data() + b * keep;
+      const float* candidate_scores = selection.values.data() + b * keep;
       int filled = 0;
       for (int64_t rank = 0; rank < keep && filled < beams; ++rank) {
-        const int64_t flat = candidates[static_cast<size_t>(rank)];
+        const int64_t flat = candidates[rank];
+        if (flat < 0) Fail(ErrorKind::kInternal, "generate: no finite score for input ", b);
         const int64_t beam = flat / vocab, token = flat % vocab;
-        const float score = block[flat];
+        const float score = candidate_scores[rank];
         const int64_t source_row = b * beams + beam;
         if (token == c.eos_token_id) {
           if (rank >= beams) continue;
@@ -272,7 +268,7 @@ std::vector<std::vector<GeneratedSequence>> beam_search(const T5Model& model, T5
         }
       }
       done[static_cast<size_t>(b)] =
-          hypotheses[static_cast<size_t>(b)].is_done(block[candidates[0]], cur_len + 1);
+          hypotheses[static_cast<size_t>(b)].is_done(candidate_scores[0], cur_len + 1);
     }
     // cur_len + 1: transformers' scorer counts the token being chosen.
     std::vector<std::vector<int64_t>> new_tokens;
@@ -324,11 +320,15 @@ absl::StatusOr<std::vector<std::vector<GeneratedSequence>>> generate(const T5Mod
   try {
     NoGradGuard no_grad;
     const int64_t max_length = options.max_new_tokens > 0 ? 1 + options.max_new_tokens : options.max_length;
-    // Inputs follow the model to its device.
+    // Inputs follow the model to its device; the mask as the key flags attention reads,
+    // made on the host once (the encoder and every decoding step use them as they are).
     const Tensor ids = input_ids.to_device(model.device());
-    const Tensor mask = attention_mask.defined() ? attention_mask.to_device(model.device()) : Tensor();
+    const Tensor mask = attention_mask.defined()
+                            ? ops::key_mask_as_flags(attention_mask.to_device(Device::cpu())).to_device(model.device())
+                            : Tensor();
     const Tensor encoded = model.encode(ids, mask, {});
-    T5DecodingCache cache = T5Decoder(model).start(encoded, mask, options.num_beams);
+    // Every step decodes one position: max_length - 1 of them after the start token.
+    T5DecodingCache cache = T5Decoder(model).start(encoded, mask, options.num_beams, max_length - 1);
     if (options.num_beams == 1) return greedy(model, cache, input_ids.size(0), max_length, options);
     return beam_search(model, cache, input_ids.size(0), max_length, options);
   } catch (const std::exception& error) {

@@ -4,7 +4,12 @@
 // hypothesis score = sum of log-probabilities / generated_length ** length_penalty,
 // early_stopping true / false / "never"), and the logits processors min_length,
 // no_repeat_ngram_size and repetition_penalty. Sampling (temperature, top-k, top-p, seeded
-// Philox draws) is an option of greedy search. Decoding is incremental (t5_decoding.h).
+// Philox draws) is an option of greedy search. Decoding is incremental (t5_decoding.h) and
+// stays on the model's device: the processors, log-softmax and top-k run there
+// (engine/ops/decoding.h), and a step reads back only the k best ids and scores per input
+// (beam search: 2 * num_beams; greedy: the best id and its log-probability; sampling: top_k,
+// or the whole vocabulary when top_k is 0) and the step's ids (the embedding's range check).
+// The beam bookkeeping (hypotheses, eos handling, top-p and the draw) runs on the host.
 #pragma once
 
 #include <cstdint>

@@ -1,19 +1,13 @@
 #include "model/t5_decoding.h"
 
-#include <cmath>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "engine/allocator.h"
 #include "engine/autograd/tape.h"
 #include "engine/backend.h"
-#include "engine/ops/activation.h"
 #include "engine/ops/attention.h"
-#include "engine/ops/elementwise.h"
-#include "engine/ops/embedding.h"
-#include "engine/ops/matmul.h"
-#include "engine/ops/reshape.h"
-#include "engine/ops/rmsnorm.h"
+#include "engine/ops/decoding.h"
 
 namespace la3 {
 
@@ -51,24 +45,6 @@ Tensor gather_rows(const Tensor& tensor, const std::vector<int64_t>& rows) {
 
 namespace {
 
-// [rows, t, heads, d] + [rows, 1, heads, d] -> [rows, t + 1, heads, d].
-Tensor append_step(const Tensor& cache, const Tensor& step) {
-  if (!cache.defined()) return step.contiguous();
-  const int64_t rows = cache.size(0), t = cache.size(1);
-  const int64_t per_step = cache.size(2) * cache.size(3);
-  Tensor out = Tensor::empty({rows, t + 1, cache.size(2), cache.size(3)}, DType::kF32, cache.device());
-  const Tensor dense_step = step.contiguous();
-  const float* old_data = cache.data<float>();
-  const float* step_data = dense_step.data<float>();
-  float* dst = out.data<float>();
-  const Device device = cache.device();
-  for (int64_t r = 0; r < rows; ++r) {
-    copy_bytes(device, dst + r * (t + 1) * per_step, old_data + r * t * per_step, sizeof(float) * static_cast<size_t>(t * per_step));
-    copy_bytes(device, dst + (r * (t + 1) + t) * per_step, step_data + r * per_step, sizeof(float) * static_cast<size_t>(per_step));
-  }
-  return out;
-}
-
 std::vector<int64_t> repeat_rows(int64_t batch, int64_t copies) {
   std::vector<int64_t> rows;
   for (int64_t b = 0; b < batch; ++b) {
@@ -77,110 +53,75 @@ std::vector<int64_t> repeat_rows(int64_t batch, int64_t copies) {
   return rows;
 }
 
+// Layer `layer`'s keys (kind 0) or values (kind 1): [rows, max_steps, heads, d_kv], a view of
+// the one cache allocation.
+Tensor self_cache(const T5DecodingCache& cache, int64_t layer, int64_t kind) {
+  const Tensor& all = cache.self_key_values;
+  return all.narrow(0, 2 * layer + kind, 1).view({all.size(1), all.size(2), all.size(3), all.size(4)});
+}
+
 }  // namespace
 
-T5DecodingCache T5Decoder::start(const Tensor& encoder_hidden, const Tensor& encoder_mask, int64_t copies) const {
+T5DecodingCache T5Decoder::start(const Tensor& encoder_hidden, const Tensor& encoder_mask, int64_t copies,
+                                 int64_t max_steps) const {
   NoGradGuard no_grad;
   const T5Config& c = model_.config();
-  const int64_t batch = encoder_hidden.size(0), src = encoder_hidden.size(1);
+  if (copies < 1 || max_steps < 1) {
+    Fail(ErrorKind::kInvalidArgument, "T5Decoder::start: copies (", copies, ") and max_steps (", max_steps,
+         ") must be >= 1");
+  }
+  const int64_t batch = encoder_hidden.size(0);
   const std::vector<int64_t> rows = repeat_rows(batch, copies);
   T5DecodingCache cache;
   cache.rows = batch * copies;
-  if (encoder_mask.defined()) cache.encoder_mask = gather_rows(encoder_mask.to(DType::kI64), rows);
+  cache.max_steps = max_steps;
+  cache.copies = copies;
+  // Converted once here: cross-attention reads i32 key flags every step without a conversion.
+  if (encoder_mask.defined()) cache.encoder_mask = gather_rows(ops::key_mask_as_flags(encoder_mask), rows);
   for (int64_t i = 0; i < c.num_decoder_layers; ++i) {
-    const std::string prefix = absl::StrCat("decoder.block.", i, ".layer.1.EncDecAttention.");
-    const Tensor k = ops::reshape(ops::linear(encoder_hidden, model_.parameter(prefix + "k.weight")), {batch, src, c.num_heads, c.d_kv});
-    const Tensor v = ops::reshape(ops::linear(encoder_hidden, model_.parameter(prefix + "v.weight")), {batch, src, c.num_heads, c.d_kv});
-    cache.cross_keys.push_back(copies == 1 ? k : gather_rows(k, rows));
-    cache.cross_values.push_back(copies == 1 ? v : gather_rows(v, rows));
+    const T5KeyValues cross =
+        model_.project_key_values(absl::StrCat("decoder.block.", i, ".layer.1.EncDecAttention."), encoder_hidden);
+    cache.cross_keys.push_back(copies == 1 ? cross.keys : gather_rows(cross.keys, rows));
+    cache.cross_values.push_back(copies == 1 ? cross.values : gather_rows(cross.values, rows));
   }
-  cache.self_keys.resize(static_cast<size_t>(c.num_decoder_layers));
-  cache.self_values.resize(static_cast<size_t>(c.num_decoder_layers));
+  cache.self_key_values = Tensor::zeros({2 * c.num_decoder_layers, cache.rows, max_steps, c.num_heads, c.d_kv},
+                                        DType::kF32, model_.device());
   return cache;
+}
+
+T5KeyValues T5DecodingCache::store_self(int64_t layer, const T5KeyValues& step) {
+  if (steps >= max_steps) {
+    Fail(ErrorKind::kOutOfRange, "decode step: the cache holds ", max_steps, " positions, all decoded");
+  }
+  T5KeyValues cached{self_cache(*this, layer, 0), self_cache(*this, layer, 1)};
+  ops::write_cache_position(cached.keys, step.keys, steps);
+  ops::write_cache_position(cached.values, step.values, steps);
+  return cached;
+}
+
+T5KeyValues T5DecodingCache::cross(int64_t layer) const {
+  return T5KeyValues{cross_keys[static_cast<size_t>(layer)], cross_values[static_cast<size_t>(layer)]};
 }
 
 Tensor T5Decoder::step(T5DecodingCache& cache, const std::vector<int64_t>& tokens) const {
   NoGradGuard no_grad;
-  const T5Config& c = model_.config();
   if (static_cast<int64_t>(tokens.size()) != cache.rows) {
     Fail(ErrorKind::kInvalidArgument, "decode step: ", tokens.size(), " tokens for ", cache.rows, " cache rows");
   }
-  const int64_t rows = cache.rows, heads = c.num_heads, d_kv = c.d_kv;
-  const float eps = c.layer_norm_epsilon;
-  Tensor hidden = ops::embedding(model_.parameter("shared.weight"), Tensor::from_vector<int64_t>({rows, 1}, tokens, model_.device()));
-  const Tensor& table = model_.parameter("decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight");
-  ops::AttentionOptions self_options;
-  self_options.causal = true;
-  self_options.bidirectional = false;
-  self_options.query_offset = cache.steps;
-  self_options.num_buckets = c.relative_attention_num_buckets;
-  self_options.max_distance = c.relative_attention_max_distance;
-  ops::AttentionOptions cross_options;
-  // Residual adds fused with the pre-norm that follows them (ops::add_rmsnorm), as in
-  // T5Model::decode: after block i's feed-forward comes block i+1's first norm or the final one.
-  auto norm_after = [&](int64_t next_block) -> const Tensor& {
-    return next_block < c.num_decoder_layers
-               ? model_.parameter(absl::StrCat("decoder.block.", next_block, ".layer.0.layer_norm.weight"))
-               : model_.parameter("decoder.final_layer_norm.weight");
-  };
-  Tensor normed = ops::rmsnorm(hidden, norm_after(0), eps);
-  for (int64_t i = 0; i < c.num_decoder_layers; ++i) {
-    const std::string b = absl::StrCat("decoder.block.", i, ".");
-    const size_t layer = static_cast<size_t>(i);
-    // Self-attention over the cache plus the new token.
-    const std::string self_prefix = b + "layer.0.SelfAttention.";
-    const Tensor q = ops::reshape(ops::linear(normed, model_.parameter(self_prefix + "q.weight")), {rows, 1, heads, d_kv});
-    const Tensor k = ops::reshape(ops::linear(normed, model_.parameter(self_prefix + "k.weight")), {rows, 1, heads, d_kv});
-    const Tensor v = ops::reshape(ops::linear(normed, model_.parameter(self_prefix + "v.weight")), {rows, 1, heads, d_kv});
-    cache.self_keys[layer] = append_step(cache.self_keys[layer], k);
-    cache.self_values[layer] = append_step(cache.self_values[layer], v);
-    const Tensor context = ops::attention(q, cache.self_keys[layer], cache.self_values[layer], table, Tensor(), self_options);
-    const ops::AddRmsNorm after_self = ops::add_rmsnorm(
-        hidden, ops::linear(ops::reshape(context, {rows, 1, heads * d_kv}), model_.parameter(self_prefix + "o.weight")),
-        model_.parameter(b + "layer.1.layer_norm.weight"), eps);
-    hidden = after_self.sum;
-    const Tensor& normed_cross = after_self.normed;
-    // Cross-attention over the cached encoder keys/values.
-    const std::string cross_prefix = b + "layer.1.EncDecAttention.";
-    const Tensor cq = ops::reshape(ops::linear(normed_cross, model_.parameter(cross_prefix + "q.weight")), {rows, 1, heads, d_kv});
-    const Tensor cross = ops::attention(cq, cache.cross_keys[layer], cache.cross_values[layer], Tensor(), cache.encoder_mask,
-                                        cross_options);
-    const ops::AddRmsNorm after_cross = ops::add_rmsnorm(
-        hidden, ops::linear(ops::reshape(cross, {rows, 1, heads * d_kv}), model_.parameter(cross_prefix + "o.weight")),
-        model_.parameter(b + "layer.2.layer_norm.weight"), eps);
-    hidden = after_cross.sum;
-    const Tensor& normed_ff = after_cross.normed;
-    // Feed-forward.
-    const std::string ff = b + "layer.2.DenseReluDense.";
-    Tensor inner;
-    if (c.feed_forward == FeedForwardKind::kGatedGelu) {
-      inner = ops::gated_gelu(ops::linear(normed_ff, model_.parameter(ff + "wi_0.weight")),
-                              ops::linear(normed_ff, model_.parameter(ff + "wi_1.weight")));
-    } else {
-      inner = ops::relu(ops::linear(normed_ff, model_.parameter(ff + "wi.weight")));
-    }
-    const ops::AddRmsNorm after_ff =
-        ops::add_rmsnorm(hidden, ops::linear(inner, model_.parameter(ff + "wo.weight")), norm_after(i + 1), eps);
-    hidden = after_ff.sum;
-    normed = after_ff.normed;
-  }
-  hidden = normed;  // the final layer norm's output
-  Tensor logits;
-  if (c.tie_word_embeddings) {
-    hidden = ops::scale(hidden, static_cast<float>(std::pow(static_cast<double>(c.d_model), -0.5)));
-    logits = ops::linear(hidden, model_.parameter("shared.weight"));
-  } else {
-    logits = ops::linear(hidden, model_.parameter("lm_head.weight"));
-  }
+  const Tensor ids = Tensor::from_vector<int64_t>({cache.rows, 1}, tokens, model_.device());
+  const Tensor logits = model_.decoder_forward(ids, Tensor(), cache.encoder_mask, T5ForwardOptions{}, &cache);
   ++cache.steps;
-  return logits.view({rows, logits.size(-1)});
+  return logits.view({cache.rows, logits.size(-1)});
 }
 
 void T5Decoder::reorder(T5DecodingCache& cache, const std::vector<int64_t>& rows) {
-  for (Tensor& t : cache.self_keys) t = gather_rows(t, rows);
-  for (Tensor& t : cache.self_values) t = gather_rows(t, rows);
-  // Cross K/V and the mask depend only on the input, which a beam never changes: beams are
-  // reordered within their input's block, so those rows are already right.
+  // Only the decoded positions move. Cross K/V and the mask depend only on the input, which
+  // a beam never changes: beams are reordered within their input's block, so those rows are
+  // already right.
+  const Tensor& all = cache.self_key_values;
+  const int64_t position_elements = all.size(3) * all.size(4);
+  ops::reorder_rows_in_place(all.view({all.size(0), all.size(1), all.size(2) * position_elements}), rows,
+                             cache.steps * position_elements, cache.copies);
 }
 
 }  // namespace la3

@@ -14,6 +14,7 @@
 #include "engine/ops/reshape.h"
 #include "engine/ops/rmsnorm.h"
 #include "kernels/philox.cuh"
+#include "model/t5_decoding.h"
 
 namespace la3 {
 
@@ -224,20 +225,26 @@ Tensor T5Model::apply_dropout(const Tensor& x, uint32_t stream_id, const T5Forwa
   return ops::dropout(x, p, true);
 }
 
-Tensor T5Model::attention_block(const std::string& prefix, const Tensor& hidden, const Tensor& key_value_source,
-                                const Tensor& bias_table, const Tensor& key_mask, bool causal, bool bidirectional,
-                                uint32_t dropout_stream, const T5ForwardOptions& options) const {
-  const int64_t batch = hidden.size(0), q_len = hidden.size(1), k_len = key_value_source.size(1);
-  const int64_t heads = config_.num_heads, d_kv = config_.d_kv;
+T5KeyValues T5Model::project_key_values(const std::string& prefix, const Tensor& source) const {
+  const int64_t batch = source.size(0), length = source.size(1);
   // Projections produce [batch, len, heads * d_kv]; viewing them as [batch, len, heads, d_kv]
   // is the layout ops::attention takes, so no transpose is materialised.
+  const Shape shape{batch, length, config_.num_heads, config_.d_kv};
+  return T5KeyValues{ops::reshape(ops::linear(source, parameter(prefix + "k.weight")), shape),
+                     ops::reshape(ops::linear(source, parameter(prefix + "v.weight")), shape)};
+}
+
+Tensor T5Model::attention_block(const std::string& prefix, const Tensor& hidden, const T5KeyValues& key_values,
+                                const Tensor& bias_table, const Tensor& key_mask, bool causal, bool bidirectional,
+                                int64_t query_offset, uint32_t dropout_stream, const T5ForwardOptions& options) const {
+  const int64_t batch = hidden.size(0), q_len = hidden.size(1);
+  const int64_t heads = config_.num_heads, d_kv = config_.d_kv;
   const Tensor q = ops::reshape(ops::linear(hidden, parameter(prefix + "q.weight")), {batch, q_len, heads, d_kv});
-  const Tensor k = ops::reshape(ops::linear(key_value_source, parameter(prefix + "k.weight")), {batch, k_len, heads, d_kv});
-  const Tensor v = ops::reshape(ops::linear(key_value_source, parameter(prefix + "v.weight")), {batch, k_len, heads, d_kv});
   ops::AttentionOptions attention_options;
   attention_options.scale = 1.0f;  // T5 has no 1/sqrt(d_kv)
   attention_options.causal = causal;
   attention_options.bidirectional = bidirectional;
+  attention_options.query_offset = query_offset;
   attention_options.num_buckets = config_.relative_attention_num_buckets;
   attention_options.max_distance = config_.relative_attention_max_distance;
   attention_options.training = options.training;
@@ -246,7 +253,8 @@ Tensor T5Model::attention_block(const std::string& prefix, const Tensor& hidden,
   attention_options.dropout.step = options.step;
   attention_options.dropout.stream = dropout_stream;
   attention_options.dropout.row_offset = static_cast<int64_t>(options.dropout_row_offset);
-  const Tensor context = ops::attention(q, k, v, bias_table, key_mask, attention_options);  // [b, q_len, heads, d_kv]
+  const Tensor context =
+      ops::attention(q, key_values.keys, key_values.values, bias_table, key_mask, attention_options);  // [b, q_len, heads, d_kv]
   return ops::linear(ops::reshape(context, {batch, q_len, heads * d_kv}), parameter(prefix + "o.weight"));
 }
 
@@ -285,9 +293,10 @@ Tensor T5Model::encode(const Tensor& input_ids, const Tensor& attention_mask, co
   for (int64_t i = 0; i < config_.num_layers; ++i) {
     const std::string b = encoder_block(i);
     const uint32_t site = stream::kEncoderBlockBase + 16u * static_cast<uint32_t>(i);
-    const Tensor attended = attention_block(b + "layer.0.SelfAttention.", normed, normed, table, key_mask,
-                                            /*causal=*/false, /*bidirectional=*/true, site + stream::kSelfAttention,
-                                            options);
+    const std::string self_prefix = b + "layer.0.SelfAttention.";
+    const Tensor attended = attention_block(self_prefix, normed, project_key_values(self_prefix, normed), table, key_mask,
+                                            /*causal=*/false, /*bidirectional=*/true, /*query_offset=*/0,
+                                            site + stream::kSelfAttention, options);
     ops::AddRmsNorm after_attention = ops::add_rmsnorm(
         hidden, apply_dropout(attended, site + stream::kSelfAttention + 1, options), parameter(b + "layer.1.layer_norm.weight"), eps);
     hidden = after_attention.sum;
@@ -312,7 +321,15 @@ Tensor T5Model::decode(const Tensor& decoder_input_ids, const Tensor& encoder_hi
     Fail(ErrorKind::kInvalidArgument, "T5Model::decode: encoder_hidden ", encoder_hidden.describe(),
          " does not match decoder_input_ids ", decoder_input_ids.describe(), " and d_model ", config_.d_model);
   }
+  return decoder_forward(decoder_input_ids, encoder_hidden, encoder_mask, options, nullptr);
+}
+
+Tensor T5Model::decoder_forward(const Tensor& decoder_input_ids, const Tensor& encoder_hidden, const Tensor& encoder_mask,
+                                const T5ForwardOptions& options, T5DecodingCache* cache) const {
   const float eps = config_.layer_norm_epsilon;
+  // With a cache, the new positions follow the cached ones (causal attention and the
+  // relative-position buckets count from there).
+  const int64_t query_offset = cache != nullptr ? cache->steps : 0;
   Tensor hidden =
       apply_dropout(ops::embedding(parameter("shared.weight"), decoder_input_ids), stream::kDecoderEmbedding, options);
   const Tensor& table = parameter("decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight");
@@ -326,15 +343,21 @@ Tensor T5Model::decode(const Tensor& decoder_input_ids, const Tensor& encoder_hi
   for (int64_t i = 0; i < config_.num_decoder_layers; ++i) {
     const std::string b = decoder_block(i);
     const uint32_t site = stream::kDecoderBlockBase + 16u * static_cast<uint32_t>(i);
-    const Tensor self_attended = attention_block(b + "layer.0.SelfAttention.", normed, normed, table, Tensor(),
-                                                 /*causal=*/true, /*bidirectional=*/false,
+    const std::string self_prefix = b + "layer.0.SelfAttention.";
+    T5KeyValues self_key_values = project_key_values(self_prefix, normed);
+    if (cache != nullptr) self_key_values = cache->store_self(i, self_key_values);
+    const Tensor self_attended = attention_block(self_prefix, normed, self_key_values, table, Tensor(),
+                                                 /*causal=*/true, /*bidirectional=*/false, query_offset,
                                                  site + stream::kSelfAttention, options);
     ops::AddRmsNorm after_self = ops::add_rmsnorm(hidden, apply_dropout(self_attended, site + stream::kSelfAttention + 1, options),
                                                   parameter(b + "layer.1.layer_norm.weight"), eps);
     hidden = after_self.sum;
     // Cross-attention has no relative-position bias in T5.
-    const Tensor cross = attention_block(b + "layer.1.EncDecAttention.", after_self.normed, encoder_hidden, Tensor(),
-                                         encoder_mask, /*causal=*/false, /*bidirectional=*/true,
+    const std::string cross_prefix = b + "layer.1.EncDecAttention.";
+    const T5KeyValues cross_key_values =
+        cache != nullptr ? cache->cross(i) : project_key_values(cross_prefix, encoder_hidden);
+    const Tensor cross = attention_block(cross_prefix, after_self.normed, cross_key_values, Tensor(), encoder_mask,
+                                         /*causal=*/false, /*bidirectional=*/true, /*query_offset=*/0,
                                          site + stream::kCrossAttention, options);
     ops::AddRmsNorm after_cross = ops::add_rmsnorm(hidden, apply_dropout(cross, site + stream::kCrossAttention + 1, options),
                                                    parameter(b + "layer.2.layer_norm.weight"), eps);

@@ -18,6 +18,14 @@
 
 namespace la3 {
 
+struct T5DecodingCache;  // model/t5_decoding.h
+
+// The keys and values one attention reads, each [batch, k_len, heads, d_kv].
+struct T5KeyValues {
+  Tensor keys;
+  Tensor values;
+};
+
 struct T5ForwardOptions {
   bool training = false;  // dropout on (config.dropout_rate) when true
   uint64_t seed = 0;      // dropout randomness: (seed, step, site) -> Philox stream
@@ -81,12 +89,22 @@ class T5Model {
   T5Model(T5Config config, std::map<std::string, Tensor> parameters)
       : config_(std::move(config)), parameters_(std::move(parameters)) {}
 
-  Tensor attention_block(const std::string& prefix, const Tensor& hidden, const Tensor& key_value_source,
+  T5KeyValues project_key_values(const std::string& prefix, const Tensor& source) const;
+  // Queries from `hidden`, attention over `key_values`, output projection. query_offset is
+  // the absolute position of hidden's first row (incremental decoding: the cached length).
+  Tensor attention_block(const std::string& prefix, const Tensor& hidden, const T5KeyValues& key_values,
                          const Tensor& bias_table, const Tensor& key_mask, bool causal, bool bidirectional,
-                         uint32_t dropout_stream, const T5ForwardOptions& options) const;
+                         int64_t query_offset, uint32_t dropout_stream, const T5ForwardOptions& options) const;
   Tensor feed_forward(const std::string& prefix, const Tensor& hidden, uint32_t dropout_stream,
                       const T5ForwardOptions& options) const;
   Tensor apply_dropout(const Tensor& x, uint32_t stream, const T5ForwardOptions& options) const;
+  // The decoder stack and the LM head, the one implementation behind decode() (cache null:
+  // every target position, keys/values projected here) and T5Decoder::step (one new position
+  // per row: its self-attention keys/values are stored in the cache and attention reads the
+  // cached ones; cross-attention reads the cache's projections of the encoder output).
+  Tensor decoder_forward(const Tensor& decoder_input_ids, const Tensor& encoder_hidden, const Tensor& encoder_mask,
+                         const T5ForwardOptions& options, T5DecodingCache* cache) const;
+  friend class T5Decoder;  // start() projects the cross-attention keys/values, step() runs decoder_forward
 
   T5Config config_;
   std::map<std::string, Tensor> parameters_;

@@ -51,6 +51,7 @@ void CudaBackend::copy_to_host(void* host_dst, const void* device_src, size_t by
   if (bytes == 0) return;
   LA3_CUDA_CHECK(cudaMemcpyAsync(host_dst, device_src, bytes, cudaMemcpyDeviceToHost, stream_));
   LA3_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  device_to_host_bytes_ += bytes;
 }
 void CudaBackend::copy_from_host(void* device_dst, const void* host_src, size_t bytes) {
   if (bytes == 0) return;

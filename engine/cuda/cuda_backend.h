@@ -10,6 +10,7 @@
 // (cuda_device / cuda_emu) so one binary can hold both.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <map>
 #include <memory>
@@ -57,6 +58,7 @@ class CudaBackend final : public Backend {
   void register_bf16_copy(const float* master, const uint16_t* copy, int64_t count) override;
   void unregister_bf16_copy(const float* master) override;
   GemmOperandCounts gemm_operand_counts() const override;
+  uint64_t device_to_host_bytes() const override { return device_to_host_bytes_.load(); }
 
  private:
   DeviceType type_;
@@ -75,6 +77,7 @@ class CudaBackend final : public Backend {
   mutable std::mutex bf16_copies_mutex_;
   std::map<const float*, Bf16Copy, std::less<>> bf16_copies_;  // by master address
   GemmOperandCounts operand_counts_;
+  std::atomic<uint64_t> device_to_host_bytes_{0};  // incremental decoding: what a step reads back
 };
 
 // Device scratch memory from the backend's caching allocator, returned when it goes out of

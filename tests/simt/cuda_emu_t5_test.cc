@@ -16,6 +16,7 @@
 #include "engine/io/safetensors.h"
 #include "engine/optim/adamw.h"
 #include "model/t5_checkpoint.h"
+#include "tests/model/generation_golden.h"
 
 namespace la3 {
 namespace {
@@ -171,6 +172,64 @@ TEST_P(CudaEmuT5, BeamSearchMatchesTheCpu) {
     }
   }
   backend_for(kEmu).set_gemm_precision(GemmPrecision::kBf16);
+}
+
+// Every golden generate() case (greedy, beams, length penalties, early stopping, n-gram,
+// repetition and min-length processors) with the model on cuda-emu: decoding runs on the
+// device (cache, processors, top-k), fp32 GEMMs, and must give transformers' token ids.
+TEST_P(CudaEmuT5, GenerateMatchesTransformersGoldens) {
+  register_cuda_emu_backend();
+  backend_for(kEmu).set_gemm_precision(GemmPrecision::kFp32);
+  const std::string dir = std::string(LA3_GOLDEN_DIR) + "/" + GetParam();
+  testing::expect_generate_matches_goldens(load_t5_checkpoint(dir)->to_device(kEmu), dir);
+  backend_for(kEmu).set_gemm_precision(GemmPrecision::kBf16);
+}
+
+// Device-resident decoding: a step reads back from the device only what the host needs to
+// extend the hypotheses, the k ids and scores of each input (beam search: 2 * beams; greedy
+// search: the best id and its log-probability per row) plus the step's input ids (the
+// embedding's range check), never the [rows, vocab] scores. Counted by the backend's
+// copy_to_host over runs of 4 and 8 steps (min_length forces the length), so the one-time
+// reads (encoder mask, results) cancel; the vocabulary is enlarged to show it does not count.
+TEST_P(CudaEmuT5, DecodingStepReadsBackKIdsAndScoresNotTheVocabulary) {
+  register_cuda_emu_backend();
+  Backend& backend = backend_for(kEmu);
+  backend.set_gemm_precision(GemmPrecision::kFp32);
+  const std::string dir = std::string(LA3_GOLDEN_DIR) + "/" + GetParam();
+  T5Config config = load_t5_checkpoint(dir)->config();
+  config.vocab_size = 2000;
+  const T5Model emu = T5Model::create(config, 7)->to_device(kEmu);
+  const SafetensorsContents inputs = *read_safetensors(dir + "/expected.safetensors");
+  const Tensor& ids = inputs.tensors.at("input_ids");
+  const int64_t batch = ids.size(0);
+  for (int beams : {1, 3}) {
+    SCOPED_TRACE(beams);
+    auto bytes_for = [&](int64_t new_tokens) {
+      GenerationOptions options;
+      options.num_beams = beams;
+      options.max_new_tokens = new_tokens;
+      options.min_length = new_tokens + 1;  // no early end: every run decodes new_tokens steps
+      options.no_repeat_ngram_size = 2;
+      options.repetition_penalty = 1.2;
+      const uint64_t before = backend.device_to_host_bytes();
+      const auto out = generate(emu, ids, inputs.tensors.at("attention_mask"), options);
+      EXPECT_TRUE(out.ok()) << out.status().ToString();
+      return backend.device_to_host_bytes() - before;
+    };
+    const uint64_t per_step = (bytes_for(8) - bytes_for(4)) / 4;
+    const uint64_t rows = static_cast<uint64_t>(batch * beams);
+    const uint64_t input_ids = rows * sizeof(int64_t);
+    const uint64_t selection = beams == 1 ? rows * (sizeof(int64_t) + sizeof(float))  // id, log-probability
+                                          : static_cast<uint64_t>(batch * 2 * beams) * (sizeof(int64_t) + sizeof(float));
+    const uint64_t logits = rows * static_cast<uint64_t>(config.vocab_size) * sizeof(float);
+    std::printf("[cuda-emu %s] beams %d, %llu rows, vocab %lld: %llu device-to-host bytes per step (a logits copy "
+                "alone would be %llu)\n",
+                GetParam().c_str(), beams, static_cast<unsigned long long>(rows),
+                static_cast<long long>(config.vocab_size), static_cast<unsigned long long>(per_step),
+                static_cast<unsigned long long>(logits));
+    EXPECT_EQ(per_step, input_ids + selection);
+  }
+  backend.set_gemm_precision(GemmPrecision::kBf16);
 }
 
 INSTANTIATE_TEST_SUITE_P(Variants, CudaEmuT5, ::testing::Values("t5_v1_0", "t5_v1_1"));
