@@ -176,6 +176,15 @@ class Backend {
     for (const Span& span : spans) sum += sum_of_squares(span.count, span.data);
     return sum;
   }
+  // The same reduction left on the device: queues it and writes partial sums into
+  // `partials` (device memory of this backend, sum_of_squares_partial_count(spans) doubles)
+  // without synchronising; their sum in index order is sum_of_squares(spans) exactly. A
+  // trainer copies them back together with its loss: one synchronisation per step for both.
+  // The default (host-accessible memory) writes the one total.
+  virtual int64_t sum_of_squares_partial_count(const std::vector<Span>& /*spans*/) const { return 1; }
+  virtual void sum_of_squares_partials(const std::vector<Span>& spans, double* partials) {
+    partials[0] = sum_of_squares(spans);
+  }
   // out[0] = alpha * sum(x) accumulated in double in a fixed order (a device scalar: the
   // loss reductions never copy to the host).
   virtual void sum_to_scalar(int64_t count, const float* x, double alpha, float* out) = 0;

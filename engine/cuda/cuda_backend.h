@@ -80,6 +80,8 @@ class CudaBackend final : public Backend {
   void cross_entropy_backward(const kernels::CrossEntropyParams& p, const float* logits, const int64_t* labels, const float* row_lse, const float* row_weight, float* dlogits) override;
   double sum_of_squares(int64_t count, const float* x) override;
   double sum_of_squares(const std::vector<Span>& spans) override;
+  int64_t sum_of_squares_partial_count(const std::vector<Span>& spans) const override;
+  void sum_of_squares_partials(const std::vector<Span>& spans, double* partials) override;
   void caption_loss_log_probs(const kernels::CaptionLossParams& p, const float* logits, const int64_t* labels, float* log_prob, float* lse) override;
   void caption_loss_mean_fused(const kernels::CaptionLossParams& p, const float* logits, const int64_t* labels, float* log_prob, float* inverse_tokens, float* dlogits) override;
   void caption_loss_combine(const kernels::CaptionLossParams& p, const float* log_prob, const int64_t* labels, const int64_t* group, float* token_weight, float* loss, float* inverse_tokens) override;

@@ -96,28 +96,39 @@ void CudaBackend::adamw_step(const kernels::AdamWParams& p, float* param, const 
 
 double CudaBackend::sum_of_squares(int64_t count, const float* x) { return sum_of_squares({Span{x, count}}); }
 
-double CudaBackend::sum_of_squares(const std::vector<Span>& spans) {
-  // Each buffer's blocks write their partial sums into one scratch array; one copy brings
-  // them all back (the only synchronisation), and the host adds them in a fixed order.
-  std::vector<int64_t> blocks;
+namespace {
+int64_t reduce_blocks(int64_t count) {
+  return count == 0 ? 0
+                    : std::clamp<int64_t>((count + kernels::kReduceThreads - 1) / kernels::kReduceThreads, 1,
+                                          kernels::kReduceMaxBlocks);
+}
+}  // namespace
+
+int64_t CudaBackend::sum_of_squares_partial_count(const std::vector<Span>& spans) const {
   int64_t total_blocks = 0;
+  for (const Span& span : spans) total_blocks += reduce_blocks(span.count);
+  return total_blocks;
+}
+
+void CudaBackend::sum_of_squares_partials(const std::vector<Span>& spans, double* partials) {
+  // Each buffer's blocks write their partial sums into consecutive slots.
+  int64_t offset = 0;
   for (const Span& span : spans) {
-    const int64_t b = span.count == 0 ? 0
-                                      : std::clamp<int64_t>((span.count + kernels::kReduceThreads - 1) /
-                                                                kernels::kReduceThreads,
-                                                            1, kernels::kReduceMaxBlocks);
-    blocks.push_back(b);
-    total_blocks += b;
+    const int64_t blocks = reduce_blocks(span.count);
+    if (blocks == 0) continue;
+    launch_kernel(kernels::sum_of_squares_kernel, dim3(static_cast<unsigned>(blocks)), dim3(kernels::kReduceThreads), 0,
+                  stream_, span.count, span.data, partials + offset);
+    offset += blocks;
   }
+}
+
+double CudaBackend::sum_of_squares(const std::vector<Span>& spans) {
+  // One copy brings every partial back (the only synchronisation), and the host adds them
+  // in a fixed order.
+  const int64_t total_blocks = sum_of_squares_partial_count(spans);
   if (total_blocks == 0) return 0.0;
   DeviceScratch partials(*allocator_, static_cast<size_t>(total_blocks) * sizeof(double));
-  int64_t offset = 0;
-  for (size_t i = 0; i < spans.size(); ++i) {
-    if (blocks[i] == 0) continue;
-    launch_kernel(kernels::sum_of_squares_kernel, dim3(static_cast<unsigned>(blocks[i])), dim3(kernels::kReduceThreads),
-                  0, stream_, spans[i].count, spans[i].data, partials.as<double>() + offset);
-    offset += blocks[i];
-  }
+  sum_of_squares_partials(spans, partials.as<double>());
   std::vector<double> host(static_cast<size_t>(total_blocks));
   copy_to_host(host.data(), partials.as<double>(), host.size() * sizeof(double));
   double sum = 0.0;

@@ -13,7 +13,9 @@
 #include "engine/autograd/tape.h"
 #include "engine/io/file_io.h"
 #include "engine/io/safetensors.h"
+#include "engine/ops/sequence_loss.h"
 #include "engine/optim/adamw.h"
+#include "kernels/simt/runtime.h"
 #include "model/t5_checkpoint.h"
 
 namespace la3 {
@@ -425,6 +427,59 @@ TEST(Training, CudaEmuDeviceTrainsLikeTheCpu) {
   EXPECT_TRUE(load_t5_checkpoint(emu.output_dir + "/checkpoint").ok());
   fs::remove_all(cpu.output_dir);
   fs::remove_all(emu.output_dir);
+}
+
+// The host waits for the device whenever it reads device memory. A training step reads once
+// (every micro-batch's loss and the clipping norm in one copy); the ops' own reads (the ids,
+// labels and masks they validate on the host) come on top, the same for every micro-batch.
+// So a step of A micro-batches waits A x (one micro-batch's forward + backward) + 1 times.
+TEST(Training, AStepWaitsForTheDeviceOnceBeyondItsMicroBatchesOwnReads) {
+  TrainConfig config = small_run("host_syncs");
+  config.device = "cuda-emu";
+  config.max_source_length = 12;
+  config.max_target_length = 12;
+  config.batch_size = 2;
+  config.grad_accumulation = 3;
+  config.max_steps = 3;
+  config.eval_every = 0;
+  config.checkpoint_every = 0;
+  config.log_every = 1;
+  config.clip_grad_norm = 1.0;
+  std::vector<uint64_t> at_progress;
+  TrainOptions options;
+  options.on_progress = [&](const TrainProgress&) {
+    at_progress.push_back(simt::runtime_counters().host_synchronizations);
+  };
+  const absl::StatusOr<TrainSummary> summary = train(config, options);
+  ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+  ASSERT_EQ(at_progress.size(), 3u);
+
+  // One micro-batch's forward and backward through the same model structure, on its own.
+  const T5Config model_config = *config.model_config(100);
+  T5Model model = T5Model::create(model_config, 1)->to_device(Device{DeviceType::kCudaEmu, 0});
+  model.set_requires_grad(true);
+  const Device emu = model.device();
+  const Tensor ids = Tensor::from_vector<int64_t>({2, 4}, {5, 6, 7, 1, 8, 9, 1, 0});
+  const Tensor mask = Tensor::from_vector<int64_t>({2, 4}, {1, 1, 1, 1, 1, 1, 1, 0});
+  const Tensor labels = Tensor::from_vector<int64_t>({2, 3}, {10, 11, 1, 12, 1, -100});
+  const uint64_t before = simt::runtime_counters().host_synchronizations;
+  {
+    Tape tape;
+    T5ForwardOptions forward;
+    forward.training = true;
+    const Tensor device_labels = labels.to_device(emu);
+    const Tensor logits = model.logits(ids.to_device(emu), mask.to_device(emu), device_labels, forward);
+    const Tensor group = Tensor::from_vector<int64_t>({2}, {0, 1}, emu);
+    const Tensor loss = ops::caption_loss_from_logits(logits, device_labels, group, ops::CaptionLoss::kMean, -100, 5.0);
+    tape.backward(loss);
+  }
+  const uint64_t per_micro_batch = simt::runtime_counters().host_synchronizations - before;
+  EXPECT_GT(per_micro_batch, 0u);  // the ops' reads: not zero yet (docs/MEMORY.md)
+  std::printf("host synchronisations: %llu per micro-batch forward + backward\n", static_cast<unsigned long long>(per_micro_batch));
+  for (size_t step = 1; step < at_progress.size(); ++step) {
+    EXPECT_EQ(at_progress[step] - at_progress[step - 1], 3 * per_micro_batch + 1) << "step " << step + 1;
+  }
+  fs::remove_all(config.output_dir);
 }
 
 TEST(Training, MixtureLossesTrainAndBadPathsAreNamed) {
