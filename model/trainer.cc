@@ -29,6 +29,7 @@
 #include "engine/optim/adamw.h"
 #include "model/checkpoint_store.h"
 #include "model/t5_checkpoint.h"
+#include "model/train_step.h"
 
 namespace la3 {
 
@@ -162,19 +163,6 @@ absl::StatusOr<std::pair<Position, OptimizerState>> restore_checkpoint(const std
   OptimizerState optimizer{state["optimizer_steps"].get<int64_t>(), std::move(exp_avg), std::move(exp_avg_sq)};
   return std::make_pair(Position{state["step"].get<int64_t>(), state["epoch"].get<int64_t>(), state["batch"].get<int64_t>()},
                         std::move(optimizer));
-}
-
-// The loss of one batch (differentiable when a tape is active): sum over its groups divided by
-// `normaliser` (0 = the batch's own; data parallelism passes the whole global batch's).
-Tensor batch_loss(const T5Model& model, const Batch& batch, ops::CaptionLoss mode, const T5ForwardOptions& forward,
-                  double normaliser = 0.0) {
-  // Batches are collated on the host; the model's device gets its own copy.
-  const Device device = model.device();
-  const Tensor labels = batch.labels.to_device(device);
-  const Tensor logits = model.logits(batch.input_ids.to_device(device), batch.attention_mask.to_device(device), labels,
-                                     forward);
-  const Tensor group = Tensor::from_vector<int64_t>({static_cast<int64_t>(batch.group.size())}, batch.group, device);
-  return ops::caption_loss_from_logits(logits, labels, group, mode, -100, normaliser);
 }
 
 // The token-weighted validation loss. Batch b is evaluated by rank b % world size; the
@@ -330,88 +318,9 @@ std::vector<std::string> breaking_changes(const TrainConfig& saved, const TrainC
   return changes;
 }
 
-// What a training step reads back from the device, gathered into one copy: each
-// micro-batch's loss (a device scalar, copied aside on the device as it is produced) and the
-// gradient norm's partial sums. On a CUDA device every read makes the host wait for the queue
-// to drain, so reading each loss as it comes (loss.item()) and the norm separately cost
-// micro-batches + 1 waits per step; this costs one.
-class StepReadback {
- public:
-  StepReadback(Device device, size_t micro_batches) : device_(device), losses_(micro_batches) {}
-
-  // Keeps micro-batch `index`'s loss (a one-element f32 tensor on the device); no wait.
-  void keep_loss(size_t index, const Tensor& loss) { pending_losses_.emplace_back(index, loss); }
-
-  // Queues the squared-norm reduction of the parameters' gradients (call once they are final,
-  // after the all-reduce); no wait.
-  void queue_gradient_norm(const std::vector<Tensor>& parameters) {
-    for (const Tensor& parameter : parameters) {
-      const Tensor grad = parameter.grad();
-      if (!grad.defined()) continue;
-      dense_grads_.push_back(grad.contiguous());
-      spans_.push_back(Backend::Span{dense_grads_.back().data<float>(), dense_grads_.back().numel()});
-    }
-    norm_queued_ = true;
-  }
-
-  // The one copy: partials (doubles) then losses (floats) in one device buffer.
-  void read() {
-    Backend& backend = backend_for(device_);
-    const int64_t partial_count = norm_queued_ ? backend.sum_of_squares_partial_count(spans_) : 0;
-    const int64_t loss_words = (static_cast<int64_t>(losses_.size()) + 1) / 2;  // two floats per 8-byte word
-    // i64 storage is only raw 8-byte-aligned bytes here (tensors have no f64 dtype).
-    const Tensor buffer = Tensor::empty({partial_count + loss_words}, DType::kI64, device_);
-    auto* partials = reinterpret_cast<double*>(buffer.data<int64_t>());
-    auto* losses = reinterpret_cast<float*>(partials + partial_count);
-    if (partial_count > 0) backend.sum_of_squares_partials(spans_, partials);
-    std::vector<bool> produced(losses_.size(), false);
-    for (const auto& [index, loss] : pending_losses_) {
-      backend.copy_on_device(losses + index, loss.data<float>(), sizeof(float));
-      produced[index] = true;
-    }
-    std::vector<int64_t> host(static_cast<size_t>(buffer.numel()));
-    backend.copy_to_host(host.data(), buffer.data<int64_t>(), host.size() * sizeof(int64_t));
-    const auto* host_partials = reinterpret_cast<const double*>(host.data());
-    const auto* host_losses = reinterpret_cast<const float*>(host_partials + partial_count);
-    double sum_squares = 0.0;
-    for (int64_t i = 0; i < partial_count; ++i) sum_squares += host_partials[i];  // clip_grad_norm's order
-    norm_ = std::sqrt(sum_squares);
-    for (size_t i = 0; i < losses_.size(); ++i) losses_[i] = produced[i] ? host_losses[i] : 0.0;
-    pending_losses_.clear();
-  }
-
-  double loss_sum() const {
-    double sum = 0.0;
-    for (double loss : losses_) sum += loss;  // in micro-batch order, in double, as before
-    return sum;
-  }
-  double gradient_norm() const { return norm_; }
-
- private:
-  Device device_;
-  std::vector<double> losses_;
-  std::vector<std::pair<size_t, Tensor>> pending_losses_;
-  std::vector<Tensor> dense_grads_;  // keeps contiguous copies alive until reduced
-  std::vector<Backend::Span> spans_;
-  bool norm_queued_ = false;
-  double norm_ = 0.0;
-};
-
-// Scales the gradients by max_norm / (norm + 1e-6) when that is < 1 (torch's
-// clip_grad_norm_, and la3::clip_grad_norm's arithmetic, with the norm already known).
-void clip_to_norm(const std::vector<Tensor>& parameters, double norm, double max_norm) {
-  const double coefficient = max_norm / (norm + 1e-6);
-  if (coefficient >= 1.0) return;
-  for (const Tensor& parameter : parameters) {
-    const Tensor grad = parameter.grad();
-    if (!grad.defined()) continue;
-    backend_for(grad.device()).scale(grad.numel(), static_cast<float>(coefficient), grad.data<float>(), grad.data<float>());
-  }
-}
-
 // The optimizer of a run: AdamW over every parameter, or ZeRO-1's sharded AdamW
 // (distributed.shard_optimizer with more than one rank).
-class RunOptimizer {
+class RunOptimizer final : public StepOptimizer {
  public:
   RunOptimizer(std::vector<Tensor> parameters, const AdamWOptions& options, dist::GradientBuckets* sharded_buckets,
                dist::Communicator& comm, dist::Communicator& host_comm)
@@ -423,14 +332,12 @@ class RunOptimizer {
     }
   }
   void set_lr(double lr) { sharded_ ? sharded_->set_lr(lr) : plain_->set_lr(lr); }
-  // Whether the step's readback should carry the gradient norm: every rank holds the
-  // all-reduced gradients, so their norm is the global one. Under ZeRO-1 each rank holds a
-  // shard, whose norms the sharded optimizer all-reduces itself.
-  bool norm_in_readback(double max_norm) const { return !sharded_ && max_norm > 0.0; }
-  const std::vector<Tensor>& parameters() const { return parameters_; }
-  // Clipping to the global norm (0 = off), then the update. `norm` is the gradients' norm
-  // from the step's readback when norm_in_readback().
-  absl::Status clip_and_step(double max_norm, double norm) {
+  // Every rank holds the all-reduced gradients, so their norm in the step's readback is the
+  // global one. Under ZeRO-1 each rank holds a shard, whose norms the sharded optimizer
+  // all-reduces itself.
+  bool norm_in_readback() const override { return !sharded_; }
+  const std::vector<Tensor>& parameters() const override { return parameters_; }
+  absl::Status clip_and_step(double max_norm, double norm) override {
     if (sharded_) {
       if (max_norm > 0.0) {
         absl::StatusOr<double> sharded_norm = sharded_->clip_grad_norm(max_norm);
@@ -758,37 +665,37 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
       normaliser += ops::caption_loss_normaliser(micro_batches.back().labels, micro_batches.back().group, config.loss);
     }
     if (absl::Status s = control->all_reduce_sum(&normaliser, 1); !s.ok()) return s;
-    double step_sums[2] = {0.0, 0.0};  // this rank's share of the step's loss, tokens processed
-    StepReadback readback(device, micro_batches.size());
-    for (size_t micro = 0; micro < micro_batches.size(); ++micro) {
-      const Batch& batch = micro_batches[micro];
-      T5ForwardOptions forward;
-      forward.training = true;
-      forward.seed = config.seed;
-      forward.step = static_cast<uint64_t>(position.step);
-      forward.dropout_row_offset = static_cast<uint64_t>(first_rows[micro]);
-      Tape tape;
-      Tensor loss = batch_loss(model, batch, config.loss, forward, normaliser);
-      readback.keep_loss(micro, loss);
-      const bool last = micro + 1 == micro_batches.size();
-      // The last micro-batch's backward starts each bucket's all-reduce as soon as it is final.
-      tape.backward(loss, Tensor(), last && config.dist_overlap ? buckets->ready_hook() : Tape::LeafReadyFn());
-      step_sums[1] += static_cast<double>(batch.source_tokens + batch.target_tokens);
+    std::vector<MicroBatch> micro;
+    for (size_t i = 0; i < micro_batches.size(); ++i) micro.push_back({&micro_batches[i], first_rows[i]});
+    TrainStepOptions step_options;
+    step_options.loss = config.loss;
+    step_options.seed = config.seed;
+    step_options.step = static_cast<uint64_t>(position.step);
+    step_options.normaliser = normaliser;
+    step_options.clip_grad_norm = config.clip_grad_norm;
+    // The last micro-batch's backward starts each bucket's all-reduce as soon as it is final.
+    if (config.dist_overlap) step_options.last_backward_leaf_ready = buckets->ready_hook();
+    step_options.gradients_final = [&]() -> absl::Status {
+      if (absl::Status s = buckets->finish(); !s.ok()) return s;
+      interval_wait += buckets->last_wait_seconds();
+      return absl::OkStatus();
+    };
+    double step_loss = 0.0;
+    step_options.before_update = [&](const TrainStepResult& result) -> absl::Status {
+      double step_sums[2] = {result.loss, static_cast<double>(result.tokens)};  // this rank's share
+      if (absl::Status s = control->all_reduce_sum(step_sums, 2); !s.ok()) return s;
+      step_loss = step_sums[0];
+      interval_tokens += step_sums[1];
+      total_tokens += step_sums[1];
+      if (!std::isfinite(step_loss)) {
+        return absl::InternalError(absl::StrCat("loss became ", step_loss, " at step ", position.step,
+                                                "; lower optimizer.lr or enable training.clip_grad_norm"));
+      }
+      return absl::OkStatus();
+    };
+    if (absl::StatusOr<TrainStepResult> done = train_step(model, micro, optimizer, step_options); !done.ok()) {
+      return done.status();
     }
-    if (absl::Status s = buckets->finish(); !s.ok()) return s;
-    interval_wait += buckets->last_wait_seconds();
-    if (optimizer.norm_in_readback(config.clip_grad_norm)) readback.queue_gradient_norm(optimizer.parameters());
-    readback.read();  // the step's one wait for the device
-    step_sums[0] = readback.loss_sum();
-    if (absl::Status s = control->all_reduce_sum(step_sums, 2); !s.ok()) return s;
-    const double step_loss = step_sums[0];
-    interval_tokens += step_sums[1];
-    total_tokens += step_sums[1];
-    if (!std::isfinite(step_loss)) {
-      return absl::InternalError(absl::StrCat("loss became ", step_loss, " at step ", position.step,
-                                              "; lower optimizer.lr or enable training.clip_grad_norm"));
-    }
-    if (absl::Status s = optimizer.clip_and_step(config.clip_grad_norm, readback.gradient_norm()); !s.ok()) return s;
     ++position.step;
     interval_loss += step_loss;
     ++interval_steps;
