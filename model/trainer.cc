@@ -619,6 +619,8 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
   plan_options.seed = config.seed;
   plan_options.epoch = position.epoch;
   std::vector<std::vector<size_t>> plan = make_batch_plan(*train_groups, plan_options);
+  Allocator& device_memory = allocator_for(device);
+  device_memory.reset_peak_bytes();
 
   auto evaluate = [&](int64_t step) -> absl::Status {
     absl::StatusOr<double> loss = validation_loss(model, *validation_groups, config, *control);
@@ -711,13 +713,15 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
       progress.elapsed_seconds = seconds_since(start);
       const double per_step = progress.elapsed_seconds / static_cast<double>(position.step - first_step);
       progress.eta_seconds = per_step * static_cast<double>(config.max_steps - position.step);
+      progress.peak_device_bytes = static_cast<int64_t>(device_memory.peak_bytes());
       if (leader && options.on_progress) options.on_progress(progress);
       nlohmann::json record = {{"step", position.step},
                                {"loss", progress.loss},
                                {"lr", lr},
                                {"tokens_per_s", progress.tokens_per_second},
                                {"epoch", position.epoch},
-                               {"elapsed_s", progress.elapsed_seconds}};
+                               {"elapsed_s", progress.elapsed_seconds},
+                               {"peak_device_bytes", progress.peak_device_bytes}};
       if (world.size > 1) record["allreduce_wait_s"] = interval_wait / static_cast<double>(interval_steps);
       if (leader) {
         if (absl::Status s = append_metrics(metrics_path, record); !s.ok()) return s;
@@ -725,6 +729,7 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
       interval_loss = interval_tokens = interval_wait = 0.0;
       interval_steps = 0;
       interval_start = Clock::now();
+      device_memory.reset_peak_bytes();
     }
     if (config.eval_every > 0 && (position.step % config.eval_every == 0 || position.step == config.max_steps)) {
       if (absl::Status s = evaluate(position.step); !s.ok()) return s;

@@ -556,6 +556,45 @@ TEST(TrainStep, IsForwardBackwardPerMicroBatchThenClipAndAdamW) {
   EXPECT_EQ(a.parameter("shared.weight").to_vector<float>(), before);
 }
 
+// Each log interval reports the device's peak tensor bytes (reset per interval) in the
+// progress callback and in metrics.jsonl. Weights, gradients and both AdamW moments live
+// through every interval, so the peak is at least 16 bytes per parameter; on cuda-emu (bf16
+// GEMMs: plus 2 bytes of bf16 copy) it is at most what the emulated cudaMalloc held at once.
+TEST(Training, EachLogIntervalReportsItsPeakDeviceBytes) {
+  for (const char* device : {"cpu", "cuda-emu"}) {
+    TrainConfig config = small_run(std::string("peak_") + device);
+    config.device = device;
+    config.max_source_length = 12;
+    config.max_target_length = 12;
+    config.max_steps = 4;
+    config.log_every = 2;
+    config.eval_every = 0;
+    config.checkpoint_every = 0;
+    std::vector<int64_t> peaks;
+    TrainOptions options;
+    options.on_progress = [&](const TrainProgress& p) { peaks.push_back(p.peak_device_bytes); };
+    const absl::StatusOr<TrainSummary> summary = train(config, options);
+    ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+    ASSERT_EQ(peaks.size(), 2u) << device;
+    const int64_t per_parameter = std::string(device) == "cpu" ? 16 : 18;
+    std::vector<int64_t> logged;
+    std::ifstream metrics(config.output_dir + "/metrics.jsonl");
+    for (std::string line; std::getline(metrics, line);) {
+      const nlohmann::json record = nlohmann::json::parse(line);
+      ASSERT_TRUE(record.contains("peak_device_bytes")) << line;
+      logged.push_back(record["peak_device_bytes"].get<int64_t>());
+    }
+    EXPECT_EQ(logged, peaks) << device;
+    for (int64_t peak : peaks) {
+      EXPECT_GT(peak, per_parameter * summary->parameters) << device;
+      if (std::string(device) == "cuda-emu") {
+        EXPECT_LE(peak, static_cast<int64_t>(simt::emulated_device_peak_bytes())) << device;
+      }
+    }
+    fs::remove_all(config.output_dir);
+  }
+}
+
 TEST(Training, MixtureLossesTrainAndBadPathsAreNamed) {
   for (ops::CaptionLoss mode : {ops::CaptionLoss::kTokenMixture, ops::CaptionLoss::kSequenceMixture}) {
     TrainConfig config = small_run(ops::caption_loss_name(mode));
