@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "engine/autograd/tape.h"
 #include "engine/error.h"
 #include "engine/ops/activation.h"
 #include "engine/ops/attention.h"
@@ -227,13 +228,34 @@ Tensor T5Model::apply_dropout(const Tensor& x, uint32_t stream_id, const T5Forwa
 Tensor T5Model::attention_block(const std::string& prefix, const Tensor& hidden, const Tensor& key_value_source,
                                 const Tensor& bias_table, const Tensor& key_mask, bool causal, bool bidirectional,
                                 uint32_t dropout_stream, const T5ForwardOptions& options) const {
-  const int64_t batch = hidden.size(0), q_len = hidden.size(1), k_len = key_value_source.size(1);
+  if (options.recompute == T5ForwardOptions::Recompute::kNone || !options.training) {
+    return attention_sublayer(prefix, hidden, key_value_source, key_value_source, bias_table, key_mask, causal,
+                              bidirectional, dropout_stream, options);
+  }
+  std::vector<Tensor> leaves;
+  for (const char* name : {"q.weight", "k.weight", "v.weight", "o.weight"}) leaves.push_back(parameter(prefix + name));
+  if (bias_table.defined()) leaves.push_back(bias_table);
+  // Inputs in the order the unrecomputed backward reaches the projections (v, k, q), so each
+  // source's gradient is summed in the same order. The closure holds the model by pointer:
+  // the tape outlives no model it records.
+  return checkpoint("recompute attention", {key_value_source, key_value_source, hidden, key_mask}, leaves,
+                    [this, prefix, bias_table, causal, bidirectional, dropout_stream, options](const std::vector<Tensor>& in) {
+                      return attention_sublayer(prefix, in[2], in[1], in[0], bias_table, in[3], causal, bidirectional,
+                                                dropout_stream, options);
+                    });
+}
+
+Tensor T5Model::attention_sublayer(const std::string& prefix, const Tensor& q_source, const Tensor& k_source,
+                                   const Tensor& v_source, const Tensor& bias_table, const Tensor& key_mask,
+                                   bool causal, bool bidirectional, uint32_t dropout_stream,
+                                   const T5ForwardOptions& options) const {
+  const int64_t batch = q_source.size(0), q_len = q_source.size(1), k_len = k_source.size(1);
   const int64_t heads = config_.num_heads, d_kv = config_.d_kv;
   // Projections produce [batch, len, heads * d_kv]; viewing them as [batch, len, heads, d_kv]
   // is the layout ops::attention takes, so no transpose is materialised.
-  const Tensor q = ops::reshape(ops::linear(hidden, parameter(prefix + "q.weight")), {batch, q_len, heads, d_kv});
-  const Tensor k = ops::reshape(ops::linear(key_value_source, parameter(prefix + "k.weight")), {batch, k_len, heads, d_kv});
-  const Tensor v = ops::reshape(ops::linear(key_value_source, parameter(prefix + "v.weight")), {batch, k_len, heads, d_kv});
+  const Tensor q = ops::reshape(ops::linear(q_source, parameter(prefix + "q.weight")), {batch, q_len, heads, d_kv});
+  const Tensor k = ops::reshape(ops::linear(k_source, parameter(prefix + "k.weight")), {batch, k_len, heads, d_kv});
+  const Tensor v = ops::reshape(ops::linear(v_source, parameter(prefix + "v.weight")), {batch, k_len, heads, d_kv});
   ops::AttentionOptions attention_options;
   attention_options.scale = 1.0f;  // T5 has no 1/sqrt(d_kv)
   attention_options.causal = causal;

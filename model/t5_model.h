@@ -27,6 +27,11 @@ struct T5ForwardOptions {
   // (global row, position, column), so a split batch draws the masks of the whole one.
   // Encoder and decoder rows are the same examples, so one offset serves both.
   uint64_t dropout_row_offset = 0;
+  // Trading compute for memory in training forwards (docs/MEMORY.md): kAttention keeps none
+  // of an attention sublayer's inside (q, k, v, context, attention state) until the backward,
+  // which recomputes it (autograd checkpoint()); the gradients are bit-identical on the CPU.
+  enum class Recompute { kNone, kAttention };
+  Recompute recompute = Recompute::kNone;
 };
 
 class T5Model {
@@ -84,6 +89,12 @@ class T5Model {
   Tensor attention_block(const std::string& prefix, const Tensor& hidden, const Tensor& key_value_source,
                          const Tensor& bias_table, const Tensor& key_mask, bool causal, bool bidirectional,
                          uint32_t dropout_stream, const T5ForwardOptions& options) const;
+  // The same with the sources of q, k and v as separate tensors (one tensor three times, or
+  // the decoder state and the encoder output twice), so a recomputed sublayer returns one
+  // gradient per use, summed by the tape in the order it sums them without recompute.
+  Tensor attention_sublayer(const std::string& prefix, const Tensor& q_source, const Tensor& k_source,
+                            const Tensor& v_source, const Tensor& bias_table, const Tensor& key_mask, bool causal,
+                            bool bidirectional, uint32_t dropout_stream, const T5ForwardOptions& options) const;
   Tensor feed_forward(const std::string& prefix, const Tensor& hidden, uint32_t dropout_stream,
                       const T5ForwardOptions& options) const;
   Tensor apply_dropout(const Tensor& x, uint32_t stream, const T5ForwardOptions& options) const;

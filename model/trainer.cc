@@ -555,6 +555,8 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
     T5ForwardOptions forward;
     forward.training = true;
     forward.seed = config.seed;
+    forward.recompute =
+        config.recompute == "attention" ? T5ForwardOptions::Recompute::kAttention : T5ForwardOptions::Recompute::kNone;
     const Batch batch = collate(*train_groups, {0});
     batch_loss(model, batch, config.loss, forward);
     buckets = std::make_unique<dist::GradientBuckets>(probe.leaves_in_ready_order(), model.parameter_list(),
@@ -675,6 +677,8 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
     step_options.step = static_cast<uint64_t>(position.step);
     step_options.normaliser = normaliser;
     step_options.clip_grad_norm = config.clip_grad_norm;
+    step_options.recompute =
+        config.recompute == "attention" ? T5ForwardOptions::Recompute::kAttention : T5ForwardOptions::Recompute::kNone;
     // The last micro-batch's backward starts each bucket's all-reduce as soon as it is final.
     if (config.dist_overlap) step_options.last_backward_leaf_ready = buckets->ready_hook();
     step_options.gradients_final = [&]() -> absl::Status {

@@ -12,14 +12,14 @@ The model follows what the code allocates, not a textbook formula:
     log-sum-exp ("lse");
   - the transient peak: the LM-head logits and the loss's saved dlogits [rows, tgt, vocab] are
     both alive when the loss is computed (the end of the forward), which is the step's peak.
-With --recompute block, each T5 block keeps only its input during the forward and rebuilds its
-saved tensors during the backward, one block at a time.
+With --recompute attention (training.recompute), the inside of each attention sublayer (q, k,
+v, context, attention state) is not kept but rebuilt during the backward, one at a time.
 
 Sizes are rounded as the caching allocator rounds them (512-byte classes below 1 MiB, 2 MiB
 classes above), since that is what the device must hold.
 
   scripts/memory_model.py                                  # MolT5-small, 16 x (512 + 512)
-  scripts/memory_model.py --attention lse --recompute block
+  scripts/memory_model.py --attention lse --recompute attention
   scripts/memory_model.py --json --vocab 1000 --d-model 128 ...   (one JSON object, for tests)
 """
 import argparse
@@ -72,7 +72,15 @@ def numel(shape):
     return n
 
 
-def block_saved(m, rows, q_len, k_len, cross, attention, dropout):
+def attention_inside(m, rows, q_len, kv_len, attention):
+    """What ops inside one attention sublayer keep: q, k, v, the context and the attention state."""
+    hk, h = m["num_heads"] * m["d_kv"], m["num_heads"]
+    t = [rows * q_len * hk * F32, rows * kv_len * hk * F32, rows * kv_len * hk * F32, rows * q_len * hk * F32,
+         rows * h * q_len * (kv_len if attention == "probs" else 1) * F32]
+    return sum(rounded(x) for x in t)
+
+
+def block_saved(m, rows, q_len, k_len, cross, attention, dropout, recompute="none"):
     """Bytes one T5 block leaves on the tape until the backward (sizes rounded).
 
     The tape keeps more than the backward closures capture: each node holds its inputs and
@@ -84,7 +92,8 @@ def block_saved(m, rows, q_len, k_len, cross, attention, dropout):
       feed-forward: wi_0 and wi_1 (gated-GELU; relu: wi and relu), the activation, its dropout
         output, wo's output and its dropout output, the sum, normed output and rstd.
     A decoder block adds cross-attention: q and context over the target, k and v over the
-    source. Reshapes are views (no storage); dropout saves no mask (Philox replay) but its
+    source. With recompute "attention" (training.recompute) the inside of each attention
+    sublayer is rebuilt in the backward instead. Reshapes are views (no storage); dropout saves no mask (Philox replay) but its
     output is a new tensor when the rate is not 0.
     """
     d, hk, f, h = m["d_model"], m["num_heads"] * m["d_kv"], m["d_ff"], m["num_heads"]
@@ -93,8 +102,9 @@ def block_saved(m, rows, q_len, k_len, cross, attention, dropout):
     t = []
 
     def attention_sublayer(kv_len):
-        t.extend([act * hk * F32, rows * kv_len * hk * F32, rows * kv_len * hk * F32, act * hk * F32])
-        t.append(rows * h * q_len * (kv_len if attention == "probs" else 1) * F32)
+        if recompute == "none":  # with recompute attention only the output projection stays
+            t.extend([act * hk * F32, rows * kv_len * hk * F32, rows * kv_len * hk * F32, act * hk * F32])
+            t.append(rows * h * q_len * (kv_len if attention == "probs" else 1) * F32)
         t.extend([act * d * F32] * (1 + drop))        # output projection (+ dropout)
         t.extend([act * d * F32] * 2 + [act * F32])   # sum, normed, rstd
 
@@ -129,8 +139,8 @@ def model(args):
     persistent = {"weights_fp32": weights, "gradients": grads, "adamw_moments": moments,
                   "bf16_weight_copies": bf16, "gemm_workspace": GEMM_WORKSPACE}
 
-    enc_block = block_saved(m, rows, s, s, False, args.attention, args.dropout)
-    dec_block = block_saved(m, rows, tl, s, True, args.attention, args.dropout)
+    enc_block = block_saved(m, rows, s, s, False, args.attention, args.dropout, args.recompute)
+    dec_block = block_saved(m, rows, tl, s, True, args.attention, args.dropout, args.recompute)
     drop = 1 if args.dropout > 0 else 0
     # per stack: the embedding output (+ dropout), the first RMSNorm's output and rstd
     stack_inputs = ((2 + drop) * rounded(rows * s * d * F32) + rounded(rows * s * F32) +
@@ -140,17 +150,12 @@ def model(args):
     encoder_out = drop * rounded(rows * s * d * F32)  # the dropped encoder output (cross k/v input)
     head_input = drop * rounded(rows * tl * d * F32)  # the dropped decoder output (LM head input)
     logits = rounded(rows * tl * v * F32)
-    if args.recompute == "block":
-        # Only block inputs stay (the residual stream and its normed copy); the widest block is
-        # rebuilt during the backward while its gradient tensors exist.
-        kept = (m["num_layers"] * 2 * rounded(rows * s * d * F32) +
-                m["num_decoder_layers"] * 2 * rounded(rows * tl * d * F32))
-        activations = kept + stack_inputs + ids + encoder_out + head_input
-        transient_backward = max(enc_block, dec_block)
-    else:
-        activations = (m["num_layers"] * enc_block + m["num_decoder_layers"] * dec_block + stack_inputs + ids +
-                       encoder_out + head_input)
-        transient_backward = 0
+    activations = (m["num_layers"] * enc_block + m["num_decoder_layers"] * dec_block + stack_inputs + ids +
+                   encoder_out + head_input)
+    # With recompute, the backward rebuilds one attention sublayer at a time (the widest).
+    transient_backward = 0 if args.recompute == "none" else max(
+        attention_inside(m, rows, s, s, args.attention), attention_inside(m, rows, tl, tl, args.attention),
+        attention_inside(m, rows, tl, s, args.attention))
     saved = {"encoder_block": enc_block, "decoder_block": dec_block, "activations": activations}
     # End of the forward: every saved activation, the logits (the loss node's input) and the
     # loss's dlogits (mean mode computes the gradient in the forward; the mixture modes keep
@@ -192,48 +197,55 @@ def check(engine, tokenizer, workdir):
             caption = " ".join(f"The molecule {i} is a long chain ester with many carbon atoms, part {j}." for j in range(12))
             f.write(json.dumps({"cid": f"m{i}", "smiles": "CC(=O)O" * 40, "original": caption, "rewrites": []}) + "\n")
     model_yaml = "".join(f"  {k}: {v}\n" for k, v in CHECK_MODEL.items())
-    config = os.path.join(workdir, "run.yaml")
-    with open(config, "w") as f:
-        f.write(f"model:\n  preset: tiny\n{model_yaml}  dropout_rate: {CHECK_DROPOUT}\n"
-                f"data:\n  train: {data}\n  tokenizer: {tokenizer}\n"
-                f"  max_source_length: {CHECK_LENGTH}\n  max_target_length: {CHECK_LENGTH}\n"
-                f"training:\n  batch_size: {CHECK_ROWS}\n  max_steps: 1\n  eval_every: 0\n  checkpoint_every: 0\n"
-                f"  log_every: 1\n  device: cuda-emu\n  gemm_precision: bf16\n")
 
-    def run(capacity):
+    def config_for(recompute):
+        config = os.path.join(workdir, f"run_{recompute}.yaml")
+        with open(config, "w") as f:
+            f.write(f"model:\n  preset: tiny\n{model_yaml}  dropout_rate: {CHECK_DROPOUT}\n"
+                    f"data:\n  train: {data}\n  tokenizer: {tokenizer}\n"
+                    f"  max_source_length: {CHECK_LENGTH}\n  max_target_length: {CHECK_LENGTH}\n"
+                    f"training:\n  batch_size: {CHECK_ROWS}\n  max_steps: 1\n  eval_every: 0\n  checkpoint_every: 0\n"
+                    f"  log_every: 1\n  device: cuda-emu\n  gemm_precision: bf16\n  recompute: {recompute}\n")
+        return config
+
+    def start(recompute, capacity):
         env = dict(os.environ, LA3_EMU_DEVICE_BYTES=str(capacity))
-        out = os.path.join(workdir, f"run_{capacity}")
-        done = subprocess.run([engine, "train", "--config", config, "--output-dir", out, "--overwrite"], env=env,
-                              capture_output=True, text=True)
-        return done.returncode, done.stdout + done.stderr
+        out = os.path.join(workdir, f"run_{recompute}_{capacity}")
+        return subprocess.Popen([engine, "train", "--config", config_for(recompute), "--output-dir", out, "--overwrite"],
+                                env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    def finish(process):
+        log, _ = process.communicate()
+        return process.returncode, log
 
     # The vocabulary is the tokenizer's: learn it from a run with room to spare, and check that
     # the engine built the model this script describes (same parameter count).
-    code, log = run(8 << 30)
+    code, log = finish(start("none", 8 << 30))
     found = re.search(r"model: (\d+) parameters \(.*vocab (\d+)\)", log)
     if code != 0 or found is None:
         print(f"FAIL: the unconstrained run failed or did not report its model:\n{log}")
         return 1
-    args = argparse.Namespace(preset="tiny", vocab=int(found.group(2)), rows=CHECK_ROWS, source=CHECK_LENGTH,
-                              target=CHECK_LENGTH, attention="probs", recompute="none", dropout=CHECK_DROPOUT,
-                              bucket_mb=25, bf16_copies=True, **CHECK_MODEL)
-    predicted = model(args)
-    if predicted["parameters"] != int(found.group(1)):
-        print(f"FAIL: the engine's model has {found.group(1)} parameters, this model {predicted['parameters']}")
-        return 1
-    peak = predicted["predicted_peak"]
     failures = 0
-    above, below = int(peak * 1.1), int(peak * 0.9)
-    code, log = run(above)
-    print(f"predicted peak {peak} bytes; capacity {above} (+10%): exit {code}")
-    if code != 0:
-        print(f"FAIL: one step should fit in {above} bytes:\n{log}")
-        failures += 1
-    code, log = run(below)
-    print(f"capacity {below} (-10%): exit {code}")
-    if code == 0 or "cuda-emu: out of memory allocating" not in log:
-        print(f"FAIL: one step should run out of memory in {below} bytes with the allocator's error:\n{log}")
-        failures += 1
+    for recompute in ("none", "attention"):
+        args = argparse.Namespace(preset="tiny", vocab=int(found.group(2)), rows=CHECK_ROWS, source=CHECK_LENGTH,
+                                  target=CHECK_LENGTH, attention="probs", recompute=recompute, dropout=CHECK_DROPOUT,
+                                  bucket_mb=25, bf16_copies=True, **CHECK_MODEL)
+        predicted = model(args)
+        if predicted["parameters"] != int(found.group(1)):
+            print(f"FAIL: the engine's model has {found.group(1)} parameters, this model {predicted['parameters']}")
+            return 1
+        peak = predicted["predicted_peak"]
+        above, below = int(peak * 1.1), int(peak * 0.9)
+        runs = start(recompute, above), start(recompute, below)  # side by side
+        (code_above, log_above), (code_below, log_below) = finish(runs[0]), finish(runs[1])
+        print(f"recompute {recompute}: predicted peak {peak} bytes; capacity {above} (+10%): exit {code_above}; "
+              f"capacity {below} (-10%): exit {code_below}")
+        if code_above != 0:
+            print(f"FAIL: one step should fit in {above} bytes:\n{log_above}")
+            failures += 1
+        if code_below == 0 or "cuda-emu: out of memory allocating" not in log_below:
+            print(f"FAIL: one step should run out of memory in {below} bytes with the allocator's error:\n{log_below}")
+            failures += 1
     return 1 if failures else 0
 
 
@@ -247,7 +259,8 @@ def main():
     p.add_argument("--target", type=int, default=512)
     p.add_argument("--attention", choices=["probs", "lse"], default="probs",
                    help="what attention saves: probs (the current ops::attention) or lse")
-    p.add_argument("--recompute", choices=["none", "block"], default="none")
+    p.add_argument("--recompute", choices=["none", "attention"], default="none",
+                   help="training.recompute: attention rebuilds each attention sublayer in the backward")
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--bucket-mb", type=int, default=25)
     p.add_argument("--no-bf16-copies", dest="bf16_copies", action="store_false")
