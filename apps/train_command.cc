@@ -47,14 +47,16 @@ void print_progress(const TrainProgress& p, bool terminal) {
     const int filled = p.max_steps > 0 ? static_cast<int>(kWidth * p.step / p.max_steps) : kWidth;
     std::string bar(static_cast<size_t>(filled), '#');
     bar.append(static_cast<size_t>(kWidth - filled), '.');
-    std::fprintf(stderr, "\r\033[K[%s] step %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  ETA %s", bar.c_str(),
-                 static_cast<long long>(p.step), static_cast<long long>(p.max_steps), p.loss, p.lr,
-                 p.tokens_per_second, clock_text(p.eta_seconds).c_str());
+    std::fprintf(stderr, "\r\033[K[%s] step %lld/%lld  loss %.4f  lr %.2e  %.0f tok/s  peak %.1f MiB  ETA %s",
+                 bar.c_str(), static_cast<long long>(p.step), static_cast<long long>(p.max_steps), p.loss, p.lr,
+                 p.tokens_per_second, static_cast<double>(p.peak_device_bytes) / (1024.0 * 1024.0),
+                 clock_text(p.eta_seconds).c_str());
     if (p.step == p.max_steps) std::fputc('\n', stderr);
   } else {
-    std::fprintf(stderr, "step %lld/%lld loss %.4f lr %.3e tokens/s %.0f elapsed %s eta %s\n",
+    std::fprintf(stderr, "step %lld/%lld loss %.4f lr %.3e tokens/s %.0f peak_device_bytes %lld elapsed %s eta %s\n",
                  static_cast<long long>(p.step), static_cast<long long>(p.max_steps), p.loss, p.lr,
-                 p.tokens_per_second, clock_text(p.elapsed_seconds).c_str(), clock_text(p.eta_seconds).c_str());
+                 p.tokens_per_second, static_cast<long long>(p.peak_device_bytes), clock_text(p.elapsed_seconds).c_str(),
+                 clock_text(p.eta_seconds).c_str());
   }
   std::fflush(stderr);
 }

@@ -21,9 +21,8 @@ class Allocator {
 
   size_t bytes_in_use() const { return bytes_in_use_.load(std::memory_order_relaxed); }
   size_t peak_bytes() const { return peak_bytes_.load(std::memory_order_relaxed); }
-  // Restarts the peak from the bytes in use now, so a test or benchmark can measure the peak of
-  // one piece of work.
-  void reset_peak_bytes() { peak_bytes_.store(bytes_in_use(), std::memory_order_relaxed); }
+  // Starts a new peak at the bytes in use now (the trainer reports one peak per log interval).
+  void reset_peak_bytes() { peak_bytes_.store(bytes_in_use_.load(std::memory_order_relaxed), std::memory_order_relaxed); }
 
  protected:
   void note_allocated(size_t bytes);

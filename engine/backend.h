@@ -66,6 +66,15 @@ class Backend {
     for (const Span& span : spans) sum += sum_of_squares(span.count, span.data);
     return sum;
   }
+  // The same reduction left on the device: queues it and writes partial sums into
+  // `partials` (device memory of this backend, sum_of_squares_partial_count(spans) doubles)
+  // without synchronising; their sum in index order is sum_of_squares(spans) exactly. A
+  // trainer copies them back together with its loss: one synchronisation per step for both.
+  // The default (host-accessible memory) writes the one total.
+  virtual int64_t sum_of_squares_partial_count(const std::vector<Span>& /*spans*/) const { return 1; }
+  virtual void sum_of_squares_partials(const std::vector<Span>& spans, double* partials) {
+    partials[0] = sum_of_squares(spans);
+  }
 
   // --- bf16 weight copies ---------------------------------------------------------------
   // `copy` holds the bf16 rounding of the fp32 `master` (count elements) and the caller keeps

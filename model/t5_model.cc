@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "engine/autograd/tape.h"
 #include "engine/error.h"
 #include "engine/ops/activation.h"
 #include "engine/ops/attention.h"
@@ -258,6 +259,32 @@ Tensor T5Model::attention_block(const std::string& prefix, const Tensor& hidden,
   return ops::linear(ops::reshape(context, {batch, q_len, heads * d_kv}), parameter(prefix + "o.weight"));
 }
 
+Tensor T5Model::attention_sublayer(const std::string& prefix, const Tensor& hidden, const Tensor& key_value_source,
+                                   const Tensor& bias_table, const Tensor& key_mask, bool causal, bool bidirectional,
+                                   uint32_t dropout_stream, const T5ForwardOptions& options) const {
+  // k and v projected from their sources first, then q: the order decode() records them in.
+  auto run = [this, prefix, bias_table, causal, bidirectional, dropout_stream, options](
+                 const Tensor& q_source, const Tensor& k_source, const Tensor& v_source, const Tensor& mask) {
+    const int64_t batch = k_source.size(0), length = k_source.size(1);
+    const Shape shape{batch, length, config_.num_heads, config_.d_kv};
+    const T5KeyValues key_values{ops::reshape(ops::linear(k_source, parameter(prefix + "k.weight")), shape),
+                                 ops::reshape(ops::linear(v_source, parameter(prefix + "v.weight")), shape)};
+    return attention_block(prefix, q_source, key_values, bias_table, mask, causal, bidirectional, /*query_offset=*/0,
+                           dropout_stream, options);
+  };
+  if (options.recompute == T5ForwardOptions::Recompute::kNone || !options.training) {
+    return run(hidden, key_value_source, key_value_source, key_mask);
+  }
+  std::vector<Tensor> leaves;
+  for (const char* name : {"q.weight", "k.weight", "v.weight", "o.weight"}) leaves.push_back(parameter(prefix + name));
+  if (bias_table.defined()) leaves.push_back(bias_table);
+  // The sources as separate inputs, in the order the unrecomputed backward reaches their
+  // projections (q, v, k: the reverse of the forward), so each source's gradient is summed in
+  // the same order. The closure holds the model by pointer: the tape outlives no model it records.
+  return checkpoint("recompute attention", {hidden, key_value_source, key_value_source, key_mask}, leaves,
+                    [run](const std::vector<Tensor>& in) { return run(in[0], in[2], in[1], in[3]); });
+}
+
 Tensor T5Model::feed_forward(const std::string& prefix, const Tensor& hidden, uint32_t dropout_stream,
                              const T5ForwardOptions& options) const {
   Tensor inner;
@@ -294,9 +321,8 @@ Tensor T5Model::encode(const Tensor& input_ids, const Tensor& attention_mask, co
     const std::string b = encoder_block(i);
     const uint32_t site = stream::kEncoderBlockBase + 16u * static_cast<uint32_t>(i);
     const std::string self_prefix = b + "layer.0.SelfAttention.";
-    const Tensor attended = attention_block(self_prefix, normed, project_key_values(self_prefix, normed), table, key_mask,
-                                            /*causal=*/false, /*bidirectional=*/true, /*query_offset=*/0,
-                                            site + stream::kSelfAttention, options);
+    const Tensor attended = attention_sublayer(self_prefix, normed, normed, table, key_mask, /*causal=*/false,
+                                               /*bidirectional=*/true, site + stream::kSelfAttention, options);
     ops::AddRmsNorm after_attention = ops::add_rmsnorm(
         hidden, apply_dropout(attended, site + stream::kSelfAttention + 1, options), parameter(b + "layer.1.layer_norm.weight"), eps);
     hidden = after_attention.sum;
@@ -344,21 +370,27 @@ Tensor T5Model::decoder_forward(const Tensor& decoder_input_ids, const Tensor& e
     const std::string b = decoder_block(i);
     const uint32_t site = stream::kDecoderBlockBase + 16u * static_cast<uint32_t>(i);
     const std::string self_prefix = b + "layer.0.SelfAttention.";
-    T5KeyValues self_key_values = project_key_values(self_prefix, normed);
-    if (cache != nullptr) self_key_values = cache->store_self(i, self_key_values);
-    const Tensor self_attended = attention_block(self_prefix, normed, self_key_values, table, Tensor(),
-                                                 /*causal=*/true, /*bidirectional=*/false, query_offset,
-                                                 site + stream::kSelfAttention, options);
+    // Teacher forcing (no cache) goes through attention_sublayer, which may recompute in
+    // backward; a decoding step attends over the cached keys/values.
+    const Tensor self_attended =
+        cache == nullptr
+            ? attention_sublayer(self_prefix, normed, normed, table, Tensor(), /*causal=*/true,
+                                 /*bidirectional=*/false, site + stream::kSelfAttention, options)
+            : attention_block(self_prefix, normed, cache->store_self(i, project_key_values(self_prefix, normed)), table,
+                              Tensor(), /*causal=*/true, /*bidirectional=*/false, query_offset,
+                              site + stream::kSelfAttention, options);
     ops::AddRmsNorm after_self = ops::add_rmsnorm(hidden, apply_dropout(self_attended, site + stream::kSelfAttention + 1, options),
                                                   parameter(b + "layer.1.layer_norm.weight"), eps);
     hidden = after_self.sum;
     // Cross-attention has no relative-position bias in T5.
     const std::string cross_prefix = b + "layer.1.EncDecAttention.";
-    const T5KeyValues cross_key_values =
-        cache != nullptr ? cache->cross(i) : project_key_values(cross_prefix, encoder_hidden);
-    const Tensor cross = attention_block(cross_prefix, after_self.normed, cross_key_values, Tensor(), encoder_mask,
-                                         /*causal=*/false, /*bidirectional=*/true, /*query_offset=*/0,
-                                         site + stream::kCrossAttention, options);
+    const Tensor cross =
+        cache == nullptr
+            ? attention_sublayer(cross_prefix, after_self.normed, encoder_hidden, Tensor(), encoder_mask,
+                                 /*causal=*/false, /*bidirectional=*/true, site + stream::kCrossAttention, options)
+            : attention_block(cross_prefix, after_self.normed, cache->cross(i), Tensor(), encoder_mask,
+                              /*causal=*/false, /*bidirectional=*/true, /*query_offset=*/0,
+                              site + stream::kCrossAttention, options);
     ops::AddRmsNorm after_cross = ops::add_rmsnorm(hidden, apply_dropout(cross, site + stream::kCrossAttention + 1, options),
                                                    parameter(b + "layer.2.layer_norm.weight"), eps);
     hidden = after_cross.sum;

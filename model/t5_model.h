@@ -35,6 +35,11 @@ struct T5ForwardOptions {
   // (global row, position, column), so a split batch draws the masks of the whole one.
   // Encoder and decoder rows are the same examples, so one offset serves both.
   uint64_t dropout_row_offset = 0;
+  // Trading compute for memory in training forwards (docs/MEMORY.md): kAttention keeps none
+  // of an attention sublayer's inside (q, k, v, context, attention state) until the backward,
+  // which recomputes it (autograd checkpoint()); the gradients are bit-identical on the CPU.
+  enum class Recompute { kNone, kAttention };
+  Recompute recompute = Recompute::kNone;
 };
 
 class T5Model {
@@ -95,6 +100,13 @@ class T5Model {
   Tensor attention_block(const std::string& prefix, const Tensor& hidden, const T5KeyValues& key_values,
                          const Tensor& bias_table, const Tensor& key_mask, bool causal, bool bidirectional,
                          int64_t query_offset, uint32_t dropout_stream, const T5ForwardOptions& options) const;
+  // A whole attention sublayer of the teacher-forced forward: k and v projected from
+  // key_value_source, then attention_block. With options.recompute it is one tape node whose
+  // backward replays it (the sources enter as separate inputs, one per projection, so the tape
+  // sums their gradients in the order it does without recompute).
+  Tensor attention_sublayer(const std::string& prefix, const Tensor& hidden, const Tensor& key_value_source,
+                            const Tensor& bias_table, const Tensor& key_mask, bool causal, bool bidirectional,
+                            uint32_t dropout_stream, const T5ForwardOptions& options) const;
   Tensor feed_forward(const std::string& prefix, const Tensor& hidden, uint32_t dropout_stream,
                       const T5ForwardOptions& options) const;
   Tensor apply_dropout(const Tensor& x, uint32_t stream, const T5ForwardOptions& options) const;

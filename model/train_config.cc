@@ -186,6 +186,7 @@ absl::StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, con
            training.read("eval_every", c.eval_every), training.read("checkpoint_every", c.checkpoint_every),
            training.read("log_every", c.log_every), training.read("seed", seed), training.read("threads", c.threads),
            training.read("device", c.device), training.read("gemm_precision", c.gemm_precision),
+           training.read("recompute", c.recompute),
            run.read("output_dir", c.output_dir), run.read("keep_checkpoints", c.keep_checkpoints),
            distributed.read("backend", c.dist_backend), distributed.read("bucket_mb", c.dist_bucket_mb),
            distributed.read("shard_optimizer", c.dist_shard_optimizer), distributed.read("timeout_s", c.dist_timeout_s),
@@ -255,6 +256,8 @@ absl::StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, con
                                 "emulation)")),
            require(c.gemm_precision == "bf16" || c.gemm_precision == "fp32", at("training.gemm_precision"),
                    absl::StrCat("training.gemm_precision '", c.gemm_precision, "': expected bf16 or fp32")),
+           require(c.recompute == "none" || c.recompute == "attention", at("training.recompute"),
+                   absl::StrCat("training.recompute '", c.recompute, "': expected none or attention")),
            require(!c.output_dir.empty(), at("run.output_dir"), "run.output_dir must not be empty"),
            require(c.keep_checkpoints >= 1, at("run.keep_checkpoints"), "run.keep_checkpoints must be >= 1"),
            require(c.dist_backend == "auto" || c.dist_backend == "nccl" || c.dist_backend == "mpi", at("distributed.backend"),
@@ -316,7 +319,8 @@ std::string train_config_to_yaml(const TrainConfig& c) {
       << YAML::Key << "eval_every" << YAML::Value << c.eval_every << YAML::Key << "checkpoint_every" << YAML::Value
       << c.checkpoint_every << YAML::Key << "log_every" << YAML::Value << c.log_every << YAML::Key << "seed"
       << YAML::Value << c.seed << YAML::Key << "threads" << YAML::Value << c.threads << YAML::Key << "device"
-      << YAML::Value << c.device << YAML::Key << "gemm_precision" << YAML::Value << c.gemm_precision << YAML::EndMap;
+      << YAML::Value << c.device << YAML::Key << "gemm_precision" << YAML::Value << c.gemm_precision << YAML::Key
+      << "recompute" << YAML::Value << c.recompute << YAML::EndMap;
   out << YAML::Key << "distributed" << YAML::Value << YAML::BeginMap << YAML::Key << "backend" << YAML::Value
       << c.dist_backend << YAML::Key << "bucket_mb" << YAML::Value << c.dist_bucket_mb << YAML::Key
       << "shard_optimizer" << YAML::Value << c.dist_shard_optimizer << YAML::Key << "timeout_s" << YAML::Value

@@ -63,6 +63,9 @@ struct TrainConfig {
   std::string device = "auto";
   // GEMMs on the CUDA backends: bf16 (bf16 operands, fp32 accumulation) or fp32.
   std::string gemm_precision = "bf16";
+  // Trading compute for memory (docs/MEMORY.md): none, or attention (each attention sublayer
+  // is recomputed in the backward instead of keeping q, k, v, context and the attention state).
+  std::string recompute = "none";
   // distributed (data parallelism across the ranks of an mpirun / srun launch; ignored by a
   // single process; docs/DISTRIBUTED.md)
   std::string dist_backend = "auto";  // auto (nccl on cuda devices, mpi on the cpu), nccl, mpi

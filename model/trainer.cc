@@ -29,6 +29,7 @@
 #include "engine/optim/adamw.h"
 #include "model/checkpoint_store.h"
 #include "model/t5_checkpoint.h"
+#include "model/train_step.h"
 
 namespace la3 {
 
@@ -162,19 +163,6 @@ absl::StatusOr<std::pair<Position, OptimizerState>> restore_checkpoint(const std
   OptimizerState optimizer{state["optimizer_steps"].get<int64_t>(), std::move(exp_avg), std::move(exp_avg_sq)};
   return std::make_pair(Position{state["step"].get<int64_t>(), state["epoch"].get<int64_t>(), state["batch"].get<int64_t>()},
                         std::move(optimizer));
-}
-
-// The loss of one batch (differentiable when a tape is active): sum over its groups divided by
-// `normaliser` (0 = the batch's own; data parallelism passes the whole global batch's).
-Tensor batch_loss(const T5Model& model, const Batch& batch, ops::CaptionLoss mode, const T5ForwardOptions& forward,
-                  double normaliser = 0.0) {
-  // Batches are collated on the host; the model's device gets its own copy.
-  const Device device = model.device();
-  const Tensor labels = batch.labels.to_device(device);
-  const Tensor logits = model.logits(batch.input_ids.to_device(device), batch.attention_mask.to_device(device), labels,
-                                     forward);
-  const Tensor group = Tensor::from_vector<int64_t>({static_cast<int64_t>(batch.group.size())}, batch.group, device);
-  return ops::caption_loss_from_logits(logits, labels, group, mode, -100, normaliser);
 }
 
 // The token-weighted validation loss. Batch b is evaluated by rank b % world size; the
@@ -332,7 +320,7 @@ std::vector<std::string> breaking_changes(const TrainConfig& saved, const TrainC
 
 // The optimizer of a run: AdamW over every parameter, or ZeRO-1's sharded AdamW
 // (distributed.shard_optimizer with more than one rank).
-class RunOptimizer {
+class RunOptimizer final : public StepOptimizer {
  public:
   RunOptimizer(std::vector<Tensor> parameters, const AdamWOptions& options, dist::GradientBuckets* sharded_buckets,
                dist::Communicator& comm, dist::Communicator& host_comm)
@@ -344,17 +332,20 @@ class RunOptimizer {
     }
   }
   void set_lr(double lr) { sharded_ ? sharded_->set_lr(lr) : plain_->set_lr(lr); }
-  // Clipping to the global norm (0 = off), then the update.
-  absl::Status clip_and_step(double max_norm) {
+  // Every rank holds the all-reduced gradients, so their norm in the step's readback is the
+  // global one. Under ZeRO-1 each rank holds a shard, whose norms the sharded optimizer
+  // all-reduces itself.
+  bool norm_in_readback() const override { return !sharded_; }
+  const std::vector<Tensor>& parameters() const override { return parameters_; }
+  absl::Status clip_and_step(double max_norm, double norm) override {
     if (sharded_) {
       if (max_norm > 0.0) {
-        absl::StatusOr<double> norm = sharded_->clip_grad_norm(max_norm);
-        if (!norm.ok()) return norm.status();
+        absl::StatusOr<double> sharded_norm = sharded_->clip_grad_norm(max_norm);
+        if (!sharded_norm.ok()) return sharded_norm.status();
       }
       return sharded_->step();
     }
-    // Every rank holds the all-reduced gradients, so this is the global norm.
-    if (max_norm > 0.0) clip_grad_norm(parameters_, max_norm);
+    if (max_norm > 0.0) clip_to_norm(parameters_, norm, max_norm);
     plain_->step();
     return absl::OkStatus();
   }
@@ -557,6 +548,8 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
     T5ForwardOptions forward;
     forward.training = true;
     forward.seed = config.seed;
+    forward.recompute =
+        config.recompute == "attention" ? T5ForwardOptions::Recompute::kAttention : T5ForwardOptions::Recompute::kNone;
     const Batch batch = collate(*train_groups, {0});
     batch_loss(model, batch, config.loss, forward);
     buckets = std::make_unique<dist::GradientBuckets>(probe.leaves_in_ready_order(), model.parameter_list(),
@@ -621,6 +614,8 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
   plan_options.seed = config.seed;
   plan_options.epoch = position.epoch;
   std::vector<std::vector<size_t>> plan = make_batch_plan(*train_groups, plan_options);
+  Allocator& device_memory = allocator_for(device);
+  device_memory.reset_peak_bytes();
 
   auto evaluate = [&](int64_t step) -> absl::Status {
     absl::StatusOr<double> loss = validation_loss(model, *validation_groups, config, *control);
@@ -667,33 +662,39 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
       normaliser += ops::caption_loss_normaliser(micro_batches.back().labels, micro_batches.back().group, config.loss);
     }
     if (absl::Status s = control->all_reduce_sum(&normaliser, 1); !s.ok()) return s;
-    double step_sums[2] = {0.0, 0.0};  // this rank's share of the step's loss, tokens processed
-    for (size_t micro = 0; micro < micro_batches.size(); ++micro) {
-      const Batch& batch = micro_batches[micro];
-      T5ForwardOptions forward;
-      forward.training = true;
-      forward.seed = config.seed;
-      forward.step = static_cast<uint64_t>(position.step);
-      forward.dropout_row_offset = static_cast<uint64_t>(first_rows[micro]);
-      Tape tape;
-      Tensor loss = batch_loss(model, batch, config.loss, forward, normaliser);
-      step_sums[0] += loss.item();
-      const bool last = micro + 1 == micro_batches.size();
-      // The last micro-batch's backward starts each bucket's all-reduce as soon as it is final.
-      tape.backward(loss, Tensor(), last && config.dist_overlap ? buckets->ready_hook() : Tape::LeafReadyFn());
-      step_sums[1] += static_cast<double>(batch.source_tokens + batch.target_tokens);
+    std::vector<MicroBatch> micro;
+    for (size_t i = 0; i < micro_batches.size(); ++i) micro.push_back({&micro_batches[i], first_rows[i]});
+    TrainStepOptions step_options;
+    step_options.loss = config.loss;
+    step_options.seed = config.seed;
+    step_options.step = static_cast<uint64_t>(position.step);
+    step_options.normaliser = normaliser;
+    step_options.clip_grad_norm = config.clip_grad_norm;
+    step_options.recompute =
+        config.recompute == "attention" ? T5ForwardOptions::Recompute::kAttention : T5ForwardOptions::Recompute::kNone;
+    // The last micro-batch's backward starts each bucket's all-reduce as soon as it is final.
+    if (config.dist_overlap) step_options.last_backward_leaf_ready = buckets->ready_hook();
+    step_options.gradients_final = [&]() -> absl::Status {
+      if (absl::Status s = buckets->finish(); !s.ok()) return s;
+      interval_wait += buckets->last_wait_seconds();
+      return absl::OkStatus();
+    };
+    double step_loss = 0.0;
+    step_options.before_update = [&](const TrainStepResult& result) -> absl::Status {
+      double step_sums[2] = {result.loss, static_cast<double>(result.tokens)};  // this rank's share
+      if (absl::Status s = control->all_reduce_sum(step_sums, 2); !s.ok()) return s;
+      step_loss = step_sums[0];
+      interval_tokens += step_sums[1];
+      total_tokens += step_sums[1];
+      if (!std::isfinite(step_loss)) {
+        return absl::InternalError(absl::StrCat("loss became ", step_loss, " at step ", position.step,
+                                                "; lower optimizer.lr or enable training.clip_grad_norm"));
+      }
+      return absl::OkStatus();
+    };
+    if (absl::StatusOr<TrainStepResult> done = train_step(model, micro, optimizer, step_options); !done.ok()) {
+      return done.status();
     }
-    if (absl::Status s = buckets->finish(); !s.ok()) return s;
-    interval_wait += buckets->last_wait_seconds();
-    if (absl::Status s = control->all_reduce_sum(step_sums, 2); !s.ok()) return s;
-    const double step_loss = step_sums[0];
-    interval_tokens += step_sums[1];
-    total_tokens += step_sums[1];
-    if (!std::isfinite(step_loss)) {
-      return absl::InternalError(absl::StrCat("loss became ", step_loss, " at step ", position.step,
-                                              "; lower optimizer.lr or enable training.clip_grad_norm"));
-    }
-    if (absl::Status s = optimizer.clip_and_step(config.clip_grad_norm); !s.ok()) return s;
     ++position.step;
     interval_loss += step_loss;
     ++interval_steps;
@@ -709,13 +710,15 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
       progress.elapsed_seconds = seconds_since(start);
       const double per_step = progress.elapsed_seconds / static_cast<double>(position.step - first_step);
       progress.eta_seconds = per_step * static_cast<double>(config.max_steps - position.step);
+      progress.peak_device_bytes = static_cast<int64_t>(device_memory.peak_bytes());
       if (leader && options.on_progress) options.on_progress(progress);
       nlohmann::json record = {{"step", position.step},
                                {"loss", progress.loss},
                                {"lr", lr},
                                {"tokens_per_s", progress.tokens_per_second},
                                {"epoch", position.epoch},
-                               {"elapsed_s", progress.elapsed_seconds}};
+                               {"elapsed_s", progress.elapsed_seconds},
+                               {"peak_device_bytes", progress.peak_device_bytes}};
       if (world.size > 1) record["allreduce_wait_s"] = interval_wait / static_cast<double>(interval_steps);
       if (leader) {
         if (absl::Status s = append_metrics(metrics_path, record); !s.ok()) return s;
@@ -723,6 +726,7 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
       interval_loss = interval_tokens = interval_wait = 0.0;
       interval_steps = 0;
       interval_start = Clock::now();
+      device_memory.reset_peak_bytes();
     }
     if (config.eval_every > 0 && (position.step % config.eval_every == 0 || position.step == config.max_steps)) {
       if (absl::Status s = evaluate(position.step); !s.ok()) return s;

@@ -28,6 +28,9 @@ struct TrainProgress {
   double elapsed_seconds = 0.0;
   double eta_seconds = 0.0;
   double validation_loss = -1.0;  // set on evaluation steps
+  // The most bytes the device's tensors held at once during the log interval (the caching
+  // allocator's peak on cuda, the CPU allocator's on cpu), reset at each interval's start.
+  int64_t peak_device_bytes = 0;
 };
 
 struct TrainOptions {

@@ -121,6 +121,54 @@ NoGradGuard::NoGradGuard() : previous_(recording_disabled) { recording_disabled 
 
 NoGradGuard::~NoGradGuard() { recording_disabled = previous_; }
 
+EnableGradGuard::EnableGradGuard() : previous_(recording_disabled) { recording_disabled = false; }
+
+EnableGradGuard::~EnableGradGuard() { recording_disabled = previous_; }
+
+Tensor checkpoint(std::string op, const std::vector<Tensor>& inputs, const std::vector<Tensor>& leaves,
+                  const std::function<Tensor(const std::vector<Tensor>&)>& fn) {
+  bool record = false;
+  for (const std::vector<Tensor>* list : {&inputs, &leaves}) {
+    for (const Tensor& tensor : *list) record = record || should_record({&tensor});
+  }
+  if (!record) return fn(inputs);
+  Tensor out;
+  {
+    NoGradGuard no_grad;
+    out = fn(inputs);
+  }
+  std::vector<Tensor> node_inputs = inputs;
+  node_inputs.insert(node_inputs.end(), leaves.begin(), leaves.end());
+  const size_t input_count = inputs.size(), leaf_count = leaves.size();
+  record_op(std::move(op), node_inputs, out, [inputs, input_count, leaf_count, fn](const Tensor& dout) {
+    std::vector<Tensor> aliases;
+    aliases.reserve(input_count);
+    for (const Tensor& input : inputs) {
+      if (!input.defined() || !input.requires_grad()) {
+        aliases.push_back(input);
+        continue;
+      }
+      // A new leaf on the same storage: the replay's graph ends here.
+      Tensor alias = (input.is_contiguous() ? input : input.contiguous()).view(input.shape());
+      alias.set_requires_grad(true);
+      aliases.push_back(alias);
+    }
+    std::vector<Tensor> grads;
+    {
+      EnableGradGuard enable;
+      Tape replay;
+      const Tensor again = fn(aliases);
+      if (again.requires_grad()) replay.backward(again, dout.contiguous());
+    }
+    for (size_t i = 0; i < input_count; ++i) {
+      grads.push_back(inputs[i].defined() && inputs[i].requires_grad() ? aliases[i].grad() : Tensor());
+    }
+    grads.resize(input_count + leaf_count);  // the leaves got theirs during the replay
+    return grads;
+  });
+  return out;
+}
+
 bool should_record(std::initializer_list<const Tensor*> inputs) {
   if (active_tape == nullptr || recording_disabled) return false;
   for (const Tensor* input : inputs) {

@@ -72,6 +72,31 @@ class NoGradGuard {
   bool previous_;
 };
 
+// Enables recording on this thread while alive, inside a NoGradGuard (a backward closure that
+// recomputes part of the forward on a tape of its own: checkpoint()).
+class EnableGradGuard {
+ public:
+  EnableGradGuard();
+  ~EnableGradGuard();
+  EnableGradGuard(const EnableGradGuard&) = delete;
+  EnableGradGuard& operator=(const EnableGradGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
+// Activation checkpointing: returns fn(inputs) computed without recording, and records one node
+// whose backward runs fn again on fresh leaf aliases of the inputs, on a tape of its own, and
+// back-propagates through it. So nothing fn computes stays alive between the forward and the
+// backward; the price is running fn twice. fn must compute the same values when run again
+// (dropout masks are Philox-keyed, so a replay draws the same ones). `leaves` are the
+// parameters fn reads: their gradients accumulate during the replay's backward, and they are
+// listed as the node's inputs so the leaf-ready order (data-parallel buckets) still sees them.
+// An input's gradient contributions reach it as one sum per input slot, so a caller that needs
+// the exact summation order of the unrecomputed graph passes a tensor once per use.
+Tensor checkpoint(std::string op, const std::vector<Tensor>& inputs, const std::vector<Tensor>& leaves,
+                  const std::function<Tensor(const std::vector<Tensor>&)>& fn);
+
 // True when an op with these inputs must record itself: a tape is active, recording is not
 // disabled, and at least one input requires a gradient.
 bool should_record(std::initializer_list<const Tensor*> inputs);

@@ -55,6 +55,8 @@ class CudaBackend final : public Backend {
 #define LA3_BACKEND_OP(return_type, name, parameters) return_type name parameters override;
 #include "engine/backend_ops.h"
   double sum_of_squares(const std::vector<Span>& spans) override;
+  int64_t sum_of_squares_partial_count(const std::vector<Span>& spans) const override;
+  void sum_of_squares_partials(const std::vector<Span>& spans, double* partials) override;
   void register_bf16_copy(const float* master, const uint16_t* copy, int64_t count) override;
   void unregister_bf16_copy(const float* master) override;
   GemmOperandCounts gemm_operand_counts() const override;

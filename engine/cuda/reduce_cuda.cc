@@ -10,18 +10,28 @@ namespace la3::LA3_CUDA_FLAVOUR {
 
 double CudaBackend::sum_of_squares(int64_t count, const float* x) { return sum_of_squares({Span{x, count}}); }
 
-double CudaBackend::sum_of_squares(const std::vector<Span>& spans) {
-  // Each buffer's blocks write their partial sums into one scratch array; one copy brings
-  // them all back (the only synchronisation), and the host adds them in a fixed order.
+int64_t CudaBackend::sum_of_squares_partial_count(const std::vector<Span>& spans) const {
   int64_t total_blocks = 0;
   for (const Span& span : spans) total_blocks += kernels::sum_of_squares_blocks(span.count);
-  if (total_blocks == 0) return 0.0;
-  DeviceScratch partials(*allocator_, static_cast<size_t>(total_blocks) * sizeof(double));
+  return total_blocks;
+}
+
+void CudaBackend::sum_of_squares_partials(const std::vector<Span>& spans, double* partials) {
+  // Each buffer's blocks write their partial sums into consecutive slots; nothing waits.
   int64_t offset = 0;
   for (const Span& span : spans) {
-    kernels::launch_sum_of_squares(StreamLaunch{stream_}, span.count, span.data, partials.as<double>() + offset);
+    kernels::launch_sum_of_squares(StreamLaunch{stream_}, span.count, span.data, partials + offset);
     offset += kernels::sum_of_squares_blocks(span.count);
   }
+}
+
+double CudaBackend::sum_of_squares(const std::vector<Span>& spans) {
+  // One copy brings every partial back (the only synchronisation), and the host adds them
+  // in a fixed order.
+  const int64_t total_blocks = sum_of_squares_partial_count(spans);
+  if (total_blocks == 0) return 0.0;
+  DeviceScratch partials(*allocator_, static_cast<size_t>(total_blocks) * sizeof(double));
+  sum_of_squares_partials(spans, partials.as<double>());
   std::vector<double> host(static_cast<size_t>(total_blocks));
   copy_to_host(host.data(), partials.as<double>(), host.size() * sizeof(double));
   double sum = 0.0;

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <algorithm>
+#include <atomic>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -19,6 +20,7 @@ struct DeviceMemory {
   std::mutex mutex;
   std::map<uintptr_t, size_t> live;  // start -> bytes
   size_t in_use = 0;
+  size_t peak = 0;
   size_t capacity = 0;
   DeviceMemory() {
     capacity = size_t{8} << 30;
@@ -52,6 +54,18 @@ DeviceMemory& memory() {
   static DeviceMemory instance;
   return instance;
 }
+
+// la3::simt::runtime_counters(): relaxed atomics, since tests read them after the work.
+struct Counters {
+  std::atomic<uint64_t> stream_synchronizations{0}, event_synchronizations{0}, device_synchronizations{0},
+      synchronous_copies{0}, synchronizing_frees{0}, device_to_host_copies{0}, device_to_host_bytes{0},
+      host_to_device_copies{0}, host_to_device_bytes{0};
+};
+Counters& counters() {
+  static Counters instance;
+  return instance;
+}
+void count(std::atomic<uint64_t>& counter, uint64_t by = 1) { counter.fetch_add(by, std::memory_order_relaxed); }
 
 thread_local cudaError_t last_error = cudaSuccess;
 thread_local std::string last_detail;
@@ -401,6 +415,7 @@ cudaError_t cudaDeviceSynchronize() {
   for (const Agent& agent : o.agents) merge(all, agent.clock);
   wait_for_locked(lock, o, all);
   host_observes(o, all);
+  count(counters().device_synchronizations);
   return cudaSuccess;
 }
 cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
@@ -420,6 +435,7 @@ cudaError_t cudaMalloc(void** pointer, size_t bytes) {
     std::lock_guard<std::mutex> lock(m.mutex);
     if (bytes > m.capacity - std::min(m.capacity, m.in_use)) return record(cudaErrorMemoryAllocation);
     m.in_use += bytes;
+    m.peak = std::max(m.peak, m.in_use);
   }
   // cudaMalloc returns 256-byte aligned memory. Under AddressSanitizer the block is exactly
   // `bytes` long, so a kernel running past the end of its buffer is a heap-buffer-overflow
@@ -459,6 +475,7 @@ cudaError_t cudaFree(void* pointer) {
     wait_for_locked(lock, o, all);
     o.buffers.erase(reinterpret_cast<uintptr_t>(pointer));
   }
+  count(counters().synchronizing_frees);
   {
     std::lock_guard<std::mutex> lock(m.mutex);
     const auto it = m.live.find(reinterpret_cast<uintptr_t>(pointer));
@@ -470,7 +487,11 @@ cudaError_t cudaFree(void* pointer) {
   return cudaSuccess;
 }
 
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream) {
+namespace {
+// cudaMemcpy is cudaMemcpyAsync on the legacy default stream that returns once the copy is
+// done: a host synchronisation whenever the device is involved.
+cudaError_t memcpy_on(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream,
+                      bool synchronous) {
   if (bytes == 0) return cudaSuccess;
   if (dst == nullptr || src == nullptr) return record(cudaErrorInvalidValue);
   DeviceMemory& m = memory();
@@ -485,16 +506,29 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
   std::vector<la3::simt::BufferUse> uses;
   if (src_device) uses.push_back({src, la3::simt::Access::kRead, "source"});
   if (dst_device) uses.push_back({dst, la3::simt::Access::kWrite, "destination"});
-  const std::string what = std::string(stream == nullptr ? "cudaMemcpy" : "cudaMemcpyAsync") + " " + kind_name(kind) +
+  const std::string what = std::string(synchronous ? "cudaMemcpy" : "cudaMemcpyAsync") + " " + kind_name(kind) +
                            " (" + std::to_string(bytes) + " bytes)";
   if (std::string bad = la3::simt::enqueue_stream_work(stream, what, uses); !bad.empty()) {
     return record(cudaErrorIllegalState, std::move(bad));
   }
   std::memmove(dst, src, bytes);
+  if (src_device && !dst_device) {
+    count(counters().device_to_host_copies);
+    count(counters().device_to_host_bytes, bytes);
+  } else if (dst_device && !src_device) {
+    count(counters().host_to_device_copies);
+    count(counters().host_to_device_bytes, bytes);
+  }
+  if (synchronous && (src_device || dst_device)) count(counters().synchronous_copies);
   return cudaSuccess;
 }
+}  // namespace
+
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream) {
+  return memcpy_on(dst, src, bytes, kind, stream, false);
+}
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
-  return cudaMemcpyAsync(dst, src, bytes, kind, nullptr);
+  return memcpy_on(dst, src, bytes, kind, nullptr, true);
 }
 cudaError_t cudaMemsetAsync(void* pointer, int value, size_t bytes, cudaStream_t stream) {
   if (bytes == 0) return cudaSuccess;
@@ -538,6 +572,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t stream) {
   const Clock clock = current_clock(o, agent_of(stream));
   wait_for_locked(lock, o, clock);
   host_observes(o, clock);
+  count(counters().stream_synchronizations);
   return cudaSuccess;
 }
 cudaError_t cudaStreamQuery(cudaStream_t stream) {
@@ -607,6 +642,7 @@ cudaError_t cudaEventSynchronize(cudaEvent_t event) {
   if (event == nullptr) return record(cudaErrorInvalidResourceHandle, "cudaEventSynchronize of a null event");
   StreamOrder& o = order();
   std::unique_lock<std::mutex> lock(o.mutex);
+  count(counters().event_synchronizations);  // the host blocks even when nothing is pending
   if (!event->recorded) return cudaSuccess;
   const Clock clock = event->clock;
   wait_for_locked(lock, o, clock);
@@ -629,6 +665,44 @@ void set_emulated_device_capacity(size_t bytes) {
   DeviceMemory& m = memory();
   std::lock_guard<std::mutex> lock(m.mutex);
   m.capacity = bytes;
+}
+size_t emulated_device_peak_bytes() {
+  DeviceMemory& m = memory();
+  std::lock_guard<std::mutex> lock(m.mutex);
+  return m.peak;
+}
+void reset_emulated_device_peak() {
+  DeviceMemory& m = memory();
+  std::lock_guard<std::mutex> lock(m.mutex);
+  m.peak = m.in_use;
+}
+
+RuntimeCounters runtime_counters() {
+  Counters& c = counters();
+  auto get = [](const std::atomic<uint64_t>& counter) { return counter.load(std::memory_order_relaxed); };
+  RuntimeCounters r;
+  r.stream_synchronizations = get(c.stream_synchronizations);
+  r.event_synchronizations = get(c.event_synchronizations);
+  r.device_synchronizations = get(c.device_synchronizations);
+  r.synchronous_copies = get(c.synchronous_copies);
+  r.synchronizing_frees = get(c.synchronizing_frees);
+  r.host_synchronizations = r.stream_synchronizations + r.event_synchronizations + r.device_synchronizations +
+                            r.synchronous_copies + r.synchronizing_frees;
+  r.device_to_host_copies = get(c.device_to_host_copies);
+  r.device_to_host_bytes = get(c.device_to_host_bytes);
+  r.host_to_device_copies = get(c.host_to_device_copies);
+  r.host_to_device_bytes = get(c.host_to_device_bytes);
+  return r;
+}
+
+void reset_runtime_counters() {
+  Counters& c = counters();
+  for (std::atomic<uint64_t>* counter :
+       {&c.stream_synchronizations, &c.event_synchronizations, &c.device_synchronizations, &c.synchronous_copies,
+        &c.synchronizing_frees, &c.device_to_host_copies, &c.device_to_host_bytes, &c.host_to_device_copies,
+        &c.host_to_device_bytes}) {
+    counter->store(0, std::memory_order_relaxed);
+  }
 }
 
 std::string last_error_detail() { return last_error == cudaSuccess ? std::string() : last_detail; }

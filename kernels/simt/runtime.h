@@ -106,6 +106,32 @@ size_t emulated_device_bytes_in_use();
 // returns cudaErrorMemoryAllocation, so out-of-memory handling can be tested.
 size_t emulated_device_capacity();
 void set_emulated_device_capacity(size_t bytes);
+// The most bytes allocated at once since the start (or the last reset, which starts it at the
+// bytes in use): what a capacity must hold for the same work to succeed.
+size_t emulated_device_peak_bytes();
+void reset_emulated_device_peak();
+
+// What the host waited for and what it copied, counted since the start of the process (or
+// the last reset), over every thread. A host synchronisation is a call that blocks the host
+// until device work it covers has completed: cudaStreamSynchronize, cudaEventSynchronize,
+// cudaDeviceSynchronize, a synchronous cudaMemcpy to or from the device (legacy default
+// stream) and cudaFree (which synchronises the device). On a GPU each one drains the queue
+// the host was keeping ahead of the device, so tests count them to keep a training step at
+// one. Byte counters are what copies moved, whatever stream they were queued on.
+struct RuntimeCounters {
+  uint64_t host_synchronizations = 0;  // the sum of the five below
+  uint64_t stream_synchronizations = 0;
+  uint64_t event_synchronizations = 0;
+  uint64_t device_synchronizations = 0;
+  uint64_t synchronous_copies = 0;
+  uint64_t synchronizing_frees = 0;
+  uint64_t device_to_host_copies = 0;
+  uint64_t device_to_host_bytes = 0;
+  uint64_t host_to_device_copies = 0;
+  uint64_t host_to_device_bytes = 0;
+};
+RuntimeCounters runtime_counters();
+void reset_runtime_counters();
 
 // Why this thread's last failing runtime call failed, in words (the stream-order checker's
 // message for cudaErrorIllegalState, the range for a copy outside its buffer), or "".

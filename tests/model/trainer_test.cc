@@ -9,12 +9,17 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 
+#include "engine/allocator.h"
 #include "engine/autograd/tape.h"
 #include "engine/io/file_io.h"
 #include "engine/io/safetensors.h"
+#include "engine/ops/sequence_loss.h"
 #include "engine/optim/adamw.h"
+#include "kernels/simt/runtime.h"
 #include "model/t5_checkpoint.h"
+#include "model/train_step.h"
 
 namespace la3 {
 namespace {
@@ -123,6 +128,11 @@ TEST(TrainConfig, DefaultsUnknownKeysAndBadValues) {
   EXPECT_THAT(error("training:\n  batch_size: 4\n  grad_accumulation: 0\n"),
               HasSubstr("run.yaml:3: training.batch_size and training.grad_accumulation must be >= 1"));
   EXPECT_THAT(error("model:\n  dropout_rate: 1.5\n"), HasSubstr("run.yaml:2: model.dropout_rate must be in [0, 1)"));
+  EXPECT_THAT(error("training:\n  batch_size: 2\n  recompute: everything\n"),
+              HasSubstr("run.yaml:3: training.recompute 'everything': expected none or attention"));
+  EXPECT_EQ(parse_train_config("training:\n  recompute: attention\n", "run.yaml")->recompute, "attention");
+  EXPECT_THAT(train_config_to_yaml(*parse_train_config("training:\n  recompute: attention\n", "run.yaml")),
+              HasSubstr("recompute: attention"));
   EXPECT_THAT(error("data:\n  bad_rows: maybe\n"), HasSubstr("run.yaml:2: data.bad_rows must be fail or skip"));
   EXPECT_THAT(error("loss:\n  k: 1\n  mode: average\n"), HasSubstr("run.yaml:3: loss.mode: unknown caption loss"));
   // A schedule is named for what it does: constant has no warmup ramp.
@@ -425,6 +435,252 @@ TEST(Training, CudaEmuDeviceTrainsLikeTheCpu) {
   EXPECT_TRUE(load_t5_checkpoint(emu.output_dir + "/checkpoint").ok());
   fs::remove_all(cpu.output_dir);
   fs::remove_all(emu.output_dir);
+}
+
+// The host waits for the device whenever it reads device memory. A training step reads once
+// (every micro-batch's loss and the clipping norm in one copy); the ops' own reads (the ids,
+// labels and masks they validate on the host) come on top, the same for every micro-batch.
+// So a step of A micro-batches waits A x (one micro-batch's forward + backward) + 1 times.
+TEST(Training, AStepWaitsForTheDeviceOnceBeyondItsMicroBatchesOwnReads) {
+  TrainConfig config = small_run("host_syncs");
+  config.device = "cuda-emu";
+  config.max_source_length = 12;
+  config.max_target_length = 12;
+  config.batch_size = 2;
+  config.grad_accumulation = 3;
+  config.max_steps = 3;
+  config.eval_every = 0;
+  config.checkpoint_every = 0;
+  config.log_every = 1;
+  config.clip_grad_norm = 1.0;
+  std::vector<uint64_t> at_progress;
+  TrainOptions options;
+  options.on_progress = [&](const TrainProgress&) {
+    at_progress.push_back(simt::runtime_counters().host_synchronizations);
+  };
+  const absl::StatusOr<TrainSummary> summary = train(config, options);
+  ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+  ASSERT_EQ(at_progress.size(), 3u);
+
+  // One micro-batch's forward and backward through the same model structure, on its own.
+  const T5Config model_config = *config.model_config(100);
+  T5Model model = T5Model::create(model_config, 1)->to_device(Device{DeviceType::kCudaEmu, 0});
+  model.set_requires_grad(true);
+  Batch batch;
+  batch.input_ids = Tensor::from_vector<int64_t>({2, 4}, {5, 6, 7, 1, 8, 9, 1, 0});
+  batch.attention_mask = Tensor::from_vector<int64_t>({2, 4}, {1, 1, 1, 1, 1, 1, 1, 0});
+  batch.labels = Tensor::from_vector<int64_t>({2, 3}, {10, 11, 1, 12, 1, -100});
+  batch.group = {0, 1};
+  batch.groups = 2;
+  const uint64_t before = simt::runtime_counters().host_synchronizations;
+  {
+    Tape tape;
+    T5ForwardOptions forward;
+    forward.training = true;
+    tape.backward(batch_loss(model, batch, ops::CaptionLoss::kMean, forward, 5.0));
+  }
+  const uint64_t per_micro_batch = simt::runtime_counters().host_synchronizations - before;
+  EXPECT_GT(per_micro_batch, 0u);  // the ops' reads: not zero yet (docs/MEMORY.md)
+  std::printf("host synchronisations: %llu per micro-batch forward + backward\n", static_cast<unsigned long long>(per_micro_batch));
+  for (size_t step = 1; step < at_progress.size(); ++step) {
+    EXPECT_EQ(at_progress[step] - at_progress[step - 1], 3 * per_micro_batch + 1) << "step " << step + 1;
+  }
+  fs::remove_all(config.output_dir);
+}
+
+// train_step is the recipe written out: each micro-batch's loss over the step's normaliser and
+// its backward, the norm of the accumulated gradients, clipping, AdamW. Done by hand on a twin
+// model, the weights come out bit-identical and the norm is clip_grad_norm's.
+TEST(TrainStep, IsForwardBackwardPerMicroBatchThenClipAndAdamW) {
+  T5Config config = *T5Config::preset("tiny");
+  config.vocab_size = 40;
+  T5Model a = *T5Model::create(config, 3);
+  T5Model b = *T5Model::create(config, 3);
+  a.set_requires_grad(true);
+  b.set_requires_grad(true);
+  auto make = [](std::vector<int64_t> ids, std::vector<int64_t> labels, std::vector<int64_t> group) {
+    Batch batch;
+    const int64_t rows = static_cast<int64_t>(group.size());
+    batch.input_ids = Tensor::from_vector<int64_t>({rows, static_cast<int64_t>(ids.size()) / rows}, ids);
+    batch.attention_mask = Tensor::full(batch.input_ids.shape(), 1.0, DType::kI64);
+    batch.labels = Tensor::from_vector<int64_t>({rows, static_cast<int64_t>(labels.size()) / rows}, labels);
+    batch.group = group;
+    batch.groups = group.back() + 1;
+    batch.source_tokens = static_cast<int64_t>(ids.size());
+    batch.target_tokens = static_cast<int64_t>(labels.size());
+    return batch;
+  };
+  // token_mixture: two captions of one molecule share its target.
+  const Batch first = make({5, 6, 7, 1, 8, 9, 10, 1}, {12, 13, 1, 12, 13, 1}, {0, 0});
+  const Batch second = make({20, 21, 1, 22, 23, 1}, {14, 15, 16, 1, 14, 15, 16, 1}, {0, 0});
+  const ops::CaptionLoss mode = ops::CaptionLoss::kTokenMixture;
+  const double normaliser = ops::caption_loss_normaliser(first.labels, first.group, mode) +
+                            ops::caption_loss_normaliser(second.labels, second.group, mode);
+  const AdamWOptions adamw_options{1e-2, 0.9, 0.999, 1e-8, 0.01};
+  const double max_norm = 0.05;  // small enough to clip
+
+  AdamW adamw_a(a.parameter_list(), adamw_options);
+  AdamWStep step_a(adamw_a);
+  TrainStepOptions options;
+  options.loss = mode;
+  options.seed = 9;
+  options.step = 4;
+  options.clip_grad_norm = max_norm;
+  const absl::StatusOr<TrainStepResult> result = train_step(a, {{&first, 0}, {&second, 2}}, step_a, options);
+  ASSERT_TRUE(result.ok()) << result.status().ToString();
+
+  AdamW adamw_b(b.parameter_list(), adamw_options);
+  double loss = 0.0;
+  const std::vector<std::pair<const Batch*, int64_t>> micro = {{&first, 0}, {&second, 2}};
+  for (const auto& [batch, row] : micro) {
+    T5ForwardOptions forward;
+    forward.training = true;
+    forward.seed = 9;
+    forward.step = 4;
+    forward.dropout_row_offset = static_cast<uint64_t>(row);
+    Tape tape;
+    const Tensor l = batch_loss(b, *batch, mode, forward, normaliser);
+    loss += l.item();
+    tape.backward(l);
+  }
+  const double norm = clip_grad_norm(b.parameter_list(), max_norm);
+  adamw_b.step();
+
+  EXPECT_EQ(result->loss, loss);
+  EXPECT_EQ(result->gradient_norm, norm);
+  EXPECT_GT(norm, max_norm);  // clipping happened
+  EXPECT_EQ(result->tokens, 8 + 6 + 6 + 8);
+  for (const auto& [name, parameter] : a.parameters()) {
+    EXPECT_EQ(parameter.to_vector<float>(), b.parameter(name).to_vector<float>()) << name;
+  }
+
+  // A loss that is not finite stops the step before the weights change.
+  TrainStepOptions failing = options;
+  failing.before_update = [](const TrainStepResult&) { return absl::InternalError("loss became nan"); };
+  const std::vector<float> before = a.parameter("shared.weight").to_vector<float>();
+  adamw_a.zero_grad();
+  EXPECT_EQ(train_step(a, {{&first, 0}}, step_a, failing).status().code(), absl::StatusCode::kInternal);
+  EXPECT_EQ(a.parameter("shared.weight").to_vector<float>(), before);
+}
+
+// Each log interval reports the device's peak tensor bytes (reset per interval) in the
+// progress callback and in metrics.jsonl. Weights, gradients and both AdamW moments live
+// through every interval, so the peak is at least 16 bytes per parameter; on cuda-emu (bf16
+// GEMMs: plus 2 bytes of bf16 copy) it is at most what the emulated cudaMalloc held at once.
+TEST(Training, EachLogIntervalReportsItsPeakDeviceBytes) {
+  for (const char* device : {"cpu", "cuda-emu"}) {
+    TrainConfig config = small_run(std::string("peak_") + device);
+    config.device = device;
+    config.max_source_length = 12;
+    config.max_target_length = 12;
+    config.max_steps = 4;
+    config.log_every = 2;
+    config.eval_every = 0;
+    config.checkpoint_every = 0;
+    std::vector<int64_t> peaks;
+    TrainOptions options;
+    options.on_progress = [&](const TrainProgress& p) { peaks.push_back(p.peak_device_bytes); };
+    const absl::StatusOr<TrainSummary> summary = train(config, options);
+    ASSERT_TRUE(summary.ok()) << summary.status().ToString();
+    ASSERT_EQ(peaks.size(), 2u) << device;
+    const int64_t per_parameter = std::string(device) == "cpu" ? 16 : 18;
+    std::vector<int64_t> logged;
+    std::ifstream metrics(config.output_dir + "/metrics.jsonl");
+    for (std::string line; std::getline(metrics, line);) {
+      const nlohmann::json record = nlohmann::json::parse(line);
+      ASSERT_TRUE(record.contains("peak_device_bytes")) << line;
+      logged.push_back(record["peak_device_bytes"].get<int64_t>());
+    }
+    EXPECT_EQ(logged, peaks) << device;
+    for (int64_t peak : peaks) {
+      EXPECT_GT(peak, per_parameter * summary->parameters) << device;
+      if (std::string(device) == "cuda-emu") {
+        EXPECT_LE(peak, static_cast<int64_t>(simt::emulated_device_peak_bytes())) << device;
+      }
+    }
+    fs::remove_all(config.output_dir);
+  }
+}
+
+// Recomputing every attention sublayer in the backward gives the same gradients, bit for bit
+// on the CPU (dropout on: the replay draws the same Philox masks), and keeps less memory
+// alive: the CPU allocator's peak over forward + backward drops.
+TEST(TrainStep, AttentionRecomputeGivesIdenticalGradientsWithALowerPeak) {
+  T5Config config = *T5Config::preset("tiny");
+  config.vocab_size = 50;
+  config.dropout_rate = 0.1f;
+  T5Model model = *T5Model::create(config, 7);
+  model.set_requires_grad(true);
+  const int64_t rows = 4, source = 48, target = 40;
+  Batch batch;
+  std::vector<int64_t> ids, labels;
+  for (int64_t i = 0; i < rows * source; ++i) ids.push_back(3 + (i * 7) % 45);
+  for (int64_t i = 0; i < rows * target; ++i) labels.push_back(3 + (i * 11) % 45);
+  batch.input_ids = Tensor::from_vector<int64_t>({rows, source}, ids);
+  std::vector<int64_t> mask(static_cast<size_t>(rows * source), 1);
+  mask.back() = 0;  // one padded key
+  batch.attention_mask = Tensor::from_vector<int64_t>({rows, source}, mask);
+  batch.labels = Tensor::from_vector<int64_t>({rows, target}, labels);
+  batch.group = {0, 1, 2, 3};
+  batch.groups = 4;
+  auto gradients = [&](T5ForwardOptions::Recompute recompute, size_t* peak) {
+    for (const Tensor& parameter : model.parameter_list()) parameter.zero_grad();  // drops the previous run's
+    T5ForwardOptions forward;
+    forward.training = true;
+    forward.seed = 3;
+    forward.step = 2;
+    forward.recompute = recompute;
+    Allocator& cpu = allocator_for(Device::cpu());
+    cpu.reset_peak_bytes();
+    const size_t base = cpu.bytes_in_use();
+    {
+      Tape tape;
+      tape.backward(batch_loss(model, batch, ops::CaptionLoss::kMean, forward));
+    }
+    *peak = cpu.peak_bytes() - base;
+    std::map<std::string, std::vector<float>> grads;
+    for (const auto& [name, parameter] : model.parameters()) {
+      if (parameter.grad().defined()) grads[name] = parameter.grad().to_vector<float>();
+    }
+    return grads;
+  };
+  size_t plain_peak = 0, recompute_peak = 0;
+  const auto plain = gradients(T5ForwardOptions::Recompute::kNone, &plain_peak);
+  const auto recomputed = gradients(T5ForwardOptions::Recompute::kAttention, &recompute_peak);
+  ASSERT_EQ(plain.size(), model.parameters().size());
+  ASSERT_EQ(recomputed.size(), plain.size());
+  for (const auto& [name, values] : plain) EXPECT_EQ(recomputed.at(name), values) << name;
+  EXPECT_LT(recompute_peak, plain_peak);
+  std::printf("forward + backward peak: %zu bytes without recompute, %zu with attention recompute\n", plain_peak,
+              recompute_peak);
+}
+
+// training.recompute: attention changes nothing but memory: on the CPU a run with it writes the
+// same weights, bit for bit, as a run without, with a lower peak.
+TEST(Training, RecomputeAttentionTrainsTheSameWeights) {
+  TrainConfig plain = small_run("recompute_none");
+  plain.max_steps = 2;
+  plain.eval_every = 0;
+  plain.checkpoint_every = 2;
+  plain.dropout_rate = 0.1f;
+  plain.dropout_rate_set = true;
+  plain.max_source_length = 24;
+  plain.max_target_length = 24;
+  TrainConfig recompute = plain;
+  recompute.output_dir = ::testing::TempDir() + "/la3_train_recompute_attention";
+  fs::remove_all(recompute.output_dir);
+  recompute.recompute = "attention";
+  int64_t plain_peak = 0, recompute_peak = 0;
+  TrainOptions options;
+  options.on_progress = [&](const TrainProgress& p) { plain_peak = std::max(plain_peak, p.peak_device_bytes); };
+  ASSERT_TRUE(train(plain, options).ok());
+  options.on_progress = [&](const TrainProgress& p) { recompute_peak = std::max(recompute_peak, p.peak_device_bytes); };
+  ASSERT_TRUE(train(recompute, options).ok());
+  EXPECT_LT(recompute_peak, plain_peak);  // and it did recompute
+  EXPECT_EQ(file_bytes(plain.output_dir + "/checkpoint/model.safetensors"),
+            file_bytes(recompute.output_dir + "/checkpoint/model.safetensors"));
+  fs::remove_all(plain.output_dir);
+  fs::remove_all(recompute.output_dir);
 }
 
 TEST(Training, MixtureLossesTrainAndBadPathsAreNamed) {
