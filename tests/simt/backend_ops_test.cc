@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "engine/backend.h"
+#include "kernels/decoding_params.h"
 #include "engine/cuda/cuda_devices.h"
 #include "engine/tensor.h"
 
@@ -101,6 +102,9 @@ struct OpCase {
   // Runs the case with fp32 GEMM operands on every backend (default): the CPU is fp32 only,
   // so a bf16 GEMM is compared at a bf16 tolerance in its own case.
   GemmPrecision precision = GemmPrecision::kFp32;
+  // Outputs may hold -inf/+inf (a banned token's score): their positions must then match the
+  // CPU's exactly and the finite elements are compared; NaN is never allowed.
+  bool allow_infinite = false;
 };
 
 // gtest prints a failing parameter with this (the name, not the bytes of the struct).
@@ -426,10 +430,137 @@ std::vector<OpCase> optimizer_cases() {
   return cases;
 }
 
+Tensor key_mask_flags(int64_t batch, int64_t k_len) {
+  // Row 0 attends to everything; row 1 has its last third padded.
+  Tensor t = Tensor::empty({batch, k_len}, DType::kI32);
+  int32_t* data = t.data<int32_t>();
+  for (int64_t b = 0; b < batch; ++b) {
+    for (int64_t j = 0; j < k_len; ++j) data[b * k_len + j] = b % 2 == 1 && j >= 2 * k_len / 3 ? 0 : 1;
+  }
+  return t;
+}
+
+std::vector<OpCase> attention_cases() {
+  std::vector<OpCase> cases;
+  struct A {
+    const char* name;
+    int64_t q_len, k_len;
+    bool causal, bias, mask, dropout;
+    int64_t query_offset;
+  };
+  // Encoder self-attention (bias, padding), decoder self-attention (causal), cross-attention
+  // with dropout, and one decoding step over a longer cache (causal with a query offset).
+  for (const A& a : {A{"encoder_self", 37, 37, false, true, true, false, 0},
+                     A{"decoder_self_causal", 33, 33, true, true, false, false, 0},
+                     A{"cross_dropout", 21, 45, false, false, true, true, 0},
+                     A{"decoding_step", 1, 40, true, true, false, false, 17}}) {
+    kernels::AttentionParams p;
+    p.batch = 2;
+    p.heads = 3;
+    p.q_len = a.q_len;
+    p.k_len = a.k_len;
+    p.head_dim = 16;
+    p.causal = a.causal;
+    p.query_offset = a.query_offset;
+    p.has_bias = a.bias;
+    p.bidirectional = !a.causal;
+    p.num_buckets = 8;
+    p.max_distance = 20;
+    p.has_key_mask = a.mask;
+    if (a.dropout) {
+      p.dropout.p = 0.1f;
+      p.dropout.seed = 5;
+      p.dropout.stream = 2;
+    }
+    const Shape q_shape{p.batch, p.q_len, p.heads, p.head_dim}, kv_shape{p.batch, p.k_len, p.heads, p.head_dim};
+    std::vector<Buffer> inputs = {in("q", uniform(q_shape, 110)), in("k", uniform(kv_shape, 111)),
+                                  in("v", uniform(kv_shape, 112)), in("bias", uniform({8, p.heads}, 113)),
+                                  in("mask", key_mask_flags(p.batch, p.k_len))};
+    // The saved state is the backend's own (attention_saved_elements): allocated per backend
+    // inside the run, never compared.
+    auto forward = [p](Backend& be, const Buffers& b, Tensor& saved) {
+      saved = Tensor::empty({std::max<int64_t>(be.attention_saved_elements(p), 1)}, DType::kF32, be.device());
+      be.attention_forward(p, b.f("q"), b.f("k"), b.f("v"), p.has_bias ? b.f("bias") : nullptr,
+                           p.has_key_mask ? b.i32("mask") : nullptr, b.f("out"), saved.data<float>());
+    };
+    std::vector<Buffer> f = inputs;
+    f.push_back(out("out", q_shape));
+    cases.push_back({std::string("attention_forward_") + a.name, f, kTranscendental,
+                     [forward](Backend& be, const Buffers& b, std::vector<double>&) {
+                       Tensor saved;
+                       forward(be, b, saved);
+                     }});
+    std::vector<Buffer> bw = inputs;
+    bw.push_back(state("out", q_shape));
+    bw.push_back(in("dout", uniform(q_shape, 114)));
+    bw.push_back(out("dq", q_shape));
+    bw.push_back(out("dk", kv_shape));
+    bw.push_back(out("dv", kv_shape));
+    if (a.bias) bw.push_back(acc("dbias", uniform({8, p.heads}, 115)));
+    cases.push_back({std::string("attention_backward_") + a.name, bw, 1e-9,
+                     [forward, p](Backend& be, const Buffers& b, std::vector<double>&) {
+                       Tensor saved;
+                       forward(be, b, saved);
+                       be.attention_backward(p, b.f("dout"), b.f("q"), b.f("k"), b.f("v"), b.f("out"),
+                                             p.has_bias ? b.f("bias") : nullptr, p.has_key_mask ? b.i32("mask") : nullptr,
+                                             saved.data<float>(), b.f("dq"), b.f("dk"), b.f("dv"),
+                                             p.has_bias ? b.f("dbias") : nullptr);
+                     }});
+  }
+  return cases;
+}
+
+std::vector<OpCase> decoding_cases() {
+  std::vector<OpCase> cases;
+  const kernels::CacheWriteParams w{6, 24, 24 * 10, 24 * 3};  // position 3 of a 10-position cache
+  cases.push_back({"cache_write", {in("src", uniform({6, 24}, 120)), acc("cache", uniform({6, 10, 24}, 121))}, kExact,
+                   [w](Backend& be, const Buffers& b, std::vector<double>&) { be.cache_write(w, b.f("src"), b.f("cache")); }});
+  // 2 segments (keys, values) of 2 inputs x 3 beams; rows move within their input's beams.
+  const kernels::RowReorderParams r{2, 6, 3, 40, 6 * 40, 32};
+  cases.push_back({"reorder_rows_in_place",
+                   {in("source", Tensor::from_vector<int64_t>({6}, {2, 2, 0, 3, 5, 4})), acc("data", uniform({2, 6, 40}, 122))},
+                   kExact, [r](Backend& be, const Buffers& b, std::vector<double>&) {
+                     be.reorder_rows(r, b.i64("source"), b.f("data"));
+                   }});
+  const int64_t rows = 4, vocab = 300, history = 7;
+  Tensor history_ids = ids({rows, history}, 20, 123);  // small ids: repeats and n-grams to ban
+  for (bool beam : {false, true}) {
+    kernels::LogitsProcessParams p;
+    p.rows = rows;
+    p.vocab = vocab;
+    p.history_len = history;
+    p.eos = 1;
+    p.ban_eos = 1;
+    p.log_softmax = beam ? 1 : 0;
+    p.no_repeat_ngram = 2;
+    p.repetition_penalty = 1.3f;
+    p.temperature = beam ? 1.0 : 0.7;
+    OpCase c{beam ? "process_logits_beam" : "process_logits_sampling",
+             {in("logits", uniform({rows, vocab}, 124, -5.0f, 5.0f)), in("history", history_ids),
+              in("beam_scores", uniform({rows}, 125, -3.0f, 0.0f)), out("processed", {rows, vocab}),
+              out("log_probs", {rows, vocab})},
+             kTranscendental,
+             [p, beam](Backend& be, const Buffers& b, std::vector<double>&) {
+               be.process_logits(p, b.f("logits"), b.i64("history"), beam ? b.f("beam_scores") : nullptr, b.f("processed"),
+                                 b.f("log_probs"));
+             }};
+    c.allow_infinite = true;
+    cases.push_back(std::move(c));
+  }
+  const kernels::TopKParams k{5, 777, 6};
+  cases.push_back({"top_k_with_companion",
+                   {in("scores", uniform({5, 777}, 126)), in("companion", uniform({5, 777}, 127)), out("indices", {5, 6}, DType::kI64),
+                    out("values", {5, 6}), out("companion_values", {5, 6})},
+                   0.0, [k](Backend& be, const Buffers& b, std::vector<double>&) {
+                     be.top_k(k, b.f("scores"), b.f("companion"), b.i64("indices"), b.f("values"), b.f("companion_values"));
+                   }});
+  return cases;
+}
+
 std::vector<OpCase> all_cases() {
   std::vector<OpCase> cases;
-  for (auto family : {gemm_cases, elementwise_cases, activation_cases, norm_cases, embedding_dropout_loss_cases,
-                      optimizer_cases}) {
+  for (auto family : {gemm_cases, elementwise_cases, activation_cases, norm_cases, attention_cases,
+                      embedding_dropout_loss_cases, optimizer_cases, decoding_cases}) {
     for (OpCase& c : family()) cases.push_back(std::move(c));
   }
   return cases;
@@ -448,6 +579,9 @@ std::vector<double> as_doubles(const Tensor& device_tensor) {
   if (host.dtype() == DType::kBF16) {
     const bf16* data = host.data<bf16>();
     for (size_t i = 0; i < values.size(); ++i) values[i] = bf16_to_float(data[i]);
+  } else if (host.dtype() == DType::kI64) {
+    const int64_t* data = host.data<int64_t>();
+    for (size_t i = 0; i < values.size(); ++i) values[i] = static_cast<double>(data[i]);
   } else {
     const float* data = host.data<float>();
     for (size_t i = 0; i < values.size(); ++i) values[i] = data[i];
@@ -472,16 +606,21 @@ Result run_case(const OpCase& c, Backend& backend) {
 double nmse(const std::vector<double>& x, const std::vector<double>& ref) {
   double error = 0.0, norm = 0.0;
   for (size_t i = 0; i < x.size(); ++i) {
+    if (std::isinf(ref[i]) || std::isinf(x[i])) {
+      // An infinity must be the same one in the same place: anything else is an infinite error.
+      if (x[i] != ref[i]) return std::numeric_limits<double>::infinity();
+      continue;
+    }
     error += (x[i] - ref[i]) * (x[i] - ref[i]);
     norm += ref[i] * ref[i];
   }
   return norm > 0.0 ? error / norm : error;
 }
 
-// The first non-finite element, or -1.
-int64_t first_non_finite(const std::vector<double>& x) {
+// The first non-finite element (with allow_infinite: the first NaN), or -1.
+int64_t first_non_finite(const std::vector<double>& x, bool allow_infinite = false) {
   for (size_t i = 0; i < x.size(); ++i) {
-    if (!std::isfinite(x[i])) return static_cast<int64_t>(i);
+    if (std::isnan(x[i]) || (!allow_infinite && std::isinf(x[i]))) return static_cast<int64_t>(i);
   }
   return -1;
 }
@@ -517,13 +656,13 @@ TEST_P(BackendOps, MatchesTheCpuBackend) {
   Backend& cpu = backend_for(Device::cpu());
   const Result reference = run_case(c, cpu);
   for (const auto& [name, values] : reference.buffers) {
-    ASSERT_EQ(first_non_finite(values), -1) << c.name << ": the CPU reference wrote a non-finite " << name;
+    ASSERT_EQ(first_non_finite(values, c.allow_infinite), -1) << c.name << ": the CPU reference wrote a non-finite " << name;
   }
   for (Backend* backend : backends_under_test()) {
     const Result result = run_case(c, *backend);
     for (const auto& [name, values] : reference.buffers) {
       const std::vector<double>& got = result.buffers.at(name);
-      const int64_t bad = first_non_finite(got);
+      const int64_t bad = first_non_finite(got, c.allow_infinite);
       EXPECT_EQ(bad, -1) << c.name << " on " << backend->name() << ": " << name << "[" << bad
                          << "] is not finite (an element the kernel did not write starts as NaN)";
       if (bad != -1) continue;
@@ -548,6 +687,33 @@ TEST_P(BackendOps, MatchesTheCpuBackend) {
 
 INSTANTIATE_TEST_SUITE_P(Table, BackendOps, ::testing::ValuesIn(all_cases()),
                          [](const ::testing::TestParamInfo<OpCase>& test) { return test.param.name; });
+
+// Every method of the op list (engine/backend_ops.h) has a case named after it, or is named
+// here with the cases that call it: adding an op without a case fails this test.
+TEST(BackendOpsHarness, EveryOpOfTheListHasACase) {
+  const std::map<std::string, std::string> called_within = {
+      {"attention_saved_elements", "attention_forward_encoder_self"},
+      {"caption_loss_log_probs", "caption_loss_mean"},
+      {"caption_loss_combine", "caption_loss_token_mixture"},
+      {"caption_loss_backward", "caption_loss_sequence_mixture"},
+      {"add_rmsnorm_forward", "add_rmsnorm_forward_67x13"},
+      {"gemm", "gemm_nn_37x29x53"},
+  };
+  std::vector<std::string> names;
+  for (const OpCase& c : all_cases()) names.push_back(c.name);
+  const std::vector<std::string> ops = {
+#define LA3_BACKEND_OP(return_type, name, parameters) #name,
+#include "engine/backend_ops.h"
+  };
+  EXPECT_GT(ops.size(), 40u);
+  for (const std::string& op : ops) {
+    auto within = called_within.find(op);
+    const std::string wanted = within != called_within.end() ? within->second : op;
+    bool found = false;
+    for (const std::string& name : names) found = found || name.rfind(wanted, 0) == 0;
+    EXPECT_TRUE(found) << "no case in the backend op table calls " << op;
+  }
+}
 
 // The table is not vacuous: a wrong kernel result, or an element left unwritten, fails it.
 TEST(BackendOpsHarness, DetectsAWrongAndAnUnwrittenElement) {
