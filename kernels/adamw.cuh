@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "kernels/adamw_scalars.h"
+#include "kernels/host_device.h"
 #include "kernels/bf16.cuh"
 #include "kernels/launch.h"
 #include "kernels/op_params.h"
@@ -19,7 +20,7 @@ namespace la3::kernels {
 __global__ void adamw_kernel(AdamWScalars s, int64_t count, float* param, const float* grad, float* exp_avg,
                              float* exp_avg_sq, uint16_t* param_bf16) {
   for (int64_t i = first_index(); i < count; i += grid_stride()) {
-    const float g = grad[i];
+    const float g = mul_rn(grad[i], s.grad_scale);
     float w = param[i] * s.decay;
     const float m = exp_avg[i] + s.avg_weight * (g - exp_avg[i]);
     const float v = exp_avg_sq[i] * s.beta2 + s.sq_weight * g * g;

@@ -17,6 +17,7 @@ struct AdamWScalars {
   float step_size;              // lr / (1 - beta1^t)
   float bias_correction2_sqrt;  // sqrt(1 - beta2^t)
   float eps;
+  float grad_scale;             // clipping coefficient (1: none)
 };
 
 inline AdamWScalars adamw_scalars(const AdamWParams& p) {
@@ -25,7 +26,7 @@ inline AdamWScalars adamw_scalars(const AdamWParams& p) {
   return AdamWScalars{static_cast<float>(1.0 - p.lr * p.weight_decay), static_cast<float>(1.0 - p.beta1),
                       static_cast<float>(p.beta2),                     static_cast<float>(1.0 - p.beta2),
                       static_cast<float>(p.lr / bias_correction1),     static_cast<float>(std::sqrt(bias_correction2)),
-                      static_cast<float>(p.eps)};
+                      static_cast<float>(p.eps),                       p.grad_scale};
 }
 
 }  // namespace la3::kernels

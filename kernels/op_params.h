@@ -119,6 +119,10 @@ struct AdamWParams {
   double eps = 1e-8;
   double weight_decay = 0.0;
   int64_t step = 1;  // 1-based step number after this update (for the bias corrections)
+  // The gradient is read as grad * grad_scale, rounded to fp32 as a separate multiply would:
+  // gradient clipping folded into the update (torch scales the gradients in place, then
+  // steps; this is the same arithmetic without a pass over every gradient). 1 = no clipping.
+  float grad_scale = 1.0f;
 };
 
 }  // namespace la3::kernels

@@ -93,19 +93,14 @@ Tensor batch_loss(const T5Model& model, const Batch& batch, ops::CaptionLoss mod
   return ops::caption_loss_from_logits(logits, labels, group, mode, -100, normaliser);
 }
 
-void clip_to_norm(const std::vector<Tensor>& parameters, double norm, double max_norm) {
+float clip_coefficient(double norm, double max_norm) {
+  if (max_norm <= 0.0) return 1.0f;
   const double coefficient = max_norm / (norm + 1e-6);
-  if (coefficient >= 1.0) return;
-  for (const Tensor& parameter : parameters) {
-    const Tensor grad = parameter.grad();
-    if (!grad.defined()) continue;
-    backend_for(grad.device()).scale(grad.numel(), static_cast<float>(coefficient), grad.data<float>(), grad.data<float>());
-  }
+  return coefficient < 1.0 ? static_cast<float>(coefficient) : 1.0f;
 }
 
 absl::Status AdamWStep::clip_and_step(double max_norm, double norm) {
-  if (max_norm > 0.0) clip_to_norm(adamw_.parameters(), norm, max_norm);
-  adamw_.step();
+  adamw_.step(clip_coefficient(norm, max_norm));
   return absl::OkStatus();
 }
 

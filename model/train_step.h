@@ -84,8 +84,9 @@ struct TrainStepOptions {
 absl::StatusOr<TrainStepResult> train_step(const T5Model& model, const std::vector<MicroBatch>& micro_batches,
                                            StepOptimizer& optimizer, const TrainStepOptions& options);
 
-// Scales the gradients by max_norm / (norm + 1e-6) when that is < 1: torch's clip_grad_norm_
-// (and la3::clip_grad_norm's arithmetic) with the norm already known.
-void clip_to_norm(const std::vector<Tensor>& parameters, double norm, double max_norm);
+// What clip_grad_norm_ multiplies the gradients by, the norm already known: max_norm /
+// (norm + 1e-6) when that is < 1 (and max_norm > 0), else 1. AdamW::step applies it as it
+// reads each gradient (no pass over the gradients), with torch's rounding.
+float clip_coefficient(double norm, double max_norm);
 
 }  // namespace la3

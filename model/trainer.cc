@@ -345,8 +345,7 @@ class RunOptimizer final : public StepOptimizer {
       }
       return sharded_->step();
     }
-    if (max_norm > 0.0) clip_to_norm(parameters_, norm, max_norm);
-    plain_->step();
+    plain_->step(clip_coefficient(norm, max_norm));
     return absl::OkStatus();
   }
   // The whole state (a collective under ZeRO-1: every rank calls it).

@@ -19,15 +19,15 @@ limits them). The attention kernels compute in fp32 on CUDA cores, so their FLOP
 against the fp32 peak; everything else against the dense bf16 tensor peak.
 
 Beyond the kernels an op launches, the step carries what the autograd tape and the optimizer
-add around them, and these are counted too: the copy the tape makes of every activation
-gradient the tape must copy (engine/autograd/tape.cc, accumulate_grad: only a gradient sent to
-two inputs; a fresh one is taken over), the zero fills of the gradient buckets and of the bias
-tables' gradients, the dW GEMMs' read of the gradient they accumulate into, and the
-gradient-clipping scale pass (counted as taken: early in
-training the norm is above the threshold). A launch is never free: every kernel or copy costs at
-least --min-launch-us of device time (the gap between dependent back-to-back launches plus the
-ramp of a short kernel), and without CUDA graphs the host must issue each launch
-(--host-launch-us); the step bound is the larger of the device time and the host issue time.
+add around them, and these are counted too: the copies of gradients the tape must make
+(engine/autograd/tape.cc, accumulate_grad: only a gradient sent to two inputs; a fresh one is
+taken over), the zero fills of the gradient buckets and of the bias tables' gradients, and the
+dW GEMMs' read of the gradient slot they accumulate into. Gradient clipping costs no pass: AdamW
+reads each gradient times the clipping coefficient. A launch is never free: every kernel or
+copy costs at least --min-launch-us of device time (the gap between dependent back-to-back
+launches plus the ramp of a short kernel), and without CUDA graphs the host must issue each
+launch (--host-launch-us); the step bound is the larger of the device time and the host issue
+time.
 
     python3 scripts/kernel_model.py [--batch 16] [--source 256] [--target 256]
                                     [--min-launch-us 2.0] [--host-launch-us 2.5]
@@ -200,8 +200,6 @@ def model(batch, source, target):
         launches=2 * (ENC_LAYERS + DEC_LAYERS))
     buckets = ceil_div(PARAMS * FP32, BUCKET_BYTES)
     add("bucket_zero", "zero fill", "fill 0 of the gradient buckets", f"{PARAMS}", PARAMS * FP32, 0, launches=buckets)
-    add("clip", "pointwise", "clip scale of every gradient (one launch per tensor)", f"{PARAMS}", 2 * FP32 * PARAMS,
-        PARAMS, launches=PARAM_TENSORS)
 
     def gemm(m, n_, k_):  # bf16 operands read, f32 output written
         return 2 * (m * k_ + n_ * k_) + 4 * m * n_, 2.0 * m * n_ * k_
@@ -249,7 +247,6 @@ def model(batch, source, target):
     use("small_grad", 1)
     use("bucket_zero", 1)
     use("sumsq", 1)
-    use("clip", 1)
     use("adamw", 1)
 
     # GEMMs: forward y = x W^T, backward dx = dy W and dW = dy^T x (same FLOPs and operand

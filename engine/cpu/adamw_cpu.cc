@@ -6,6 +6,7 @@
 #include "engine/cpu/parallel.h"
 #include "engine/dtype.h"
 #include "kernels/adamw_scalars.h"
+#include "kernels/host_device.h"
 
 namespace la3 {
 
@@ -14,7 +15,7 @@ void CpuBackend::adamw_step(const kernels::AdamWParams& p, float* param, const f
   const kernels::AdamWScalars s = kernels::adamw_scalars(p);
 #pragma omp parallel for schedule(static) if (worth_parallel(p.count))
   for (int64_t i = 0; i < p.count; ++i) {
-    const float g = grad[i];
+    const float g = kernels::mul_rn(grad[i], s.grad_scale);
     param[i] *= s.decay;
     exp_avg[i] += s.avg_weight * (g - exp_avg[i]);
     exp_avg_sq[i] = exp_avg_sq[i] * s.beta2 + s.sq_weight * g * g;

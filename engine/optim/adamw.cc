@@ -54,9 +54,10 @@ void AdamW::refresh_bf16_copies() {
   }
 }
 
-void AdamW::step() {
+void AdamW::step(float grad_scale) {
   ++step_;
   kernels::AdamWParams p;
+  p.grad_scale = grad_scale;
   p.lr = options_.lr;
   p.beta1 = options_.beta1;
   p.beta2 = options_.beta2;

@@ -37,7 +37,9 @@ class AdamW {
 
   // One update of every parameter that has a gradient (parameters without one are skipped,
   // as torch does). Throws EngineError on a gradient of the wrong shape.
-  void step();
+  // grad_scale multiplies every gradient as it is read (the clipping coefficient; the
+  // gradients in memory are left as they are).
+  void step(float grad_scale = 1.0f);
   // Drops every parameter's gradient.
   void zero_grad();
 

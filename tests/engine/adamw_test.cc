@@ -6,6 +6,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <random>
+#include <span>
+
+#include "tests/support/gradcheck.h"
 
 namespace la3 {
 namespace {
@@ -112,6 +116,33 @@ TEST(ClipGradNorm, ScalesToTheMaximumAndReportsTheNorm) {
   // Below the maximum nothing changes.
   EXPECT_NEAR(clip_grad_norm({a, b}, 10.0), 1.0, 1e-6);
   EXPECT_NEAR(b.grad().item(0), 4.0 / (5.0 + 1e-6), 1e-7);
+}
+
+// Clipping folded into the update: step(c) reads each gradient as grad * c and leaves the
+// gradients as they are; the weights and moments equal scaling the gradients first and then
+// stepping, bit for bit (what torch's clip_grad_norm_ + step does).
+TEST(AdamW, AGradientScaleEqualsScalingTheGradientsFirst) {
+  std::mt19937 rng(21);
+  const Tensor grad = testing::random_tensor({257}, rng, -3.0f, 3.0f);
+  const Tensor start = testing::random_tensor({257}, rng, -1.0f, 1.0f);
+  const float coefficient = static_cast<float>(1.0 / (7.3 + 1e-6));
+  const Tensor fused = start.clone(), unfused = start.clone();
+  fused.set_requires_grad(true);
+  unfused.set_requires_grad(true);
+  fused.set_grad(grad.clone());
+  unfused.set_grad(grad.clone());
+  AdamW fused_optimizer({fused}, AdamWOptions{1e-2, 0.9, 0.999, 1e-8, 0.01});
+  AdamW unfused_optimizer({unfused}, AdamWOptions{1e-2, 0.9, 0.999, 1e-8, 0.01});
+  for (int step = 0; step < 3; ++step) {
+    fused_optimizer.step(coefficient);
+    const Tensor scaled = grad.clone();
+    for (float& g : std::span<float>(scaled.data<float>(), 257)) g = g * coefficient;
+    unfused.set_grad(scaled);
+    unfused_optimizer.step();
+  }
+  EXPECT_EQ(fused.to_vector<float>(), unfused.to_vector<float>());
+  EXPECT_NE(fused.to_vector<float>(), start.to_vector<float>());
+  EXPECT_EQ(fused.grad().to_vector<float>(), grad.to_vector<float>());  // left unscaled
 }
 
 TEST(ClipGradNorm, SkipsParametersWithoutGradient) {

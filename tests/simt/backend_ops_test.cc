@@ -420,6 +420,7 @@ std::vector<OpCase> optimizer_cases() {
   p.lr = 3e-3;
   p.weight_decay = 0.01;
   p.step = 7;
+  p.grad_scale = 0.37f;  // a clipping coefficient, read with each gradient
   cases.push_back({"adamw_step_with_bf16_copy",
                    {acc("param", uniform({p.count}, 100)), in("grad", uniform({p.count}, 101)),
                     acc("exp_avg", uniform({p.count}, 102, -0.1f, 0.1f)), acc("exp_avg_sq", uniform({p.count}, 103, 0.0f, 0.01f)),
