@@ -120,7 +120,8 @@ std::vector<std::vector<size_t>> make_batch_plan(const std::vector<ExampleGroup>
   return plan;
 }
 
-Batch collate(const std::vector<ExampleGroup>& groups, const std::vector<size_t>& members, int64_t pad_id) {
+Batch collate(const std::vector<ExampleGroup>& groups, const std::vector<size_t>& members, int64_t pad_id,
+              int64_t decoder_start_id) {
   size_t rows = 0, source_length = 1, target_length = 1;
   for (size_t index : members) {
     for (const Example& e : groups[index].examples) {
@@ -151,6 +152,16 @@ Batch collate(const std::vector<ExampleGroup>& groups, const std::vector<size_t>
     }
   }
   batch.groups = static_cast<int64_t>(members.size());
+  batch.decoder_start_id = decoder_start_id;
+  batch.pad_id = pad_id;
+  batch.decoder_input_ids = Tensor::empty({r, lt}, DType::kI64);
+  int64_t* decoder = batch.decoder_input_ids.data<int64_t>();
+  for (int64_t b = 0; b < r; ++b) {
+    for (int64_t t = 0; t < lt; ++t) {
+      const int64_t value = t == 0 ? decoder_start_id : labels[b * lt + t - 1];
+      decoder[b * lt + t] = value == -100 ? pad_id : value;
+    }
+  }
   return batch;
 }
 

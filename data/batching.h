@@ -73,13 +73,21 @@ struct Batch {
   Tensor input_ids;       // [rows, src_len] i64, padded with pad (0)
   Tensor attention_mask;  // [rows, src_len] i64, 1 = token
   Tensor labels;          // [rows, tgt_len] i64, padded with -100
+  // [rows, tgt_len] i64: the teacher-forced decoder inputs, labels shifted right behind
+  // decoder_start_id with -100 as pad (T5's shift_right), made here on the host so that a
+  // device model uploads them instead of shifting device labels through the host.
+  Tensor decoder_input_ids;
+  int64_t decoder_start_id = 0;
+  int64_t pad_id = 0;
   std::vector<int64_t> group;  // [rows] group index within the batch (0..groups-1)
   int64_t groups = 0;
   int64_t target_tokens = 0;  // non-ignored labels
   int64_t source_tokens = 0;
 };
 
-Batch collate(const std::vector<ExampleGroup>& groups, const std::vector<size_t>& members, int64_t pad_id = 0);
+// decoder_start_id: the model's decoder_start_token_id (T5's is its pad id, 0).
+Batch collate(const std::vector<ExampleGroup>& groups, const std::vector<size_t>& members, int64_t pad_id = 0,
+              int64_t decoder_start_id = 0);
 
 // Keeps the first max_length - 1 tokens and the final eos (as transformers truncates).
 // Returns true when it cut something.

@@ -15,6 +15,10 @@ void Backend::copy_to_host(void* host_dst, const void* device_src, size_t bytes)
 void Backend::copy_from_host(void* device_dst, const void* host_src, size_t bytes) {
   if (bytes > 0) std::memmove(device_dst, host_src, bytes);
 }
+void Backend::copy_from_host_async(void* device_dst, const void* host_src, size_t bytes,
+                                   std::shared_ptr<const void> /*host_owner*/) {
+  copy_from_host(device_dst, host_src, bytes);
+}
 void Backend::copy_on_device(void* device_dst, const void* device_src, size_t bytes) {
   if (bytes > 0) std::memmove(device_dst, device_src, bytes);
 }

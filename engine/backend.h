@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,12 @@ class Backend {
   virtual void copy_to_host(void* host_dst, const void* device_src, size_t bytes);
   virtual void copy_from_host(void* device_dst, const void* host_src, size_t bytes);
   virtual void copy_on_device(void* device_dst, const void* device_src, size_t bytes);
+  // An upload the host does not wait for: it is queued in order with the backend's other work
+  // and may still be pending on return. host_src must not change until the backend's next
+  // synchronisation (synchronize(), copy_to_host); host_owner (what owns host_src) is held until
+  // then, so the memory cannot be freed under the queued copy. The default is copy_from_host.
+  virtual void copy_from_host_async(void* device_dst, const void* host_src, size_t bytes,
+                                    std::shared_ptr<const void> host_owner);
   // Waits for all queued work (no-op on the CPU).
   virtual void synchronize() {}
   // The CPU backend is fp32 only and ignores this.

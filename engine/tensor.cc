@@ -226,6 +226,19 @@ Tensor Tensor::to_device(Device target) const {
   return moved;
 }
 
+Tensor Tensor::to_device_async(Device target) const {
+  if (target == device()) return *this;
+  const Tensor moved = empty(shape(), dtype(), target);
+  if (!host_accessible() || moved.host_accessible()) {
+    moved.copy_from(*this);
+    return moved;
+  }
+  const Tensor source = contiguous();  // a copy made here is held like the storage of a view
+  backend_for(target).copy_from_host_async(moved.raw_data(), source.raw_data(), source.nbytes(),
+                                           source.impl().storage);
+  return moved;
+}
+
 void Tensor::copy_from(const Tensor& source) const {
   if (source.shape() != shape()) {
     Fail(ErrorKind::kInvalidArgument, "copy_from: source ", source.describe(),

@@ -102,6 +102,11 @@ class Tensor {
   // A copy on `device` (this tensor itself when it is already there). Host-accessible
   // devices only for now (cpu, cuda-emu); the cuda device will copy through its runtime.
   Tensor to_device(Device device) const;
+  // to_device without waiting for a host-to-device copy (the other directions are to_device):
+  // the copy is queued on the device's backend, which holds this tensor's host storage until
+  // its next synchronisation. The storage must not be written until then (a batch's tensors,
+  // never written after collation, upload this way: one wait per step instead of one per copy).
+  Tensor to_device_async(Device device) const;
   // Copies `source` (same shape, any strides, any dtype convertible) into this tensor.
   void copy_from(const Tensor& source) const;
   void fill(double value) const;

@@ -308,7 +308,9 @@ Tensor T5Model::encode(const Tensor& input_ids, const Tensor& attention_mask, co
   }
   const float eps = config_.layer_norm_epsilon;
   const Tensor key_mask = attention_mask.defined() ? ops::key_mask_as_flags(attention_mask) : Tensor();
-  Tensor hidden = apply_dropout(ops::embedding(parameter("shared.weight"), input_ids), stream::kEncoderEmbedding, options);
+  const ops::IdCheck id_check = options.ids_checked_by_caller ? ops::IdCheck::kByCaller : ops::IdCheck::kByOp;
+  Tensor hidden =
+      apply_dropout(ops::embedding(parameter("shared.weight"), input_ids, id_check), stream::kEncoderEmbedding, options);
   const Tensor& table = parameter("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight");
   // Every residual add is fused with the pre-norm that reads its sum (ops::add_rmsnorm); the
   // weight of the norm after block i's feed-forward is block i+1's first norm, or the final one.
@@ -356,8 +358,9 @@ Tensor T5Model::decoder_forward(const Tensor& decoder_input_ids, const Tensor& e
   // With a cache, the new positions follow the cached ones (causal attention and the
   // relative-position buckets count from there).
   const int64_t query_offset = cache != nullptr ? cache->steps : 0;
-  Tensor hidden =
-      apply_dropout(ops::embedding(parameter("shared.weight"), decoder_input_ids), stream::kDecoderEmbedding, options);
+  const ops::IdCheck id_check = options.ids_checked_by_caller ? ops::IdCheck::kByCaller : ops::IdCheck::kByOp;
+  Tensor hidden = apply_dropout(ops::embedding(parameter("shared.weight"), decoder_input_ids, id_check),
+                                stream::kDecoderEmbedding, options);
   const Tensor& table = parameter("decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight");
   // Residual adds fused with the following pre-norm, as in encode().
   auto norm_after = [&](int64_t next_block) -> const Tensor& {

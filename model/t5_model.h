@@ -40,6 +40,10 @@ struct T5ForwardOptions {
   // which recomputes it (autograd checkpoint()); the gradients are bit-identical on the CPU.
   enum class Recompute { kNone, kAttention };
   Recompute recompute = Recompute::kNone;
+  // The caller checked input_ids and decoder_input_ids against the vocabulary on the host
+  // before uploading them (batch_loss does): the embeddings skip their own check, which on a
+  // GPU device reads the ids back and makes the host wait (ops::IdCheck::kByCaller).
+  bool ids_checked_by_caller = false;
 };
 
 class T5Model {

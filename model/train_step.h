@@ -5,8 +5,9 @@
 // partial sums in a single copy), gradient clipping and the optimizer update.
 //
 // Host synchronisations: on a CUDA device the host waits for the device only when it reads
-// device memory. The step itself reads once (the readback above); the ops read the ids,
-// labels and masks they validate, which docs/MEMORY.md counts per micro-batch.
+// device memory (or a copy is synchronous). The step reads once (the readback above) and that
+// is its only wait: batch_loss validates the batch on the host and uploads it without waiting
+// (docs/MEMORY.md).
 #pragma once
 
 #include <cstdint>
@@ -25,7 +26,11 @@ namespace la3 {
 // The loss of one batch (differentiable when a tape is active): the sum over its groups
 // divided by `normaliser` (0 = the batch's own; data parallelism and gradient accumulation
 // pass the whole global batch's). The batch is collated on the host; the model's device gets
-// its own copy.
+// its own copy. Without waiting for the device: the ids, labels and groups are validated here
+// on the host with the ops' errors (the ops are told so and skip their read-backs), the
+// decoder inputs are collate's (or shifted here, on the host), and the uploads are queued
+// asynchronously -- the batch's tensors must not be written until the device is next
+// synchronised (train_step's readback, or reading the loss).
 Tensor batch_loss(const T5Model& model, const Batch& batch, ops::CaptionLoss mode, const T5ForwardOptions& forward,
                   double normaliser = 0.0);
 

@@ -177,7 +177,7 @@ absl::StatusOr<double> validation_loss(const T5Model& model, const std::vector<E
   const std::vector<std::vector<size_t>> plan = make_batch_plan(groups, plan_options);
   std::vector<double> sums(2 * plan.size(), 0.0);
   for (size_t b = static_cast<size_t>(control.rank()); b < plan.size(); b += static_cast<size_t>(control.size())) {
-    const Batch batch = collate(groups, plan[b]);
+    const Batch batch = collate(groups, plan[b], model.config().pad_token_id, model.config().decoder_start_token_id);
     const double loss = batch_loss(model, batch, config.loss, {}).item();
     sums[2 * b] = loss * static_cast<double>(batch.target_tokens);
     sums[2 * b + 1] = static_cast<double>(batch.target_tokens);
@@ -549,7 +549,8 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
     forward.seed = config.seed;
     forward.recompute =
         config.recompute == "attention" ? T5ForwardOptions::Recompute::kAttention : T5ForwardOptions::Recompute::kNone;
-    const Batch batch = collate(*train_groups, {0});
+    const Batch batch =
+        collate(*train_groups, {0}, model.config().pad_token_id, model.config().decoder_start_token_id);
     batch_loss(model, batch, config.loss, forward);
     buckets = std::make_unique<dist::GradientBuckets>(probe.leaves_in_ready_order(), model.parameter_list(),
                                                       static_cast<int64_t>(config.dist_bucket_mb * 1024.0 * 1024.0),
@@ -656,7 +657,8 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
     for (int64_t micro = 0; micro < config.grad_accumulation; ++micro) {
       Chunk chunk = chunk_of(*train_groups, global_batch, chunks_per_step, world.rank * config.grad_accumulation + micro);
       if (chunk.members.empty()) continue;
-      micro_batches.push_back(collate(*train_groups, chunk.members));
+      micro_batches.push_back(
+          collate(*train_groups, chunk.members, model.config().pad_token_id, model.config().decoder_start_token_id));
       first_rows.push_back(chunk.first_row);
       normaliser += ops::caption_loss_normaliser(micro_batches.back().labels, micro_batches.back().group, config.loss);
     }

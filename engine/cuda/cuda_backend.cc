@@ -36,6 +36,8 @@ CudaBackend::CudaBackend(DeviceType type, int ordinal) : type_(type), ordinal_(o
 
 CudaBackend::~CudaBackend() {
   gemm_engine_.reset();
+  // Queued uploads still read their host memory, which pending_uploads_ frees after this body.
+  if (stream_ != nullptr && !pending_uploads_.empty()) cudaStreamSynchronize(stream_);
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
 }
 
@@ -47,10 +49,22 @@ std::string CudaBackend::name() const {
 #endif
 }
 
+void CudaBackend::stream_synchronize_and_release_uploads() {
+  // Taken before the wait: every owner taken has its copy queued (copy_from_host_async holds
+  // the lock across both), so the wait covers it; an upload queued during the wait is not
+  // covered and stays pending.
+  std::vector<std::shared_ptr<const void>> released;
+  {
+    std::lock_guard<std::mutex> lock(uploads_mutex_);
+    released.swap(pending_uploads_);
+  }
+  LA3_CUDA_CHECK(cudaStreamSynchronize(stream_));
+}
+
 void CudaBackend::copy_to_host(void* host_dst, const void* device_src, size_t bytes) {
   if (bytes == 0) return;
   LA3_CUDA_CHECK(cudaMemcpyAsync(host_dst, device_src, bytes, cudaMemcpyDeviceToHost, stream_));
-  LA3_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  stream_synchronize_and_release_uploads();
   device_to_host_bytes_ += bytes;
 }
 void CudaBackend::copy_from_host(void* device_dst, const void* host_src, size_t bytes) {
@@ -58,13 +72,24 @@ void CudaBackend::copy_from_host(void* device_dst, const void* host_src, size_t 
   LA3_CUDA_CHECK(cudaMemcpyAsync(device_dst, host_src, bytes, cudaMemcpyHostToDevice, stream_));
   // The host buffer may be freed as soon as we return (pageable memory: the runtime has
   // staged it by then, but we do not rely on that).
-  LA3_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  stream_synchronize_and_release_uploads();
+}
+void CudaBackend::copy_from_host_async(void* device_dst, const void* host_src, size_t bytes,
+                                       std::shared_ptr<const void> host_owner) {
+  if (bytes == 0) return;
+  // From pageable memory a GPU's driver may stage the bytes (and even wait) inside the call;
+  // the contract does not depend on either: the memory lives and stays unchanged until the
+  // next synchronisation whatever the driver does. Owner and copy go in under the lock, so a
+  // synchronisation that releases the owner was started after the copy was queued.
+  std::lock_guard<std::mutex> lock(uploads_mutex_);
+  pending_uploads_.push_back(std::move(host_owner));
+  LA3_CUDA_CHECK(cudaMemcpyAsync(device_dst, host_src, bytes, cudaMemcpyHostToDevice, stream_));
 }
 void CudaBackend::copy_on_device(void* device_dst, const void* device_src, size_t bytes) {
   if (bytes == 0) return;
   LA3_CUDA_CHECK(cudaMemcpyAsync(device_dst, device_src, bytes, cudaMemcpyDeviceToDevice, stream_));
 }
-void CudaBackend::synchronize() { LA3_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+void CudaBackend::synchronize() { stream_synchronize_and_release_uploads(); }
 
 }  // namespace la3::LA3_CUDA_FLAVOUR
 

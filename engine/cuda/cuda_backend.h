@@ -16,6 +16,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "engine/backend.h"
 #include "engine/cuda/caching_allocator.h"
@@ -48,6 +49,8 @@ class CudaBackend final : public Backend {
 
   void copy_to_host(void* host_dst, const void* device_src, size_t bytes) override;
   void copy_from_host(void* device_dst, const void* host_src, size_t bytes) override;
+  void copy_from_host_async(void* device_dst, const void* host_src, size_t bytes,
+                            std::shared_ptr<const void> host_owner) override;
   void copy_on_device(void* device_dst, const void* device_src, size_t bytes) override;
   void synchronize() override;
 
@@ -68,6 +71,11 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   std::unique_ptr<CachingAllocator> allocator_;
   std::unique_ptr<GemmEngine> gemm_engine_;
+  // The owners of the host memory of uploads queued by copy_from_host_async, released once the
+  // stream has been synchronised (every copy queued before it is done by then).
+  void stream_synchronize_and_release_uploads();
+  std::mutex uploads_mutex_;
+  std::vector<std::shared_ptr<const void>> pending_uploads_;
   GemmPrecision precision_ = GemmPrecision::kBf16;
   // The bf16 operand of a GEMM: a registered copy covering [operand, operand + span), or a
   // fresh cast into `scratch`.

@@ -6,7 +6,27 @@
 
 namespace la3::ops {
 
-Tensor embedding(const Tensor& table_in, const Tensor& ids_in) {
+namespace {
+
+void check_ids(const char* op, const Tensor& ids_in, const Tensor& ids, int64_t vocab) {
+  const Tensor host_ids = ids.host_accessible() ? ids : ids.to_device(Device::cpu());
+  const int64_t* checked_ids = host_ids.data<int64_t>();
+  for (int64_t i = 0; i < host_ids.numel(); ++i) {
+    if (checked_ids[i] < 0 || checked_ids[i] >= vocab) {
+      Fail(ErrorKind::kOutOfRange, op, ": id ", checked_ids[i], " at position ", i, " of ids ", ids_in.describe(),
+           " is outside the table's vocabulary [0, ", vocab, ")");
+    }
+  }
+}
+
+}  // namespace
+
+void check_embedding_ids(const Tensor& ids, int64_t vocab) {
+  check_integer("embedding", "ids", ids);
+  check_ids("embedding", ids, as_int64(ids), vocab);
+}
+
+Tensor embedding(const Tensor& table_in, const Tensor& ids_in, IdCheck check) {
   constexpr const char* kOp = "embedding";
   check_f32(kOp, "table", table_in);
   check_rank(kOp, "table", table_in, 2);
@@ -18,16 +38,9 @@ Tensor embedding(const Tensor& table_in, const Tensor& ids_in) {
   p.count = ids.numel();
   p.vocab = table.size(0);
   p.dim = table.size(1);
-  // Range check here, once, so every backend can trust the ids.
-  // (ids on a GPU device are checked on a host copy).
-  const Tensor host_ids = ids.host_accessible() ? ids : ids.to_device(Device::cpu());
-  const int64_t* checked_ids = host_ids.data<int64_t>();
-  for (int64_t i = 0; i < p.count; ++i) {
-    if (checked_ids[i] < 0 || checked_ids[i] >= p.vocab) {
-      Fail(ErrorKind::kOutOfRange, kOp, ": id ", checked_ids[i], " at position ", i, " of ids ", ids_in.describe(),
-           " is outside the table's vocabulary [0, ", p.vocab, ")");
-    }
-  }
+  // Range check here, once, so every backend can trust the ids (ids on a GPU device are
+  // checked on a host copy unless the caller checked them before the upload).
+  if (check == IdCheck::kByOp || ids.host_accessible()) check_ids(kOp, ids_in, ids, p.vocab);
   const int64_t* id_data = ids.data<int64_t>();
   Shape out_shape = ids.shape();
   out_shape.push_back(p.dim);

@@ -30,6 +30,9 @@ struct CheckedLabels {
   int64_t counted = 0;
   Tensor host_labels;  // the same labels readable on the host (the copy the check made)
 };
-CheckedLabels check_token_labels(const char* op, const Tensor& logits, const Tensor& labels, int64_t ignore_index);
+// range_checked_by_caller: the caller checked the values on the host before the upload, so only
+// shapes and types are checked here (nothing is read back; counted stays 0, host_labels undefined).
+CheckedLabels check_token_labels(const char* op, const Tensor& logits, const Tensor& labels, int64_t ignore_index,
+                                 bool range_checked_by_caller = false);
 
 }  // namespace la3::ops

@@ -170,14 +170,15 @@ Tensor caption_loss(const Tensor& log_probs_in, const Tensor& labels_in, const s
 }
 
 Tensor caption_loss_from_logits(const Tensor& logits_in, const Tensor& labels_in, const Tensor& group_in,
-                                CaptionLoss mode, int64_t ignore_index, double normaliser) {
+                                CaptionLoss mode, int64_t ignore_index, double normaliser,
+                                const CaptionLossInputsChecked* checked_by_caller) {
   constexpr const char* kOp = "caption_loss_from_logits";
   check_rank(kOp, "logits", logits_in, 3);
   if (!(normaliser >= 0.0) || !std::isfinite(normaliser)) {  // also rejects NaN
     Fail(ErrorKind::kInvalidArgument, kOp, ": normaliser must be finite and >= 0 (0 = this batch's own), got ",
          normaliser, " for logits ", logits_in.describe());
   }
-  const CheckedLabels checked = check_token_labels(kOp, logits_in, labels_in, ignore_index);
+  const CheckedLabels checked = check_token_labels(kOp, logits_in, labels_in, ignore_index, checked_by_caller != nullptr);
   check_integer(kOp, "group", group_in);
   check_rank(kOp, "group", group_in, 1);
   check_same_device(kOp, {&logits_in, &group_in});
@@ -187,11 +188,27 @@ Tensor caption_loss_from_logits(const Tensor& logits_in, const Tensor& labels_in
          logits_in.describe());
   }
   const Device device = logits_in.device();
-  // Validation on host copies of the integers (labels: already made by the range check).
-  const Tensor host_group = (group_in.host_accessible() ? group_in : group_in.to_device(Device::cpu())).to(DType::kI64).contiguous();
-  const GroupLayout layout =
-      check_groups(kOp, host_group.data<int64_t>(), rows, checked.host_labels.data<int64_t>(), length, mode);
-  const Tensor group = group_in.dtype() == DType::kI64 && group_in.is_contiguous() ? group_in : host_group.to_device(device);
+  GroupLayout layout;
+  Tensor group;
+  if (checked_by_caller != nullptr) {
+    const CaptionLossInputsChecked& vouched = *checked_by_caller;
+    if (vouched.rows != rows || vouched.length != length || vouched.vocab != logits_in.size(2) || vouched.mode != mode ||
+        vouched.ignore_index != ignore_index) {
+      Fail(ErrorKind::kInvalidArgument, kOp, ": the caller's check was of ", vouched.rows, " x ", vouched.length,
+           " labels over ", vouched.vocab, " tokens (", caption_loss_name(vouched.mode), ", ignore_index ",
+           vouched.ignore_index, "), not of these: logits ", logits_in.describe(), ", ", caption_loss_name(mode),
+           ", ignore_index ", ignore_index);
+    }
+    layout.groups = vouched.groups;
+    layout.max_group_rows = vouched.max_group_rows;
+    group = as_int64(group_in);
+  } else {
+    // Validation on host copies of the integers (labels: already made by the range check).
+    const Tensor host_group =
+        (group_in.host_accessible() ? group_in : group_in.to_device(Device::cpu())).to(DType::kI64).contiguous();
+    layout = check_groups(kOp, host_group.data<int64_t>(), rows, checked.host_labels.data<int64_t>(), length, mode);
+    group = group_in.dtype() == DType::kI64 && group_in.is_contiguous() ? group_in : host_group.to_device(device);
+  }
   const Tensor logits = logits_in.contiguous();
   const Tensor& labels = checked.labels;
 
@@ -244,6 +261,37 @@ Tensor caption_loss_from_logits(const Tensor& logits_in, const Tensor& labels_in
               });
   }
   return out;
+}
+
+CaptionLossInputsChecked check_caption_loss_inputs(const Tensor& labels_in, const std::vector<int64_t>& group,
+                                                   int64_t vocab, CaptionLoss mode, int64_t ignore_index) {
+  constexpr const char* kOp = "caption_loss_from_logits";  // its validation, with its errors
+  check_integer(kOp, "labels", labels_in);
+  check_rank(kOp, "labels", labels_in, 2);
+  const int64_t rows = labels_in.size(0), length = labels_in.size(1);
+  if (static_cast<int64_t>(group.size()) != rows) {
+    Fail(ErrorKind::kInvalidArgument, kOp, ": ", group.size(), " group ids for ", rows, " rows of labels ",
+         labels_in.describe());
+  }
+  const Tensor host = as_int64(labels_in.host_accessible() ? labels_in : labels_in.to_device(Device::cpu()));
+  const int64_t* labels = host.data<int64_t>();
+  for (int64_t i = 0; i < rows * length; ++i) {
+    if (labels[i] == ignore_index) continue;
+    if (labels[i] < 0 || labels[i] >= vocab) {
+      Fail(ErrorKind::kOutOfRange, kOp, ": label ", labels[i], " at position ", i, " of labels ", labels_in.describe(),
+           " is outside [0, ", vocab, ") and is not ignore_index ", ignore_index);
+    }
+  }
+  const GroupLayout layout = check_groups(kOp, group.data(), rows, labels, length, mode);
+  CaptionLossInputsChecked checked;
+  checked.rows = rows;
+  checked.length = length;
+  checked.vocab = vocab;
+  checked.mode = mode;
+  checked.ignore_index = ignore_index;
+  checked.groups = layout.groups;
+  checked.max_group_rows = layout.max_group_rows;
+  return checked;
 }
 
 double caption_loss_normaliser(const Tensor& labels_in, const std::vector<int64_t>& group, CaptionLoss mode,

@@ -60,8 +60,32 @@ Tensor caption_loss(const Tensor& log_probs, const Tensor& labels, const std::ve
 // normaliser: 0 = this batch's own (caption_loss_normaliser of these labels); > 0 = the loss
 // is sum_g L_g / normaliser and the gradient scales alike, in every mode; negative or not
 // finite is an error.
+//
+// checked_by_caller: the caller's guarantee that labels and group hold the values
+// check_caption_loss_inputs validated on the host (before they were uploaded); the op then
+// reads nothing back (the validation's host synchronisations) and takes the group layout from
+// it. It must describe these tensors: rows, length, vocabulary, mode and ignore_index are
+// compared, the values cannot be (that would be the read-back it saves).
+struct CaptionLossInputsChecked;
 Tensor caption_loss_from_logits(const Tensor& logits, const Tensor& labels, const Tensor& group, CaptionLoss mode,
-                                int64_t ignore_index = -100, double normaliser = 0.0);
+                                int64_t ignore_index = -100, double normaliser = 0.0,
+                                const CaptionLossInputsChecked* checked_by_caller = nullptr);
+
+// What check_caption_loss_inputs found valid, and the group layout the kernels need.
+struct CaptionLossInputsChecked {
+  int64_t rows = 0;
+  int64_t length = 0;
+  int64_t vocab = 0;
+  CaptionLoss mode = CaptionLoss::kMean;
+  int64_t ignore_index = -100;
+  int64_t groups = 0;          // G: group ids are 0..G-1, each with rows
+  int64_t max_group_rows = 0;  // the largest group's row count
+};
+
+// caption_loss_from_logits' validation of labels [rows, len] (any integer dtype) and group ids
+// against a vocabulary, on the host, with the op's errors (labels on a device are read back).
+CaptionLossInputsChecked check_caption_loss_inputs(const Tensor& labels, const std::vector<int64_t>& group,
+                                                   int64_t vocab, CaptionLoss mode, int64_t ignore_index = -100);
 
 // The normaliser caption_loss_from_logits divides by when given none, computed on the host from
 // labels [rows, len] (any integer dtype; copied from a device if needed) and group ids (as the

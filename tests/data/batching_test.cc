@@ -130,6 +130,14 @@ TEST(Batching, CollatePadsAndRecordsGroups) {
             (std::vector<int64_t>{3, 4, 5, 1, /**/ 7, 1, -100, -100, /**/ 7, 1, -100, -100}));
   EXPECT_EQ(batch.target_tokens, 8);
   EXPECT_EQ(batch.source_tokens, 10);
+  // The decoder inputs: each target shifted right behind the start id, padding -> pad id.
+  EXPECT_EQ(batch.decoder_input_ids.to_vector<int64_t>(),
+            (std::vector<int64_t>{0, 3, 4, 5, /**/ 0, 7, 1, 0, /**/ 0, 7, 1, 0}));
+  const Batch other_ids = collate(groups, {1, 0}, /*pad_id=*/2, /*decoder_start_id=*/6);
+  EXPECT_EQ(other_ids.decoder_start_id, 6);
+  EXPECT_EQ(other_ids.pad_id, 2);
+  EXPECT_EQ(other_ids.decoder_input_ids.to_vector<int64_t>(),
+            (std::vector<int64_t>{6, 3, 4, 5, /**/ 6, 7, 1, 2, /**/ 6, 7, 1, 2}));
 }
 
 TEST(Batching, DirectionNames) {

@@ -6,8 +6,10 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <vector>
 
+#include "engine/backend.h"
 #include "engine/cuda/cuda_devices.h"
 #include "engine/tensor.h"
 
@@ -118,6 +120,39 @@ TEST(RuntimeCounters, AScalarReadOnTheEmulatedDeviceIsOneSynchronisationAndItsBy
   const RuntimeCounters zero = runtime_counters();
   EXPECT_EQ(zero.host_synchronizations, 0u);
   EXPECT_EQ(zero.device_to_host_bytes, 0u);
+}
+
+// An asynchronous upload waits for nothing and keeps its host memory alive until the device
+// is next synchronised: the queued copy may still read it (on a GPU; the emulation copies at
+// once, so what is checked is that the owner outlives the call and not the next wait).
+TEST(RuntimeCounters, AnAsynchronousUploadWaitsForNothingAndHoldsItsHostMemoryUntilTheNextWait) {
+  la3::register_cuda_emu_backend();
+  const la3::Device emu{la3::DeviceType::kCudaEmu, 0};
+  la3::Backend& backend = la3::backend_for(emu);
+  const la3::Tensor device = la3::Tensor::empty({4}, la3::DType::kI64, emu);
+  std::weak_ptr<std::vector<int64_t>> watched;
+  RuntimeCounters d = delta([&] {
+    auto host = std::make_shared<std::vector<int64_t>>(std::vector<int64_t>{7, 8, 9, 10});
+    watched = host;
+    backend.copy_from_host_async(device.data<int64_t>(), host->data(), 4 * sizeof(int64_t), host);
+  });
+  EXPECT_EQ(d.host_synchronizations, 0u);
+  EXPECT_EQ(d.host_to_device_copies, 1u);
+  EXPECT_EQ(d.host_to_device_bytes, 32u);
+  EXPECT_FALSE(watched.expired()) << "the backend holds the host memory of the queued copy";
+  d = delta([&] { backend.synchronize(); });
+  EXPECT_EQ(d.host_synchronizations, 1u);
+  EXPECT_TRUE(watched.expired()) << "released once the stream has passed the copy";
+
+  // Tensor::to_device_async: the same, for a tensor's storage; a read (copy_to_host) is a
+  // synchronisation and releases it too.
+  la3::Tensor on_device;
+  d = delta([&] {
+    on_device = la3::Tensor::from_vector<int64_t>({3}, {4, 5, 6}).narrow(0, 1, 2).to_device_async(emu);
+  });
+  EXPECT_EQ(d.host_synchronizations, 0u);
+  EXPECT_EQ(d.host_to_device_bytes, 2 * sizeof(int64_t));
+  EXPECT_EQ(on_device.to_device(la3::Device::cpu()).to_vector<int64_t>(), (std::vector<int64_t>{5, 6}));
 }
 
 TEST(RuntimeCounters, PeakDeviceBytesFollowTheMostAllocatedAtOnceAndResetToTheBytesInUse) {
