@@ -263,17 +263,28 @@ Tensor caption_loss_from_logits(const Tensor& logits_in, const Tensor& labels_in
   return out;
 }
 
+namespace {
+
+// Labels [rows, length] with one group id per row, as int64 in host memory (read back once when
+// they live on a device), or the op's error naming what is wrong.
+Tensor host_labels_for_groups(const char* op, const Tensor& labels_in, const std::vector<int64_t>& group) {
+  check_integer(op, "labels", labels_in);
+  check_rank(op, "labels", labels_in, 2);
+  const int64_t rows = labels_in.size(0);
+  if (static_cast<int64_t>(group.size()) != rows) {
+    Fail(ErrorKind::kInvalidArgument, op, ": ", group.size(), " group ids for ", rows, " rows of labels ",
+         labels_in.describe());
+  }
+  return as_int64(labels_in.host_accessible() ? labels_in : labels_in.to_device(Device::cpu()));
+}
+
+}  // namespace
+
 CaptionLossInputsChecked check_caption_loss_inputs(const Tensor& labels_in, const std::vector<int64_t>& group,
                                                    int64_t vocab, CaptionLoss mode, int64_t ignore_index) {
   constexpr const char* kOp = "caption_loss_from_logits";  // its validation, with its errors
-  check_integer(kOp, "labels", labels_in);
-  check_rank(kOp, "labels", labels_in, 2);
-  const int64_t rows = labels_in.size(0), length = labels_in.size(1);
-  if (static_cast<int64_t>(group.size()) != rows) {
-    Fail(ErrorKind::kInvalidArgument, kOp, ": ", group.size(), " group ids for ", rows, " rows of labels ",
-         labels_in.describe());
-  }
-  const Tensor host = as_int64(labels_in.host_accessible() ? labels_in : labels_in.to_device(Device::cpu()));
+  const Tensor host = host_labels_for_groups(kOp, labels_in, group);
+  const int64_t rows = host.size(0), length = host.size(1);
   const int64_t* labels = host.data<int64_t>();
   for (int64_t i = 0; i < rows * length; ++i) {
     if (labels[i] == ignore_index) continue;
@@ -297,14 +308,8 @@ CaptionLossInputsChecked check_caption_loss_inputs(const Tensor& labels_in, cons
 double caption_loss_normaliser(const Tensor& labels_in, const std::vector<int64_t>& group, CaptionLoss mode,
                                int64_t ignore_index) {
   constexpr const char* kOp = "caption_loss_normaliser";
-  check_integer(kOp, "labels", labels_in);
-  check_rank(kOp, "labels", labels_in, 2);
-  const int64_t rows = labels_in.size(0), length = labels_in.size(1);
-  if (static_cast<int64_t>(group.size()) != rows) {
-    Fail(ErrorKind::kInvalidArgument, kOp, ": ", group.size(), " group ids for ", rows, " rows of labels ",
-         labels_in.describe());
-  }
-  const Tensor host = as_int64(labels_in.host_accessible() ? labels_in : labels_in.to_device(Device::cpu()));
+  const Tensor host = host_labels_for_groups(kOp, labels_in, group);
+  const int64_t rows = host.size(0), length = host.size(1);
   const int64_t* labels = host.data<int64_t>();
   const GroupLayout layout = check_groups(kOp, group.data(), rows, labels, length, mode);
   // Per group, then summed in id order: the order of the CPU's and the CUDA kernels' sums.
