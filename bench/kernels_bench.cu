@@ -235,7 +235,7 @@ class Buffers {
   Buffers& operator=(const Buffers&) = delete;
   float* floats(int64_t count, float value) {
     auto* p = static_cast<float*>(raw(static_cast<size_t>(count) * sizeof(float)));
-    backend_.fill(count, value, p);
+    backend_.fill(count, la3::DType::kF32, value, p);
     return p;
   }
   template <typename T>
@@ -431,7 +431,7 @@ void bench_shape(CudaBackend& backend, Timer& timer, const Peak& peak, int64_t b
     float *gate = buf.floats(nf, 0.5f), *lin = buf.floats(nf, 0.25f), *hidden = buf.floats(nf, 0.0f);
     float *dgate = buf.floats(nf, 0.0f), *dlin = buf.floats(nf, 0.0f);
     la3::kernels::BinaryParams bp{n, n};
-    report.time({"add_forward (residual)", td, 3 * n * f, 0}, [&] { backend.add_forward(bp, a, b, out); });
+    report.time({"add_forward (residual)", td, 3 * n * f, 0}, [&] { backend.add_forward(bp, la3::DType::kF32, a, b, out); });
     la3::kernels::DropoutParams dp{0.1f, 1234, 7, 3};
     dp.positions = seq;  // hidden states [batch, seq, d_model]: keys by (row, position, column)
     dp.width = kDModel;
@@ -459,8 +459,8 @@ void bench_shape(CudaBackend& backend, Timer& timer, const Peak& peak, int64_t b
     auto* x16 = static_cast<uint16_t*>(buf.raw(static_cast<size_t>(n) * 2));
     auto* y16 = static_cast<uint16_t*>(buf.raw(static_cast<size_t>(n) * 2));
     auto* dx16 = static_cast<uint16_t*>(buf.raw(static_cast<size_t>(n) * 2));
-    backend.cast_to_bf16(n, x, x16);
-    backend.cast_to_bf16(n, x, y16);
+    backend.convert(n, la3::DType::kF32, x, la3::DType::kBF16, x16);
+    backend.convert(n, la3::DType::kF32, x, la3::DType::kBF16, y16);
     report.time({"rmsnorm_forward bf16", td, 2 * n * 2.0, 0},
                 [&] { backend.rmsnorm_forward_bf16(p, x16, nullptr, w, nullptr, y16, rstd); });
     report.time({"rmsnorm_backward bf16 (dx + dweight)", td, 5 * n * 2.0, 0},

@@ -54,7 +54,7 @@ absl::StatusOr<double> ShardedAdamW::clip_grad_norm(double max_norm) {
   if (coefficient < 1.0) {
     for (int b = 0; b < buckets_.bucket_count(); ++b) {
       const Tensor& grad = buckets_.shard_gradient(b);
-      backend_for(grad.device()).scale(grad.numel(), static_cast<float>(coefficient), grad.data<float>(),
+      backend_for(grad.device()).scale(grad.numel(), DType::kF32, static_cast<float>(coefficient), grad.data<float>(),
                                        grad.data<float>());
     }
   }

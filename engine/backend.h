@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "engine/device.h"
+#include "engine/dtype.h"
 #include "kernels/decoding_params.h"
 #include "kernels/op_params.h"
 

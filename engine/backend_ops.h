@@ -11,8 +11,12 @@
 // it undefines the macro at its end. `parameter_list` is parenthesised and may carry a
 // trailing `const`. No include guard: each includer expands the list once.
 //
-// Conventions: all floating buffers are f32 (activations, weights, gradients); ids and labels
-// are int64; masks int32. Every pointer is to contiguous memory on the backend's device.
+// Conventions: an op that touches activations takes their element type `DType act` (f32, or
+// bf16 on the CUDA devices, which the CPU backend refuses) and its activation buffers, and
+// their gradients, as `void*` of that type; everything else is f32 whatever `act` is: weights,
+// parameter gradients, statistics (rstd, log-sum-exp, saved attention state), losses and
+// optimizer state. Arithmetic is fp32 inside every kernel (kernels/bf16.cuh, load_act/store_act:
+// one rounding per stored bf16 value). Ids and labels are int64; masks int32. Every pointer is to contiguous memory on the backend's device.
 // "_backward" methods that produce a parameter gradient ACCUMULATE into it (+=) so shared
 // parameters (tied embeddings, the relative-position table of every layer) need no extra
 // buffers; activation gradients are overwritten.
@@ -26,19 +30,23 @@
 LA3_BACKEND_OP(void, gemm, (const kernels::GemmParams& p, const float* a, const float* b, float* c))
 
 // --- elementwise ------------------------------------------------------------------------
-LA3_BACKEND_OP(void, add_forward, (const kernels::BinaryParams& p, const float* a, const float* b, float* out))
+// Every buffer is of type `act` (a, b, out and their gradients).
+LA3_BACKEND_OP(void, add_forward, (const kernels::BinaryParams& p, DType act, const void* a, const void* b, void* out))
 // da = dout (when da != nullptr); db += sum of dout over the broadcast repetitions.
-LA3_BACKEND_OP(void, add_backward, (const kernels::BinaryParams& p, const float* dout, float* da, float* db))
-LA3_BACKEND_OP(void, mul_forward, (const kernels::BinaryParams& p, const float* a, const float* b, float* out))
+LA3_BACKEND_OP(void, add_backward, (const kernels::BinaryParams& p, DType act, const void* dout, void* da, void* db))
+LA3_BACKEND_OP(void, mul_forward, (const kernels::BinaryParams& p, DType act, const void* a, const void* b, void* out))
 // da = dout * b; db += sum over repetitions of dout * a (either may be nullptr).
 LA3_BACKEND_OP(void, mul_backward,
-               (const kernels::BinaryParams& p, const float* dout, const float* a, const float* b, float* da,
-                float* db))
-// out = alpha * x (in place allowed).
-LA3_BACKEND_OP(void, scale, (int64_t count, float alpha, const float* x, float* out))
-// y += alpha * x.
-LA3_BACKEND_OP(void, axpy, (int64_t count, float alpha, const float* x, float* y))
-LA3_BACKEND_OP(void, fill, (int64_t count, float value, float* out))
+               (const kernels::BinaryParams& p, DType act, const void* dout, const void* a, const void* b, void* da,
+                void* db))
+// out = alpha * x (in place allowed). x and out of type `act` (f32 for parameter gradients).
+LA3_BACKEND_OP(void, scale, (int64_t count, DType act, float alpha, const void* x, void* out))
+// y += alpha * x (the tape's gradient accumulation), both of type `act`.
+LA3_BACKEND_OP(void, axpy, (int64_t count, DType act, float alpha, const void* x, void* y))
+LA3_BACKEND_OP(void, fill, (int64_t count, DType act, float value, void* out))
+// out = in converted from type `from` to type `to` (f32 <-> bf16 round to nearest even; the
+// same type copies). Tensor::to on a device that the host cannot read goes through it.
+LA3_BACKEND_OP(void, convert, (int64_t count, DType from, const void* in, DType to, void* out))
 
 // --- activations ------------------------------------------------------------------------
 LA3_BACKEND_OP(void, relu_forward, (int64_t count, const float* x, float* out))
@@ -166,8 +174,6 @@ LA3_BACKEND_OP(double, sum_of_squares, (int64_t count, const float* x))
 LA3_BACKEND_OP(void, adamw_step,
                (const kernels::AdamWParams& p, float* param, const float* grad, float* exp_avg, float* exp_avg_sq,
                 uint16_t* param_bf16))
-// Casts `count` floats to bf16 (round to nearest even) on this device.
-LA3_BACKEND_OP(void, cast_to_bf16, (int64_t count, const float* in, uint16_t* out))
 
 // --- incremental decoding (engine/ops/decoding.h; kernels/decoding_params.h) ----------------
 // The key/value cache write of one new position per row.

@@ -215,6 +215,11 @@ Tensor Tensor::clone() const {
 Tensor Tensor::to(DType target) const {
   if (target == dtype()) return *this;
   Tensor converted = empty(shape(), target, device());
+  if (!host_accessible() && is_floating(target) && is_floating(dtype()) && is_contiguous()) {
+    // On a device the host cannot read the conversion is a kernel, not a trip through the host.
+    backend_for(device()).convert(numel(), dtype(), raw_data(), target, converted.raw_data());
+    return converted;
+  }
   converted.copy_from(*this);
   return converted;
 }
@@ -324,8 +329,8 @@ Tensor Tensor::host_image() const {
 
 void Tensor::fill(double value) const {
   if (!host_accessible()) {
-    if (dtype() == DType::kF32 && is_contiguous()) {
-      backend_for(device()).fill(numel(), static_cast<float>(value), static_cast<float*>(raw_data()));
+    if (is_floating(dtype()) && is_contiguous()) {
+      backend_for(device()).fill(numel(), dtype(), static_cast<float>(value), raw_data());
       return;
     }
     const Tensor staged = empty(shape(), dtype(), Device::cpu());

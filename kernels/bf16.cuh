@@ -45,4 +45,13 @@ LA3_HOST_DEVICE float from_bf16_bits(uint16_t bits) { return bits_float(static_c
 // The value a bf16 round trip leaves (what a bf16 GEMM input holds).
 LA3_HOST_DEVICE float round_to_bf16(float value) { return from_bf16_bits(to_bf16_bits(value)); }
 
+// Activation storage (engine/backend_ops.h, `DType act`): a kernel that touches activations is
+// a template over their element type T, float (f32) or uint16_t (bf16 bits), and does all of
+// its arithmetic in fp32 between one load_act and one store_act per element, so the bf16
+// instantiation rounds once per stored value (what torch.autocast's bf16 kernels do).
+LA3_HOST_DEVICE float load_act(const float* p, int64_t i) { return p[i]; }
+LA3_HOST_DEVICE float load_act(const uint16_t* p, int64_t i) { return from_bf16_bits(p[i]); }
+LA3_HOST_DEVICE void store_act(float* p, int64_t i, float value) { p[i] = value; }
+LA3_HOST_DEVICE void store_act(uint16_t* p, int64_t i, float value) { p[i] = to_bf16_bits(value); }
+
 }  // namespace la3::kernels

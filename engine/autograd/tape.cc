@@ -193,6 +193,10 @@ Tensor leaf_gradient_to_accumulate_into(const Tensor& input) {
 }
 
 void accumulate_grad(const Tensor& tensor, Tensor contribution) {
+  // A gradient has its tensor's element type (bf16 activations get bf16 gradients, f32
+  // parameters f32 ones, as torch.autocast); an op whose backward produced another type for an
+  // input is converted here, once.
+  if (contribution.dtype() != tensor.dtype()) contribution = contribution.to(tensor.dtype());
   const Tensor existing = tensor.grad();
   if (!existing.defined()) {
     // The gradient must be private memory: later contributions are added into it. A fresh
@@ -204,7 +208,7 @@ void accumulate_grad(const Tensor& tensor, Tensor contribution) {
     return;
   }
   const Tensor source = contribution.contiguous();
-  backend_for(existing.device()).axpy(existing.numel(), 1.0f, source.data<float>(), existing.data<float>());
+  backend_for(existing.device()).axpy(existing.numel(), existing.dtype(), 1.0f, source.raw_data(), existing.raw_data());
 }
 
 }  // namespace la3

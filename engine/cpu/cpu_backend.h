@@ -3,6 +3,7 @@
 #pragma once
 
 #include "engine/backend.h"
+#include "engine/error.h"
 
 namespace la3 {
 
@@ -15,6 +16,16 @@ class CpuBackend final : public Backend {
 #include "engine/backend_ops.h"
   using Backend::sum_of_squares;
 };
+
+// The CPU backend computes activations in f32 (bf16 activations are a feature of the CUDA
+// devices, docs/ARCHITECTURE.md, Precision): a method given another activation type refuses
+// it, naming itself, instead of reading bf16 bits as floats.
+inline void require_f32_activations(const char* op, DType act) {
+  if (act != DType::kF32) {
+    Fail(ErrorKind::kUnimplemented, op, ": the cpu backend computes activations in f32, got ", dtype_name(act),
+         " (bf16 activations run on cuda and cuda-emu)");
+  }
+}
 
 // Threads OpenBLAS and the OpenMP loops may use (0 = leave the library defaults).
 void set_cpu_threads(int threads);

@@ -47,11 +47,4 @@ void CpuBackend::gemm(const kernels::GemmParams& p, const float* a, const float*
   }
 }
 
-// The bf16 operand rounding of the CUDA backends' GEMMs (and of AdamW's weight copies); the CPU
-// GEMM itself is fp32 only.
-void CpuBackend::cast_to_bf16(int64_t count, const float* in, uint16_t* out) {
-#pragma omp parallel for schedule(static) if (worth_parallel(count))
-  for (int64_t i = 0; i < count; ++i) out[i] = float_to_bf16(in[i]).bits;
-}
-
 }  // namespace la3

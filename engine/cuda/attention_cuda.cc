@@ -34,8 +34,8 @@ void CudaBackend::attention_backward(const kernels::AttentionParams& p, const fl
                                      float* dbias_table) {
   const int64_t kv = p.batch * p.k_len * p.heads * p.head_dim;
   if (p.batch * p.heads * p.q_len == 0) {
-    fill(kv, 0.0f, dk);  // no query: no gradient reaches k or v
-    fill(kv, 0.0f, dv);
+    fill(kv, DType::kF32, 0.0f, dk);  // no query: no gradient reaches k or v
+    fill(kv, DType::kF32, 0.0f, dv);
     return;
   }
   if (p.k_len == 0) Fail(ErrorKind::kInvalidArgument, name(), " attention backward: no keys");
@@ -43,7 +43,7 @@ void CudaBackend::attention_backward(const kernels::AttentionParams& p, const fl
     Fail(ErrorKind::kInvalidArgument, name(), " attention backward: head_dim ", p.head_dim, " with ", p.num_buckets,
          " buckets does not fit the backward kernel's tiles in 48 KB of shared memory (head_dim <= 128 always does)");
   }
-  fill(p.batch * p.q_len * p.heads * p.head_dim, 0.0f, dq);
+  fill(p.batch * p.q_len * p.heads * p.head_dim, DType::kF32, 0.0f, dq);
   DeviceScratch row_dot(*allocator_, static_cast<size_t>(kernels::attention_backward_scratch_floats(p)) * sizeof(float));
   kernels::launch_attention_backward(StreamLaunch{stream_}, p, dout, q, k, v, out, bias_table, key_mask, lse,
                                      row_dot.as<float>(), dq, dk, dv, dbias_table);

@@ -41,10 +41,6 @@ OperandSpans spans_of(const kernels::GemmParams& p) {
 
 }  // namespace
 
-void CudaBackend::cast_to_bf16(int64_t count, const float* in, uint16_t* out) {
-  kernels::launch_cast_f32_to_bf16(StreamLaunch{stream_}, count, in, out);
-}
-
 void CudaBackend::register_bf16_copy(const float* master, const uint16_t* copy, int64_t count) {
   std::lock_guard<std::mutex> lock(bf16_copies_mutex_);
   bf16_copies_[master] = Bf16Copy{copy, count};

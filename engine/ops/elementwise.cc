@@ -12,8 +12,9 @@ namespace {
 
 // b must equal a's shape or a suffix of it; returns the broadcast parameters.
 kernels::BinaryParams broadcast_params(const char* op, const Tensor& a, const Tensor& b) {
-  check_f32(op, "a", a);
-  check_f32(op, "b", b);
+  check_activation(op, "a", a);
+  check_activation(op, "b", b);
+  check_same_dtype(op, "a", a, "b", b);
   check_same_device(op, {&a, &b});
   const Shape& sa = a.shape();
   const Shape& sb = b.shape();
@@ -40,24 +41,25 @@ Tensor binary(BinaryKind kind, const Tensor& a_in, const Tensor& b_in) {
   const Tensor b = b_in.contiguous();
   Tensor out = Tensor::empty_like(a);
   Backend& backend = backend_for(a.device());
+  const DType act = a.dtype();
   if (kind == BinaryKind::kAdd) {
-    backend.add_forward(p, a.data<float>(), b.data<float>(), out.data<float>());
+    backend.add_forward(p, act, a.raw_data(), b.raw_data(), out.raw_data());
   } else {
-    backend.mul_forward(p, a.data<float>(), b.data<float>(), out.data<float>());
+    backend.mul_forward(p, act, a.raw_data(), b.raw_data(), out.raw_data());
   }
   if (should_record({&a_in, &b_in})) {
     const bool need_da = a_in.requires_grad(), need_db = b_in.requires_grad();
-    record_op(op, {a_in, b_in}, out, [kind, p, a, b, need_da, need_db](const Tensor& dout_in) {
-      const Tensor dout = dout_in.contiguous();
+    record_op(op, {a_in, b_in}, out, [kind, p, a, b, act, need_da, need_db](const Tensor& dout_in) {
+      const Tensor dout = dout_in.to(act).contiguous();
       Backend& bk = backend_for(dout.device());
       Tensor da = need_da ? Tensor::empty_like(a) : Tensor();
       Tensor db = need_db ? Tensor::zeros_like(b) : Tensor();
-      float* da_ptr = need_da ? da.data<float>() : nullptr;
-      float* db_ptr = need_db ? db.data<float>() : nullptr;
+      void* da_ptr = need_da ? da.raw_data() : nullptr;
+      void* db_ptr = need_db ? db.raw_data() : nullptr;
       if (kind == BinaryKind::kAdd) {
-        bk.add_backward(p, dout.data<float>(), da_ptr, db_ptr);
+        bk.add_backward(p, act, dout.raw_data(), da_ptr, db_ptr);
       } else {
-        bk.mul_backward(p, dout.data<float>(), a.data<float>(), b.data<float>(), da_ptr, db_ptr);
+        bk.mul_backward(p, act, dout.raw_data(), a.raw_data(), b.raw_data(), da_ptr, db_ptr);
       }
       return std::vector<Tensor>{da, db};
     });
@@ -72,15 +74,16 @@ Tensor add(const Tensor& a, const Tensor& b) { return binary(BinaryKind::kAdd, a
 Tensor mul(const Tensor& a, const Tensor& b) { return binary(BinaryKind::kMul, a, b); }
 
 Tensor scale(const Tensor& x_in, float alpha) {
-  check_f32("scale", "x", x_in);
+  check_activation("scale", "x", x_in);
   const Tensor x = x_in.contiguous();
+  const DType act = x.dtype();
   Tensor out = Tensor::empty_like(x);
-  backend_for(x.device()).scale(x.numel(), alpha, x.data<float>(), out.data<float>());
+  backend_for(x.device()).scale(x.numel(), act, alpha, x.raw_data(), out.raw_data());
   if (should_record({&x_in})) {
-    record_op("scale", {x_in}, out, [alpha](const Tensor& dout_in) {
-      const Tensor dout = dout_in.contiguous();
+    record_op("scale", {x_in}, out, [alpha, act](const Tensor& dout_in) {
+      const Tensor dout = dout_in.to(act).contiguous();
       Tensor dx = Tensor::empty_like(dout);
-      backend_for(dout.device()).scale(dout.numel(), alpha, dout.data<float>(), dx.data<float>());
+      backend_for(dout.device()).scale(dout.numel(), act, alpha, dout.raw_data(), dx.raw_data());
       return std::vector<Tensor>{dx};
     });
   }

@@ -9,6 +9,20 @@ void check_f32(const char* op, const char* name, const Tensor& tensor) {
   }
 }
 
+void check_activation(const char* op, const char* name, const Tensor& tensor) {
+  if (!tensor.defined()) Fail(ErrorKind::kInvalidArgument, op, ": ", name, " is undefined");
+  if (!is_floating(tensor.dtype())) {
+    Fail(ErrorKind::kInvalidArgument, op, ": ", name, " must be f32 or bf16, got ", tensor.describe());
+  }
+}
+
+void check_same_dtype(const char* op, const char* name_a, const Tensor& a, const char* name_b, const Tensor& b) {
+  if (a.dtype() != b.dtype()) {
+    Fail(ErrorKind::kInvalidArgument, op, ": ", name_a, " ", a.describe(), " and ", name_b, " ", b.describe(),
+         " must have the same element type (convert one with Tensor::to)");
+  }
+}
+
 void check_integer(const char* op, const char* name, const Tensor& tensor) {
   if (!tensor.defined()) Fail(ErrorKind::kInvalidArgument, op, ": ", name, " is undefined");
   if (!is_integer(tensor.dtype())) {

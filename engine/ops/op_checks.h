@@ -10,6 +10,11 @@ namespace la3::ops {
 
 // `tensor` must be defined and f32.
 void check_f32(const char* op, const char* name, const Tensor& tensor);
+// `tensor` must be defined and an activation type: f32, or bf16 (which only the CUDA devices
+// compute with; the CPU backend refuses it by op name).
+void check_activation(const char* op, const char* name, const Tensor& tensor);
+// a and b must have the same element type.
+void check_same_dtype(const char* op, const char* name_a, const Tensor& a, const char* name_b, const Tensor& b);
 // `tensor` must be defined and i32 or i64.
 void check_integer(const char* op, const char* name, const Tensor& tensor);
 // `tensor` must have exactly `rank` dimensions.

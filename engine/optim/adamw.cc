@@ -50,7 +50,7 @@ AdamW::~AdamW() {
 void AdamW::refresh_bf16_copies() {
   for (size_t i = 0; i < bf16_copies_.size(); ++i) {
     backend_for(parameters_[i].device())
-        .cast_to_bf16(parameters_[i].numel(), parameters_[i].data<float>(), bf16_bits(bf16_copies_[i]));
+        .convert(parameters_[i].numel(), DType::kF32, parameters_[i].data<float>(), DType::kBF16, bf16_copies_[i].raw_data());
   }
 }
 
@@ -130,7 +130,7 @@ double clip_grad_norm(const std::vector<Tensor>& parameters, double max_norm) {
     for (const Tensor& parameter : parameters) {
       const Tensor grad = parameter.grad();
       if (!grad.defined()) continue;
-      backend_for(grad.device()).scale(grad.numel(), static_cast<float>(coefficient), grad.data<float>(),
+      backend_for(grad.device()).scale(grad.numel(), DType::kF32, static_cast<float>(coefficient), grad.data<float>(),
                                        grad.data<float>());
     }
   }

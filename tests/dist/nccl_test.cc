@@ -202,8 +202,8 @@ TEST_F(NcclCommunicatorTest, GroupedCollectivesAreQueuedTogetherAndAllComplete) 
   b.upload(std::vector<double>(3, rank_ == 0 ? 42.0 : 0.0));
   shard.upload(std::vector<float>(10, 1.0f));
   // Compute writes two of them right before the group (no host synchronisation after).
-  emu().scale(100, static_cast<float>(rank_ + 1), a.get(), a.get());
-  emu().scale(10, static_cast<float>(rank_), shard.get(), shard.get());
+  emu().scale(100, DType::kF32, static_cast<float>(rank_ + 1), a.get(), a.get());
+  emu().scale(10, DType::kF32, static_cast<float>(rank_), shard.get(), shard.get());
   std::vector<std::unique_ptr<Work>> work;
   simt::clear_stream_log();
   simt::set_stream_log_enabled(true);
@@ -231,9 +231,9 @@ TEST_F(NcclCommunicatorTest, BarrierAndKernelsAfterAWaitSeeTheReducedData) {
   ASSERT_TRUE(comm_->barrier().ok());
   DeviceArray<float> buffer(64);
   buffer.upload(std::vector<float>(64, 1.0f));
-  emu().scale(64, static_cast<float>(rank_ + 1), buffer.get(), buffer.get());  // compute writes, no sync
+  emu().scale(64, DType::kF32, static_cast<float>(rank_ + 1), buffer.get(), buffer.get());  // compute writes, no sync
   ASSERT_TRUE(comm_->all_reduce_sum(buffer.get(), 64, ElementType::kF32)->wait().ok());
-  emu().scale(64, 2.0f, buffer.get(), buffer.get());  // ordered after the all-reduce by wait()
+  emu().scale(64, DType::kF32, 2.0f, buffer.get(), buffer.get());  // ordered after the all-reduce by wait()
   EXPECT_EQ(buffer.download()[63], static_cast<float>(size_ * (size_ + 1)));
   ASSERT_TRUE(comm_->barrier().ok());
 }
@@ -445,19 +445,19 @@ ncclResult_t wait_for_async_error(ncclComm_t comm) {
 TEST_F(EmulatedNccl, TheCorrectSequencePassesTheChecker) {
   DeviceArray<float> x(16);
   x.upload(std::vector<float>(16, 1.0f));
-  emu().scale(16, static_cast<float>(rank_ + 1), x.get(), x.get());  // compute writes x
+  emu().scale(16, DType::kF32, static_cast<float>(rank_ + 1), x.get(), x.get());  // compute writes x
   comm_waits_for_compute();
   ASSERT_EQ(ncclAllReduce(x.get(), x.get(), 16, ncclFloat32, ncclSum, comm_, stream_), ncclSuccess)
       << ncclGetLastError(comm_);
   compute_waits_for_comm();
-  emu().scale(16, 2.0f, x.get(), x.get());  // reads the reduced x
+  emu().scale(16, DType::kF32, 2.0f, x.get(), x.get());  // reads the reduced x
   EXPECT_EQ(x.download()[0], static_cast<float>(size_ * (size_ + 1)));
 }
 
 TEST_F(EmulatedNccl, SkippingTheComputeToCommWaitIsAnError) {
   DeviceArray<float> x(16);
   x.upload(std::vector<float>(16, 1.0f));
-  emu().scale(16, 3.0f, x.get(), x.get());  // compute writes x, the comm stream does not wait
+  emu().scale(16, DType::kF32, 3.0f, x.get(), x.get());  // compute writes x, the comm stream does not wait
   EXPECT_EQ(ncclAllReduce(x.get(), x.get(), 16, ncclFloat32, ncclSum, comm_, stream_), ncclInvalidUsage);
   EXPECT_THAT(std::string(ncclGetLastError(comm_)),
               AllOf(HasSubstr("rank " + std::to_string(rank_) + ": ncclAllReduce #0 of 16 x ncclFloat32, sum on stream "
@@ -479,7 +479,7 @@ TEST_F(EmulatedNccl, ReadingTheResultWithoutTheCommToComputeWaitIsAnError) {
   ASSERT_EQ(ncclAllReduce(x.get(), x.get(), 16, ncclFloat32, ncclSum, comm_, stream_), ncclSuccess);
   // A kernel on the compute stream reading x before waiting for the collective.
   try {
-    emu().scale(16, 2.0f, x.get(), x.get());
+    emu().scale(16, DType::kF32, 2.0f, x.get(), x.get());
     FAIL() << "the kernel should have been refused";
   } catch (const EngineError& error) {
     EXPECT_THAT(error.what(), AllOf(HasSubstr("cuda-emu kernel launch"), HasSubstr("on stream 'compute'"),

@@ -7,6 +7,14 @@
 // an element fails the NaN check instead of passing with stale memory; buffers a method
 // accumulates into start from the same random values everywhere.
 //
+// Activation types: an op that takes `DType act` (engine/backend_ops.h) has its activation
+// buffers declared with ain/aout/aacc, and the table holds its case twice: as written (f32
+// everywhere) and as "<name>_bf16act", where the CUDA backends run with bf16 activations and the
+// CPU reference runs in f32 on the same values (every floating input rounded to bf16 first, so
+// both start from identical numbers). A bf16 output carries one rounding to 8 significant bits
+// (relative error up to 2^-9, NMSE ~1.3e-6 for uniform inputs); kBf16Activations allows that with
+// a margin, and anything a kernel gets wrong (an index, a missing term) is orders above it.
+//
 // The per-op suites (tests/engine) check the CPU backend against double references and finite
 // differences; this table is what makes every other backend answer to the CPU one.
 //
@@ -15,6 +23,7 @@
 //   LA3_OP_TIMING=20 build/tests/la3_simt_tests --gtest_filter='*BackendOps*'
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -59,25 +68,34 @@ struct Buffer {
   std::string name;
   Role role;
   Tensor host;  // initial values (ignored for kOutput beyond shape and dtype)
+  // An activation buffer has the case's activation type on the backend under test (bf16 in a
+  // "_bf16act" case) instead of host's dtype.
+  bool activation = false;
 };
 
 // The buffers of one case on one backend, by name.
 class Buffers {
  public:
-  Buffers(const std::vector<Buffer>& buffers, Device device) {
+  // act: the activation type this backend runs the case with; round_inputs: round every
+  // floating initial value to bf16 (a "_bf16act" case, on every backend).
+  Buffers(const std::vector<Buffer>& buffers, Device device, DType act, bool round_inputs) : act_(act) {
     for (const Buffer& b : buffers) {
       Tensor initial = b.host;
+      if (round_inputs && initial.dtype() == DType::kF32) initial = initial.to(DType::kBF16).to(DType::kF32);
       if (b.role == Role::kOutput || b.role == Role::kState) {
         initial = Tensor::full(b.host.shape(), std::numeric_limits<double>::quiet_NaN(), b.host.dtype());
         if (!is_floating(b.host.dtype())) initial = Tensor::full(b.host.shape(), -7, b.host.dtype());
       }
       // A fresh copy on every backend, the CPU included: the case's initial values must not
       // be updated by the run that reads them.
-      Tensor copy = Tensor::empty(b.host.shape(), b.host.dtype(), device);
+      Tensor copy = Tensor::empty(b.host.shape(), b.activation ? act : b.host.dtype(), device);
       copy.copy_from(initial);
       tensors_.emplace(b.name, copy);
     }
   }
+  // The activation type of this run and an activation buffer's memory (of that type).
+  DType act() const { return act_; }
+  void* v(const std::string& name) const { return at(name).raw_data(); }
   float* f(const std::string& name) const { return at(name).data<float>(); }
   uint16_t* bf(const std::string& name) const { return bf16_bits(at(name)); }
   int64_t* i64(const std::string& name) const { return at(name).data<int64_t>(); }
@@ -89,6 +107,7 @@ class Buffers {
   }
 
  private:
+  DType act_;
   std::map<std::string, Tensor> tensors_;
 };
 
@@ -105,6 +124,11 @@ struct OpCase {
   // Outputs may hold -inf/+inf (a banned token's score): their positions must then match the
   // CPU's exactly and the finite elements are compared; NaN is never allowed.
   bool allow_infinite = false;
+  // The activation type on the backends under test (the CPU reference always runs f32);
+  // with_bf16_twins sets it for the "_bf16act" copies.
+  DType act = DType::kF32;
+  // The tolerance of the "_bf16act" copy (0: kBf16Activations).
+  double bf16_max_nmse = 0.0;
 };
 
 // gtest prints a failing parameter with this (the name, not the bytes of the struct).
@@ -136,6 +160,10 @@ Tensor ids(const Shape& shape, int64_t vocab, uint32_t seed, int64_t ignore_ever
 Tensor bf16_of(const Tensor& f32) { return f32.to(DType::kBF16); }
 
 Buffer in(std::string name, Tensor t) { return {std::move(name), Role::kInput, std::move(t)}; }
+// Activation buffers (of the case's activation type; see the top of this file).
+Buffer ain(std::string name, Tensor t) { return {std::move(name), Role::kInput, std::move(t), true}; }
+Buffer aout(std::string name, const Shape& shape) { return {std::move(name), Role::kOutput, Tensor::zeros(shape), true}; }
+Buffer aacc(std::string name, Tensor t) { return {std::move(name), Role::kAccumulate, std::move(t), true}; }
 Buffer out(std::string name, const Shape& shape, DType dtype = DType::kF32) {
   return {std::move(name), Role::kOutput, like(shape, dtype)};
 }
@@ -146,6 +174,10 @@ Buffer state(std::string name, const Shape& shape, DType dtype = DType::kF32) {
 
 constexpr double kExact = 1e-12;  // same arithmetic up to summation order
 constexpr double kTranscendental = 1e-10;  // tanh/exp/log implementations differ in the last bits
+// bf16 activations against the fp32 CPU on the same (bf16-representable) inputs: one rounding
+// of each stored value, NMSE ~1.3e-6, with a margin for outputs computed from rounded
+// intermediates (a backward reading its forward's bf16 output).
+constexpr double kBf16Activations = 1e-5;
 
 // ---- the table ---------------------------------------------------------------------------
 
@@ -196,31 +228,39 @@ std::vector<OpCase> elementwise_cases() {
   const int64_t n = 6007, period = 1001;  // b broadcast over 6 rows of `period`
   const BinaryParams same{n, n}, broadcast{6 * period, period};
   cases.push_back({"add_forward_broadcast",
-                   {in("a", uniform({6 * period}, 4)), in("b", uniform({period}, 5)), out("out", {6 * period})},
+                   {ain("a", uniform({6 * period}, 4)), ain("b", uniform({period}, 5)), aout("out", {6 * period})},
                    kExact, [broadcast](Backend& be, const Buffers& b, std::vector<double>&) {
-                     be.add_forward(broadcast, b.f("a"), b.f("b"), b.f("out"));
+                     be.add_forward(broadcast, b.act(), b.v("a"), b.v("b"), b.v("out"));
                    }});
   cases.push_back({"add_backward_broadcast",
-                   {in("dout", uniform({6 * period}, 6)), out("da", {6 * period}), acc("db", uniform({period}, 7))},
+                   {ain("dout", uniform({6 * period}, 6)), aout("da", {6 * period}), aacc("db", uniform({period}, 7))},
                    kExact, [broadcast](Backend& be, const Buffers& b, std::vector<double>&) {
-                     be.add_backward(broadcast, b.f("dout"), b.f("da"), b.f("db"));
+                     be.add_backward(broadcast, b.act(), b.v("dout"), b.v("da"), b.v("db"));
                    }});
-  cases.push_back({"mul_forward", {in("a", uniform({n}, 8)), in("b", uniform({n}, 9)), out("out", {n})}, kExact,
+  cases.push_back({"mul_forward", {ain("a", uniform({n}, 8)), ain("b", uniform({n}, 9)), aout("out", {n})}, kExact,
                    [same](Backend& be, const Buffers& b, std::vector<double>&) {
-                     be.mul_forward(same, b.f("a"), b.f("b"), b.f("out"));
+                     be.mul_forward(same, b.act(), b.v("a"), b.v("b"), b.v("out"));
                    }});
   cases.push_back({"mul_backward_broadcast",
-                   {in("dout", uniform({6 * period}, 10)), in("a", uniform({6 * period}, 11)),
-                    in("b", uniform({period}, 12)), out("da", {6 * period}), acc("db", uniform({period}, 13))},
+                   {ain("dout", uniform({6 * period}, 10)), ain("a", uniform({6 * period}, 11)),
+                    ain("b", uniform({period}, 12)), aout("da", {6 * period}), aacc("db", uniform({period}, 13))},
                    kExact, [broadcast](Backend& be, const Buffers& b, std::vector<double>&) {
-                     be.mul_backward(broadcast, b.f("dout"), b.f("a"), b.f("b"), b.f("da"), b.f("db"));
+                     be.mul_backward(broadcast, b.act(), b.v("dout"), b.v("a"), b.v("b"), b.v("da"), b.v("db"));
                    }});
-  cases.push_back({"scale", {in("x", uniform({n}, 14)), out("out", {n})}, kExact,
-                   [n](Backend& be, const Buffers& b, std::vector<double>&) { be.scale(n, -0.37f, b.f("x"), b.f("out")); }});
-  cases.push_back({"axpy", {in("x", uniform({n}, 15)), acc("y", uniform({n}, 16))}, kExact,
-                   [n](Backend& be, const Buffers& b, std::vector<double>&) { be.axpy(n, 1.5f, b.f("x"), b.f("y")); }});
-  cases.push_back({"fill", {out("out", {n})}, kExact,
-                   [n](Backend& be, const Buffers& b, std::vector<double>&) { be.fill(n, 0.25f, b.f("out")); }});
+  // Wider than one clamped grid (1,024 blocks x 256 threads): every column of db is written.
+  const int64_t wide = 300000;
+  const BinaryParams wide_rows{2 * wide, wide};
+  cases.push_back({"add_backward_wide_broadcast",
+                   {ain("dout", uniform({2 * wide}, 30)), aout("da", {2 * wide}), aacc("db", uniform({wide}, 31))},
+                   kExact, [wide_rows](Backend& be, const Buffers& b, std::vector<double>&) {
+                     be.add_backward(wide_rows, b.act(), b.v("dout"), b.v("da"), b.v("db"));
+                   }});
+  cases.push_back({"scale", {ain("x", uniform({n}, 14)), aout("out", {n})}, kExact,
+                   [n](Backend& be, const Buffers& b, std::vector<double>&) { be.scale(n, b.act(), -0.37f, b.v("x"), b.v("out")); }});
+  cases.push_back({"axpy", {ain("x", uniform({n}, 15)), aacc("y", uniform({n}, 16))}, kExact,
+                   [n](Backend& be, const Buffers& b, std::vector<double>&) { be.axpy(n, b.act(), 1.5f, b.v("x"), b.v("y")); }});
+  cases.push_back({"fill", {aout("out", {n})}, kExact,
+                   [n](Backend& be, const Buffers& b, std::vector<double>&) { be.fill(n, b.act(), 0.25f, b.v("out")); }});
   cases.push_back({"sum_of_squares", {in("x", uniform({n}, 17))}, kExact,
                    [n](Backend& be, const Buffers& b, std::vector<double>& s) { s.push_back(be.sum_of_squares(n, b.f("x"))); }});
   cases.push_back({"sum_of_squares_spans", {in("x", uniform({n}, 18)), in("y", uniform({333}, 19))}, kExact,
@@ -231,8 +271,15 @@ std::vector<OpCase> elementwise_cases() {
                    [n](Backend& be, const Buffers& b, std::vector<double>&) { be.sum_to_scalar(n, b.f("x"), 0.125, b.f("out")); }});
   cases.push_back({"scale_by_device_scalar", {in("s", uniform({1}, 21)), acc("x", uniform({n}, 22))}, kExact,
                    [n](Backend& be, const Buffers& b, std::vector<double>&) { be.scale_by_device_scalar(n, b.f("s"), b.f("x")); }});
-  cases.push_back({"cast_to_bf16", {in("x", uniform({n}, 23, -100.0f, 100.0f)), out("out", {n}, DType::kBF16)}, 0.0,
-                   [n](Backend& be, const Buffers& b, std::vector<double>&) { be.cast_to_bf16(n, b.f("x"), b.bf("out")); }});
+  // Conversion is exact arithmetic (round to nearest even, or widening): bit-identical everywhere.
+  cases.push_back({"convert_f32_to_bf16", {in("x", uniform({n}, 23, -100.0f, 100.0f)), out("out", {n}, DType::kBF16)}, 0.0,
+                   [n](Backend& be, const Buffers& b, std::vector<double>&) {
+                     be.convert(n, DType::kF32, b.v("x"), DType::kBF16, b.v("out"));
+                   }});
+  cases.push_back({"convert_bf16_to_f32", {in("x", bf16_of(uniform({n}, 24, -100.0f, 100.0f))), out("out", {n})}, 0.0,
+                   [n](Backend& be, const Buffers& b, std::vector<double>&) {
+                     be.convert(n, DType::kBF16, b.v("x"), DType::kF32, b.v("out"));
+                   }});
   return cases;
 }
 
@@ -558,11 +605,27 @@ std::vector<OpCase> decoding_cases() {
   return cases;
 }
 
+bool has_activations(const OpCase& c) {
+  return std::any_of(c.buffers.begin(), c.buffers.end(), [](const Buffer& b) { return b.activation; });
+}
+
 std::vector<OpCase> all_cases() {
   std::vector<OpCase> cases;
   for (auto family : {gemm_cases, elementwise_cases, activation_cases, norm_cases, attention_cases,
                       embedding_dropout_loss_cases, optimizer_cases, decoding_cases}) {
-    for (OpCase& c : family()) cases.push_back(std::move(c));
+    for (OpCase& c : family()) {
+      // The bf16-activation twin of every case with activation buffers.
+      if (has_activations(c)) {
+        OpCase twin = c;
+        twin.name += "_bf16act";
+        twin.act = DType::kBF16;
+        twin.max_nmse = c.bf16_max_nmse > 0.0 ? c.bf16_max_nmse : kBf16Activations;
+        cases.push_back(std::move(c));
+        cases.push_back(std::move(twin));
+      } else {
+        cases.push_back(std::move(c));
+      }
+    }
   }
   return cases;
 }
@@ -590,10 +653,15 @@ std::vector<double> as_doubles(const Tensor& device_tensor) {
   return values;
 }
 
+// The CPU is the f32 reference of every case; the other backends run with the case's type.
+DType act_on(const OpCase& c, const Backend& backend) {
+  return backend.device().type == DeviceType::kCpu ? DType::kF32 : c.act;
+}
+
 Result run_case(const OpCase& c, Backend& backend) {
   const GemmPrecision saved = backend.gemm_precision();
   backend.set_gemm_precision(c.precision);
-  Buffers buffers(c.buffers, backend.device());
+  Buffers buffers(c.buffers, backend.device(), act_on(c, backend), c.act == DType::kBF16);
   Result result;
   c.run(backend, buffers, result.scalars);
   backend.synchronize();
@@ -629,7 +697,7 @@ int64_t first_non_finite(const std::vector<double>& x, bool allow_infinite = fal
 double time_case_us(const OpCase& c, Backend& backend, int repetitions) {
   const GemmPrecision saved = backend.gemm_precision();
   backend.set_gemm_precision(c.precision);
-  Buffers buffers(c.buffers, backend.device());
+  Buffers buffers(c.buffers, backend.device(), act_on(c, backend), c.act == DType::kBF16);
   std::vector<double> scalars;
   c.run(backend, buffers, scalars);  // warm-up (caches, allocator, first-touch)
   backend.synchronize();
@@ -699,6 +767,7 @@ TEST(BackendOpsHarness, EveryOpOfTheListHasACase) {
       {"caption_loss_backward", "caption_loss_sequence_mixture"},
       {"add_rmsnorm_forward", "add_rmsnorm_forward_67x13"},
       {"gemm", "gemm_nn_37x29x53"},
+      {"convert", "convert_f32_to_bf16"},
   };
   std::vector<std::string> names;
   for (const OpCase& c : all_cases()) names.push_back(c.name);
@@ -714,6 +783,35 @@ TEST(BackendOpsHarness, EveryOpOfTheListHasACase) {
     for (const std::string& name : names) found = found || name.rfind(wanted, 0) == 0;
     EXPECT_TRUE(found) << "no case in the backend op table calls " << op;
   }
+}
+
+// Every op that takes an activation type has a bf16-activation case ("every op in bf16").
+TEST(BackendOpsHarness, EveryActivationOpHasABf16Case) {
+  const std::map<std::string, std::string> called_within = {
+      {"caption_loss_log_probs", "caption_loss_mean"},
+      {"caption_loss_backward", "caption_loss_sequence_mixture"},
+      {"add_rmsnorm_forward", "add_rmsnorm_forward_67x13"},
+      {"gemm", "gemm_nn_37x29x53"},
+  };
+  std::vector<std::string> bf16_cases;
+  for (const OpCase& c : all_cases()) {
+    if (c.act == DType::kBF16) bf16_cases.push_back(c.name);
+  }
+  const std::vector<std::pair<std::string, std::string>> ops = {
+#define LA3_BACKEND_OP(return_type, name, parameters) {#name, #parameters},
+#include "engine/backend_ops.h"
+  };
+  int with_act = 0;
+  for (const auto& [op, parameters] : ops) {
+    if (parameters.find("DType act") == std::string::npos) continue;
+    ++with_act;
+    auto within = called_within.find(op);
+    const std::string wanted = within != called_within.end() ? within->second : op;
+    bool found = false;
+    for (const std::string& name : bf16_cases) found = found || name.rfind(wanted, 0) == 0;
+    EXPECT_TRUE(found) << "no bf16-activation case in the backend op table calls " << op;
+  }
+  EXPECT_GE(with_act, 7);
 }
 
 // The table is not vacuous: a wrong kernel result, or an element left unwritten, fails it.
