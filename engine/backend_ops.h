@@ -176,16 +176,18 @@ LA3_BACKEND_OP(void, adamw_step,
                 uint16_t* param_bf16))
 
 // --- incremental decoding (engine/ops/decoding.h; kernels/decoding_params.h) ----------------
-// The key/value cache write of one new position per row.
-LA3_BACKEND_OP(void, cache_write, (const kernels::CacheWriteParams& p, const float* src, float* dst))
-// Beam reordering of cached rows in place: new row r = old row source_rows[r] (within groups).
-LA3_BACKEND_OP(void, reorder_rows, (const kernels::RowReorderParams& p, const int64_t* source_rows, float* data))
-// The logits processors (and log-softmax for beam search) into `processed` (may be `logits`);
-// log_probs, when not null, receives log_softmax(logits). beam_scores may be null.
+// The key/value cache write of one new position per row (src and dst of type act).
+LA3_BACKEND_OP(void, cache_write, (const kernels::CacheWriteParams& p, DType act, const void* src, void* dst))
+// Beam reordering of cached rows (of type act) in place: new row r = old row source_rows[r]
+// (within groups).
+LA3_BACKEND_OP(void, reorder_rows, (const kernels::RowReorderParams& p, DType act, const int64_t* source_rows, void* data))
+// The logits processors (and log-softmax for beam search) of logits of type act into the f32
+// `processed` (which may be `logits` when act is f32); log_probs (f32), when not null, receives
+// log_softmax(logits). beam_scores may be null.
 LA3_BACKEND_OP(void, process_logits,
-               (const kernels::LogitsProcessParams& p, const float* logits, const int64_t* history,
+               (const kernels::LogitsProcessParams& p, DType act, const void* logits, const int64_t* history,
                 const float* beam_scores, float* processed, float* log_probs))
-// Top k of each group: indices and values [groups, k]; companion_values[g, j] =
+// Top k of each group of f32 scores: indices and values [groups, k]; companion_values[g, j] =
 // companion[g, indices[g, j]] when companion is not null.
 LA3_BACKEND_OP(void, top_k,
                (const kernels::TopKParams& p, const float* scores, const float* companion, int64_t* indices,

@@ -1,4 +1,4 @@
-// Incremental-decoding kernels (f32; kernels/decoding_params.h has the contracts): the
+// Incremental-decoding kernels (kernels/decoding_params.h has the contracts): the
 // key/value cache write, the in-place beam reorder, the logits processors and top-k. The
 // CUDA counterparts of engine/cpu/decoding_cpu.cc; with them a decoding step leaves the
 // vocabulary-sized scores on the device and reads back k ids and scores per group.
@@ -7,16 +7,24 @@
 #include <cmath>
 #include <cstdint>
 
+#include <algorithm>
+
+#include "kernels/bf16.cuh"
 #include "kernels/block_reduce.cuh"
 #include "kernels/decoding_params.h"
+#include "kernels/launch.h"
 #include "kernels/simt/simt.h"
 
 namespace la3::kernels {
 
 constexpr unsigned int kDecodingThreads = 256;
 
+// The cached keys/values and the logits are activations: T = float or uint16_t (bf16 bits).
+// Scores after process_logits are f32 whatever T is.
+
 // One thread per copied element.
-__global__ void cache_write_kernel(CacheWriteParams p, const float* src, float* dst) {
+template <typename T>
+__global__ void cache_write_kernel(CacheWriteParams p, const T* src, T* dst) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= p.rows * p.width) return;
   const int64_t r = i / p.width, e = i % p.width;
@@ -27,12 +35,13 @@ __global__ void cache_write_kernel(CacheWriteParams p, const float* src, float* 
 // the group's values of that column in its own slice of shared memory, then writes them back
 // permuted. No other thread touches the slice, so no barrier is needed; shared memory is
 // group * blockDim.x floats.
-__global__ void reorder_rows_kernel(RowReorderParams p, const int64_t* source_rows, float* data) {
-  LA3_DYNAMIC_SHARED(float, staged);
+template <typename T>
+__global__ void reorder_rows_kernel(RowReorderParams p, const int64_t* source_rows, T* data) {
+  LA3_DYNAMIC_SHARED(T, staged);
   const int64_t e = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= p.width) return;
   const int64_t first = static_cast<int64_t>(blockIdx.y) * p.group;
-  float* segment = data + static_cast<int64_t>(blockIdx.z) * p.segment_stride;
+  T* segment = data + static_cast<int64_t>(blockIdx.z) * p.segment_stride;
   for (int64_t g = 0; g < p.group; ++g) staged[g * blockDim.x + threadIdx.x] = segment[(first + g) * p.row_stride + e];
   for (int64_t g = 0; g < p.group; ++g) {
     const int64_t source = source_rows[first + g] - first;
@@ -44,28 +53,29 @@ __device__ __forceinline__ bool decoding_token_ok(int64_t token, int64_t vocab) 
 
 // One block per row. Every branch depends on the parameters only, so every thread reaches
 // every barrier.
-__global__ void process_logits_kernel(LogitsProcessParams p, const float* logits, const int64_t* history,
+template <typename T>
+__global__ void process_logits_kernel(LogitsProcessParams p, const T* logits, const int64_t* history,
                                       const float* beam_scores, float* processed, float* log_probs) {
   __shared__ float scratch[kDecodingThreads / 32];
   const int64_t row = blockIdx.x;
-  const float* x = logits + row * p.vocab;
+  const T* x = logits + row * p.vocab;
   float* out = processed + row * p.vocab;
   const int64_t* h = history + row * p.history_len;
   if (p.log_softmax != 0 || log_probs != nullptr) {
     float local_max = -INFINITY;
-    for (int64_t c = threadIdx.x; c < p.vocab; c += blockDim.x) local_max = fmaxf(local_max, x[c]);
+    for (int64_t c = threadIdx.x; c < p.vocab; c += blockDim.x) local_max = fmaxf(local_max, load_act(x, c));
     const float max_value = block_max(local_max, scratch);
     float local_sum = 0.0f;
-    for (int64_t c = threadIdx.x; c < p.vocab; c += blockDim.x) local_sum += expf(x[c] - max_value);
+    for (int64_t c = threadIdx.x; c < p.vocab; c += blockDim.x) local_sum += expf(load_act(x, c) - max_value);
     const float log_sum = logf(block_sum(local_sum, scratch));
     // Each thread reads and writes only its own columns, so `processed` may alias `logits`.
     for (int64_t c = threadIdx.x; c < p.vocab; c += blockDim.x) {
-      const float value = x[c];
+      const float value = load_act(x, c);
       if (log_probs != nullptr) log_probs[row * p.vocab + c] = value - max_value - log_sum;
       out[c] = p.log_softmax != 0 ? value - max_value - log_sum : value;
     }
   } else {
-    for (int64_t c = threadIdx.x; c < p.vocab; c += blockDim.x) out[c] = x[c];
+    for (int64_t c = threadIdx.x; c < p.vocab; c += blockDim.x) out[c] = load_act(x, c);
   }
   __syncthreads();
   if (p.repetition_penalty != 1.0f) {
@@ -173,6 +183,59 @@ __global__ void top_k_kernel(TopKParams p, const float* scores, const float* com
     previous_index = picked_index;
     __syncthreads();  // picked_* is rewritten by the next round
   }
+}
+
+// --- launchers (kernels/launch.h) ---------------------------------------------------------------
+
+// The static limit on dynamic shared memory without the opt-in (reorder_rows stages in it).
+constexpr size_t kDecodingSharedBytes = 48 * 1024;
+
+inline unsigned decoding_blocks(int64_t count, unsigned threads) {
+  return static_cast<unsigned>(std::max<int64_t>((count + threads - 1) / threads, 1));
+}
+
+template <typename Launch, typename T>
+void launch_cache_write(const Launch& launch, const CacheWriteParams& p, const T* src, T* dst) {
+  if (p.rows * p.width == 0) return;
+  launch(cache_write_kernel<T>, dim3(decoding_blocks(p.rows * p.width, kDecodingThreads)), dim3(kDecodingThreads), 0, p,
+         src, dst);
+}
+
+// The threads per block reorder_rows uses for groups of `group` rows of T (each thread stages
+// one column of its group in shared memory), or 0 when even 32 threads need more than 48 KiB.
+template <typename T>
+unsigned reorder_rows_threads(int64_t group) {
+  for (unsigned threads = 128; threads >= 32; threads /= 2) {
+    if (static_cast<size_t>(group) * threads * sizeof(T) <= kDecodingSharedBytes) return threads;
+  }
+  return 0;
+}
+
+// The caller checks reorder_rows_threads<T>(p.group) != 0 first (the backend names the error).
+template <typename Launch, typename T>
+void launch_reorder_rows(const Launch& launch, const RowReorderParams& p, const int64_t* source_rows, T* data) {
+  if (p.segments == 0 || p.rows == 0 || p.width == 0) return;
+  const unsigned threads = reorder_rows_threads<T>(p.group);
+  const size_t shared = static_cast<size_t>(p.group) * threads * sizeof(T);
+  launch(reorder_rows_kernel<T>,
+         dim3(decoding_blocks(p.width, threads), static_cast<unsigned>(p.rows / p.group), static_cast<unsigned>(p.segments)),
+         dim3(threads), shared, p, source_rows, data);
+}
+
+template <typename Launch, typename T>
+void launch_process_logits(const Launch& launch, const LogitsProcessParams& p, const T* logits, const int64_t* history,
+                           const float* beam_scores, float* processed, float* log_probs) {
+  if (p.rows == 0) return;
+  launch(process_logits_kernel<T>, dim3(static_cast<unsigned>(p.rows)), dim3(kDecodingThreads), 0, p, logits, history,
+         beam_scores, processed, log_probs);
+}
+
+template <typename Launch>
+void launch_top_k(const Launch& launch, const TopKParams& p, const float* scores, const float* companion,
+                  int64_t* indices, float* values, float* companion_values) {
+  if (p.groups == 0 || p.k == 0) return;
+  launch(top_k_kernel, dim3(static_cast<unsigned>(p.groups)), dim3(kDecodingThreads), 0, p, scores, companion, indices,
+         values, companion_values);
 }
 
 }  // namespace la3::kernels

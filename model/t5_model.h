@@ -44,6 +44,12 @@ struct T5ForwardOptions {
   // before uploading them (batch_loss does): the embeddings skip their own check, which on a
   // GPU device reads the ids back and makes the host wait (ops::IdCheck::kByCaller).
   bool ids_checked_by_caller = false;
+  // The element type of the activations and their gradients: f32, or bf16 on the CUDA devices
+  // (torch.autocast's bf16: the weights stay f32 masters read through bf16 copies; RMSNorm
+  // statistics, softmax, attention statistics and the loss are fp32). The embedding output is
+  // converted once and every op after it follows its input's type; the logits are bf16 and the
+  // loss f32.
+  DType activations = DType::kF32;
 };
 
 class T5Model {

@@ -186,6 +186,7 @@ absl::StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, con
            training.read("eval_every", c.eval_every), training.read("checkpoint_every", c.checkpoint_every),
            training.read("log_every", c.log_every), training.read("seed", seed), training.read("threads", c.threads),
            training.read("device", c.device), training.read("gemm_precision", c.gemm_precision),
+           training.read("activations", c.activations),
            training.read("recompute", c.recompute),
            run.read("output_dir", c.output_dir), run.read("keep_checkpoints", c.keep_checkpoints),
            distributed.read("backend", c.dist_backend), distributed.read("bucket_mb", c.dist_bucket_mb),
@@ -256,6 +257,12 @@ absl::StatusOr<TrainConfig> parse_train_config(const std::string& yaml_text, con
                                 "emulation)")),
            require(c.gemm_precision == "bf16" || c.gemm_precision == "fp32", at("training.gemm_precision"),
                    absl::StrCat("training.gemm_precision '", c.gemm_precision, "': expected bf16 or fp32")),
+           require(c.activations == "f32" || c.activations == "bf16", at("training.activations"),
+                   absl::StrCat("training.activations '", c.activations, "': expected f32 or bf16")),
+           require(c.activations == "f32" || c.device != "cpu", at("training.activations"),
+                   "training.activations bf16 needs a cuda or cuda-emu device (the cpu backend computes in f32)"),
+           require(c.activations == "f32" || c.gemm_precision == "bf16", at("training.activations"),
+                   "training.activations bf16 multiplies bf16 operands: training.gemm_precision must be bf16"),
            require(c.recompute == "none" || c.recompute == "attention", at("training.recompute"),
                    absl::StrCat("training.recompute '", c.recompute, "': expected none or attention")),
            require(!c.output_dir.empty(), at("run.output_dir"), "run.output_dir must not be empty"),
@@ -320,7 +327,7 @@ std::string train_config_to_yaml(const TrainConfig& c) {
       << c.checkpoint_every << YAML::Key << "log_every" << YAML::Value << c.log_every << YAML::Key << "seed"
       << YAML::Value << c.seed << YAML::Key << "threads" << YAML::Value << c.threads << YAML::Key << "device"
       << YAML::Value << c.device << YAML::Key << "gemm_precision" << YAML::Value << c.gemm_precision << YAML::Key
-      << "recompute" << YAML::Value << c.recompute << YAML::EndMap;
+      << "activations" << YAML::Value << c.activations << YAML::Key << "recompute" << YAML::Value << c.recompute << YAML::EndMap;
   out << YAML::Key << "distributed" << YAML::Value << YAML::BeginMap << YAML::Key << "backend" << YAML::Value
       << c.dist_backend << YAML::Key << "bucket_mb" << YAML::Value << c.dist_bucket_mb << YAML::Key
       << "shard_optimizer" << YAML::Value << c.dist_shard_optimizer << YAML::Key << "timeout_s" << YAML::Value

@@ -63,6 +63,9 @@ struct TrainConfig {
   std::string device = "auto";
   // GEMMs on the CUDA backends: bf16 (bf16 operands, fp32 accumulation) or fp32.
   std::string gemm_precision = "bf16";
+  // The element type of activations and activation gradients: f32, or bf16 on the CUDA devices
+  // (fp32 master weights and AdamW state, fp32 statistics and loss; the cpu refuses bf16).
+  std::string activations = "f32";
   // Trading compute for memory (docs/MEMORY.md): none, or attention (each attention sublayer
   // is recomputed in the backward instead of keeping q, k, v, context and the attention state).
   std::string recompute = "none";

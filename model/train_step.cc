@@ -144,6 +144,7 @@ absl::StatusOr<TrainStepResult> train_step(const T5Model& model, const std::vect
     forward.step = options.step;
     forward.dropout_row_offset = static_cast<uint64_t>(micro_batches[i].first_row);
     forward.recompute = options.recompute;
+    forward.activations = options.activations;
     Tape tape;
     const Tensor loss = batch_loss(model, batch, options.loss, forward, normaliser);
     readback.keep_loss(i, loss);

@@ -76,6 +76,7 @@ struct TrainStepOptions {
   double normaliser = 0.0;      // the whole step's (all ranks, all micro-batches); 0 = these micro-batches'
   double clip_grad_norm = 0.0;  // 0 = off
   T5ForwardOptions::Recompute recompute = T5ForwardOptions::Recompute::kNone;
+  DType activations = DType::kF32;  // T5ForwardOptions::activations
   // Data parallelism: the last micro-batch's backward reports each final gradient (to start its
   // all-reduce), and gradients_final() is called after the last backward (waits for them).
   Tape::LeafReadyFn last_backward_leaf_ready;

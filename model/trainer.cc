@@ -165,6 +165,8 @@ absl::StatusOr<std::pair<Position, OptimizerState>> restore_checkpoint(const std
                         std::move(optimizer));
 }
 
+DType activation_dtype(const TrainConfig& config) { return config.activations == "bf16" ? DType::kBF16 : DType::kF32; }
+
 // The token-weighted validation loss. Batch b is evaluated by rank b % world size; the
 // per-batch (loss * tokens, tokens) pairs are all-reduced (every other entry is an exact 0)
 // and summed in batch order, so every world size gives the single process's value exactly.
@@ -178,7 +180,9 @@ absl::StatusOr<double> validation_loss(const T5Model& model, const std::vector<E
   std::vector<double> sums(2 * plan.size(), 0.0);
   for (size_t b = static_cast<size_t>(control.rank()); b < plan.size(); b += static_cast<size_t>(control.size())) {
     const Batch batch = collate(groups, plan[b], model.config().pad_token_id, model.config().decoder_start_token_id);
-    const double loss = batch_loss(model, batch, config.loss, {}).item();
+    T5ForwardOptions forward;
+    forward.activations = activation_dtype(config);
+    const double loss = batch_loss(model, batch, config.loss, forward).item();
     sums[2 * b] = loss * static_cast<double>(batch.target_tokens);
     sums[2 * b + 1] = static_cast<double>(batch.target_tokens);
   }
@@ -315,6 +319,7 @@ std::vector<std::string> breaking_changes(const TrainConfig& saved, const TrainC
   compare("training.clip_grad_norm", saved.clip_grad_norm, now.clip_grad_norm);
   compare("training.seed", saved.seed, now.seed);
   compare("training.gemm_precision", saved.gemm_precision, now.gemm_precision);
+  compare("training.activations", saved.activations, now.activations);
   return changes;
 }
 
@@ -417,6 +422,10 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
   absl::StatusOr<DeviceChoice> choice = activate_rank_device(config.device, world.size, world.local_rank);
   if (!choice.ok()) return choice.status();
   const Device device = choice->device;
+  if (device.type == DeviceType::kCpu && config.activations == "bf16") {
+    return absl::InvalidArgumentError(absl::StrCat("training.activations bf16 needs a cuda or cuda-emu device; training.device '",
+                                                   config.device, "' chose the cpu, which computes in f32"));
+  }
   if (device.type != DeviceType::kCpu) {
     backend_for(device).set_gemm_precision(config.gemm_precision == "fp32" ? GemmPrecision::kFp32 : GemmPrecision::kBf16);
     *model_or = model_or->to_device(device);
@@ -535,7 +544,9 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
                     model.config().vocab_size, "); loss ", ops::caption_loss_name(config.loss), " with k = ", config.k,
                     "; ", direction_name(config.direction)));
   info(absl::StrCat("device: ", backend_for(model.device()).name(),
-                    model.device().type == DeviceType::kCpu ? "" : absl::StrCat(", ", config.gemm_precision, " GEMMs"),
+                    model.device().type == DeviceType::kCpu
+                        ? ""
+                        : absl::StrCat(", ", config.gemm_precision, " GEMMs, ", config.activations, " activations"),
                     choice->note.empty() ? "" : absl::StrCat(" (", choice->note, ")")));
 
   // Gradient buckets in the order backward finishes the gradients, read off the tape of one
@@ -547,6 +558,7 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
     T5ForwardOptions forward;
     forward.training = true;
     forward.seed = config.seed;
+    forward.activations = activation_dtype(config);
     forward.recompute =
         config.recompute == "attention" ? T5ForwardOptions::Recompute::kAttention : T5ForwardOptions::Recompute::kNone;
     const Batch batch =
@@ -673,6 +685,7 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
     step_options.clip_grad_norm = config.clip_grad_norm;
     step_options.recompute =
         config.recompute == "attention" ? T5ForwardOptions::Recompute::kAttention : T5ForwardOptions::Recompute::kNone;
+    step_options.activations = activation_dtype(config);
     // The last micro-batch's backward starts each bucket's all-reduce as soon as it is final.
     if (config.dist_overlap) step_options.last_backward_leaf_ready = buckets->ready_hook();
     step_options.gradients_final = [&]() -> absl::Status {

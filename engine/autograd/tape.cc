@@ -56,8 +56,8 @@ void Tape::backward(const Tensor& root, const Tensor& grad_root, const LeafReady
       Fail(ErrorKind::kInvalidArgument, "backward: root ", root.describe(),
            " has more than one element; pass its gradient explicitly");
     }
-    seed = Tensor::full(root.shape(), 1.0, DType::kF32, root.device());
-  } else if (seed.shape() != root.shape() || seed.dtype() != DType::kF32) {
+    seed = Tensor::full(root.shape(), 1.0, root.dtype(), root.device());
+  } else if (seed.shape() != root.shape() || seed.dtype() != root.dtype()) {
     Fail(ErrorKind::kInvalidArgument, "backward: gradient ", seed.describe(), " does not match root ",
          root.describe());
   }

@@ -32,35 +32,46 @@ bool in_vocabulary(int64_t token, int64_t vocab) { return token >= 0 && token < 
 
 }  // namespace
 
-void CpuBackend::cache_write(const kernels::CacheWriteParams& p, const float* src, float* dst) {
+// The cache write and the reorder move elements without arithmetic: they take f32 or bf16 by
+// element size (so a bf16 cache can be checked against the CPU bit for bit).
+void CpuBackend::cache_write(const kernels::CacheWriteParams& p, DType act, const void* src_in, void* dst_in) {
+  const size_t element = dtype_size(act);
+  const auto* src = static_cast<const char*>(src_in);
+  auto* dst = static_cast<char*>(dst_in);
   for (int64_t r = 0; r < p.rows; ++r) {
-    std::memcpy(dst + r * p.dst_row_stride + p.dst_offset, src + r * p.width, sizeof(float) * static_cast<size_t>(p.width));
+    std::memcpy(dst + (r * p.dst_row_stride + p.dst_offset) * element, src + r * p.width * element,
+                element * static_cast<size_t>(p.width));
   }
 }
 
-void CpuBackend::reorder_rows(const kernels::RowReorderParams& p, const int64_t* source_rows, float* data) {
+void CpuBackend::reorder_rows(const kernels::RowReorderParams& p, DType act, const int64_t* source_rows, void* data_in) {
   const int64_t groups = p.group > 0 ? p.rows / p.group : 0;
+  const int64_t element = static_cast<int64_t>(dtype_size(act));
+  auto* data = static_cast<char*>(data_in);
 #pragma omp parallel for schedule(static) if (worth_parallel(p.segments * p.rows * p.width))
   for (int64_t task = 0; task < p.segments * groups; ++task) {
-    float* segment = data + (task / groups) * p.segment_stride;
+    char* segment = data + (task / groups) * p.segment_stride * element;
     const int64_t first = (task % groups) * p.group;
     // A row that keeps its place is neither staged nor written.
     bool identity = true;
     for (int64_t g = 0; g < p.group; ++g) identity = identity && source_rows[first + g] == first + g;
     if (identity) continue;
-    std::vector<float> staged(static_cast<size_t>(p.group * p.width));
+    const size_t row_bytes = static_cast<size_t>(p.width * element);
+    std::vector<char> staged(static_cast<size_t>(p.group) * row_bytes);
     for (int64_t g = 0; g < p.group; ++g) {
-      std::memcpy(staged.data() + g * p.width, segment + (first + g) * p.row_stride, sizeof(float) * static_cast<size_t>(p.width));
+      std::memcpy(staged.data() + g * row_bytes, segment + (first + g) * p.row_stride * element, row_bytes);
     }
     for (int64_t g = 0; g < p.group; ++g) {
-      std::memcpy(segment + (first + g) * p.row_stride, staged.data() + (source_rows[first + g] - first) * p.width,
-                  sizeof(float) * static_cast<size_t>(p.width));
+      std::memcpy(segment + (first + g) * p.row_stride * element,
+                  staged.data() + (source_rows[first + g] - first) * static_cast<int64_t>(row_bytes), row_bytes);
     }
   }
 }
 
-void CpuBackend::process_logits(const kernels::LogitsProcessParams& p, const float* logits, const int64_t* history,
-                                const float* beam_scores, float* processed, float* log_probs) {
+void CpuBackend::process_logits(const kernels::LogitsProcessParams& p, DType act, const void* logits_in,
+                                const int64_t* history, const float* beam_scores, float* processed, float* log_probs) {
+  require_f32_activations("process_logits", act);
+  const auto* logits = static_cast<const float*>(logits_in);
 #pragma omp parallel for schedule(static) if (worth_parallel(p.rows * p.vocab))
   for (int64_t r = 0; r < p.rows; ++r) {
     const float* x = logits + r * p.vocab;

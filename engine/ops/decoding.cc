@@ -18,8 +18,9 @@ void check_contiguous(const char* op, const char* name, const Tensor& tensor) {
 
 void write_cache_position(const Tensor& cache, const Tensor& step_in, int64_t position) {
   constexpr const char* kOp = "write_cache_position";
-  check_f32(kOp, "cache", cache);
-  check_f32(kOp, "step", step_in);
+  check_activation(kOp, "cache", cache);
+  check_activation(kOp, "step", step_in);
+  check_same_dtype(kOp, "cache", cache, "step", step_in);
   check_same_device(kOp, {&cache, &step_in});
   check_contiguous(kOp, "cache", cache);
   if (cache.rank() < 2 || step_in.rank() != cache.rank() || step_in.size(0) != cache.size(0) || step_in.size(1) != 1) {
@@ -39,12 +40,12 @@ void write_cache_position(const Tensor& cache, const Tensor& step_in, int64_t po
   p.width = step.numel() / std::max<int64_t>(p.rows, 1);
   p.dst_row_stride = cache.size(1) * p.width;
   p.dst_offset = position * p.width;
-  backend_for(cache.device()).cache_write(p, step.data<float>(), cache.data<float>());
+  backend_for(cache.device()).cache_write(p, cache.dtype(), step.raw_data(), cache.raw_data());
 }
 
 void reorder_rows_in_place(const Tensor& buffer, const std::vector<int64_t>& source_rows, int64_t width, int64_t group) {
   constexpr const char* kOp = "reorder_rows_in_place";
-  check_f32(kOp, "buffer", buffer);
+  check_activation(kOp, "buffer", buffer);
   check_rank(kOp, "buffer", buffer, 3);
   check_contiguous(kOp, "buffer", buffer);
   const int64_t rows = buffer.size(1);
@@ -67,13 +68,13 @@ void reorder_rows_in_place(const Tensor& buffer, const std::vector<int64_t>& sou
   p.row_stride = buffer.size(2);
   p.segment_stride = rows * buffer.size(2);
   p.width = width;
-  backend_for(buffer.device()).reorder_rows(p, sources.data<int64_t>(), buffer.data<float>());
+  backend_for(buffer.device()).reorder_rows(p, buffer.dtype(), sources.data<int64_t>(), buffer.raw_data());
 }
 
 ProcessedLogits process_logits(const Tensor& logits_in, const Tensor& history_in, const Tensor& beam_scores_in,
                                const LogitsProcessing& options) {
   constexpr const char* kOp = "process_logits";
-  check_f32(kOp, "logits", logits_in);
+  check_activation(kOp, "logits", logits_in);
   check_rank(kOp, "logits", logits_in, 2);
   check_integer(kOp, "history", history_in);
   check_rank(kOp, "history", history_in, 2);
@@ -108,7 +109,7 @@ ProcessedLogits process_logits(const Tensor& logits_in, const Tensor& history_in
   out.scores = Tensor::empty({rows, vocab}, DType::kF32, logits.device());
   if (options.want_log_probs) out.log_probs = Tensor::empty({rows, vocab}, DType::kF32, logits.device());
   backend_for(logits.device())
-      .process_logits(p, logits.data<float>(), history.data<int64_t>(),
+      .process_logits(p, logits.dtype(), logits.raw_data(), history.data<int64_t>(),
                       beam_scores.defined() ? beam_scores.data<float>() : nullptr, out.scores.data<float>(),
                       options.want_log_probs ? out.log_probs.data<float>() : nullptr);
   return out;

@@ -7,6 +7,7 @@
 #include <random>
 
 #include "engine/autograd/tape.h"
+#include "engine/ops/convert.h"
 #include "engine/ops/elementwise.h"
 #include "engine/ops/reshape.h"
 #include "tests/support/gradcheck.h"
@@ -156,6 +157,30 @@ TEST(Reshape, GradientFlowsBackToTheInputShape) {
   EXPECT_EQ(leaf.grad().to_vector<float>(), (std::vector<float>{6, 5, 4, 3, 2, 1}));
 }
 
+// ops::convert is torch's differentiable x.to(dtype): bf16 rounding forward (to nearest even),
+// the gradient converted back to the input's type.
+TEST(Convert, RoundsToBf16AndSendsTheGradientBackInTheInputsType) {
+  Tape tape;
+  const float third = 1.0f / 3.0f;
+  const Tensor x = Tensor::from_vector<float>({3}, {third, 1.0f + 1.0f / 256.0f, -2.5f});
+  x.set_requires_grad(true);
+  const Tensor y = ops::convert(x, DType::kBF16);
+  ASSERT_EQ(y.dtype(), DType::kBF16);
+  const std::vector<float> rounded = y.to(DType::kF32).to_vector<float>();
+  EXPECT_EQ(rounded[0], bf16_to_float(float_to_bf16(third)));
+  EXPECT_NE(rounded[0], third);
+  EXPECT_EQ(rounded[1], 1.0f);  // 1 + 2^-8 is halfway: ties to the even mantissa
+  EXPECT_EQ(rounded[2], -2.5f);
+  EXPECT_TRUE(ops::convert(x, DType::kF32).same(x));  // no conversion: the same tensor
+  tape.backward(y, Tensor::from_vector<float>({3}, {1.0f, 2.0f, 3.0f}).to(DType::kBF16));
+  ASSERT_EQ(x.grad().dtype(), DType::kF32);
+  EXPECT_EQ(x.grad().to_vector<float>(), (std::vector<float>{1.0f, 2.0f, 3.0f}));
+  EXPECT_THAT(testing::error_message([&] { ops::convert(Tensor::zeros({2}, DType::kI64), DType::kBF16); }),
+              HasSubstr("convert: x must be f32 or bf16, got i64[2] on cpu"));
+  EXPECT_THAT(testing::error_message([&] { ops::convert(x, DType::kI32); }),
+              HasSubstr("convert: the target type must be f32 or bf16, got i32"));
+}
+
 TEST(Elementwise, BadInputNamesTheOpAndBothShapes) {
   using testing::error_message;
   const Tensor a = Tensor::zeros({2, 3}), b = Tensor::zeros({4, 5});
@@ -168,11 +193,14 @@ TEST(Elementwise, BadInputNamesTheOpAndBothShapes) {
   EXPECT_THAT(error_message([&] { ops::add(Tensor::zeros({3}), a); }),
               HasSubstr("add: cannot broadcast b f32[2, 3] on cpu to a f32[3] on cpu"));
   EXPECT_THAT(error_message([&] { ops::add(a, Tensor::zeros({2, 3}, DType::kI32)); }),
-              HasSubstr("add: b must be f32, got i32[2, 3] on cpu"));
+              HasSubstr("add: b must be f32 or bf16, got i32[2, 3] on cpu"));
   EXPECT_THAT(error_message([&] { ops::mul(Tensor::zeros({3}, DType::kBF16), Tensor::zeros({3})); }),
-              HasSubstr("mul: a must be f32, got bf16[3] on cpu"));
+              HasSubstr("mul: a bf16[3] on cpu and b f32[3] on cpu must have the same element type"));
   EXPECT_THAT(error_message([&] { ops::scale(Tensor::zeros({2}, DType::kI64), 2.0f); }),
-              HasSubstr("scale: x must be f32, got i64[2] on cpu"));
+              HasSubstr("scale: x must be f32 or bf16, got i64[2] on cpu"));
+  // bf16 activations are a CUDA-device feature: the cpu backend refuses them naming the method.
+  EXPECT_THAT(error_message([&] { ops::add(Tensor::zeros({3}, DType::kBF16), Tensor::zeros({3}, DType::kBF16)); }),
+              HasSubstr("add_forward: the cpu backend computes activations in f32, got bf16"));
   EXPECT_THAT(error_message([&] { ops::add(a, Tensor()); }), HasSubstr("add: b is undefined"));
   EXPECT_THAT(error_message([&] { ops::reshape(a, {4}); }),
               AllOf(HasSubstr("shape [4] has 4 elements"), HasSubstr("tensor f32[2, 3] on cpu has 6")));

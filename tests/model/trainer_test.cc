@@ -133,6 +133,16 @@ TEST(TrainConfig, DefaultsUnknownKeysAndBadValues) {
   EXPECT_THAT(error("training:\n  batch_size: 2\n  recompute: everything\n"),
               HasSubstr("run.yaml:3: training.recompute 'everything': expected none or attention"));
   EXPECT_EQ(parse_train_config("training:\n  recompute: attention\n", "run.yaml")->recompute, "attention");
+  // Activation types: f32 (default) or bf16, which only the CUDA devices compute with and which
+  // multiplies bf16 operands.
+  EXPECT_EQ(defaults.activations, "f32");
+  EXPECT_EQ(parse_train_config("training:\n  device: cuda-emu\n  activations: bf16\n", "run.yaml")->activations, "bf16");
+  EXPECT_THAT(error("training:\n  activations: fp16\n"),
+              HasSubstr("run.yaml:2: training.activations 'fp16': expected f32 or bf16"));
+  EXPECT_THAT(error("training:\n  device: cpu\n  activations: bf16\n"),
+              HasSubstr("run.yaml:3: training.activations bf16 needs a cuda or cuda-emu device"));
+  EXPECT_THAT(error("training:\n  device: cuda-emu\n  gemm_precision: fp32\n  activations: bf16\n"),
+              HasSubstr("training.gemm_precision must be bf16"));
   EXPECT_THAT(train_config_to_yaml(*parse_train_config("training:\n  recompute: attention\n", "run.yaml")),
               HasSubstr("recompute: attention"));
   EXPECT_THAT(error("data:\n  bad_rows: maybe\n"), HasSubstr("run.yaml:2: data.bad_rows must be fail or skip"));
@@ -437,6 +447,19 @@ TEST(Training, CudaEmuDeviceTrainsLikeTheCpu) {
   EXPECT_TRUE(load_t5_checkpoint(emu.output_dir + "/checkpoint").ok());
   fs::remove_all(cpu.output_dir);
   fs::remove_all(emu.output_dir);
+}
+
+// training.device auto finds no GPU here and chooses the cpu: bf16 activations are then refused
+// before anything is trained, naming both keys.
+TEST(Training, Bf16ActivationsOnTheCpuAreRefused) {
+  TrainConfig config = small_run("bf16_on_cpu");
+  config.device = "auto";
+  config.activations = "bf16";
+  const absl::StatusOr<TrainSummary> summary = train(config, {});
+  ASSERT_FALSE(summary.ok());
+  EXPECT_THAT(std::string(summary.status().message()),
+              ::testing::AllOf(HasSubstr("training.activations bf16 needs a cuda or cuda-emu device"), HasSubstr("'auto'")));
+  EXPECT_FALSE(fs::exists(fs::path(config.output_dir) / "checkpoint"));
 }
 
 // The host waits for the device whenever it reads device memory or a copy is synchronous. A

@@ -561,15 +561,21 @@ std::vector<OpCase> attention_cases() {
 std::vector<OpCase> decoding_cases() {
   std::vector<OpCase> cases;
   const kernels::CacheWriteParams w{6, 24, 24 * 10, 24 * 3};  // position 3 of a 10-position cache
-  cases.push_back({"cache_write", {in("src", uniform({6, 24}, 120)), acc("cache", uniform({6, 10, 24}, 121))}, kExact,
-                   [w](Backend& be, const Buffers& b, std::vector<double>&) { be.cache_write(w, b.f("src"), b.f("cache")); }});
+  // The cache write and the reorder move values: their bf16 twins are exact too (the inputs are
+  // bf16-representable), so they carry kExact as their bf16 tolerance.
+  OpCase write{"cache_write", {ain("src", uniform({6, 24}, 120)), aacc("cache", uniform({6, 10, 24}, 121))}, kExact,
+               [w](Backend& be, const Buffers& b, std::vector<double>&) { be.cache_write(w, b.act(), b.v("src"), b.v("cache")); }};
+  write.bf16_max_nmse = kExact;
+  cases.push_back(std::move(write));
   // 2 segments (keys, values) of 2 inputs x 3 beams; rows move within their input's beams.
   const kernels::RowReorderParams r{2, 6, 3, 40, 6 * 40, 32};
-  cases.push_back({"reorder_rows_in_place",
-                   {in("source", Tensor::from_vector<int64_t>({6}, {2, 2, 0, 3, 5, 4})), acc("data", uniform({2, 6, 40}, 122))},
-                   kExact, [r](Backend& be, const Buffers& b, std::vector<double>&) {
-                     be.reorder_rows(r, b.i64("source"), b.f("data"));
-                   }});
+  OpCase reorder{"reorder_rows_in_place",
+                 {in("source", Tensor::from_vector<int64_t>({6}, {2, 2, 0, 3, 5, 4})), aacc("data", uniform({2, 6, 40}, 122))},
+                 kExact, [r](Backend& be, const Buffers& b, std::vector<double>&) {
+                   be.reorder_rows(r, b.act(), b.i64("source"), b.v("data"));
+                 }};
+  reorder.bf16_max_nmse = kExact;
+  cases.push_back(std::move(reorder));
   const int64_t rows = 4, vocab = 300, history = 7;
   Tensor history_ids = ids({rows, history}, 20, 123);  // small ids: repeats and n-grams to ban
   for (bool beam : {false, true}) {
@@ -584,15 +590,17 @@ std::vector<OpCase> decoding_cases() {
     p.repetition_penalty = 1.3f;
     p.temperature = beam ? 1.0 : 0.7;
     OpCase c{beam ? "process_logits_beam" : "process_logits_sampling",
-             {in("logits", uniform({rows, vocab}, 124, -5.0f, 5.0f)), in("history", history_ids),
+             {ain("logits", uniform({rows, vocab}, 124, -5.0f, 5.0f)), in("history", history_ids),
               in("beam_scores", uniform({rows}, 125, -3.0f, 0.0f)), out("processed", {rows, vocab}),
               out("log_probs", {rows, vocab})},
              kTranscendental,
              [p, beam](Backend& be, const Buffers& b, std::vector<double>&) {
-               be.process_logits(p, b.f("logits"), b.i64("history"), beam ? b.f("beam_scores") : nullptr, b.f("processed"),
-                                 b.f("log_probs"));
+               be.process_logits(p, b.act(), b.v("logits"), b.i64("history"), beam ? b.f("beam_scores") : nullptr,
+                                 b.f("processed"), b.f("log_probs"));
              }};
     c.allow_infinite = true;
+    // bf16 logits, f32 scores: the same fp32 arithmetic on the same (rounded) values as the CPU.
+    c.bf16_max_nmse = kTranscendental;
     cases.push_back(std::move(c));
   }
   const kernels::TopKParams k{5, 777, 6};

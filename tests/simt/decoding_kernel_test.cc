@@ -29,9 +29,8 @@ TEST_P(DecodingKernels, CacheWriteFillsOnePositionPerRow) {
   std::vector<float> step(15);
   for (size_t i = 0; i < step.size(); ++i) step[i] = static_cast<float>(i) + 0.5f;
   std::vector<float> cache(60, -1.0f), cache_cpu(60, -1.0f);
-  la3::simt::launch(la3::kernels::cache_write_kernel, dim3(1), dim3(kDecodingThreads), 0, nullptr, p, step.data(),
-                    cache.data());
-  cpu().cache_write(p, step.data(), cache_cpu.data());
+  la3::kernels::launch_cache_write(la3::kernels::SimtLaunch{}, p, step.data(), cache.data());
+  cpu().cache_write(p, la3::DType::kF32, step.data(), cache_cpu.data());
   EXPECT_EQ(cache, cache_cpu);
   EXPECT_EQ(cache[1 * 20 + 10 + 3], step[5 + 3]);  // row 1, position 2, element 3
   EXPECT_EQ(cache[1 * 20 + 5 + 3], -1.0f);         // position 1 untouched
@@ -49,10 +48,9 @@ TEST_P(DecodingKernels, ReorderGathersRowsInPlaceWithinGroups) {
   for (size_t i = 0; i < data.size(); ++i) data[i] = static_cast<float>(i);
   const std::vector<int64_t> sources = {2, 2, 0, 3, 5, 4};  // a copy, a swap and a keep
   std::vector<float> emulated = data, reference = data;
-  // 37 columns on blocks of 32 threads: two column tiles, the second partial.
-  la3::simt::launch(la3::kernels::reorder_rows_kernel, dim3(2, 2, 2), dim3(32), 3 * 32 * sizeof(float), nullptr, p,
-                    sources.data(), emulated.data());
-  cpu().reorder_rows(p, sources.data(), reference.data());
+  // 37 columns on one partial column tile.
+  la3::kernels::launch_reorder_rows(la3::kernels::SimtLaunch{}, p, sources.data(), emulated.data());
+  cpu().reorder_rows(p, la3::DType::kF32, sources.data(), reference.data());
   EXPECT_EQ(emulated, reference);
   for (int64_t s = 0; s < p.segments; ++s) {
     for (int64_t r = 0; r < p.rows; ++r) {
@@ -92,9 +90,10 @@ TEST_P(DecodingKernels, LogitsProcessorsMatchTheCpuBackend) {
     p.temperature = mode == 2 ? 0.7 : 1.0;        // sampling
     const float* scores = mode == 0 ? beam_scores.data() : nullptr;
     std::vector<float> out(logits.size()), out_cpu(logits.size()), lp(logits.size()), lp_cpu(logits.size());
-    la3::simt::launch(la3::kernels::process_logits_kernel, dim3(rows), dim3(kDecodingThreads), 0, nullptr, p,
-                      logits.data(), history.data(), scores, out.data(), mode == 1 ? lp.data() : nullptr);
-    cpu().process_logits(p, logits.data(), history.data(), scores, out_cpu.data(), mode == 1 ? lp_cpu.data() : nullptr);
+    la3::kernels::launch_process_logits(la3::kernels::SimtLaunch{}, p, logits.data(), history.data(), scores, out.data(),
+                                        mode == 1 ? lp.data() : nullptr);
+    cpu().process_logits(p, la3::DType::kF32, logits.data(), history.data(), scores, out_cpu.data(),
+                         mode == 1 ? lp_cpu.data() : nullptr);
     for (size_t i = 0; i < out.size(); ++i) {
       if (std::isinf(out_cpu[i])) {
         ASSERT_EQ(out[i], out_cpu[i]) << i;
@@ -133,8 +132,8 @@ TEST_P(DecodingKernels, TopKMatchesTheCpuBackendWithTiesAndInfinities) {
     la3::kernels::TopKParams p{groups, n, k};
     std::vector<int64_t> idx(static_cast<size_t>(groups * k)), idx_cpu(idx.size());
     std::vector<float> val(idx.size()), val_cpu(idx.size()), com(idx.size()), com_cpu(idx.size());
-    la3::simt::launch(la3::kernels::top_k_kernel, dim3(groups), dim3(kDecodingThreads), 0, nullptr, p, scores.data(),
-                      companion.data(), idx.data(), val.data(), com.data());
+    la3::kernels::launch_top_k(la3::kernels::SimtLaunch{}, p, scores.data(), companion.data(), idx.data(), val.data(),
+                               com.data());
     cpu().top_k(p, scores.data(), companion.data(), idx_cpu.data(), val_cpu.data(), com_cpu.data());
     EXPECT_EQ(idx, idx_cpu);
     EXPECT_EQ(val, val_cpu);
@@ -150,8 +149,8 @@ TEST_P(DecodingKernels, TopKMatchesTheCpuBackendWithTiesAndInfinities) {
   la3::kernels::TopKParams p{groups, n, 200};
   std::vector<int64_t> idx(600);
   std::vector<float> val(600);
-  la3::simt::launch(la3::kernels::top_k_kernel, dim3(groups), dim3(kDecodingThreads), 0, nullptr, p, scores.data(),
-                    static_cast<const float*>(nullptr), idx.data(), val.data(), static_cast<float*>(nullptr));
+  la3::kernels::launch_top_k(la3::kernels::SimtLaunch{}, p, scores.data(), static_cast<const float*>(nullptr), idx.data(),
+                             val.data(), static_cast<float*>(nullptr));
   EXPECT_EQ(idx[400 + 142], 994);
   EXPECT_EQ(val[400 + 143], -INFINITY);
   EXPECT_EQ(idx[400 + 143], 1);
