@@ -34,7 +34,7 @@ namespace {
 namespace ctx = boost::context;
 
 constexpr size_t kFiberStackBytes = 64 * 1024;
-constexpr size_t kLaneBytes = 16;  // largest value a warp collective moves
+constexpr size_t kLaneBytes = kWarpLaneBytes;  // largest value a warp collective moves
 
 enum class State { kRunnable, kAtBarrier, kAtWarp, kDone };
 
@@ -102,16 +102,24 @@ struct EmulatedThread {
   const char* where = "";
   dim3 thread_idx;
   unsigned int warp = 0, lane = 0, warp_mask = 0;
-  unsigned char value[kLaneBytes] = {};              // what this lane offers to the warp
-  unsigned char lanes[kWarpSize][kLaneBytes] = {};   // what the warp gave back
+  unsigned char value[kLaneBytes] = {};  // what this lane offers to the warp
   int barrier_value = 0;   // predicate offered to __syncthreads_count/_and/_or
   int barrier_result[3] = {0, 0, 0};  // count, and, or over the block at release
   StackBounds stack;            // this thread's fiber stack (ASan annotations)
   StackBounds scheduler_stack;  // the worker's stack the scheduler runs on (ASan annotations)
 };
 
+// What a warp collective gave back: every lane's offered value (zeros for lanes that did not
+// take part), one copy per warp rather than one per receiving lane. A receiver reads it when it
+// resumes, which is within the scheduler pass that follows the release, and a warp's next
+// release comes only after that pass, so the snapshot is never overwritten before it is read.
+struct WarpSnapshot {
+  unsigned char lanes[kWarpSize][kLaneBytes];
+};
+
 struct Block {
   std::vector<EmulatedThread> threads;
+  std::vector<WarpSnapshot> warps;  // by warp index
   std::exception_ptr error;
 };
 
@@ -209,19 +217,19 @@ bool release_warps(Block& block) {
       if (index >= block.threads.size() || block.threads[index].state != State::kAtWarp) blocked = true;
     }
     if (blocked) continue;
+    WarpSnapshot& snapshot = block.warps[w];
+    for (size_t s = 0; s < static_cast<size_t>(kWarpSize); ++s) {
+      const size_t source = w * kWarpSize + s;
+      if (source < block.threads.size() && (waiting >> s & 1u)) {
+        std::memcpy(snapshot.lanes[s], block.threads[source].value, kLaneBytes);
+      } else {
+        std::memset(snapshot.lanes[s], 0, kLaneBytes);
+      }
+    }
     for (size_t l = 0; l < static_cast<size_t>(kWarpSize); ++l) {
       const size_t index = w * kWarpSize + l;
       if (index >= block.threads.size() || (waiting >> l & 1u) == 0) continue;
-      EmulatedThread& receiver = block.threads[index];
-      for (size_t s = 0; s < static_cast<size_t>(kWarpSize); ++s) {
-        const size_t source = w * kWarpSize + s;
-        if (source < block.threads.size() && (waiting >> s & 1u)) {
-          std::memcpy(receiver.lanes[s], block.threads[source].value, kLaneBytes);
-        } else {
-          std::memset(receiver.lanes[s], 0, kLaneBytes);
-        }
-      }
-      receiver.state = State::kRunnable;
+      block.threads[index].state = State::kRunnable;
     }
     released = true;
   }
@@ -245,6 +253,7 @@ void run_block(dim3 grid, dim3 block_dim, dim3 block_idx, const std::function<vo
   std::fill(dynamic_shared.begin(), dynamic_shared.end(), static_cast<unsigned char>(0xFF));
   const size_t count = static_cast<size_t>(block_dim.x) * block_dim.y * block_dim.z;
   block.threads.resize(count);
+  block.warps.resize((count + static_cast<size_t>(kWarpSize) - 1) / static_cast<size_t>(kWarpSize));
   const SuspendedFiberReaper reaper{block.threads};
   running_block = &block;
   for (size_t i = 0; i < count; ++i) {
@@ -340,7 +349,7 @@ int block_barrier_reduce(int predicate, int kind, const char* where) {
 
 unsigned char* dynamic_shared_memory() { return dynamic_shared.data(); }
 
-void warp_exchange(unsigned int mask, const void* value, size_t size, void* lanes, const char* where) {
+const unsigned char* warp_exchange(unsigned int mask, const void* value, size_t size, const char* where) {
   EmulatedThread* self = running_thread;
   if (self == nullptr) throw std::logic_error("warp collective outside an emulated kernel");
   if (size > kLaneBytes) throw std::logic_error("warp collective on a value larger than 16 bytes");
@@ -351,7 +360,7 @@ void warp_exchange(unsigned int mask, const void* value, size_t size, void* lane
   std::memcpy(self->value, value, size);
   self->warp_mask = mask;
   suspend(State::kAtWarp, where);
-  for (int l = 0; l < kWarpSize; ++l) std::memcpy(static_cast<char*>(lanes) + l * size, self->lanes[l], size);
+  return &running_block->warps[self->warp].lanes[0][0];
 }
 
 void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const std::function<void()>& body) {

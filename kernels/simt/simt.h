@@ -67,9 +67,11 @@ class DeadlockError : public std::runtime_error {
 
 // Barrier of the current block; `where` is "file:line" for deadlock reports.
 void block_barrier(const char* where);
-// Warp collectives: every lane in `mask` must call with its value; returns the values of all
-// 32 lanes through `lanes` (index = lane).
-void warp_exchange(unsigned int mask, const void* value, size_t size, void* lanes, const char* where);
+// Warp collectives: every lane in `mask` must call with its value (at most kWarpLaneBytes);
+// returns the values of all 32 lanes, lane l's at byte l * kWarpLaneBytes (zeros for lanes that
+// did not take part). The bytes stay valid until this thread's next collective: read them at once.
+constexpr size_t kWarpLaneBytes = 16;
+const unsigned char* warp_exchange(unsigned int mask, const void* value, size_t size, const char* where);
 
 // __syncthreads_count/_and/_or: a barrier that also reduces one int over the block.
 int block_barrier_reduce(int predicate, int kind, const char* where);  // kind 0 count, 1 and, 2 or
@@ -123,20 +125,25 @@ inline unsigned int lane_id() {
   return linear % kWarpSize;
 }
 
+// Only the lane read is copied out (a fixed-size copy the compiler inlines): the emulation of a
+// block reduction is dominated by its shuffles.
 template <typename T>
 T shfl_generic(unsigned int mask, T value, int source_lane, const char* where) {
-  T lanes[kWarpSize];
-  warp_exchange(mask, &value, sizeof(T), lanes, where);
-  return lanes[source_lane & (kWarpSize - 1)];
+  static_assert(sizeof(T) <= kWarpLaneBytes, "warp collective on a value larger than 16 bytes");
+  const unsigned char* lanes = warp_exchange(mask, &value, sizeof(T), where);
+  T result;
+  std::memcpy(&result, lanes + static_cast<size_t>(source_lane & (kWarpSize - 1)) * kWarpLaneBytes, sizeof(T));
+  return result;
 }
 
 // Bits of the lanes in `mask` whose predicate is nonzero.
 inline unsigned int ballot(unsigned int mask, int predicate, const char* where) {
-  int lanes[kWarpSize];
-  warp_exchange(mask, &predicate, sizeof predicate, lanes, where);
+  const unsigned char* lanes = warp_exchange(mask, &predicate, sizeof predicate, where);
   unsigned int bits = 0;
   for (int l = 0; l < kWarpSize; ++l) {
-    if ((mask >> l & 1u) && lanes[l] != 0) bits |= 1u << l;
+    int lane_predicate;
+    std::memcpy(&lane_predicate, lanes + static_cast<size_t>(l) * kWarpLaneBytes, sizeof lane_predicate);
+    if ((mask >> l & 1u) && lane_predicate != 0) bits |= 1u << l;
   }
   return bits;
 }
