@@ -559,7 +559,7 @@ void bench_shape(CudaBackend& backend, Timer& timer, const Peak& peak, int64_t b
       p16.a_type = p16.c_type = la3::DType::kBF16;
       auto* y16 = static_cast<uint16_t*>(buf.raw(static_cast<size_t>(tokens * s.out) * 2));
       const double bytes_act16 = 2.0 * (tokens * s.in + tokens * s.out) + 6.0 * s.out * s.in;
-      report.time({std::string(s.name) + " (bf16 activations, weight cast)", shape, bytes_act16, flops},
+      report.time({std::string(s.name) + " (bf16 act, weight cast)", shape, bytes_act16, flops},
                   [&] { backend.gemm(p16, x16, w, y16); });
     }
   }
