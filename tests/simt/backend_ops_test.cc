@@ -191,7 +191,9 @@ std::vector<OpCase> gemm_cases() {
   };
   for (const G& g : {G{"gemm_nn_37x29x53", false, false, 37, 29, 53, 1, 1.0f, 0.0f},
                      G{"gemm_nt_64x96x40_beta", false, true, 64, 96, 40, 1, 0.5f, 1.0f},
-                     G{"gemm_tn_batched_3x16x24x8", true, false, 16, 24, 8, 3, 1.0f, 0.0f}}) {
+                     G{"gemm_tn_batched_3x16x24x8", true, false, 16, 24, 8, 3, 1.0f, 0.0f},
+                     // k = 0: C = beta C, nothing to multiply (with a bf16 operand, a scale of C).
+                     G{"gemm_nn_empty_sum_2x5x7x0_beta", false, false, 5, 7, 0, 2, 1.0f, 0.5f}}) {
     GemmParams p;
     p.trans_a = g.ta;
     p.trans_b = g.tb;
