@@ -494,9 +494,17 @@ void bench_shape(CudaBackend& backend, Timer& timer, const Peak& peak, int64_t b
     la3::kernels::CrossEntropyParams cp{tokens, kVocab, -100};
     const std::string tv = dims({tokens, kVocab});
     report.time({"cross_entropy_forward", tv, nl * f, 0},
-                [&] { backend.cross_entropy_forward(cp, logits, ids, loss, lse); });
+                [&] { backend.cross_entropy_forward(cp, la3::DType::kF32, logits, ids, loss, lse); });
     report.time({"cross_entropy_backward", tv, 2 * nl * f, 0},
-                [&] { backend.cross_entropy_backward(cp, logits, ids, lse, weight, dlogits); });
+                [&] { backend.cross_entropy_backward(cp, la3::DType::kF32, logits, ids, lse, weight, dlogits); });
+    // bf16 logits and dlogits (bf16 activations): half the bytes of the vocabulary passes.
+    auto* logits16 = static_cast<uint16_t*>(buf.raw(static_cast<size_t>(nl) * 2));
+    auto* dlogits16 = static_cast<uint16_t*>(buf.raw(static_cast<size_t>(nl) * 2));
+    LA3_CUDA_CHECK(cudaMemsetAsync(logits16, 0x3c, static_cast<size_t>(nl) * 2, backend.stream()));
+    report.time({"cross_entropy_forward (bf16 logits)", tv, nl * 2.0, 0},
+                [&] { backend.cross_entropy_forward(cp, la3::DType::kBF16, logits16, ids, loss, lse); });
+    report.time({"cross_entropy_backward (bf16 logits)", tv, 2 * nl * 2.0, 0},
+                [&] { backend.cross_entropy_backward(cp, la3::DType::kBF16, logits16, ids, lse, weight, dlogits16); });
   }
   // Fused T5 attention (fp32 CUDA cores; row per block). FLOPs: forward 4 B H Lq Lk d (QK^T,
   // PV), backward 10 B H Lq Lk d (recomputed QK^T, dO V^T, dV, dK, dQ); causal counts the
@@ -546,6 +554,13 @@ void bench_shape(CudaBackend& backend, Timer& timer, const Peak& peak, int64_t b
       report.time({std::string(s.name) + " (casts + cuBLASLt)", shape, bytes32, flops}, [&] { backend.gemm(p, x, w, y); });
       report.time({std::string(s.name) + " (cuBLASLt only)", shape, bytes16, flops},
                   [&] { engine.run_bf16(p, x16, w16, y); });
+      // bf16 activations: x and y bf16, the f32 weight cast (no registered copy here).
+      la3::kernels::GemmParams p16 = p;
+      p16.a_type = p16.c_type = la3::DType::kBF16;
+      auto* y16 = static_cast<uint16_t*>(buf.raw(static_cast<size_t>(tokens * s.out) * 2));
+      const double bytes_act16 = 2.0 * (tokens * s.in + tokens * s.out) + 6.0 * s.out * s.in;
+      report.time({std::string(s.name) + " (bf16 act, weight cast)", shape, bytes_act16, flops},
+                  [&] { backend.gemm(p16, x16, w, y16); });
     }
   }
   // Whole-model optimizer and gradient norm, as one launch over all parameters (the engine

@@ -26,8 +26,12 @@
 #endif
 
 // --- GEMM (engine/cpu/gemm_cpu.cc, engine/cuda/gemm_cuda.cc) -----------------------------
-// Row-major strided batched C = alpha op(A) op(B) + beta C.
-LA3_BACKEND_OP(void, gemm, (const kernels::GemmParams& p, const float* a, const float* b, float* c))
+// Row-major strided batched C = alpha op(A) op(B) + beta C. The element types are per operand
+// (p.a_type, p.b_type, p.c_type; f32 by default): the CPU backend takes f32 only; the CUDA
+// backends take bf16 A and B directly and an f32 operand beside a bf16 one through its registered
+// bf16 copy (Backend::register_bf16_copy) or a cast, accumulate in fp32, and write C in f32 or
+// bf16 (a bf16 C is read as bf16 when beta != 0). All-f32 GEMMs follow the GemmPrecision mode.
+LA3_BACKEND_OP(void, gemm, (const kernels::GemmParams& p, const void* a, const void* b, void* c))
 
 // --- elementwise ------------------------------------------------------------------------
 // Every buffer is of type `act` (a, b, out and their gradients).
@@ -123,27 +127,29 @@ LA3_BACKEND_OP(void, embedding_backward,
 LA3_BACKEND_OP(void, dropout_forward, (const kernels::DropoutParams& p, int64_t count, const float* x, float* out))
 
 // --- cross-entropy ----------------------------------------------------------------------
-// Per-row loss (0 for ignored rows) and log-sum-exp (saved for backward).
+// Per-row loss (0 for ignored rows) and log-sum-exp (saved for backward). logits and dlogits
+// are of type `act`; row_loss, row_lse and row_weight are f32.
 LA3_BACKEND_OP(void, cross_entropy_forward,
-               (const kernels::CrossEntropyParams& p, const float* logits, const int64_t* labels, float* row_loss,
-                float* row_lse))
+               (const kernels::CrossEntropyParams& p, DType act, const void* logits, const int64_t* labels,
+                float* row_loss, float* row_lse))
 // dlogits[r] = row_weight[r] * (softmax(logits[r]) - onehot(label[r])); 0 for ignored rows.
 LA3_BACKEND_OP(void, cross_entropy_backward,
-               (const kernels::CrossEntropyParams& p, const float* logits, const int64_t* labels,
-                const float* row_lse, const float* row_weight, float* dlogits))
+               (const kernels::CrossEntropyParams& p, DType act, const void* logits, const int64_t* labels,
+                const float* row_lse, const float* row_weight, void* dlogits))
 
 // --- the k+1-caption loss (docs/ARCHITECTURE.md; kernels/caption_loss.cuh) ----------------
 // Token = (row, position) of logits [rows, length, vocab]. Vocabulary pass: log_prob[i] =
-// log softmax(logits[i])[labels[i]] (0 where ignored) and lse[i] saved for backward.
+// log softmax(logits[i])[labels[i]] (0 where ignored) and lse[i] saved for backward. logits and
+// dlogits (here and below) are of type `act`; log_prob, lse, token weights and the loss are f32.
 LA3_BACKEND_OP(void, caption_loss_log_probs,
-               (const kernels::CaptionLossParams& p, const float* logits, const int64_t* labels, float* log_prob,
-                float* lse))
+               (const kernels::CaptionLossParams& p, DType act, const void* logits, const int64_t* labels,
+                float* log_prob, float* lse))
 // Mode mean with a gradient, one pass: log_prob as above, inverse_tokens[0] = 1 / max(counted
 // tokens, 1) (1 / p.normaliser when that is > 0) and dlogits = (softmax - onehot) *
 // inverse_tokens (the loss gradient for an upstream gradient of 1; 0 for ignored tokens).
 LA3_BACKEND_OP(void, caption_loss_mean_fused,
-               (const kernels::CaptionLossParams& p, const float* logits, const int64_t* labels, float* log_prob,
-                float* inverse_tokens, float* dlogits))
+               (const kernels::CaptionLossParams& p, DType act, const void* logits, const int64_t* labels,
+                float* log_prob, float* inverse_tokens, void* dlogits))
 // Combines log_prob per group in the mode's formula: loss[0] = sum_g L_g / N (0 when N is 0),
 // inverse_tokens[0] = 1 / N (1 when N is 0), and (when token_weight is not null)
 // token_weight[i] = d sum_g L_g / d log_prob[i]. N = p.normaliser when > 0, else the batch's
@@ -155,13 +161,16 @@ LA3_BACKEND_OP(void, caption_loss_combine,
 // of s * sum_i token_weight[i] * log_prob[i], with s = upstream[0] * inverse_tokens[0] read
 // on the device (a null pointer counts as 1); 0 for ignored tokens.
 LA3_BACKEND_OP(void, caption_loss_backward,
-               (const kernels::CaptionLossParams& p, const float* logits, const int64_t* labels, const float* lse,
-                const float* token_weight, const float* upstream, const float* inverse_tokens, float* dlogits))
+               (const kernels::CaptionLossParams& p, DType act, const void* logits, const int64_t* labels,
+                const float* lse, const float* token_weight, const float* upstream, const float* inverse_tokens,
+                void* dlogits))
 // out[0] = alpha * sum(x) accumulated in double in a fixed order (a device scalar: the
 // loss reductions never copy to the host).
 LA3_BACKEND_OP(void, sum_to_scalar, (int64_t count, const float* x, double alpha, float* out))
-// x[i] *= scalar[0], the scalar read on the device (an upstream gradient).
-LA3_BACKEND_OP(void, scale_by_device_scalar, (int64_t count, const float* scalar, float* x))
+// x[i] *= scalar[0], the scalar read on the device (an upstream gradient). x is of type `act`
+// (it scales dlogits of the fused mean loss; f32 for the row weights and log-prob gradients);
+// the scalar is f32.
+LA3_BACKEND_OP(void, scale_by_device_scalar, (int64_t count, DType act, const float* scalar, void* x))
 
 // --- reductions -------------------------------------------------------------------------
 // sum(x[i]^2) accumulated in double (the global gradient norm for clipping). Backend also

@@ -1,6 +1,8 @@
 // The k+1-caption aggregated loss of docs/ARCHITECTURE.md (modes mean, token_mixture,
-// sequence_mixture), fused with the vocabulary softmax. f32 logits [tokens = rows * length,
-// vocab]; the [tokens, vocab] probabilities are never stored. The kernels:
+// sequence_mixture), fused with the vocabulary softmax. Logits [tokens = rows * length, vocab]
+// and dlogits are f32 or bf16 activations (kernels/bf16.cuh: fp32 arithmetic, one rounding per
+// stored dlogit); log p, lse, token weights and the loss are f32. The [tokens, vocab]
+// probabilities are never stored. The kernels:
 //
 //   caption_token_log_prob_kernel   one block per token: online log-sum-exp over the vocabulary
 //                                   (one read of the logits) -> log p(y) (0 where ignored) and
@@ -30,6 +32,7 @@
 #include <cfloat>
 #include <cstdint>
 
+#include "kernels/bf16.cuh"
 #include "kernels/op_params.h"
 #include "kernels/launch.h"
 #include "kernels/simt/simt.h"
@@ -120,20 +123,21 @@ __device__ __forceinline__ double block_sum_double(double value, double* scratch
 }
 
 // log p(label) and the row's lse of one token; grid = tokens, block = caption_token_threads(vocab).
-__global__ void caption_token_log_prob_kernel(CaptionLossParams p, const float* logits, const int64_t* labels,
+template <typename T>
+__global__ void caption_token_log_prob_kernel(CaptionLossParams p, const T* logits, const int64_t* labels,
                                               float* log_prob, float* lse) {
   __shared__ float scratch[2 * kCaptionTokenThreads / 32 + 2];
   const int64_t token = blockIdx.x;
-  const float* z = logits + token * p.vocab;
+  const T* z = logits + token * p.vocab;
   LseState state{-FLT_MAX, 0.0f};
-  for (int64_t c = threadIdx.x; c < p.vocab; c += blockDim.x) lse_add(state, z[c]);
+  for (int64_t c = threadIdx.x; c < p.vocab; c += blockDim.x) lse_add(state, load_act(z, c));
   state = block_lse(state, scratch);
   if (threadIdx.x == 0) {
     const float log_sum = logf(state.sum);
     lse[token] = state.max + log_sum;
     const int64_t label = labels[token];
     // (z[y] - max) - log(sum), not z[y] - lse: see engine/cpu/cross_entropy_cpu.cc.
-    log_prob[token] = label == p.ignore_index ? 0.0f : (z[label] - state.max) - log_sum;
+    log_prob[token] = label == p.ignore_index ? 0.0f : (load_act(z, label) - state.max) - log_sum;
   }
 }
 
@@ -154,26 +158,27 @@ __global__ void caption_count_tokens_kernel(CaptionLossParams p, const int64_t* 
 
 // Mode mean, forward and backward in one kernel per token: log p(y) and
 // dlogits = (softmax - onehot) * inverse_tokens (0 for ignored tokens).
-__global__ void caption_mean_fused_kernel(CaptionLossParams p, const float* logits, const int64_t* labels,
-                                          const float* inverse_tokens, float* log_prob, float* dlogits) {
+template <typename T>
+__global__ void caption_mean_fused_kernel(CaptionLossParams p, const T* logits, const int64_t* labels,
+                                          const float* inverse_tokens, float* log_prob, T* dlogits) {
   __shared__ float scratch[2 * kCaptionTokenThreads / 32 + 2];
   const int64_t token = blockIdx.x;
-  const float* z = logits + token * p.vocab;
-  float* dz = dlogits + token * p.vocab;
+  const T* z = logits + token * p.vocab;
+  T* dz = dlogits + token * p.vocab;
   LseState state{-FLT_MAX, 0.0f};
-  for (int64_t c = threadIdx.x; c < p.vocab; c += blockDim.x) lse_add(state, z[c]);
+  for (int64_t c = threadIdx.x; c < p.vocab; c += blockDim.x) lse_add(state, load_act(z, c));
   state = block_lse(state, scratch);
   const float log_sum = logf(state.sum);
   const float lse = state.max + log_sum;
   const int64_t label = labels[token];
   const bool ignored = label == p.ignore_index;
-  if (threadIdx.x == 0) log_prob[token] = ignored ? 0.0f : (z[label] - state.max) - log_sum;
+  if (threadIdx.x == 0) log_prob[token] = ignored ? 0.0f : (load_act(z, label) - state.max) - log_sum;
   const float weight = ignored ? 0.0f : inverse_tokens[0];
   for (int64_t c = threadIdx.x; c < p.vocab; c += blockDim.x) {
-    float g = weight == 0.0f ? 0.0f : weight * expf(z[c] - lse);
+    float g = weight == 0.0f ? 0.0f : weight * expf(load_act(z, c) - lse);
     if (fabsf(g) < FLT_MIN) g = 0.0f;  // no subnormals into the next GEMM (engine/cpu/denormals.h)
     if (c == label) g -= weight;
-    dz[c] = g;
+    store_act(dz, c, g);
   }
 }
 
@@ -325,12 +330,13 @@ __global__ void caption_final_kernel(CaptionLossParams p, const double* partials
 // dlogits = s * token_weight * (onehot(y) - softmax(z)), the gradient of s * sum_i w_i log p_i,
 // with s = upstream[0] * inverse_tokens[0] (either pointer may be null = 1); 0 for ignored
 // tokens. One block per token; softmax recomputed from the saved lse.
-__global__ void caption_backward_kernel(CaptionLossParams p, const float* logits, const int64_t* labels,
+template <typename T>
+__global__ void caption_backward_kernel(CaptionLossParams p, const T* logits, const int64_t* labels,
                                         const float* lse, const float* token_weight, const float* upstream,
-                                        const float* inverse_tokens, float* dlogits) {
+                                        const float* inverse_tokens, T* dlogits) {
   const int64_t token = blockIdx.x;
-  const float* z = logits + token * p.vocab;
-  float* dz = dlogits + token * p.vocab;
+  const T* z = logits + token * p.vocab;
+  T* dz = dlogits + token * p.vocab;
   const int64_t label = labels[token];
   float coef = 0.0f;  // d / d z = coef * (softmax - onehot)
   if (label != p.ignore_index) {
@@ -340,10 +346,10 @@ __global__ void caption_backward_kernel(CaptionLossParams p, const float* logits
   }
   const float row_lse = lse[token];
   for (int64_t c = threadIdx.x; c < p.vocab; c += blockDim.x) {
-    float g = coef == 0.0f ? 0.0f : coef * expf(z[c] - row_lse);
+    float g = coef == 0.0f ? 0.0f : coef * expf(load_act(z, c) - row_lse);
     if (fabsf(g) < FLT_MIN) g = 0.0f;
     if (c == label) g -= coef;
-    dz[c] = g;
+    store_act(dz, c, g);
   }
 }
 
@@ -356,13 +362,16 @@ __global__ void sum_to_scalar_kernel(int64_t count, const float* x, double alpha
   if (threadIdx.x == 0) out[0] = static_cast<float>(alpha * sum);
 }
 
-// x[i] *= scalar[0] for a device scalar; returns at once when it is 1 (the usual upstream
-// gradient of a loss), so that case costs one read per block. Grid-stride.
-__global__ void scale_by_device_scalar_kernel(int64_t count, const float* scalar, float* x) {
+// x[i] *= scalar[0] for a device scalar (x f32 or bf16); returns at once when it is 1 (the usual
+// upstream gradient of a loss), so that case costs one read per block. Grid-stride.
+template <typename T>
+__global__ void scale_by_device_scalar_kernel(int64_t count, const float* scalar, T* x) {
   const float s = scalar[0];
   if (s == 1.0f) return;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += stride) x[i] *= s;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += stride) {
+    store_act(x, i, load_act(x, i) * s);
+  }
 }
 
 // --- launchers (kernels/launch.h) ---------------------------------------------------------------
@@ -371,21 +380,21 @@ __global__ void scale_by_device_scalar_kernel(int64_t count, const float* scalar
 inline bool caption_tokens_fit(const CaptionLossParams& p) { return p.rows * p.length <= 0x7fffffff; }
 inline dim3 caption_token_grid(const CaptionLossParams& p) { return dim3(static_cast<unsigned>(p.rows * p.length)); }
 
-template <typename Launch>
-void launch_caption_log_probs(const Launch& launch, const CaptionLossParams& p, const float* logits,
+template <typename Launch, typename T>
+void launch_caption_log_probs(const Launch& launch, const CaptionLossParams& p, const T* logits,
                               const int64_t* labels, float* log_prob, float* lse) {
   if (p.rows * p.length == 0) return;
-  launch(caption_token_log_prob_kernel, caption_token_grid(p), dim3(caption_token_threads(p.vocab)), 0, p, logits,
+  launch(caption_token_log_prob_kernel<T>, caption_token_grid(p), dim3(caption_token_threads(p.vocab)), 0, p, logits,
          labels, log_prob, lse);
 }
 
 // The token count (one block), then log p and dlogits in one pass per token.
-template <typename Launch>
-void launch_caption_mean_fused(const Launch& launch, const CaptionLossParams& p, const float* logits,
-                               const int64_t* labels, float* log_prob, float* inverse_tokens, float* dlogits) {
+template <typename Launch, typename T>
+void launch_caption_mean_fused(const Launch& launch, const CaptionLossParams& p, const T* logits,
+                               const int64_t* labels, float* log_prob, float* inverse_tokens, T* dlogits) {
   launch(caption_count_tokens_kernel, dim3(1), dim3(kCaptionReduceThreads), 0, p, labels, inverse_tokens);
   if (p.rows * p.length == 0) return;
-  launch(caption_mean_fused_kernel, caption_token_grid(p), dim3(caption_token_threads(p.vocab)), 0, p, logits, labels,
+  launch(caption_mean_fused_kernel<T>, caption_token_grid(p), dim3(caption_token_threads(p.vocab)), 0, p, logits, labels,
          static_cast<const float*>(inverse_tokens), log_prob, dlogits);
 }
 
@@ -406,12 +415,12 @@ void launch_caption_combine(const Launch& launch, const CaptionLossParams& p, co
          inverse_tokens);
 }
 
-template <typename Launch>
-void launch_caption_backward(const Launch& launch, const CaptionLossParams& p, const float* logits,
+template <typename Launch, typename T>
+void launch_caption_backward(const Launch& launch, const CaptionLossParams& p, const T* logits,
                              const int64_t* labels, const float* lse, const float* token_weight,
-                             const float* upstream, const float* inverse_tokens, float* dlogits) {
+                             const float* upstream, const float* inverse_tokens, T* dlogits) {
   if (p.rows * p.length == 0) return;
-  launch(caption_backward_kernel, caption_token_grid(p), dim3(caption_token_threads(p.vocab)), 0, p, logits, labels, lse,
+  launch(caption_backward_kernel<T>, caption_token_grid(p), dim3(caption_token_threads(p.vocab)), 0, p, logits, labels, lse,
          token_weight, upstream, inverse_tokens, dlogits);
 }
 
@@ -420,12 +429,12 @@ void launch_sum_to_scalar(const Launch& launch, int64_t count, const float* x, d
   launch(sum_to_scalar_kernel, dim3(1), dim3(kCaptionReduceThreads), 0, count, x, alpha, out);
 }
 
-template <typename Launch>
-void launch_scale_by_device_scalar(const Launch& launch, int64_t count, const float* scalar, float* x) {
+template <typename Launch, typename T>
+void launch_scale_by_device_scalar(const Launch& launch, int64_t count, const float* scalar, T* x) {
   if (count == 0) return;
   int64_t blocks = (count + kCaptionReduceThreads - 1) / kCaptionReduceThreads;
   blocks = blocks < 1 ? 1 : (blocks > 1024 ? 1024 : blocks);
-  launch(scale_by_device_scalar_kernel, dim3(static_cast<unsigned>(blocks)), dim3(kCaptionReduceThreads), 0, count,
+  launch(scale_by_device_scalar_kernel<T>, dim3(static_cast<unsigned>(blocks)), dim3(kCaptionReduceThreads), 0, count,
          scalar, x);
 }
 

@@ -4,6 +4,8 @@
 
 #include <cstdint>
 
+#include "engine/dtype.h"
+
 namespace la3::kernels {
 
 // C[b] = alpha * op(A[b]) * op(B[b]) + beta * C[b], row-major, for b in [0, batch).
@@ -17,6 +19,8 @@ struct GemmParams {
   int64_t lda = 0, ldb = 0, ldc = 0;  // row strides (elements) of A, B, C as stored
   int64_t batch = 1;
   int64_t stride_a = 0, stride_b = 0, stride_c = 0;  // elements between batch items (0 = shared)
+  // Element types of the operands as stored (engine/backend_ops.h, gemm): f32 or bf16.
+  DType a_type = DType::kF32, b_type = DType::kF32, c_type = DType::kF32;
 };
 
 // Elementwise binary op on `count` elements of `a` with `b` repeating every `b_period`

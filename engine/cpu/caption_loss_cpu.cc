@@ -56,8 +56,10 @@ double log_sum_exp(const std::vector<double>& values) {
 
 }  // namespace
 
-void CpuBackend::caption_loss_log_probs(const kernels::CaptionLossParams& p, const float* logits,
+void CpuBackend::caption_loss_log_probs(const kernels::CaptionLossParams& p, DType act, const void* logits_in,
                                         const int64_t* labels, float* log_prob, float* lse) {
+  require_f32_activations("caption_loss_log_probs", act);
+  const float* logits = static_cast<const float*>(logits_in);
   const int64_t tokens = p.rows * p.length;
 #pragma omp parallel for schedule(static) if (worth_parallel(tokens * p.vocab))
   for (int64_t i = 0; i < tokens; ++i) {
@@ -68,9 +70,12 @@ void CpuBackend::caption_loss_log_probs(const kernels::CaptionLossParams& p, con
   }
 }
 
-void CpuBackend::caption_loss_mean_fused(const kernels::CaptionLossParams& p, const float* logits,
+void CpuBackend::caption_loss_mean_fused(const kernels::CaptionLossParams& p, DType act, const void* logits_in,
                                          const int64_t* labels, float* log_prob, float* inverse_tokens,
-                                         float* dlogits) {
+                                         void* dlogits_out) {
+  require_f32_activations("caption_loss_mean_fused", act);
+  const float* logits = static_cast<const float*>(logits_in);
+  float* dlogits = static_cast<float*>(dlogits_out);
   const int64_t tokens = p.rows * p.length;
   int64_t counted = 0;
   for (int64_t i = 0; i < tokens; ++i) counted += labels[i] != p.ignore_index ? 1 : 0;
@@ -157,9 +162,12 @@ void CpuBackend::caption_loss_combine(const kernels::CaptionLossParams& p, const
   inverse_tokens[0] = static_cast<float>(1.0 / (normaliser > 0.0 ? normaliser : 1.0));
 }
 
-void CpuBackend::caption_loss_backward(const kernels::CaptionLossParams& p, const float* logits,
+void CpuBackend::caption_loss_backward(const kernels::CaptionLossParams& p, DType act, const void* logits_in,
                                        const int64_t* labels, const float* lse, const float* token_weight,
-                                       const float* upstream, const float* inverse_tokens, float* dlogits) {
+                                       const float* upstream, const float* inverse_tokens, void* dlogits_out) {
+  require_f32_activations("caption_loss_backward", act);
+  const float* logits = static_cast<const float*>(logits_in);
+  float* dlogits = static_cast<float*>(dlogits_out);
   const int64_t tokens = p.rows * p.length;
 #pragma omp parallel for schedule(static) if (worth_parallel(tokens * p.vocab))
   for (int64_t i = 0; i < tokens; ++i) {
@@ -179,7 +187,9 @@ void CpuBackend::sum_to_scalar(int64_t count, const float* x, double alpha, floa
   out[0] = static_cast<float>(alpha * sum);
 }
 
-void CpuBackend::scale_by_device_scalar(int64_t count, const float* scalar, float* x) {
+void CpuBackend::scale_by_device_scalar(int64_t count, DType act, const float* scalar, void* x_inout) {
+  require_f32_activations("scale_by_device_scalar", act);
+  float* x = static_cast<float*>(x_inout);
   const float s = scalar[0];
   if (s == 1.0f) return;
   for (int64_t i = 0; i < count; ++i) x[i] *= s;

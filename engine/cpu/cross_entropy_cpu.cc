@@ -8,8 +8,10 @@
 
 namespace la3 {
 
-void CpuBackend::cross_entropy_forward(const kernels::CrossEntropyParams& p, const float* logits,
+void CpuBackend::cross_entropy_forward(const kernels::CrossEntropyParams& p, DType act, const void* logits_in,
                                        const int64_t* labels, float* row_loss, float* row_lse) {
+  require_f32_activations("cross_entropy_forward", act);
+  const float* logits = static_cast<const float*>(logits_in);
 #pragma omp parallel for schedule(static) if (worth_parallel(p.rows * p.vocab))
   for (int64_t row = 0; row < p.rows; ++row) {
     const float* z = logits + row * p.vocab;
@@ -28,9 +30,12 @@ void CpuBackend::cross_entropy_forward(const kernels::CrossEntropyParams& p, con
   }
 }
 
-void CpuBackend::cross_entropy_backward(const kernels::CrossEntropyParams& p, const float* logits,
+void CpuBackend::cross_entropy_backward(const kernels::CrossEntropyParams& p, DType act, const void* logits_in,
                                         const int64_t* labels, const float* row_lse, const float* row_weight,
-                                        float* dlogits) {
+                                        void* dlogits_out) {
+  require_f32_activations("cross_entropy_backward", act);
+  const float* logits = static_cast<const float*>(logits_in);
+  float* dlogits = static_cast<float*>(dlogits_out);
 #pragma omp parallel for schedule(static) if (worth_parallel(p.rows * p.vocab))
   for (int64_t row = 0; row < p.rows; ++row) {
     const float* z = logits + row * p.vocab;

@@ -23,7 +23,26 @@ void set_cpu_threads(int threads) {
 #endif
 }
 
-void CpuBackend::gemm(const kernels::GemmParams& p, const float* a, const float* b, float* c) {
+namespace {
+
+// OpenBLAS's sgemm is f32 only: a bf16 operand is refused by name rather than read as floats
+// (bf16 GEMMs run on the CUDA devices).
+void require_f32_operand(const char* operand, DType type) {
+  if (type != DType::kF32) {
+    Fail(ErrorKind::kUnimplemented, "gemm: the cpu backend takes f32 operands, got ", operand, " of type ",
+         dtype_name(type), " (bf16 GEMMs run on cuda and cuda-emu)");
+  }
+}
+
+}  // namespace
+
+void CpuBackend::gemm(const kernels::GemmParams& p, const void* a_in, const void* b_in, void* c_in) {
+  require_f32_operand("A", p.a_type);
+  require_f32_operand("B", p.b_type);
+  require_f32_operand("C", p.c_type);
+  const float* a = static_cast<const float*>(a_in);
+  const float* b = static_cast<const float*>(b_in);
+  float* c = static_cast<float*>(c_in);
   if (p.m < 0 || p.n < 0 || p.k < 0 || p.batch < 0) {
     Fail(ErrorKind::kInternal, "gemm: negative size m=", p.m, " n=", p.n, " k=", p.k, " batch=", p.batch);
   }

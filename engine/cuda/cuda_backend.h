@@ -80,6 +80,8 @@ class CudaBackend final : public Backend {
   // The bf16 operand of a GEMM: a registered copy covering [operand, operand + span), or a
   // fresh cast into `scratch`.
   const uint16_t* bf16_operand(const float* operand, int64_t span, std::unique_ptr<DeviceScratch>& scratch);
+  // C = beta C for a GEMM with k == 0 and a bf16 operand (nothing to multiply).
+  void gemm_empty_sum(const kernels::GemmParams& p, void* c);
   struct Bf16Copy {
     const uint16_t* copy;
     int64_t count;

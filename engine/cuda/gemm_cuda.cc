@@ -76,19 +76,61 @@ const uint16_t* CudaBackend::bf16_operand(const float* operand, int64_t span, st
   return scratch->as<uint16_t>();
 }
 
-void CudaBackend::gemm(const kernels::GemmParams& p, const float* a, const float* b, float* c) {
+namespace {
+
+void check_gemm_type(const char* operand, DType type) {
+  if (type != DType::kF32 && type != DType::kBF16) {
+    Fail(ErrorKind::kInvalidArgument, "gemm: ", operand, " must be f32 or bf16, got ", dtype_name(type));
+  }
+}
+
+}  // namespace
+
+void CudaBackend::gemm_empty_sum(const kernels::GemmParams& p, void* c) {
+  // k == 0: C = beta C over the m x n block of every batch item (the gaps between rows stay).
+  const size_t element = dtype_size(p.c_type);
+  auto rows_at = [&](int64_t item, int64_t row) { return static_cast<char*>(c) + (item * p.stride_c + row * p.ldc) * element; };
+  const bool dense = p.ldc == p.n && (p.batch == 1 || p.stride_c == p.m * p.n);
+  const int64_t runs = dense ? 1 : p.batch * p.m;
+  const int64_t run_length = dense ? p.batch * p.m * p.n : p.n;
+  for (int64_t r = 0; r < runs; ++r) {
+    void* run = dense ? c : rows_at(r / p.m, r % p.m);
+    if (p.beta == 0.0f) {
+      fill(run_length, p.c_type, 0.0f, run);
+    } else {
+      scale(run_length, p.c_type, p.beta, run, run);
+    }
+  }
+}
+
+void CudaBackend::gemm(const kernels::GemmParams& p, const void* a, const void* b, void* c) {
+  check_gemm_type("A", p.a_type);
+  check_gemm_type("B", p.b_type);
+  check_gemm_type("C", p.c_type);
   if (p.m == 0 || p.n == 0 || p.batch == 0) return;
-  if (precision_ == GemmPrecision::kFp32 || p.k == 0) {
-    gemm_engine_->run_fp32(p, a, b, c);
+  const bool bf16_given = p.a_type == DType::kBF16 || p.b_type == DType::kBF16;
+  if (!bf16_given && p.c_type == DType::kBF16) {
+    Fail(ErrorKind::kUnimplemented, "gemm: a bf16 C needs a bf16 A or B (got f32 A and B, m=", p.m, " n=", p.n,
+         " k=", p.k, ")");
+  }
+  if (!bf16_given && (precision_ == GemmPrecision::kFp32 || p.k == 0)) {
+    gemm_engine_->run_fp32(p, static_cast<const float*>(a), static_cast<const float*>(b), static_cast<float*>(c));
     return;
   }
-  // bf16 operands (the GPU reads half the bytes; fp32 accumulation): a weight's registered
-  // copy, or a cast into scratch memory that lives until the GEMM is queued (the caching
-  // allocator reuses it only for work queued later on the same stream).
+  if (p.k == 0) {
+    gemm_empty_sum(p, c);
+    return;
+  }
+  // bf16 operands (the GPU reads half the bytes; fp32 accumulation): a bf16 activation as it
+  // is; an f32 one (all-f32 GEMMs in kBf16 mode, or a weight beside a bf16 activation in any
+  // mode) through a weight's registered copy, or a cast into scratch memory that lives until the
+  // GEMM is queued (the caching allocator reuses it only for work queued later on the same stream).
   const OperandSpans spans = spans_of(p);
   std::unique_ptr<DeviceScratch> a_scratch, b_scratch;
-  const uint16_t* a16 = bf16_operand(a, spans.a, a_scratch);
-  const uint16_t* b16 = bf16_operand(b, spans.b, b_scratch);
+  const uint16_t* a16 = p.a_type == DType::kBF16 ? static_cast<const uint16_t*>(a)
+                                                 : bf16_operand(static_cast<const float*>(a), spans.a, a_scratch);
+  const uint16_t* b16 = p.b_type == DType::kBF16 ? static_cast<const uint16_t*>(b)
+                                                 : bf16_operand(static_cast<const float*>(b), spans.b, b_scratch);
   gemm_engine_->run_bf16(p, a16, b16, c);
 }
 
@@ -134,7 +176,8 @@ void make_layout(cublasLtMatrixLayout_t* layout, cudaDataType_t type, int64_t ro
 // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: B's storage read as a
 // column-major matrix is B^T, so cuBLASLt gets (B, trans_b) as its first operand and
 // (A, trans_a) as its second, and writes C^T column-major = C row-major.
-std::unique_ptr<LtPlan> make_plan(cublasLtHandle_t handle, const kernels::GemmParams& p, cudaDataType_t operand_type) {
+std::unique_ptr<LtPlan> make_plan(cublasLtHandle_t handle, const kernels::GemmParams& p, cudaDataType_t operand_type,
+                                  cudaDataType_t c_type) {
   auto plan = std::make_unique<LtPlan>();
   LA3_LT_CHECK(cublasLtMatmulDescCreate(&plan->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
   const cublasOperation_t op_first = p.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -144,7 +187,7 @@ std::unique_ptr<LtPlan> make_plan(cublasLtHandle_t handle, const kernels::GemmPa
   // Column-major shapes of the stored operands.
   make_layout(&plan->a, operand_type, p.trans_b ? p.k : p.n, p.trans_b ? p.n : p.k, p.ldb, p.batch, p.stride_b);
   make_layout(&plan->b, operand_type, p.trans_a ? p.m : p.k, p.trans_a ? p.k : p.m, p.lda, p.batch, p.stride_a);
-  make_layout(&plan->c, CUDA_R_32F, p.n, p.m, p.ldc, p.batch, p.stride_c);
+  make_layout(&plan->c, c_type, p.n, p.m, p.ldc, p.batch, p.stride_c);
 
   cublasLtMatmulPreference_t preference = nullptr;
   LA3_LT_CHECK(cublasLtMatmulPreferenceCreate(&preference));
@@ -166,11 +209,11 @@ std::unique_ptr<LtPlan> make_plan(cublasLtHandle_t handle, const kernels::GemmPa
 }
 
 // Everything a plan depends on (alpha and beta are passed per call, not part of the plan).
-using PlanKey = std::array<int64_t, 13>;
+using PlanKey = std::array<int64_t, 14>;
 
-PlanKey key_of(const kernels::GemmParams& p, cudaDataType_t operand_type) {
-  return {static_cast<int64_t>(operand_type), p.trans_a, p.trans_b, p.m, p.n, p.k, p.lda, p.ldb, p.ldc, p.batch,
-          p.stride_a, p.stride_b, p.stride_c};
+PlanKey key_of(const kernels::GemmParams& p, cudaDataType_t operand_type, cudaDataType_t c_type) {
+  return {static_cast<int64_t>(operand_type), static_cast<int64_t>(c_type), p.trans_a, p.trans_b, p.m, p.n, p.k,
+          p.lda, p.ldb, p.ldc, p.batch, p.stride_a, p.stride_b, p.stride_c};
 }
 
 struct PlanKeyHash {
@@ -191,12 +234,13 @@ struct GemmEngine::PlanCache {
 namespace {
 
 void lt_matmul(cublasLtHandle_t handle, GemmEngine::PlanCacheAccess cache, void* workspace, cudaStream_t stream,
-               const kernels::GemmParams& p, cudaDataType_t operand_type, const void* a, const void* b, float* c) {
+               const kernels::GemmParams& p, cudaDataType_t operand_type, cudaDataType_t c_type, const void* a,
+               const void* b, void* c) {
   const LtPlan* plan = nullptr;
   {
     std::lock_guard<std::mutex> lock(cache->mutex);
-    std::unique_ptr<LtPlan>& slot = cache->plans[key_of(p, operand_type)];
-    if (slot == nullptr) slot = make_plan(handle, p, operand_type);
+    std::unique_ptr<LtPlan>& slot = cache->plans[key_of(p, operand_type, c_type)];
+    if (slot == nullptr) slot = make_plan(handle, p, operand_type, c_type);
     plan = slot.get();
   }
   LA3_LT_CHECK(cublasLtMatmul(handle, plan->desc, &p.alpha, b, plan->a, a, plan->b, &p.beta, c, plan->c, c, plan->c,
@@ -220,10 +264,14 @@ GemmEngine::~GemmEngine() {
 }
 
 void GemmEngine::run_fp32(const kernels::GemmParams& p, const float* a, const float* b, float* c) {
-  lt_matmul(static_cast<cublasLtHandle_t>(handle_), plans_.get(), workspace_, stream_, p, CUDA_R_32F, a, b, c);
+  lt_matmul(static_cast<cublasLtHandle_t>(handle_), plans_.get(), workspace_, stream_, p, CUDA_R_32F, CUDA_R_32F, a,
+            b, c);
 }
-void GemmEngine::run_bf16(const kernels::GemmParams& p, const uint16_t* a, const uint16_t* b, float* c) {
-  lt_matmul(static_cast<cublasLtHandle_t>(handle_), plans_.get(), workspace_, stream_, p, CUDA_R_16BF, a, b, c);
+void GemmEngine::run_bf16(const kernels::GemmParams& p, const uint16_t* a, const uint16_t* b, void* c) {
+  // CUBLAS_COMPUTE_32F with bf16 A and B takes C (and D) in f32 or bf16.
+  const cudaDataType_t c_type = p.c_type == DType::kBF16 ? CUDA_R_16BF : CUDA_R_32F;
+  lt_matmul(static_cast<cublasLtHandle_t>(handle_), plans_.get(), workspace_, stream_, p, CUDA_R_16BF, c_type, a, b,
+            c);
 }
 
 #else  // the emulation: cuBLASLt's stand-in is the CPU reference GEMM
@@ -242,7 +290,7 @@ namespace {
 
 // The stand-in reads device memory from the host: it is queued on the stream like the
 // cuBLASLt call it replaces, so the stream-order checker sees its operands.
-void queue_gemm(cudaStream_t stream, const void* a, const void* b, const float* c) {
+void queue_gemm(cudaStream_t stream, const void* a, const void* b, const void* c) {
   const std::string bad = simt::enqueue_stream_work(
       stream, "GEMM (cuBLASLt stand-in)",
       {{a, simt::Access::kRead, "A"}, {b, simt::Access::kRead, "B"}, {c, simt::Access::kReadWrite, "C"}});
@@ -256,7 +304,7 @@ void GemmEngine::run_fp32(const kernels::GemmParams& p, const float* a, const fl
   backend_for(Device::cpu()).gemm(p, a, b, c);
 }
 
-void GemmEngine::run_bf16(const kernels::GemmParams& p, const uint16_t* a, const uint16_t* b, float* c) {
+void GemmEngine::run_bf16(const kernels::GemmParams& p, const uint16_t* a, const uint16_t* b, void* c) {
   queue_gemm(stream_, a, b, c);
   // Widen the bf16 operands exactly (a bf16 value is a float with 16 zero low bits) and run
   // the fp32 GEMM: the products are exact in fp32, as in the tensor cores' fp32 accumulation.
@@ -264,7 +312,28 @@ void GemmEngine::run_bf16(const kernels::GemmParams& p, const uint16_t* a, const
   std::vector<float> a32(static_cast<size_t>(spans.a)), b32(static_cast<size_t>(spans.b));
   for (int64_t i = 0; i < spans.a; ++i) a32[static_cast<size_t>(i)] = kernels::from_bf16_bits(a[i]);
   for (int64_t i = 0; i < spans.b; ++i) b32[static_cast<size_t>(i)] = kernels::from_bf16_bits(b[i]);
-  backend_for(Device::cpu()).gemm(p, a32.data(), b32.data(), c);
+  kernels::GemmParams f32 = p;
+  f32.a_type = f32.b_type = f32.c_type = DType::kF32;
+  if (p.c_type == DType::kF32) {
+    backend_for(Device::cpu()).gemm(f32, a32.data(), b32.data(), c);
+    return;
+  }
+  // bf16 C: accumulate into an fp32 copy (read as bf16 when beta != 0) and round each element
+  // of the m x n blocks once, as cuBLASLt's epilogue does; the gaps between rows are left as they are.
+  uint16_t* c16 = static_cast<uint16_t*>(c);
+  std::vector<float> c32(static_cast<size_t>(spans.c), 0.0f);
+  if (p.beta != 0.0f) {
+    for (int64_t i = 0; i < spans.c; ++i) c32[static_cast<size_t>(i)] = kernels::from_bf16_bits(c16[i]);
+  }
+  backend_for(Device::cpu()).gemm(f32, a32.data(), b32.data(), c32.data());
+  for (int64_t item = 0; item < p.batch; ++item) {
+    for (int64_t row = 0; row < p.m; ++row) {
+      const int64_t first = item * p.stride_c + row * p.ldc;
+      for (int64_t col = 0; col < p.n; ++col) {
+        c16[first + col] = kernels::to_bf16_bits(c32[static_cast<size_t>(first + col)]);
+      }
+    }
+  }
 }
 
 #endif

@@ -17,10 +17,12 @@ class GemmEngine {
   GemmEngine(const GemmEngine&) = delete;
   GemmEngine& operator=(const GemmEngine&) = delete;
 
-  // C = alpha op(A) op(B) + beta C with fp32 operands (kFp32) or the bf16 copies of them
-  // (kBf16: a_bf16 / b_bf16 hold the same layout as a / b, as uint16_t bf16 values).
+  // C = alpha op(A) op(B) + beta C with fp32 operands (kFp32) or bf16 ones (uint16_t bf16
+  // values: bf16 activations, or the bf16 copies of f32 operands, in the layout p describes).
+  // run_fp32 ignores p's types (all f32); run_bf16 writes C of type p.c_type (f32 or bf16; a
+  // bf16 C is read as bf16 when beta != 0), accumulating in fp32 either way.
   void run_fp32(const kernels::GemmParams& p, const float* a, const float* b, float* c);
-  void run_bf16(const kernels::GemmParams& p, const uint16_t* a, const uint16_t* b, float* c);
+  void run_bf16(const kernels::GemmParams& p, const uint16_t* a, const uint16_t* b, void* c);
 
   // cuBLASLt descriptors and the chosen algorithm per GEMM shape, built on first use: a
   // training step repeats the same few dozen shapes, and the heuristic query costs more

@@ -19,10 +19,12 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& labels_in, const Cro
   p.rows = labels.numel();
   p.ignore_index = options.ignore_index;
   const int64_t* label_data = labels.data<int64_t>();
+  // The logits and their gradient are activations (f32 or bf16); the losses and lse are f32.
+  const DType act = logits.dtype();
   Tensor row_loss = Tensor::empty({p.rows}, DType::kF32, logits.device());  // [rows]
   Tensor row_lse = Tensor::empty({p.rows}, DType::kF32, logits.device());   // [rows], saved for backward
   backend_for(logits.device())
-      .cross_entropy_forward(p, logits.data<float>(), label_data, row_loss.data<float>(), row_lse.data<float>());
+      .cross_entropy_forward(p, act, logits.raw_data(), label_data, row_loss.data<float>(), row_lse.data<float>());
 
   // Reduced on the device in double, in a fixed order (deterministic): the loss scalar is a
   // device tensor; `counted` comes from the labels' host check.
@@ -34,16 +36,16 @@ Tensor cross_entropy(const Tensor& logits_in, const Tensor& labels_in, const Cro
 
   if (should_record({&logits_in})) {
     record_op(kOp, {logits_in, labels_in}, out,
-              [p, logits, labels, row_lse, divisor, counted](const Tensor& dout_in) {
+              [p, act, logits, labels, row_lse, divisor, counted](const Tensor& dout_in) {
                 // row weight = upstream / divisor, the upstream read on the device.
                 const Tensor dout = dout_in.contiguous();
                 Backend& backend = backend_for(logits.device());
                 const double weight = counted == 0 ? 0.0 : 1.0 / divisor;
                 Tensor row_weight = Tensor::full({p.rows}, weight, DType::kF32, logits.device());
-                backend.scale_by_device_scalar(p.rows, dout.data<float>(), row_weight.data<float>());
+                backend.scale_by_device_scalar(p.rows, DType::kF32, dout.data<float>(), row_weight.raw_data());
                 Tensor dlogits = Tensor::empty_like(logits);
-                backend.cross_entropy_backward(p, logits.data<float>(), labels.data<int64_t>(), row_lse.data<float>(),
-                                               row_weight.data<float>(), dlogits.data<float>());
+                backend.cross_entropy_backward(p, act, logits.raw_data(), labels.data<int64_t>(), row_lse.data<float>(),
+                                               row_weight.data<float>(), dlogits.raw_data());
                 return std::vector<Tensor>{dlogits, Tensor()};
               });
   }

@@ -10,20 +10,38 @@ namespace la3::ops {
 namespace {
 
 // A row-major matrix stack as GEMM sees it: `batch` matrices of rows x cols, `batch_stride`
-// elements apart (0 = one matrix shared by all batch items).
+// elements apart (0 = one matrix shared by all batch items), of element type `dtype`.
 struct MatrixStack {
-  const float* data;
+  const void* data;
+  DType dtype;
   int64_t rows, cols, batch_stride;
 };
 
 MatrixStack stack_of(const Tensor& t, bool shared) {
   const int64_t rows = t.size(-2), cols = t.size(-1);
-  return MatrixStack{t.data<float>(), rows, cols, shared ? 0 : rows * cols};
+  return MatrixStack{t.raw_data(), t.dtype(), rows, cols, shared ? 0 : rows * cols};
 }
 
-// out[b] (+)= alpha * op(x[b]) op(y[b]) for b < batch; out is contiguous [batch, m, n].
+// The tensor's storage as one matrix of `rows` x its last dimension (a batch folded into M).
+MatrixStack flat_of(const Tensor& t, int64_t rows) { return MatrixStack{t.raw_data(), t.dtype(), rows, t.size(-1), 0}; }
+
+// Batch item `item` of a contiguous [batch, rows, cols] tensor as one matrix.
+MatrixStack item_of(const Tensor& t, int64_t item) {
+  const int64_t rows = t.size(-2), cols = t.size(-1);
+  const char* base = static_cast<const char*>(t.raw_data());
+  return MatrixStack{base + item * rows * cols * static_cast<int64_t>(dtype_size(t.dtype())), t.dtype(), rows, cols, 0};
+}
+
+// The element type of a product: bf16 when either operand is a bf16 activation (its GEMM runs
+// on bf16 operands whatever the other's type), else f32.
+DType product_type(const Tensor& a, const Tensor& b) {
+  return a.dtype() == DType::kBF16 || b.dtype() == DType::kBF16 ? DType::kBF16 : DType::kF32;
+}
+
+// out[b] (+)= alpha * op(x[b]) op(y[b]) for b < batch; out is contiguous [batch, m, n] of type
+// out_type. The operands keep their own types (GemmParams::a_type, b_type).
 void run_gemm(Backend& backend, const MatrixStack& x, bool trans_x, const MatrixStack& y, bool trans_y,
-              float* out, int64_t batch, float alpha, float beta) {
+              void* out, DType out_type, int64_t batch, float alpha, float beta) {
   kernels::GemmParams p;
   p.trans_a = trans_x;
   p.trans_b = trans_y;
@@ -39,6 +57,9 @@ void run_gemm(Backend& backend, const MatrixStack& x, bool trans_x, const Matrix
   p.stride_a = x.batch_stride;
   p.stride_b = y.batch_stride;
   p.stride_c = p.m * p.n;
+  p.a_type = x.dtype;
+  p.b_type = y.dtype;
+  p.c_type = out_type;
   backend.gemm(p, x.data, y.data, out);
 }
 
@@ -46,8 +67,10 @@ void run_gemm(Backend& backend, const MatrixStack& x, bool trans_x, const Matrix
 
 Tensor matmul(const Tensor& a_in, const Tensor& b_in, const MatmulOptions& options) {
   constexpr const char* kOp = "matmul";
-  check_f32(kOp, "a", a_in);
-  check_f32(kOp, "b", b_in);
+  // Activations in f32 or bf16 (a weight is an f32 master: beside a bf16 activation it is read
+  // through its bf16 copy); the product has the activation type (product_type).
+  check_activation(kOp, "a", a_in);
+  check_activation(kOp, "b", b_in);
   check_same_device(kOp, {&a_in, &b_in});
   if (a_in.rank() < 2 || b_in.rank() < 2) {
     Fail(ErrorKind::kInvalidArgument, kOp, ": both operands need at least 2 dimensions, got a ",
@@ -77,24 +100,26 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in, const MatmulOptions& optio
   Shape out_shape(a.shape().begin(), a.shape().end() - 2);
   out_shape.push_back(m);
   out_shape.push_back(n);
-  Tensor out = Tensor::empty(out_shape, DType::kF32, a.device());
+  const DType out_type = product_type(a, b);
+  Tensor out = Tensor::empty(out_shape, out_type, a.device());
   Backend& backend = backend_for(a.device());
 
   if (b_shared && !options.trans_a) {
     // A linear layer: fold the batch into M, one GEMM.
-    const MatrixStack a_flat{a.data<float>(), batch * a.size(-2), a.size(-1), 0};
-    run_gemm(backend, a_flat, false, stack_of(b, true), options.trans_b, out.data<float>(), 1, options.alpha,
-             0.0f);
+    run_gemm(backend, flat_of(a, batch * a.size(-2)), false, stack_of(b, true), options.trans_b, out.raw_data(),
+             out_type, 1, options.alpha, 0.0f);
   } else {
-    run_gemm(backend, stack_of(a, false), options.trans_a, stack_of(b, b_shared), options.trans_b,
-             out.data<float>(), batch, options.alpha, 0.0f);
+    run_gemm(backend, stack_of(a, false), options.trans_a, stack_of(b, b_shared), options.trans_b, out.raw_data(),
+             out_type, batch, options.alpha, 0.0f);
   }
 
   if (should_record({&a_in, &b_in})) {
     const MatmulOptions opt = options;
     const bool need_da = a_in.requires_grad(), need_db = b_in.requires_grad();
-    record_op(kOp, {a_in, b_in}, out, [a, b, opt, b_shared, batch, need_da, need_db](const Tensor& dout_in) {
-      const Tensor dout = dout_in.contiguous();
+    record_op(kOp, {a_in, b_in}, out, [a, b, opt, b_shared, batch, need_da, need_db, out_type](const Tensor& dout_in) {
+      // Each gradient has its operand's type: an activation's in the activation type, a
+      // weight's (an f32 master) in f32, from bf16 operands with fp32 accumulation.
+      const Tensor dout = dout_in.to(out_type).contiguous();
       Backend& bk = backend_for(dout.device());
       Tensor da, db;
       const MatrixStack dc = stack_of(dout, false);
@@ -103,14 +128,16 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in, const MatmulOptions& optio
         if (!opt.trans_a) {
           // dA = alpha dC op(B)^T
           if (b_shared) {
-            const MatrixStack dc_flat{dout.data<float>(), batch * dout.size(-2), dout.size(-1), 0};
-            run_gemm(bk, dc_flat, false, stack_of(b, true), !opt.trans_b, da.data<float>(), 1, opt.alpha, 0.0f);
+            run_gemm(bk, flat_of(dout, batch * dout.size(-2)), false, stack_of(b, true), !opt.trans_b, da.raw_data(),
+                     da.dtype(), 1, opt.alpha, 0.0f);
           } else {
-            run_gemm(bk, dc, false, stack_of(b, false), !opt.trans_b, da.data<float>(), batch, opt.alpha, 0.0f);
+            run_gemm(bk, dc, false, stack_of(b, false), !opt.trans_b, da.raw_data(), da.dtype(), batch, opt.alpha,
+                     0.0f);
           }
         } else {
           // A^T = op(A): dA = alpha op(B) dC^T
-          run_gemm(bk, stack_of(b, b_shared), opt.trans_b, dc, true, da.data<float>(), batch, opt.alpha, 0.0f);
+          run_gemm(bk, stack_of(b, b_shared), opt.trans_b, dc, true, da.raw_data(), da.dtype(), batch, opt.alpha,
+                   0.0f);
         }
       }
       // dB (a weight's gradient) goes straight into the parameter's gradient when it has one,
@@ -119,35 +146,37 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in, const MatmulOptions& optio
       const float db_beta = db_into.defined() ? 1.0f : 0.0f;
       if (need_db) {
         db = db_into.defined() ? db_into : Tensor::empty_like(b);
+        void* db_data = db.raw_data();
+        const DType db_type = db.dtype();
         if (b_shared) {
           // The shared matrix collects the sum over the batch.
           if (!opt.trans_a) {
-            const MatrixStack a_flat{a.data<float>(), batch * a.size(-2), a.size(-1), 0};
-            const MatrixStack dc_flat{dout.data<float>(), batch * dout.size(-2), dout.size(-1), 0};
+            const MatrixStack a_flat = flat_of(a, batch * a.size(-2));
+            const MatrixStack dc_flat = flat_of(dout, batch * dout.size(-2));
             if (!opt.trans_b) {
-              run_gemm(bk, a_flat, true, dc_flat, false, db.data<float>(), 1, opt.alpha, db_beta);
+              run_gemm(bk, a_flat, true, dc_flat, false, db_data, db_type, 1, opt.alpha, db_beta);
             } else {
-              run_gemm(bk, dc_flat, true, a_flat, false, db.data<float>(), 1, opt.alpha, db_beta);
+              run_gemm(bk, dc_flat, true, a_flat, false, db_data, db_type, 1, opt.alpha, db_beta);
             }
           } else {
             for (int64_t item = 0; item < batch; ++item) {
-              const MatrixStack a_item{a.data<float>() + item * a.size(-2) * a.size(-1), a.size(-2), a.size(-1), 0};
-              const MatrixStack dc_item{dout.data<float>() + item * dc.rows * dc.cols, dc.rows, dc.cols, 0};
+              const MatrixStack a_item = item_of(a, item);
+              const MatrixStack dc_item = item_of(dout, item);
               const float beta = item == 0 ? db_beta : 1.0f;
               if (!opt.trans_b) {
-                run_gemm(bk, a_item, !opt.trans_a, dc_item, false, db.data<float>(), 1, opt.alpha, beta);
+                run_gemm(bk, a_item, !opt.trans_a, dc_item, false, db_data, db_type, 1, opt.alpha, beta);
               } else {
-                run_gemm(bk, dc_item, true, a_item, opt.trans_a, db.data<float>(), 1, opt.alpha, beta);
+                run_gemm(bk, dc_item, true, a_item, opt.trans_a, db_data, db_type, 1, opt.alpha, beta);
               }
             }
             if (batch == 0 && !db_into.defined()) db.fill(0.0);
           }
         } else if (!opt.trans_b) {
           // dB = alpha op(A)^T dC
-          run_gemm(bk, stack_of(a, false), !opt.trans_a, dc, false, db.data<float>(), batch, opt.alpha, db_beta);
+          run_gemm(bk, stack_of(a, false), !opt.trans_a, dc, false, db_data, db_type, batch, opt.alpha, db_beta);
         } else {
           // B^T = op(B): dB = alpha dC^T op(A)
-          run_gemm(bk, dc, true, stack_of(a, false), opt.trans_a, db.data<float>(), batch, opt.alpha, db_beta);
+          run_gemm(bk, dc, true, stack_of(a, false), opt.trans_a, db_data, db_type, batch, opt.alpha, db_beta);
         }
       }
       return std::vector<Tensor>{da, db_into.defined() ? Tensor() : db};
@@ -157,9 +186,10 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in, const MatmulOptions& optio
 }
 
 Tensor linear(const Tensor& x, const Tensor& weight) {
+  // The weight is an f32 master; x an f32 or bf16 activation (the output has its type).
   check_f32("linear", "weight", weight);
   check_rank("linear", "weight", weight, 2);
-  check_f32("linear", "x", x);
+  check_activation("linear", "x", x);
   if (x.rank() < 1 || x.size(-1) != weight.size(1)) {
     Fail(ErrorKind::kInvalidArgument, "linear: input ", x.describe(), " does not match weight ",
          weight.describe(), " (expected last dimension ", weight.size(1), ")");

@@ -62,7 +62,7 @@ Tensor as_int64(const Tensor& ids) { return ids.to(DType::kI64).contiguous(); }
 
 CheckedLabels check_token_labels(const char* op, const Tensor& logits, const Tensor& labels, int64_t ignore_index,
                                  bool range_checked_by_caller) {
-  check_f32(op, "logits", logits);
+  check_activation(op, "logits", logits);
   check_integer(op, "labels", labels);
   check_same_device(op, {&logits, &labels});
   const Shape expected(logits.shape().begin(), logits.shape().end() - (logits.rank() > 0 ? 1 : 0));

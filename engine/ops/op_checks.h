@@ -27,7 +27,7 @@ void check_same_shape(const char* op, const char* name_a, const Tensor& a, const
 // Copies an id/label tensor to contiguous int64 (a no-op when it already is).
 Tensor as_int64(const Tensor& ids);
 
-// Token labels checked against logits [..., vocab]: labels must be integer with the logits'
+// Token labels checked against logits [..., vocab] (f32 or bf16 activations): labels must be integer with the logits'
 // leading shape, and each is ignore_index or in [0, vocab) (else OutOfRange naming the label
 // and its position). Returns them as contiguous int64 with the count of non-ignored ones.
 struct CheckedLabels {

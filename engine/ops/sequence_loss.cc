@@ -28,16 +28,17 @@ Tensor token_log_probs(const Tensor& logits_in, const Tensor& labels_in, int64_t
   p.ignore_index = ignore_index;
   Tensor out = Tensor::empty(labels.shape(), DType::kF32, logits.device());  // log p, 0 if ignored
   Tensor lse = Tensor::empty({p.rows}, DType::kF32, logits.device());        // saved for backward
+  const DType act = logits.dtype();  // logits and dlogits: f32 or bf16 activations; log p f32
   backend_for(logits.device())
-      .caption_loss_log_probs(p, logits.data<float>(), labels.data<int64_t>(), out.data<float>(), lse.data<float>());
+      .caption_loss_log_probs(p, act, logits.raw_data(), labels.data<int64_t>(), out.data<float>(), lse.data<float>());
   if (should_record({&logits_in})) {
-    record_op(kOp, {logits_in, labels_in}, out, [p, logits, labels, lse](const Tensor& dout_in) {
+    record_op(kOp, {logits_in, labels_in}, out, [p, act, logits, labels, lse](const Tensor& dout_in) {
       // d sum(g * log p) / dz = g * (onehot - softmax), g read on the device.
       const Tensor dout = dout_in.contiguous();
       Tensor dlogits = Tensor::empty_like(logits);
       backend_for(logits.device())
-          .caption_loss_backward(p, logits.data<float>(), labels.data<int64_t>(), lse.data<float>(), dout.data<float>(),
-                                 nullptr, nullptr, dlogits.data<float>());
+          .caption_loss_backward(p, act, logits.raw_data(), labels.data<int64_t>(), lse.data<float>(),
+                                 dout.data<float>(), nullptr, nullptr, dlogits.raw_data());
       return std::vector<Tensor>{dlogits, Tensor()};
     });
   }
@@ -161,8 +162,8 @@ Tensor caption_loss(const Tensor& log_probs_in, const Tensor& labels_in, const s
       Backend& backend = backend_for(weight.device());
       Tensor grad = Tensor::empty_like(weight);
       backend.copy_on_device(grad.data<float>(), weight.data<float>(), weight.nbytes());
-      backend.scale_by_device_scalar(grad.numel(), dout.data<float>(), grad.data<float>());
-      backend.scale_by_device_scalar(grad.numel(), inverse_tokens.data<float>(), grad.data<float>());
+      backend.scale_by_device_scalar(grad.numel(), DType::kF32, dout.data<float>(), grad.raw_data());
+      backend.scale_by_device_scalar(grad.numel(), DType::kF32, inverse_tokens.data<float>(), grad.raw_data());
       return std::vector<Tensor>{grad, Tensor()};
     });
   }
@@ -226,37 +227,39 @@ Tensor caption_loss_from_logits(const Tensor& logits_in, const Tensor& labels_in
   Tensor out = Tensor::empty({}, DType::kF32, device);
   Tensor inverse_tokens = Tensor::empty({1}, DType::kF32, device);
   const bool record = should_record({&logits_in});
+  const DType act = logits.dtype();  // logits and dlogits: f32 or bf16 activations; the loss is f32
 
   if (record && mode == CaptionLoss::kMean) {
     // The weights are known up front: one pass writes log p and the gradient for upstream 1.
     Tensor dlogits = Tensor::empty_like(logits);
-    backend.caption_loss_mean_fused(p, logits.data<float>(), labels.data<int64_t>(), log_prob.data<float>(),
-                                    inverse_tokens.data<float>(), dlogits.data<float>());
+    backend.caption_loss_mean_fused(p, act, logits.raw_data(), labels.data<int64_t>(), log_prob.data<float>(),
+                                    inverse_tokens.data<float>(), dlogits.raw_data());
     backend.caption_loss_combine(p, log_prob.data<float>(), labels.data<int64_t>(), group.data<int64_t>(), nullptr,
                                  out.data<float>(), inverse_tokens.data<float>());
-    record_op(kOp, {logits_in, labels_in, group_in}, out, [dlogits](const Tensor& dout_in) {
+    record_op(kOp, {logits_in, labels_in, group_in}, out, [act, dlogits](const Tensor& dout_in) {
       // The tape calls this once: scale the saved gradient in place (nothing when upstream is 1).
       const Tensor dout = dout_in.contiguous();
-      backend_for(dlogits.device()).scale_by_device_scalar(dlogits.numel(), dout.data<float>(), dlogits.data<float>());
+      backend_for(dlogits.device())
+          .scale_by_device_scalar(dlogits.numel(), act, dout.data<float>(), dlogits.raw_data());
       return std::vector<Tensor>{dlogits, Tensor(), Tensor()};
     });
     return out;
   }
   Tensor lse = Tensor::empty({rows, length}, DType::kF32, device);
   Tensor weight = record ? Tensor::empty({rows, length}, DType::kF32, device) : Tensor();
-  backend.caption_loss_log_probs(p, logits.data<float>(), labels.data<int64_t>(), log_prob.data<float>(),
+  backend.caption_loss_log_probs(p, act, logits.raw_data(), labels.data<int64_t>(), log_prob.data<float>(),
                                  lse.data<float>());
   backend.caption_loss_combine(p, log_prob.data<float>(), labels.data<int64_t>(), group.data<int64_t>(),
                                record ? weight.data<float>() : nullptr, out.data<float>(), inverse_tokens.data<float>());
   if (record) {
     record_op(kOp, {logits_in, labels_in, group_in}, out,
-              [p, logits, labels, lse, weight, inverse_tokens](const Tensor& dout_in) {
+              [p, act, logits, labels, lse, weight, inverse_tokens](const Tensor& dout_in) {
                 const Tensor dout = dout_in.contiguous();
                 Tensor dlogits = Tensor::empty_like(logits);
                 backend_for(logits.device())
-                    .caption_loss_backward(p, logits.data<float>(), labels.data<int64_t>(), lse.data<float>(),
+                    .caption_loss_backward(p, act, logits.raw_data(), labels.data<int64_t>(), lse.data<float>(),
                                            weight.data<float>(), dout.data<float>(), inverse_tokens.data<float>(),
-                                           dlogits.data<float>());
+                                           dlogits.raw_data());
                 return std::vector<Tensor>{dlogits, Tensor(), Tensor()};
               });
   }

@@ -16,6 +16,7 @@
 #include "engine/autograd/tape.h"
 #include "engine/ops/cross_entropy.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/test_helpers.h"
 
 namespace la3 {
 namespace {
@@ -494,6 +495,26 @@ TEST(CaptionLossFromLogits, BadInputsAreNamed) {
               HasSubstr("caption_loss_normaliser: token_mixture needs one target per group"));
   EXPECT_THAT(message([&] { ops::caption_loss_normaliser(Tensor::zeros({3}, DType::kI64), {0, 1, 2}, mean); }),
               HasSubstr("caption_loss_normaliser: labels must have 2 dimensions"));
+}
+
+// bf16 logits are for the CUDA devices: the CPU backend refuses them naming its method (the
+// vocabulary pass of each path), not reading bf16 bits as floats.
+TEST(CaptionLossFromLogits, CpuRefusesBf16LogitsNamingTheMethod) {
+  const Tensor logits = Tensor::zeros({3, 2, 5}, DType::kBF16);
+  const Tensor labels = Tensor::from_vector<int64_t>({3, 2}, {1, 2, 1, 3, 4, -100});
+  const Tensor group = group_tensor({0, 1, 2});
+  const testing::CaughtError plain = testing::catch_error(
+      [&] { ops::caption_loss_from_logits(logits, labels, group, ops::CaptionLoss::kSequenceMixture); });
+  EXPECT_EQ(plain.kind, ErrorKind::kUnimplemented);
+  EXPECT_THAT(plain.message, HasSubstr("caption_loss_log_probs: the cpu backend computes activations in f32, got bf16"));
+  const Tensor leaf = logits.clone();
+  leaf.set_requires_grad(true);
+  Tape tape;
+  EXPECT_THAT(testing::catch_error([&] { ops::caption_loss_from_logits(leaf, labels, group, ops::CaptionLoss::kMean); })
+                  .message,
+              HasSubstr("caption_loss_mean_fused: the cpu backend computes activations in f32, got bf16"));
+  EXPECT_THAT(testing::catch_error([&] { ops::token_log_probs(logits.view({6, 5}), labels.view({6})); }).message,
+              HasSubstr("caption_loss_log_probs: the cpu backend computes activations in f32"));
 }
 
 }  // namespace

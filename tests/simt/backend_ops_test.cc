@@ -191,7 +191,9 @@ std::vector<OpCase> gemm_cases() {
   };
   for (const G& g : {G{"gemm_nn_37x29x53", false, false, 37, 29, 53, 1, 1.0f, 0.0f},
                      G{"gemm_nt_64x96x40_beta", false, true, 64, 96, 40, 1, 0.5f, 1.0f},
-                     G{"gemm_tn_batched_3x16x24x8", true, false, 16, 24, 8, 3, 1.0f, 0.0f}}) {
+                     G{"gemm_tn_batched_3x16x24x8", true, false, 16, 24, 8, 3, 1.0f, 0.0f},
+                     // k = 0: C = beta C, nothing to multiply (with a bf16 operand, a scale of C).
+                     G{"gemm_nn_empty_sum_2x5x7x0_beta", false, false, 5, 7, 0, 2, 1.0f, 0.5f}}) {
     GemmParams p;
     p.trans_a = g.ta;
     p.trans_b = g.tb;
@@ -207,18 +209,46 @@ std::vector<OpCase> gemm_cases() {
     p.stride_a = g.m * g.k;
     p.stride_b = g.k * g.n;
     p.stride_c = g.m * g.n;
+    // The operand types are those of the buffers on the backend under test (f32 on the CPU
+    // reference; in a "_bf16act" twin, bf16 for the activation buffers).
+    auto run = [p](Backend& be, const Buffers& b, std::vector<double>&) {
+      GemmParams typed = p;
+      typed.a_type = b.at("a").dtype();
+      typed.b_type = b.at("b").dtype();
+      typed.c_type = b.at("c").dtype();
+      be.gemm(typed, b.v("a"), b.v("b"), b.v("c"));
+    };
+    const Shape a_shape{g.batch * g.m * g.k}, b_shape{g.batch * g.k * g.n}, c_shape{g.batch * g.m * g.n};
     for (GemmPrecision precision : {GemmPrecision::kFp32, GemmPrecision::kBf16}) {
       const bool bf16 = precision == GemmPrecision::kBf16;
+      // The f32-activation case has bf16 A, B and C in its "_bf16act" twin: the CPU stand-in of
+      // cuda-emu computes the same fp32 sums of the same (rounded) operands, so the twin's error is
+      // C's one rounding to bf16 (kBf16Activations); on a GPU the tensor cores' summation order
+      // adds ~1e-13.
       OpCase c{std::string(g.name) + (bf16 ? "_bf16" : ""),
-               {in("a", uniform({g.batch * g.m * g.k}, 1)), in("b", uniform({g.batch * g.k * g.n}, 2)),
-                acc("c", uniform({g.batch * g.m * g.n}, 3))},
+               {bf16 ? in("a", uniform(a_shape, 1)) : ain("a", uniform(a_shape, 1)),
+                bf16 ? in("b", uniform(b_shape, 2)) : ain("b", uniform(b_shape, 2)),
+                bf16 ? acc("c", uniform(c_shape, 3)) : aacc("c", uniform(c_shape, 3))},
                // bf16 operands: each carries a relative error up to 2^-9 against the fp32 CPU.
-               bf16 ? 5e-5 : kExact,
-               [p](Backend& be, const Buffers& b, std::vector<double>&) { be.gemm(p, b.f("a"), b.f("b"), b.f("c")); },
-               precision};
-      if (g.beta == 0.0f) c.buffers[2] = out("c", {g.batch * g.m * g.n});
+               bf16 ? 5e-5 : kExact, run, precision};
+      if (g.beta == 0.0f) c.buffers[2] = bf16 ? out("c", c_shape) : aout("c", c_shape);
       cases.push_back(std::move(c));
     }
+    // Per-operand types (their "_bf16act" twins): bf16 A and B with an f32 C (a weight gradient;
+    // the same fp32 sums as the CPU on the same values, kExact), and a bf16 activation A times an
+    // f32 weight B read through its bf16 copy or cast (exact here: B's values are bf16-rounded
+    // in the twin) into a bf16 C (one rounding, kBf16Activations).
+    OpCase f32_c{std::string(g.name) + "_f32c", {ain("a", uniform(a_shape, 1)), ain("b", uniform(b_shape, 2)),
+                                                 acc("c", uniform(c_shape, 3))},
+                 kExact, run};
+    f32_c.bf16_max_nmse = kExact;
+    if (g.beta == 0.0f) f32_c.buffers[2] = out("c", c_shape);
+    cases.push_back(std::move(f32_c));
+    OpCase f32_weight{std::string(g.name) + "_f32b", {ain("a", uniform(a_shape, 1)), in("b", uniform(b_shape, 2)),
+                                                      aacc("c", uniform(c_shape, 3))},
+                      kExact, run};
+    if (g.beta == 0.0f) f32_weight.buffers[2] = aout("c", c_shape);
+    cases.push_back(std::move(f32_weight));
   }
   return cases;
 }
@@ -269,8 +299,10 @@ std::vector<OpCase> elementwise_cases() {
                    }});
   cases.push_back({"sum_to_scalar", {in("x", uniform({n}, 20)), out("out", {1})}, kExact,
                    [n](Backend& be, const Buffers& b, std::vector<double>&) { be.sum_to_scalar(n, b.f("x"), 0.125, b.f("out")); }});
-  cases.push_back({"scale_by_device_scalar", {in("s", uniform({1}, 21)), acc("x", uniform({n}, 22))}, kExact,
-                   [n](Backend& be, const Buffers& b, std::vector<double>&) { be.scale_by_device_scalar(n, b.f("s"), b.f("x")); }});
+  cases.push_back({"scale_by_device_scalar", {in("s", uniform({1}, 21)), aacc("x", uniform({n}, 22))}, kExact,
+                   [n](Backend& be, const Buffers& b, std::vector<double>&) {
+                     be.scale_by_device_scalar(n, b.act(), b.f("s"), b.v("x"));
+                   }});
   // Conversion is exact arithmetic (round to nearest even, or widening): bit-identical everywhere.
   cases.push_back({"convert_f32_to_bf16", {in("x", uniform({n}, 23, -100.0f, 100.0f)), out("out", {n}, DType::kBF16)}, 0.0,
                    [n](Backend& be, const Buffers& b, std::vector<double>&) {
@@ -405,18 +437,19 @@ std::vector<OpCase> embedding_dropout_loss_cases() {
                    }});
   const CrossEntropyParams ce{23, 1031, -100};
   cases.push_back({"cross_entropy_forward",
-                   {in("logits", uniform({23, 1031}, 86, -8.0f, 8.0f)), in("labels", ids({23}, 1031, 87, 5)),
+                   {ain("logits", uniform({23, 1031}, 86, -8.0f, 8.0f)), in("labels", ids({23}, 1031, 87, 5)),
                     out("loss", {23}), out("lse", {23})},
                    kTranscendental, [ce](Backend& be, const Buffers& b, std::vector<double>&) {
-                     be.cross_entropy_forward(ce, b.f("logits"), b.i64("labels"), b.f("loss"), b.f("lse"));
+                     be.cross_entropy_forward(ce, b.act(), b.v("logits"), b.i64("labels"), b.f("loss"), b.f("lse"));
                    }});
   cases.push_back({"cross_entropy_backward",
-                   {in("logits", uniform({23, 1031}, 88, -8.0f, 8.0f)), in("labels", ids({23}, 1031, 89, 5)),
+                   {ain("logits", uniform({23, 1031}, 88, -8.0f, 8.0f)), in("labels", ids({23}, 1031, 89, 5)),
                     in("weight", uniform({23}, 90, 0.0f, 1.0f)), state("loss", {23}), state("lse", {23}),
-                    out("dlogits", {23, 1031})},
+                    aout("dlogits", {23, 1031})},
                    kTranscendental, [ce](Backend& be, const Buffers& b, std::vector<double>&) {
-                     be.cross_entropy_forward(ce, b.f("logits"), b.i64("labels"), b.f("loss"), b.f("lse"));
-                     be.cross_entropy_backward(ce, b.f("logits"), b.i64("labels"), b.f("lse"), b.f("weight"), b.f("dlogits"));
+                     be.cross_entropy_forward(ce, b.act(), b.v("logits"), b.i64("labels"), b.f("loss"), b.f("lse"));
+                     be.cross_entropy_backward(ce, b.act(), b.v("logits"), b.i64("labels"), b.f("lse"), b.f("weight"),
+                                               b.v("dlogits"));
                    }});
   // The k+1-caption loss: 3 molecules with 3, 1 and 2 captions, every mode.
   const int64_t rows = 6, length = 9, vocab = 257;
@@ -431,7 +464,7 @@ std::vector<OpCase> embedding_dropout_loss_cases() {
     p.mode = mode;
     const std::string m = mode == CaptionLossMode::kMean ? "mean" : mode == CaptionLossMode::kTokenMixture ? "token_mixture"
                                                                                                           : "sequence_mixture";
-    std::vector<Buffer> buffers = {in("logits", uniform({rows, length, vocab}, 91, -6.0f, 6.0f)),
+    std::vector<Buffer> buffers = {ain("logits", uniform({rows, length, vocab}, 91, -6.0f, 6.0f)),
                                    in("labels", ids({rows, length}, vocab, 92, 4)),
                                    in("group", group),
                                    in("upstream", uniform({1}, 93, 0.5f, 2.0f)),
@@ -440,21 +473,30 @@ std::vector<OpCase> embedding_dropout_loss_cases() {
                                    out("token_weight", {rows, length}),
                                    out("loss", {1}),
                                    out("inverse_tokens", {1}),
-                                   out("dlogits", {rows, length, vocab})};
+                                   aout("dlogits", {rows, length, vocab})};
+    // The "_bf16act" twins: log p, lse, the weights and the loss are fp32 from the same
+    // (rounded) logits; dlogits carry one bf16 rounding each. Their norm is dominated by the
+    // label entries, ~ -coef with one coef shared by many tokens (mode mean: every token), so
+    // the roundings are correlated instead of averaging out: up to (2^-8)^2 = 1.5e-5 relative
+    // squared, hence 2e-5 rather than kBf16Activations (measured 9.0e-6 for mode mean, 1.2e-6 to
+    // 1.8e-6 for the others).
+    constexpr double kBf16Dlogits = 2e-5;
     cases.push_back({"caption_loss_" + m, buffers, kTranscendental, [p](Backend& be, const Buffers& b, std::vector<double>&) {
-                       be.caption_loss_log_probs(p, b.f("logits"), b.i64("labels"), b.f("log_prob"), b.f("lse"));
+                       be.caption_loss_log_probs(p, b.act(), b.v("logits"), b.i64("labels"), b.f("log_prob"), b.f("lse"));
                        be.caption_loss_combine(p, b.f("log_prob"), b.i64("labels"), b.i64("group"), b.f("token_weight"),
                                                b.f("loss"), b.f("inverse_tokens"));
-                       be.caption_loss_backward(p, b.f("logits"), b.i64("labels"), b.f("lse"), b.f("token_weight"),
-                                                b.f("upstream"), b.f("inverse_tokens"), b.f("dlogits"));
+                       be.caption_loss_backward(p, b.act(), b.v("logits"), b.i64("labels"), b.f("lse"), b.f("token_weight"),
+                                                b.f("upstream"), b.f("inverse_tokens"), b.v("dlogits"));
                      }});
+    cases.back().bf16_max_nmse = kBf16Dlogits;
     if (mode == CaptionLossMode::kMean) {
       std::vector<Buffer> fused = {buffers[0], buffers[1], out("log_prob", {rows, length}), out("inverse_tokens", {1}),
-                                   out("dlogits", {rows, length, vocab})};
+                                   aout("dlogits", {rows, length, vocab})};
       cases.push_back({"caption_loss_mean_fused", fused, kTranscendental, [p](Backend& be, const Buffers& b, std::vector<double>&) {
-                         be.caption_loss_mean_fused(p, b.f("logits"), b.i64("labels"), b.f("log_prob"),
-                                                    b.f("inverse_tokens"), b.f("dlogits"));
+                         be.caption_loss_mean_fused(p, b.act(), b.v("logits"), b.i64("labels"), b.f("log_prob"),
+                                                    b.f("inverse_tokens"), b.v("dlogits"));
                        }});
+      cases.back().bf16_max_nmse = kBf16Dlogits;
     }
   }
   return cases;
@@ -820,6 +862,13 @@ TEST(BackendOpsHarness, EveryActivationOpHasABf16Case) {
     EXPECT_TRUE(found) << "no bf16-activation case in the backend op table calls " << op;
   }
   EXPECT_GE(with_act, 7);
+  // gemm takes its operand types in GemmParams (a_type, b_type, c_type), not as `DType act`:
+  // its bf16 cases are the twins of the per-operand cases (bf16 A, B and C; f32 C; f32 B).
+  for (const std::string wanted : {"gemm_nn_37x29x53_bf16act", "gemm_nn_37x29x53_f32c_bf16act",
+                                   "gemm_nn_37x29x53_f32b_bf16act"}) {
+    EXPECT_NE(std::find(bf16_cases.begin(), bf16_cases.end(), wanted), bf16_cases.end())
+        << "no bf16 GEMM case " << wanted << " in the backend op table";
+  }
 }
 
 // The table is not vacuous: a wrong kernel result, or an element left unwritten, fails it.

@@ -28,7 +28,7 @@ TEST(CrossEntropyKernels, ForwardAndBackwardMatchTheCpuBackend) {
   std::vector<float> loss(rows), lse(rows), loss_cpu(rows), lse_cpu(rows);
   la3::kernels::launch_cross_entropy_forward(la3::kernels::SimtLaunch{}, p, logits.data(), labels.data(), loss.data(),
                                              lse.data());
-  cpu().cross_entropy_forward(p, logits.data(), labels.data(), loss_cpu.data(), lse_cpu.data());
+  cpu().cross_entropy_forward(p, la3::DType::kF32, logits.data(), labels.data(), loss_cpu.data(), lse_cpu.data());
   for (int64_t r = 0; r < rows; ++r) {
     EXPECT_NEAR(lse[static_cast<size_t>(r)], lse_cpu[static_cast<size_t>(r)], 2e-5f * std::abs(lse_cpu[static_cast<size_t>(r)]) + 1e-5f);
     EXPECT_NEAR(loss[static_cast<size_t>(r)], loss_cpu[static_cast<size_t>(r)], 2e-5f * std::abs(loss_cpu[static_cast<size_t>(r)]) + 1e-5f) << r;
@@ -37,7 +37,7 @@ TEST(CrossEntropyKernels, ForwardAndBackwardMatchTheCpuBackend) {
   std::vector<float> grad(logits.size(), -7.0f), grad_cpu(logits.size());
   la3::kernels::launch_cross_entropy_backward(la3::kernels::SimtLaunch{}, p, logits.data(), labels.data(),
                                               lse_cpu.data(), weights.data(), grad.data());
-  cpu().cross_entropy_backward(p, logits.data(), labels.data(), lse_cpu.data(), weights.data(), grad_cpu.data());
+  cpu().cross_entropy_backward(p, la3::DType::kF32, logits.data(), labels.data(), lse_cpu.data(), weights.data(), grad_cpu.data());
   for (size_t i = 0; i < grad.size(); ++i) ASSERT_NEAR(grad[i], grad_cpu[i], 1e-6f) << "element " << i;
   for (int64_t c = 0; c < vocab; ++c) EXPECT_EQ(grad[static_cast<size_t>(vocab + c)], 0.0f);  // ignored row
 }
