@@ -57,7 +57,8 @@ void Tape::backward(const Tensor& root, const Tensor& grad_root, const LeafReady
            " has more than one element; pass its gradient explicitly");
     }
     seed = Tensor::full(root.shape(), 1.0, root.dtype(), root.device());
-  } else if (seed.shape() != root.shape() || seed.dtype() != root.dtype()) {
+  } else if (seed.shape() != root.shape() || !is_floating(seed.dtype())) {
+    // A floating gradient of another type is converted to the root's (accumulate_grad).
     Fail(ErrorKind::kInvalidArgument, "backward: gradient ", seed.describe(), " does not match root ",
          root.describe());
   }

@@ -39,7 +39,7 @@ class Tape {
   using LeafReadyFn = std::function<void(const Tensor& leaf)>;
 
   // Back-propagates from `root`. `grad_root` defaults to 1 for a one-element root and must
-  // be given (same shape) otherwise. Consumes the tape: it is empty afterwards.
+  // be given (same shape, any floating type: converted to the root's) otherwise. Consumes the tape: it is empty afterwards.
   void backward(const Tensor& root, const Tensor& grad_root = Tensor(), const LeafReadyFn& on_leaf_ready = nullptr);
 
   // The leaves requiring a gradient that the recorded nodes read, in the order backward()

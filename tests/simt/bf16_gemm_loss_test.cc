@@ -165,8 +165,7 @@ TEST(Bf16Activations, BatchedMatmulOfTwoActivations) {
     {
       Tape tape;
       out = ops::matmul(x, y, {.trans_b = true});
-      // The root's gradient is given in f32 (Tape::backward's contract); the tape converts it to
-      // the root's type.
+      // The root's gradient is given in f32; the tape converts it to the root's type.
       tape.backward(out, upstream.to_device(device));
     }
     EXPECT_EQ(out.dtype(), act);
