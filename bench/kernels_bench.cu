@@ -435,7 +435,8 @@ void bench_shape(CudaBackend& backend, Timer& timer, const Peak& peak, int64_t b
     la3::kernels::DropoutParams dp{0.1f, 1234, 7, 3};
     dp.positions = seq;  // hidden states [batch, seq, d_model]: keys by (row, position, column)
     dp.width = kDModel;
-    report.time({"dropout_forward p=0.1", td, 2 * n * f, 0}, [&] { backend.dropout_forward(dp, n, la3::DType::kF32, a, out); });
+    report.time({"dropout_forward p=0.1", td, 2 * n * f, 0},
+                [&] { backend.dropout_forward(dp, n, la3::DType::kF32, a, out); });
     report.time({"gated_gelu_forward", tf, 3 * nf * f, 0},
                 [&] { backend.gated_gelu_forward(nf, la3::DType::kF32, gate, lin, hidden); });
     report.time({"gated_gelu_backward", tf, 5 * nf * f, 0},
@@ -447,7 +448,8 @@ void bench_shape(CudaBackend& backend, Timer& timer, const Peak& peak, int64_t b
     float *x = buf.floats(n, 0.5f), *w = buf.floats(kDModel, 1.0f), *y = buf.floats(n, 0.0f);
     float *rstd = buf.floats(tokens, 0.0f), *dx = buf.floats(n, 0.0f), *dw = buf.floats(kDModel, 0.0f);
     la3::kernels::RmsNormParams p{tokens, kDModel, 1e-6f};
-    report.time({"rmsnorm_forward", td, 2 * n * f, 0}, [&] { backend.rmsnorm_forward(p, la3::DType::kF32, x, w, y, rstd); });
+    report.time({"rmsnorm_forward", td, 2 * n * f, 0},
+                [&] { backend.rmsnorm_forward(p, la3::DType::kF32, x, w, y, rstd); });
     report.time({"rmsnorm_backward (dx + dweight)", td, 5 * n * f, 0},
                 [&] { backend.rmsnorm_backward(p, la3::DType::kF32, y, x, w, rstd, dx, dw); });
     // The residual add fused into the norm: reads residual and branch, writes sum and out
@@ -474,7 +476,8 @@ void bench_shape(CudaBackend& backend, Timer& timer, const Peak& peak, int64_t b
     la3::kernels::SoftmaxParams p{rows, seq};
     const std::string shape = dims({rows, seq});
     report.time({"softmax_forward", shape, 2 * n * f, 0}, [&] { backend.softmax_forward(p, la3::DType::kF32, x, y); });
-    report.time({"softmax_backward", shape, 3 * n * f, 0}, [&] { backend.softmax_backward(p, la3::DType::kF32, x, y, dx); });
+    report.time({"softmax_backward", shape, 3 * n * f, 0},
+                [&] { backend.softmax_backward(p, la3::DType::kF32, x, y, dx); });
   }
   // Embedding gather / scatter-add and the cross-entropy over the vocabulary.
   {

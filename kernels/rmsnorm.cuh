@@ -83,7 +83,8 @@ __global__ void rmsnorm_backward_dx_kernel(RmsNormParams p, const Io* dout, cons
   const float r = rstd[blockIdx.x];
   const float correction = dot / static_cast<float>(p.cols) * r * r * r;
   for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x) {
-    store_act(dx, row_start + c, r * weight[c] * load_act(dout, row_start + c) - load_act(x, row_start + c) * correction);
+    store_act(dx, row_start + c,
+              r * weight[c] * load_act(dout, row_start + c) - load_act(x, row_start + c) * correction);
   }
 }
 

@@ -1,5 +1,5 @@
-// Softmax over the last dimension on f32 or bf16 activations (fp32 statistics), one block per row; the CUDA counterpart of
-// engine/cpu/softmax_cpu.cc.
+// Softmax over the last dimension on f32 or bf16 activations (fp32 statistics), one block per
+// row; the CUDA counterpart of engine/cpu/softmax_cpu.cc.
 #pragma once
 
 #include <cfloat>
