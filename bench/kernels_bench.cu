@@ -435,10 +435,12 @@ void bench_shape(CudaBackend& backend, Timer& timer, const Peak& peak, int64_t b
     la3::kernels::DropoutParams dp{0.1f, 1234, 7, 3};
     dp.positions = seq;  // hidden states [batch, seq, d_model]: keys by (row, position, column)
     dp.width = kDModel;
-    report.time({"dropout_forward p=0.1", td, 2 * n * f, 0}, [&] { backend.dropout_forward(dp, n, a, out); });
-    report.time({"gated_gelu_forward", tf, 3 * nf * f, 0}, [&] { backend.gated_gelu_forward(nf, gate, lin, hidden); });
+    report.time({"dropout_forward p=0.1", td, 2 * n * f, 0},
+                [&] { backend.dropout_forward(dp, n, la3::DType::kF32, a, out); });
+    report.time({"gated_gelu_forward", tf, 3 * nf * f, 0},
+                [&] { backend.gated_gelu_forward(nf, la3::DType::kF32, gate, lin, hidden); });
     report.time({"gated_gelu_backward", tf, 5 * nf * f, 0},
-                [&] { backend.gated_gelu_backward(nf, hidden, gate, lin, dgate, dlin); });
+                [&] { backend.gated_gelu_backward(nf, la3::DType::kF32, hidden, gate, lin, dgate, dlin); });
   }
   // RMSNorm (backward = the dx kernel + the dweight kernel: x and dout are read twice).
   {
@@ -446,15 +448,16 @@ void bench_shape(CudaBackend& backend, Timer& timer, const Peak& peak, int64_t b
     float *x = buf.floats(n, 0.5f), *w = buf.floats(kDModel, 1.0f), *y = buf.floats(n, 0.0f);
     float *rstd = buf.floats(tokens, 0.0f), *dx = buf.floats(n, 0.0f), *dw = buf.floats(kDModel, 0.0f);
     la3::kernels::RmsNormParams p{tokens, kDModel, 1e-6f};
-    report.time({"rmsnorm_forward", td, 2 * n * f, 0}, [&] { backend.rmsnorm_forward(p, x, w, y, rstd); });
+    report.time({"rmsnorm_forward", td, 2 * n * f, 0},
+                [&] { backend.rmsnorm_forward(p, la3::DType::kF32, x, w, y, rstd); });
     report.time({"rmsnorm_backward (dx + dweight)", td, 5 * n * f, 0},
-                [&] { backend.rmsnorm_backward(p, y, x, w, rstd, dx, dw); });
+                [&] { backend.rmsnorm_backward(p, la3::DType::kF32, y, x, w, rstd, dx, dw); });
     // The residual add fused into the norm: reads residual and branch, writes sum and out
     // (the unfused add + norm move 3 + 2 rows).
     float* branch = buf.floats(n, 0.25f);
     float* sum = buf.floats(n, 0.0f);
     report.time({"add_rmsnorm_forward (fused residual)", td, 4 * n * f, 0},
-                [&] { backend.add_rmsnorm_forward(p, x, branch, w, sum, y, rstd); });
+                [&] { backend.add_rmsnorm_forward(p, la3::DType::kF32, x, branch, w, sum, y, rstd); });
     // bf16 activations: half the bytes.
     auto* x16 = static_cast<uint16_t*>(buf.raw(static_cast<size_t>(n) * 2));
     auto* y16 = static_cast<uint16_t*>(buf.raw(static_cast<size_t>(n) * 2));
@@ -462,9 +465,9 @@ void bench_shape(CudaBackend& backend, Timer& timer, const Peak& peak, int64_t b
     backend.convert(n, la3::DType::kF32, x, la3::DType::kBF16, x16);
     backend.convert(n, la3::DType::kF32, x, la3::DType::kBF16, y16);
     report.time({"rmsnorm_forward bf16", td, 2 * n * 2.0, 0},
-                [&] { backend.rmsnorm_forward_bf16(p, x16, nullptr, w, nullptr, y16, rstd); });
+                [&] { backend.rmsnorm_forward(p, la3::DType::kBF16, x16, w, y16, rstd); });
     report.time({"rmsnorm_backward bf16 (dx + dweight)", td, 5 * n * 2.0, 0},
-                [&] { backend.rmsnorm_backward_bf16(p, y16, x16, w, rstd, dx16, dw); });
+                [&] { backend.rmsnorm_backward(p, la3::DType::kBF16, y16, x16, w, rstd, dx16, dw); });
   }
   // Softmax over [batch * heads * seq, seq] rows (the unfused attention probabilities).
   {
@@ -472,8 +475,9 @@ void bench_shape(CudaBackend& backend, Timer& timer, const Peak& peak, int64_t b
     float *x = buf.floats(n, 0.1f), *y = buf.floats(n, 0.0f), *dx = buf.floats(n, 0.0f);
     la3::kernels::SoftmaxParams p{rows, seq};
     const std::string shape = dims({rows, seq});
-    report.time({"softmax_forward", shape, 2 * n * f, 0}, [&] { backend.softmax_forward(p, x, y); });
-    report.time({"softmax_backward", shape, 3 * n * f, 0}, [&] { backend.softmax_backward(p, x, y, dx); });
+    report.time({"softmax_forward", shape, 2 * n * f, 0}, [&] { backend.softmax_forward(p, la3::DType::kF32, x, y); });
+    report.time({"softmax_backward", shape, 3 * n * f, 0},
+                [&] { backend.softmax_backward(p, la3::DType::kF32, x, y, dx); });
   }
   // Embedding gather / scatter-add and the cross-entropy over the vocabulary.
   {
@@ -485,9 +489,9 @@ void bench_shape(CudaBackend& backend, Timer& timer, const Peak& peak, int64_t b
     la3::kernels::EmbeddingParams ep{tokens, kVocab, kDModel};
     const double n = static_cast<double>(tokens * kDModel);
     report.time({"embedding_forward", td, 2 * n * f + tokens * 8.0, 0},
-                [&] { backend.embedding_forward(ep, ids, table, emb); });
+                [&] { backend.embedding_forward(ep, la3::DType::kF32, ids, table, emb); });
     report.time({"embedding_backward (atomics)", td, 3 * n * f + tokens * 8.0, 0},
-                [&] { backend.embedding_backward(ep, ids, emb, dtable); });
+                [&] { backend.embedding_backward(ep, la3::DType::kF32, ids, emb, dtable); });
     const int64_t nl = tokens * kVocab;
     float *logits = buf.floats(nl, 0.001f), *dlogits = buf.floats(nl, 0.0f);
     float *loss = buf.floats(tokens, 0.0f), *lse = buf.floats(tokens, 0.0f), *weight = buf.floats(tokens, 1.0f);

@@ -53,46 +53,44 @@ LA3_BACKEND_OP(void, fill, (int64_t count, DType act, float value, void* out))
 LA3_BACKEND_OP(void, convert, (int64_t count, DType from, const void* in, DType to, void* out))
 
 // --- activations ------------------------------------------------------------------------
-LA3_BACKEND_OP(void, relu_forward, (int64_t count, const float* x, float* out))
-LA3_BACKEND_OP(void, relu_backward, (int64_t count, const float* dout, const float* x, float* dx))
+// Every buffer is of type `act` (inputs, outputs and their gradients).
+LA3_BACKEND_OP(void, relu_forward, (int64_t count, DType act, const void* x, void* out))
+LA3_BACKEND_OP(void, relu_backward, (int64_t count, DType act, const void* dout, const void* x, void* dx))
 // gelu_new = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
-LA3_BACKEND_OP(void, gelu_new_forward, (int64_t count, const float* x, float* out))
-LA3_BACKEND_OP(void, gelu_new_backward, (int64_t count, const float* dout, const float* x, float* dx))
+LA3_BACKEND_OP(void, gelu_new_forward, (int64_t count, DType act, const void* x, void* out))
+LA3_BACKEND_OP(void, gelu_new_backward, (int64_t count, DType act, const void* dout, const void* x, void* dx))
 // Gated-GELU FFN product: out = gelu_new(gate) * linear.
-LA3_BACKEND_OP(void, gated_gelu_forward, (int64_t count, const float* gate, const float* linear, float* out))
+LA3_BACKEND_OP(void, gated_gelu_forward,
+               (int64_t count, DType act, const void* gate, const void* linear, void* out))
+// dgate or dlinear may be nullptr (not wanted).
 LA3_BACKEND_OP(void, gated_gelu_backward,
-               (int64_t count, const float* dout, const float* gate, const float* linear, float* dgate,
-                float* dlinear))
+               (int64_t count, DType act, const void* dout, const void* gate, const void* linear, void* dgate,
+                void* dlinear))
 
 // --- RMSNorm ----------------------------------------------------------------------------
-// rstd [rows] is saved for backward.
+// x, residual, branch, sum, out, dout and dx are of type `act`; weight, rstd and dweight are
+// f32 and every statistic is fp32. rstd [rows] is saved for backward. The CPU backend keeps
+// bf16 RMSNorm too (the reference of the bf16 kernels). dweight (when not null) accumulates.
 LA3_BACKEND_OP(void, rmsnorm_forward,
-               (const kernels::RmsNormParams& p, const float* x, const float* weight, float* out, float* rstd))
+               (const kernels::RmsNormParams& p, DType act, const void* x, const float* weight, void* out,
+                float* rstd))
 LA3_BACKEND_OP(void, rmsnorm_backward,
-               (const kernels::RmsNormParams& p, const float* dout, const float* x, const float* weight,
-                const float* rstd, float* dx, float* dweight))
+               (const kernels::RmsNormParams& p, DType act, const void* dout, const void* x, const float* weight,
+                const float* rstd, void* dx, float* dweight))
 // The residual add fused with the pre-norm that follows it in every T5 sublayer:
 // sum = residual + branch (the new residual stream) and out = rmsnorm(sum), one pass.
-// Bit-identical to add_forward followed by rmsnorm_forward. Backward is rmsnorm_backward
+// Bit-identical to add_forward followed by rmsnorm_forward: with bf16 the sum is rounded to
+// bf16 before it is normalised (what the unfused add stores). Backward is rmsnorm_backward
 // on `sum` (the add passes its gradient through).
 LA3_BACKEND_OP(void, add_rmsnorm_forward,
-               (const kernels::RmsNormParams& p, const float* residual, const float* branch, const float* weight,
-                float* sum, float* out, float* rstd))
-// RMSNorm on bf16 activations (uint16_t bits, round to nearest even): fp32 weight, fp32
-// statistics, rstd and dweight. `branch` and `sum` may be null (no fused residual add);
-// with a branch, the sum is rounded to bf16 before it is normalised (what an unfused bf16
-// add would store). dweight, when not null, accumulates.
-LA3_BACKEND_OP(void, rmsnorm_forward_bf16,
-               (const kernels::RmsNormParams& p, const uint16_t* x, const uint16_t* branch, const float* weight,
-                uint16_t* sum, uint16_t* out, float* rstd))
-LA3_BACKEND_OP(void, rmsnorm_backward_bf16,
-               (const kernels::RmsNormParams& p, const uint16_t* dout, const uint16_t* x, const float* weight,
-                const float* rstd, uint16_t* dx, float* dweight))
+               (const kernels::RmsNormParams& p, DType act, const void* residual, const void* branch,
+                const float* weight, void* sum, void* out, float* rstd))
 
 // --- softmax ----------------------------------------------------------------------------
-LA3_BACKEND_OP(void, softmax_forward, (const kernels::SoftmaxParams& p, const float* x, float* out))
+// x, out, dout and dx of type `act`; the row maximum and sums are fp32.
+LA3_BACKEND_OP(void, softmax_forward, (const kernels::SoftmaxParams& p, DType act, const void* x, void* out))
 LA3_BACKEND_OP(void, softmax_backward,
-               (const kernels::SoftmaxParams& p, const float* dout, const float* out, float* dx))
+               (const kernels::SoftmaxParams& p, DType act, const void* dout, const void* out, void* dx))
 
 // --- attention --------------------------------------------------------------------------
 // Saved state: the forward leaves in `saved` what its backward needs, and the backend alone
@@ -117,14 +115,18 @@ LA3_BACKEND_OP(void, attention_backward,
                 const float* saved, float* dq, float* dk, float* dv, float* dbias_table))
 
 // --- embedding --------------------------------------------------------------------------
+// The table and its gradient are f32 (a weight); out and dout are of type `act`. dtable
+// accumulates.
 LA3_BACKEND_OP(void, embedding_forward,
-               (const kernels::EmbeddingParams& p, const int64_t* ids, const float* table, float* out))
+               (const kernels::EmbeddingParams& p, DType act, const int64_t* ids, const float* table, void* out))
 LA3_BACKEND_OP(void, embedding_backward,
-               (const kernels::EmbeddingParams& p, const int64_t* ids, const float* dout, float* dtable))
+               (const kernels::EmbeddingParams& p, DType act, const int64_t* ids, const void* dout, float* dtable))
 
 // --- dropout ----------------------------------------------------------------------------
-// out = x * keep / (1 - p); backward is the same function applied to dout.
-LA3_BACKEND_OP(void, dropout_forward, (const kernels::DropoutParams& p, int64_t count, const float* x, float* out))
+// out = x * keep / (1 - p); backward is the same function applied to dout. x and out of type
+// `act`; the keep mask depends on the Philox key only, so it is the same for f32 and bf16.
+LA3_BACKEND_OP(void, dropout_forward,
+               (const kernels::DropoutParams& p, int64_t count, DType act, const void* x, void* out))
 
 // --- cross-entropy ----------------------------------------------------------------------
 // Per-row loss (0 for ignored rows) and log-sum-exp (saved for backward). logits and dlogits

@@ -31,10 +31,7 @@ constexpr unsigned int kRmsNormThreads = 256;  // a multiple of 32, at most 1024
 // make 128 x 2 blocks.
 constexpr int64_t kRmsNormDweightRowsPerChunk = 64;
 
-__device__ __forceinline__ float load_activation(const float* p, int64_t i) { return p[i]; }
-__device__ __forceinline__ float load_activation(const uint16_t* p, int64_t i) { return from_bf16_bits(p[i]); }
-__device__ __forceinline__ void store_activation(float* p, int64_t i, float v) { p[i] = v; }
-__device__ __forceinline__ void store_activation(uint16_t* p, int64_t i, float v) { p[i] = to_bf16_bits(v); }
+// Loads and stores of Io are kernels/bf16.cuh's load_act / store_act.
 // The value an Io store keeps (so a fused add normalises exactly what the unfused norm reads).
 __device__ __forceinline__ float stored_value(const float*, float v) { return v; }
 __device__ __forceinline__ float stored_value(const uint16_t*, float v) { return round_to_bf16(v); }
@@ -52,10 +49,10 @@ __global__ void rmsnorm_forward_kernel(RmsNormParams p, const Io* x, const Io* b
   const int64_t row_start = static_cast<int64_t>(blockIdx.x) * p.cols;
   float sum_squares = 0.0f;
   for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x) {
-    float h = load_activation(x, row_start + c);
+    float h = load_act(x, row_start + c);
     if (branch != nullptr) {
-      h = stored_value(x, h + load_activation(branch, row_start + c));
-      if (sum != nullptr) store_activation(sum, row_start + c, h);
+      h = stored_value(x, h + load_act(branch, row_start + c));
+      if (sum != nullptr) store_act(sum, row_start + c, h);
     }
     sum_squares += h * h;
   }
@@ -64,12 +61,11 @@ __global__ void rmsnorm_forward_kernel(RmsNormParams p, const Io* x, const Io* b
   if (threadIdx.x == 0) rstd[blockIdx.x] = r;
   for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x) {
     // The same thread wrote sum[c] above: reading it back is ordered (and an L1/L2 hit).
-    const float h = branch == nullptr ? load_activation(x, row_start + c)
-                    : sum != nullptr  ? load_activation(sum, row_start + c)
-                                      : stored_value(x, load_activation(x, row_start + c) +
-                                                            load_activation(branch, row_start + c));
+    const float h = branch == nullptr ? load_act(x, row_start + c)
+                    : sum != nullptr  ? load_act(sum, row_start + c)
+                                      : stored_value(x, load_act(x, row_start + c) + load_act(branch, row_start + c));
     // transformers: weight * (x * rsqrt(variance + eps)), in this order.
-    store_activation(out, row_start + c, weight[c] * (h * r));
+    store_act(out, row_start + c, weight[c] * (h * r));
   }
 }
 
@@ -81,14 +77,14 @@ __global__ void rmsnorm_backward_dx_kernel(RmsNormParams p, const Io* dout, cons
   const int64_t row_start = static_cast<int64_t>(blockIdx.x) * p.cols;
   float partial = 0.0f;
   for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x) {
-    partial += weight[c] * load_activation(dout, row_start + c) * load_activation(x, row_start + c);
+    partial += weight[c] * load_act(dout, row_start + c) * load_act(x, row_start + c);
   }
   const float dot = block_sum(partial, scratch);
   const float r = rstd[blockIdx.x];
   const float correction = dot / static_cast<float>(p.cols) * r * r * r;
   for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x) {
-    store_activation(dx, row_start + c,
-                     r * weight[c] * load_activation(dout, row_start + c) - load_activation(x, row_start + c) * correction);
+    store_act(dx, row_start + c,
+              r * weight[c] * load_act(dout, row_start + c) - load_act(x, row_start + c) * correction);
   }
 }
 
@@ -103,7 +99,7 @@ __global__ void rmsnorm_dweight_partial_kernel(RmsNormParams p, const Io* dout, 
   const int64_t last = first + kRmsNormDweightRowsPerChunk < p.rows ? first + kRmsNormDweightRowsPerChunk : p.rows;
   float sum = 0.0f;
   for (int64_t row = first; row < last; ++row) {
-    sum += load_activation(dout, row * p.cols + c) * load_activation(x, row * p.cols + c) * rstd[row];
+    sum += load_act(dout, row * p.cols + c) * load_act(x, row * p.cols + c) * rstd[row];
   }
   partial[static_cast<int64_t>(blockIdx.y) * p.cols + c] = sum;
 }

@@ -1,4 +1,4 @@
-// Inverted dropout on the CPU with the shared Philox keying (kernels/philox.cuh) and element
+// Inverted dropout on the CPU (f32 activations) with the shared Philox keying (kernels/philox.cuh) and element
 // keys (kernels/dropout_key.cuh).
 #include "engine/cpu/cpu_backend.h"
 #include "engine/cpu/parallel.h"
@@ -11,7 +11,11 @@ namespace la3 {
 // One (row, position) line of `width` elements at a time: its keys are consecutive, so the
 // multipliers of a chunk of up to 1024 columns (256 Philox blocks) come in one pass, then the
 // product. Same decisions as kernels::dropout_keep at dropout_key per element.
-void CpuBackend::dropout_forward(const kernels::DropoutParams& p, int64_t count, const float* x, float* out) {
+void CpuBackend::dropout_forward(const kernels::DropoutParams& p, int64_t count, DType act, const void* x_in,
+                                 void* out_in) {
+  require_f32_activations("dropout_forward", act);
+  const auto* x = static_cast<const float*>(x_in);
+  auto* out = static_cast<float*>(out_in);
   if (!kernels::dropout_layout_fits(p, count)) {
     Fail(ErrorKind::kInternal, "dropout: ", count, " elements are not whole rows of [positions ", p.positions,
          ", width ", p.width, "]");

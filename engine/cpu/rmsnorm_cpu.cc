@@ -7,6 +7,7 @@
 #include "engine/cpu/cpu_backend.h"
 #include "engine/cpu/parallel.h"
 #include "engine/dtype.h"
+#include "engine/error.h"
 
 namespace la3 {
 namespace {
@@ -69,25 +70,36 @@ void backward(const kernels::RmsNormParams& p, const Io* dout, const Io* x, cons
 
 }  // namespace
 
-void CpuBackend::rmsnorm_forward(const kernels::RmsNormParams& p, const float* x, const float* weight, float* out,
-                                 float* rstd) {
-  forward<float>(p, x, nullptr, weight, nullptr, out, rstd);
+// The CPU keeps its bf16 RMSNorm (the reference of the bf16 kernels in
+// tests/simt/rmsnorm_kernel_test.cc): f32 or bf16 activations, anything else is refused.
+template <typename Body>
+void with_norm_type(const char* op, DType act, Body&& body) {
+  if (act == DType::kF32) return body(float{});
+  if (act == DType::kBF16) return body(uint16_t{});
+  Fail(ErrorKind::kInvalidArgument, op, ": activations must be f32 or bf16, got ", dtype_name(act));
 }
-void CpuBackend::add_rmsnorm_forward(const kernels::RmsNormParams& p, const float* residual, const float* branch,
-                                     const float* weight, float* sum, float* out, float* rstd) {
-  forward<float>(p, residual, branch, weight, sum, out, rstd);
+
+void CpuBackend::rmsnorm_forward(const kernels::RmsNormParams& p, DType act, const void* x, const float* weight,
+                                 void* out, float* rstd) {
+  with_norm_type("rmsnorm_forward", act, [&](auto tag) {
+    using T = decltype(tag);
+    forward<T>(p, static_cast<const T*>(x), nullptr, weight, nullptr, static_cast<T*>(out), rstd);
+  });
 }
-void CpuBackend::rmsnorm_backward(const kernels::RmsNormParams& p, const float* dout, const float* x,
-                                  const float* weight, const float* rstd, float* dx, float* dweight) {
-  backward<float>(p, dout, x, weight, rstd, dx, dweight);
+void CpuBackend::add_rmsnorm_forward(const kernels::RmsNormParams& p, DType act, const void* residual,
+                                     const void* branch, const float* weight, void* sum, void* out, float* rstd) {
+  with_norm_type("add_rmsnorm_forward", act, [&](auto tag) {
+    using T = decltype(tag);
+    forward<T>(p, static_cast<const T*>(residual), static_cast<const T*>(branch), weight, static_cast<T*>(sum),
+               static_cast<T*>(out), rstd);
+  });
 }
-void CpuBackend::rmsnorm_forward_bf16(const kernels::RmsNormParams& p, const uint16_t* x, const uint16_t* branch,
-                                      const float* weight, uint16_t* sum, uint16_t* out, float* rstd) {
-  forward<uint16_t>(p, x, branch, weight, sum, out, rstd);
-}
-void CpuBackend::rmsnorm_backward_bf16(const kernels::RmsNormParams& p, const uint16_t* dout, const uint16_t* x,
-                                       const float* weight, const float* rstd, uint16_t* dx, float* dweight) {
-  backward<uint16_t>(p, dout, x, weight, rstd, dx, dweight);
+void CpuBackend::rmsnorm_backward(const kernels::RmsNormParams& p, DType act, const void* dout, const void* x,
+                                  const float* weight, const float* rstd, void* dx, float* dweight) {
+  with_norm_type("rmsnorm_backward", act, [&](auto tag) {
+    using T = decltype(tag);
+    backward<T>(p, static_cast<const T*>(dout), static_cast<const T*>(x), weight, rstd, static_cast<T*>(dx), dweight);
+  });
 }
 
 }  // namespace la3

@@ -1,4 +1,4 @@
-// Softmax over the last dimension on the CPU (max-subtracted, so exp never overflows).
+// Softmax over the last dimension on the CPU, f32 activations (max-subtracted, so exp never overflows).
 #include <cmath>
 
 #include "engine/cpu/cpu_backend.h"
@@ -7,7 +7,10 @@
 
 namespace la3 {
 
-void CpuBackend::softmax_forward(const kernels::SoftmaxParams& p, const float* x, float* out) {
+void CpuBackend::softmax_forward(const kernels::SoftmaxParams& p, DType act, const void* x_in, void* out_in) {
+  require_f32_activations("softmax_forward", act);
+  const auto* x = static_cast<const float*>(x_in);
+  auto* out = static_cast<float*>(out_in);
 #pragma omp parallel for schedule(static) if (worth_parallel(p.rows * p.cols))
   for (int64_t row = 0; row < p.rows; ++row) {
     const float* x_row = x + row * p.cols;
@@ -25,7 +28,12 @@ void CpuBackend::softmax_forward(const kernels::SoftmaxParams& p, const float* x
 }
 
 // dx = y * (dy - sum(dy * y)).
-void CpuBackend::softmax_backward(const kernels::SoftmaxParams& p, const float* dout, const float* out, float* dx) {
+void CpuBackend::softmax_backward(const kernels::SoftmaxParams& p, DType act, const void* dout_in, const void* out_in,
+                                  void* dx_in) {
+  require_f32_activations("softmax_backward", act);
+  const auto* dout = static_cast<const float*>(dout_in);
+  const auto* out = static_cast<const float*>(out_in);
+  auto* dx = static_cast<float*>(dx_in);
 #pragma omp parallel for schedule(static) if (worth_parallel(p.rows * p.cols))
   for (int64_t row = 0; row < p.rows; ++row) {
     const float* y = out + row * p.cols;

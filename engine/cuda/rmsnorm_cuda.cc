@@ -1,5 +1,6 @@
-// CudaBackend: RMSNorm, the fused residual add + RMSNorm, and their bf16-activation variants
+// CudaBackend: RMSNorm and the fused residual add + RMSNorm on f32 or bf16 activations
 // (kernels/rmsnorm.cuh).
+#include "engine/cuda/act_dispatch.h"
 #include "engine/cuda/cuda_backend.h"
 #include "engine/error.h"
 // Kernel sources last: under g++ they bring the SIMT keyword macros.
@@ -27,25 +28,30 @@ void rmsnorm_backward_on(cudaStream_t stream, CachingAllocator& allocator, const
 
 }  // namespace
 
-void CudaBackend::rmsnorm_forward(const kernels::RmsNormParams& p, const float* x, const float* weight, float* out,
-                                  float* rstd) {
-  kernels::launch_rmsnorm_forward<float>(StreamLaunch{stream_}, p, x, nullptr, weight, nullptr, out, rstd);
+void CudaBackend::rmsnorm_forward(const kernels::RmsNormParams& p, DType act, const void* x, const float* weight,
+                                  void* out, float* rstd) {
+  with_act_type("rmsnorm_forward", act, [&](auto tag) {
+    using T = decltype(tag);
+    kernels::launch_rmsnorm_forward<T>(StreamLaunch{stream_}, p, static_cast<const T*>(x), nullptr, weight, nullptr,
+                                       static_cast<T*>(out), rstd);
+  });
 }
-void CudaBackend::add_rmsnorm_forward(const kernels::RmsNormParams& p, const float* residual, const float* branch,
-                                      const float* weight, float* sum, float* out, float* rstd) {
-  kernels::launch_rmsnorm_forward<float>(StreamLaunch{stream_}, p, residual, branch, weight, sum, out, rstd);
+void CudaBackend::add_rmsnorm_forward(const kernels::RmsNormParams& p, DType act, const void* residual,
+                                      const void* branch, const float* weight, void* sum, void* out, float* rstd) {
+  with_act_type("add_rmsnorm_forward", act, [&](auto tag) {
+    using T = decltype(tag);
+    kernels::launch_rmsnorm_forward<T>(StreamLaunch{stream_}, p, static_cast<const T*>(residual),
+                                       static_cast<const T*>(branch), weight, static_cast<T*>(sum),
+                                       static_cast<T*>(out), rstd);
+  });
 }
-void CudaBackend::rmsnorm_backward(const kernels::RmsNormParams& p, const float* dout, const float* x,
-                                   const float* weight, const float* rstd, float* dx, float* dweight) {
-  rmsnorm_backward_on<float>(stream_, *allocator_, p, dout, x, weight, rstd, dx, dweight);
-}
-void CudaBackend::rmsnorm_forward_bf16(const kernels::RmsNormParams& p, const uint16_t* x, const uint16_t* branch,
-                                       const float* weight, uint16_t* sum, uint16_t* out, float* rstd) {
-  kernels::launch_rmsnorm_forward<uint16_t>(StreamLaunch{stream_}, p, x, branch, weight, sum, out, rstd);
-}
-void CudaBackend::rmsnorm_backward_bf16(const kernels::RmsNormParams& p, const uint16_t* dout, const uint16_t* x,
-                                        const float* weight, const float* rstd, uint16_t* dx, float* dweight) {
-  rmsnorm_backward_on<uint16_t>(stream_, *allocator_, p, dout, x, weight, rstd, dx, dweight);
+void CudaBackend::rmsnorm_backward(const kernels::RmsNormParams& p, DType act, const void* dout, const void* x,
+                                   const float* weight, const float* rstd, void* dx, float* dweight) {
+  with_act_type("rmsnorm_backward", act, [&](auto tag) {
+    using T = decltype(tag);
+    rmsnorm_backward_on<T>(stream_, *allocator_, p, static_cast<const T*>(dout), static_cast<const T*>(x), weight,
+                           rstd, static_cast<T*>(dx), dweight);
+  });
 }
 
 }  // namespace la3::LA3_CUDA_FLAVOUR

@@ -1,4 +1,6 @@
-// Activations of the T5 feed-forward blocks (differentiable).
+// Activations of the T5 feed-forward blocks (differentiable). Inputs are activations, f32 or
+// bf16 (bf16 on the CUDA devices; the CPU backend refuses it): the output and the gradients
+// have the input's type, the arithmetic is fp32.
 #pragma once
 
 #include "engine/tensor.h"

@@ -35,22 +35,23 @@ kernels::DropoutParams with_layout(const kernels::DropoutParams& params, const T
 }  // namespace
 
 Tensor dropout(const Tensor& x_in, const kernels::DropoutParams& params_in, bool training) {
-  check_f32(kOp, "x", x_in);
+  check_activation(kOp, "x", x_in);
   if (!(params_in.p >= 0.0f && params_in.p < 1.0f)) {
     Fail(ErrorKind::kInvalidArgument, kOp, ": probability must be in [0, 1), got ", params_in.p);
   }
   if (!training || params_in.p == 0.0f) return x_in;
   const kernels::DropoutParams params = with_layout(params_in, x_in);
   const Tensor x = x_in.contiguous();
+  const DType act = x.dtype();
   Tensor out = Tensor::empty_like(x);
-  backend_for(x.device()).dropout_forward(params, x.numel(), x.data<float>(), out.data<float>());
+  backend_for(x.device()).dropout_forward(params, x.numel(), act, x.raw_data(), out.raw_data());
   if (should_record({&x_in})) {
     // The mask is a function of (seed, step, stream, element key): backward redraws it, so
     // nothing but the parameters is saved.
-    record_op(kOp, {x_in}, out, [params](const Tensor& dout_in) {
-      const Tensor dout = dout_in.contiguous();
+    record_op(kOp, {x_in}, out, [params, act](const Tensor& dout_in) {
+      const Tensor dout = dout_in.to(act).contiguous();
       Tensor dx = Tensor::empty_like(dout);
-      backend_for(dout.device()).dropout_forward(params, dout.numel(), dout.data<float>(), dx.data<float>());
+      backend_for(dout.device()).dropout_forward(params, dout.numel(), act, dout.raw_data(), dx.raw_data());
       return std::vector<Tensor>{dx};
     });
   }

@@ -5,7 +5,8 @@
 // width = the last dimension. So every backend draws the same mask, backward recomputes it
 // instead of storing it, and an example's mask depends neither on the padded length of its
 // batch nor on which rank or micro-batch holds it (callers set params.row_offset to the
-// global index of x's row 0; the op fills the layout fields from x's shape).
+// global index of x's row 0; the op fills the layout fields from x's shape). x is f32 or bf16
+// (on the CUDA devices; out and dx have its type): the mask is the same for both.
 #pragma once
 
 #include "engine/tensor.h"

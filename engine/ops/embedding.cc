@@ -26,9 +26,13 @@ void check_embedding_ids(const Tensor& ids, int64_t vocab) {
   check_ids("embedding", ids, as_int64(ids), vocab);
 }
 
-Tensor embedding(const Tensor& table_in, const Tensor& ids_in, IdCheck check) {
+Tensor embedding(const Tensor& table_in, const Tensor& ids_in, IdCheck check, DType out_dtype) {
   constexpr const char* kOp = "embedding";
   check_f32(kOp, "table", table_in);
+  if (!is_floating(out_dtype)) {
+    Fail(ErrorKind::kInvalidArgument, kOp, ": the output type must be f32 or bf16, got ", dtype_name(out_dtype));
+  }
+  const DType act = out_dtype;
   check_rank(kOp, "table", table_in, 2);
   check_integer(kOp, "ids", ids_in);
   check_same_device(kOp, {&table_in, &ids_in});
@@ -44,16 +48,16 @@ Tensor embedding(const Tensor& table_in, const Tensor& ids_in, IdCheck check) {
   const int64_t* id_data = ids.data<int64_t>();
   Shape out_shape = ids.shape();
   out_shape.push_back(p.dim);
-  Tensor out = Tensor::empty(out_shape, DType::kF32, table.device());
-  backend_for(table.device()).embedding_forward(p, id_data, table.data<float>(), out.data<float>());
+  Tensor out = Tensor::empty(out_shape, act, table.device());
+  backend_for(table.device()).embedding_forward(p, act, id_data, table.data<float>(), out.raw_data());
   if (should_record({&table_in})) {
-    record_op(kOp, {table_in, ids_in}, out, [p, ids, table](const Tensor& dout_in) {
-      const Tensor dout = dout_in.contiguous();
+    record_op(kOp, {table_in, ids_in}, out, [p, ids, table, act](const Tensor& dout_in) {
+      const Tensor dout = dout_in.to(act).contiguous();
       // The kernel accumulates: straight into the parameter's gradient when it has one (no
       // zeroed [vocab, dim] table and no second pass to add it), else into a zeroed table.
       const Tensor into = leaf_gradient_to_accumulate_into(table);
       const Tensor dtable = into.defined() ? Tensor() : Tensor::zeros_like(table);
-      backend_for(table.device()).embedding_backward(p, ids.data<int64_t>(), dout.data<float>(),
+      backend_for(table.device()).embedding_backward(p, act, ids.data<int64_t>(), dout.raw_data(),
                                                      (into.defined() ? into : dtable).data<float>());
       return std::vector<Tensor>{dtable, Tensor()};
     });

@@ -24,20 +24,22 @@ kernels::RmsNormParams checked_params(const char* op, const Tensor& x, const Ten
   return p;
 }
 
-// Records `normed` = rmsnorm(x, weight) on the tape (x is what was normalised).
+// Records `normed` = rmsnorm(x, weight) on the tape (x is what was normalised). dx has x's
+// activation type; dweight is f32.
 void record_rmsnorm(const Tensor& x_in, const Tensor& weight_in, const Tensor& x, const Tensor& weight,
                     const Tensor& rstd, const kernels::RmsNormParams& p, const Tensor& normed) {
   if (!should_record({&x_in, &weight_in})) return;
   const bool need_dweight = weight_in.requires_grad();
-  record_op("rmsnorm", {x_in, weight_in}, normed, [p, x, weight, rstd, need_dweight](const Tensor& dout_in) {
-    const Tensor dout = dout_in.contiguous();
+  const DType act = x.dtype();
+  record_op("rmsnorm", {x_in, weight_in}, normed, [p, x, weight, rstd, act, need_dweight](const Tensor& dout_in) {
+    const Tensor dout = dout_in.to(act).contiguous();
     Tensor dx = Tensor::empty_like(x);
     // dweight accumulates: into the parameter's gradient when it has one, else a zeroed buffer.
     const Tensor into = need_dweight ? leaf_gradient_to_accumulate_into(weight) : Tensor();
     const Tensor dweight = need_dweight && !into.defined() ? Tensor::zeros_like(weight) : Tensor();
     float* dweight_data = into.defined() ? into.data<float>() : dweight.defined() ? dweight.data<float>() : nullptr;
-    backend_for(x.device()).rmsnorm_backward(p, dout.data<float>(), x.data<float>(), weight.data<float>(),
-                                             rstd.data<float>(), dx.data<float>(), dweight_data);
+    backend_for(x.device()).rmsnorm_backward(p, act, dout.raw_data(), x.raw_data(), weight.data<float>(),
+                                             rstd.data<float>(), dx.raw_data(), dweight_data);
     return std::vector<Tensor>{dx, dweight};
   });
 }
@@ -46,33 +48,23 @@ void record_rmsnorm(const Tensor& x_in, const Tensor& weight_in, const Tensor& x
 
 Tensor rmsnorm(const Tensor& x_in, const Tensor& weight_in, float eps) {
   constexpr const char* kOp = "rmsnorm";
-  if (x_in.dtype() != DType::kF32 && x_in.dtype() != DType::kBF16) {
-    Fail(ErrorKind::kInvalidArgument, kOp, ": x must be f32 or bf16, got ", x_in.describe());
-  }
+  check_activation(kOp, "x", x_in);
   const kernels::RmsNormParams p = checked_params(kOp, x_in, weight_in, eps);
   const Tensor x = x_in.contiguous();
   const Tensor weight = weight_in.contiguous();
   Tensor out = Tensor::empty_like(x);
   Tensor rstd = Tensor::empty({p.rows}, DType::kF32, x.device());  // [rows], saved for backward
-  Backend& backend = backend_for(x.device());
-  if (x.dtype() == DType::kBF16) {
-    if (should_record({&x_in, &weight_in})) {
-      Fail(ErrorKind::kInvalidArgument, kOp, ": x ", x_in.describe(),
-           " is bf16, which is inference only (gradients are f32); convert x to f32 to differentiate");
-    }
-    backend.rmsnorm_forward_bf16(p, bf16_bits(x), nullptr, weight.data<float>(), nullptr, bf16_bits(out),
-                                 rstd.data<float>());
-    return out;
-  }
-  backend.rmsnorm_forward(p, x.data<float>(), weight.data<float>(), out.data<float>(), rstd.data<float>());
+  backend_for(x.device())
+      .rmsnorm_forward(p, x.dtype(), x.raw_data(), weight.data<float>(), out.raw_data(), rstd.data<float>());
   record_rmsnorm(x_in, weight_in, x, weight, rstd, p, out);
   return out;
 }
 
 AddRmsNorm add_rmsnorm(const Tensor& residual_in, const Tensor& branch_in, const Tensor& weight_in, float eps) {
   constexpr const char* kOp = "add_rmsnorm";
-  check_f32(kOp, "residual", residual_in);
-  check_f32(kOp, "branch", branch_in);
+  check_activation(kOp, "residual", residual_in);
+  check_activation(kOp, "branch", branch_in);
+  check_same_dtype(kOp, "residual", residual_in, "branch", branch_in);
   check_same_device(kOp, {&residual_in, &branch_in});
   check_same_shape(kOp, "residual", residual_in, "branch", branch_in);
   const kernels::RmsNormParams p = checked_params(kOp, residual_in, weight_in, eps);
@@ -82,8 +74,8 @@ AddRmsNorm add_rmsnorm(const Tensor& residual_in, const Tensor& branch_in, const
   AddRmsNorm result{Tensor::empty_like(residual), Tensor::empty_like(residual)};
   Tensor rstd = Tensor::empty({p.rows}, DType::kF32, residual.device());
   backend_for(residual.device())
-      .add_rmsnorm_forward(p, residual.data<float>(), branch.data<float>(), weight.data<float>(),
-                           result.sum.data<float>(), result.normed.data<float>(), rstd.data<float>());
+      .add_rmsnorm_forward(p, residual.dtype(), residual.raw_data(), branch.raw_data(), weight.data<float>(),
+                           result.sum.raw_data(), result.normed.raw_data(), rstd.data<float>());
   // Two tape nodes, as if the ops had run apart: the add (its gradient passes through to both
   // inputs) and the norm of the sum. The sum's gradient is the norm's dx plus whatever the
   // later residual stream sends back, which the tape accumulates.

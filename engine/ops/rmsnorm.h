@@ -7,15 +7,15 @@
 namespace la3::ops {
 
 // x [..., d], weight [d] -> x * rsqrt(mean(x^2 over d) + eps) * weight.
-// x may be f32 or bf16 (the output has x's dtype; weight is f32, statistics fp32). bf16 is
-// for inference: a bf16 x cannot be differentiated (the tape's gradients are f32).
+// x may be f32 or bf16 (the output and x's gradient have x's dtype; weight and its gradient
+// are f32, statistics fp32).
 Tensor rmsnorm(const Tensor& x, const Tensor& weight, float eps = 1e-6f);
 
 // The residual add and the pre-norm that follows it, in one kernel pass:
 //   sum = residual + branch;  normed = rmsnorm(sum, weight, eps).
 // Values and gradients are those of ops::add followed by ops::rmsnorm (bit-identical on the
 // CPU); it saves the GPU two reads and a write of the row. residual and branch have the same
-// shape and dtype (f32).
+// shape and dtype (f32 or bf16: with bf16 the sum is rounded to bf16 before it is normalised).
 struct AddRmsNorm {
   Tensor sum;
   Tensor normed;

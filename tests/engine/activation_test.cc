@@ -105,13 +105,13 @@ TEST(Activation, GatedGelu) {
 TEST(Activation, BadInputNamesTheOpAndShapes) {
   using testing::error_message;
   const Tensor ints = Tensor::zeros({2, 3}, DType::kI32);
-  EXPECT_THAT(error_message([&] { ops::relu(ints); }), HasSubstr("relu: x must be f32, got i32[2, 3] on cpu"));
+  EXPECT_THAT(error_message([&] { ops::relu(ints); }), HasSubstr("relu: x must be f32 or bf16, got i32[2, 3] on cpu"));
   EXPECT_THAT(error_message([&] { ops::gelu_new(Tensor::zeros({4}, DType::kBF16)); }),
-              HasSubstr("gelu_new: x must be f32, got bf16[4] on cpu"));
+              HasSubstr("gelu_new_forward: the cpu backend computes activations in f32, got bf16"));
   EXPECT_THAT(error_message([&] { ops::gated_gelu(Tensor::zeros({2, 3}), Tensor::zeros({3, 2})); }),
               HasSubstr("gated_gelu: shape mismatch: gate is f32[2, 3] on cpu but linear is f32[3, 2] on cpu"));
   EXPECT_THAT(error_message([&] { ops::gated_gelu(Tensor::zeros({2, 3}), ints); }),
-              HasSubstr("gated_gelu: linear must be f32, got i32[2, 3] on cpu"));
+              HasSubstr("gated_gelu: linear must be f32 or bf16, got i32[2, 3] on cpu"));
   EXPECT_THAT(error_message([&] { ops::relu(Tensor()); }), HasSubstr("relu: x is undefined"));
 }
 

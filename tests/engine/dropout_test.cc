@@ -220,7 +220,7 @@ TEST(Dropout, InvalidProbabilitiesAreErrors) {
               HasSubstr("dropout: probability must be in [0, 1)"));
   EXPECT_THAT(catch_error([&] { ops::dropout(Tensor::zeros({4}, DType::kI32), params_of(0.1f, 0, 0, 0), true); })
                   .message,
-              HasSubstr("dropout: x must be f32, got i32[4] on cpu"));
+              HasSubstr("dropout: x must be f32 or bf16, got i32[4] on cpu"));
 }
 
 TEST(Dropout, ShapesWhoseKeysDoNotFitAreErrors) {

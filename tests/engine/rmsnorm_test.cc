@@ -201,11 +201,13 @@ TEST(AddRmsNorm, BadInput) {
   EXPECT_THAT(error_message([] {
                 ops::add_rmsnorm(Tensor::zeros({2, 3}, DType::kBF16), Tensor::zeros({2, 3}), Tensor::zeros({3}));
               }),
-              HasSubstr("add_rmsnorm: residual must be f32, got bf16[2, 3] on cpu"));
+              HasSubstr("add_rmsnorm: residual bf16[2, 3] on cpu and branch f32[2, 3] on cpu must have the same "
+                        "element type"));
 }
 
-// bf16 activations (inference): the output is bf16, within bf16 rounding of the fp32 op on the
-// same (widened) input, and differentiating it is refused with a clear error.
+// bf16 activations (the CPU keeps its bf16 RMSNorm): the output is bf16, the fp32 op on the
+// same (widened) input rounded once; differentiated, dx is bf16 and dweight f32, within bf16
+// rounding of the fp32 op's gradients.
 TEST(RmsNorm, Bf16InputGivesABf16OutputWithinRounding) {
   std::mt19937 rng(57);
   const Tensor x32 = testing::random_tensor({6, 40}, rng, -2.0f, 2.0f).to(DType::kBF16).to(DType::kF32);
@@ -216,10 +218,22 @@ TEST(RmsNorm, Bf16InputGivesABf16OutputWithinRounding) {
   EXPECT_EQ(out.to(DType::kF32).to_vector<float>(), expected.to(DType::kBF16).to(DType::kF32).to_vector<float>())
       << "the CPU's bf16 path is the fp32 computation rounded once";
 
-  Tape tape;
-  weight.set_requires_grad(true);
-  EXPECT_THAT(testing::error_message([&] { ops::rmsnorm(x32.to(DType::kBF16), weight); }),
-              HasSubstr("rmsnorm: x bf16[6, 40] on cpu is bf16, which is inference only"));
+  const Tensor upstream = testing::random_tensor({6, 40}, rng).to(DType::kBF16).to(DType::kF32);
+  auto gradients = [&](DType act) {
+    Tape tape;
+    const Tensor x = x32.to(act);
+    const Tensor w = weight.to(DType::kF32);
+    x.set_requires_grad(true);
+    w.set_requires_grad(true);
+    tape.backward(ops::rmsnorm(x, w), upstream);
+    return std::pair<Tensor, Tensor>{x.grad(), w.grad()};
+  };
+  const auto [dx16, dw16] = gradients(DType::kBF16);
+  const auto [dx32, dw32] = gradients(DType::kF32);
+  ASSERT_EQ(dx16.dtype(), DType::kBF16);
+  ASSERT_EQ(dw16.dtype(), DType::kF32);
+  EXPECT_LT(testing::normalized_error(dx16.to(DType::kF32), dx32), 1e-5);  // dx rounded once
+  EXPECT_LT(testing::normalized_error(dw16, dw32), 1e-10);                 // same bf16-exact inputs, f32 sums
 }
 
 }  // namespace

@@ -87,7 +87,7 @@ TEST(Softmax, RandomShapes) {
 TEST(Softmax, BadInput) {
   using testing::error_message;
   EXPECT_THAT(error_message([] { ops::softmax(Tensor::zeros({2, 3}, DType::kI32)); }),
-              HasSubstr("softmax: x must be f32, got i32[2, 3] on cpu"));
+              HasSubstr("softmax: x must be f32 or bf16, got i32[2, 3] on cpu"));
   EXPECT_THAT(error_message([] { ops::softmax(Tensor::scalar(1.0f)); }),
               HasSubstr("softmax: x must have a dimension, got f32[] on cpu"));
   EXPECT_THAT(error_message([] { ops::softmax(Tensor()); }), HasSubstr("softmax: x is undefined"));

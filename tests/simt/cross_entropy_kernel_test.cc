@@ -52,10 +52,10 @@ TEST(EmbeddingKernels, GatherAndScatterAddMatchTheCpuBackend) {
   for (float& v : dout) v = dist(rng);
   std::vector<float> out(7 * 37), out_cpu(7 * 37), dtable(table.size(), 0.25f), dtable_cpu(table.size(), 0.25f);
   la3::kernels::launch_embedding_forward(la3::kernels::SimtLaunch{}, p, ids.data(), table.data(), out.data());
-  cpu().embedding_forward(p, ids.data(), table.data(), out_cpu.data());
+  cpu().embedding_forward(p, la3::DType::kF32, ids.data(), table.data(), out_cpu.data());
   EXPECT_EQ(out, out_cpu);
   la3::kernels::launch_embedding_backward(la3::kernels::SimtLaunch{}, p, ids.data(), dout.data(), dtable.data());
-  cpu().embedding_backward(p, ids.data(), dout.data(), dtable_cpu.data());
+  cpu().embedding_backward(p, la3::DType::kF32, ids.data(), dout.data(), dtable_cpu.data());
   for (size_t i = 0; i < dtable.size(); ++i) ASSERT_NEAR(dtable[i], dtable_cpu[i], 1e-6f) << "element " << i;
 }
 

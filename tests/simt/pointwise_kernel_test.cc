@@ -37,6 +37,7 @@ void expect_close(const std::vector<float>& actual, const std::vector<float>& ex
 la3::Backend& cpu() { return la3::backend_for(la3::Device::cpu()); }
 
 constexpr int64_t kCount = 5003;  // not a multiple of the block
+constexpr la3::DType kF32 = la3::DType::kF32;  // the CPU backend's activation type
 
 const la3::kernels::SimtLaunch kLaunch;  // the launchers CudaBackend calls, on the emulation
 
@@ -44,23 +45,23 @@ TEST(PointwiseKernels, ActivationsMatchTheCpuBackend) {
   const std::vector<float> x = random_values(kCount, 1), y = random_values(kCount, 2), dout = random_values(kCount, 3);
   std::vector<float> out(kCount), expected(kCount), dgate(kCount), dlinear(kCount), dgate_cpu(kCount), dlinear_cpu(kCount);
   la3::kernels::launch_relu_forward(kLaunch, kCount, x.data(), out.data());
-  cpu().relu_forward(kCount, x.data(), expected.data());
+  cpu().relu_forward(kCount, kF32, x.data(), expected.data());
   EXPECT_EQ(out, expected);
   la3::kernels::launch_relu_backward(kLaunch, kCount, dout.data(), x.data(), out.data());
-  cpu().relu_backward(kCount, dout.data(), x.data(), expected.data());
+  cpu().relu_backward(kCount, kF32, dout.data(), x.data(), expected.data());
   EXPECT_EQ(out, expected);
   la3::kernels::launch_gelu_new_forward(kLaunch, kCount, x.data(), out.data());
-  cpu().gelu_new_forward(kCount, x.data(), expected.data());
+  cpu().gelu_new_forward(kCount, kF32, x.data(), expected.data());
   expect_close(out, expected, 1e-6f, "gelu_new forward");
   la3::kernels::launch_gelu_new_backward(kLaunch, kCount, dout.data(), x.data(), out.data());
-  cpu().gelu_new_backward(kCount, dout.data(), x.data(), expected.data());
+  cpu().gelu_new_backward(kCount, kF32, dout.data(), x.data(), expected.data());
   expect_close(out, expected, 1e-6f, "gelu_new backward");
   la3::kernels::launch_gated_gelu_forward(kLaunch, kCount, x.data(), y.data(), out.data());
-  cpu().gated_gelu_forward(kCount, x.data(), y.data(), expected.data());
+  cpu().gated_gelu_forward(kCount, kF32, x.data(), y.data(), expected.data());
   expect_close(out, expected, 1e-6f, "gated_gelu forward");
   la3::kernels::launch_gated_gelu_backward(kLaunch, kCount, dout.data(), x.data(), y.data(), dgate.data(),
                                            dlinear.data());
-  cpu().gated_gelu_backward(kCount, dout.data(), x.data(), y.data(), dgate_cpu.data(), dlinear_cpu.data());
+  cpu().gated_gelu_backward(kCount, kF32, dout.data(), x.data(), y.data(), dgate_cpu.data(), dlinear_cpu.data());
   expect_close(dgate, dgate_cpu, 1e-6f, "gated_gelu dgate");
   expect_close(dlinear, dlinear_cpu, 1e-6f, "gated_gelu dlinear");
 }
@@ -70,9 +71,9 @@ TEST(PointwiseKernels, ActivationsMatchTheCpuBackend) {
 TEST(PointwiseKernels, GridStrideLoopsCoverCountsBeyondTheGrid) {
   const std::vector<float> x = random_values(kCount, 1);
   std::vector<float> out(kCount, -1.0f), expected(kCount);
-  la3::simt::launch(la3::kernels::relu_forward_kernel, dim3(4), dim3(kPointwiseThreads), 0, nullptr, kCount, x.data(),
+  la3::simt::launch(la3::kernels::relu_forward_kernel<float>, dim3(4), dim3(kPointwiseThreads), 0, nullptr, kCount, x.data(),
                     out.data());
-  cpu().relu_forward(kCount, x.data(), expected.data());
+  cpu().relu_forward(kCount, kF32, x.data(), expected.data());
   EXPECT_EQ(out, expected);
   EXPECT_EQ(la3::kernels::pointwise_grid(int64_t{1} << 30).x, la3::kernels::kPointwiseMaxBlocks);
   EXPECT_EQ(la3::kernels::pointwise_grid(kCount).x, 20u);  // ceil(5003 / 256)
@@ -106,7 +107,7 @@ TEST(PointwiseKernels, DropoutDrawsTheCpuMaskExactly) {
     const int64_t count = layout.rows * layout.positions * layout.width;
     const std::vector<float> x = random_values(static_cast<size_t>(count), 4);
     std::vector<float> expected(x.size());
-    cpu().dropout_forward(p, count, x.data(), expected.data());
+    cpu().dropout_forward(p, count, kF32, x.data(), expected.data());
     const std::vector<float> out = dropout_on_kernel(p, x);
     EXPECT_EQ(out, expected) << "positions " << layout.positions << " width " << layout.width;  // same bits, same scaling
     int64_t dropped = 0;

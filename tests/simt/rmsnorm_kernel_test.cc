@@ -21,6 +21,10 @@ namespace {
 
 using la3::kernels::RmsNormParams;
 
+// The activation types the CPU backend's RMSNorm takes (it keeps bf16: it is this test's reference).
+constexpr la3::DType kF32 = la3::DType::kF32;
+constexpr la3::DType kBF16 = la3::DType::kBF16;
+
 const std::vector<std::pair<int64_t, int64_t>> kShapes = {{7, 333}, {3, 1}, {1, 1024}, {5, 37}, {130, 40}};
 
 struct Inputs {
@@ -70,8 +74,8 @@ TEST_P(RmsNormKernel, MatchesTheCpuBackendForwardAndBackward) {
     la3::Backend& cpu = la3::backend_for(la3::Device::cpu());
     std::vector<float> out_cpu(in.x.size()), rstd_cpu(static_cast<size_t>(rows)), dx_cpu(in.x.size()),
         dweight_cpu(in.weight.size(), 0.5f);
-    cpu.rmsnorm_forward(p, in.x.data(), in.weight.data(), out_cpu.data(), rstd_cpu.data());
-    cpu.rmsnorm_backward(p, in.dout.data(), in.x.data(), in.weight.data(), rstd_cpu.data(), dx_cpu.data(),
+    cpu.rmsnorm_forward(p, kF32, in.x.data(), in.weight.data(), out_cpu.data(), rstd_cpu.data());
+    cpu.rmsnorm_backward(p, kF32, in.dout.data(), in.x.data(), in.weight.data(), rstd_cpu.data(), dx_cpu.data(),
                          dweight_cpu.data());
 
     std::vector<float> out(in.x.size(), -1.0f), rstd(static_cast<size_t>(rows), -1.0f), dx(in.x.size(), -1.0f),
@@ -93,8 +97,8 @@ TEST_P(RmsNormKernel, FusedResidualAddMatchesTheCpuBackend) {
     const RmsNormParams p = params(rows, cols);
     std::vector<float> sum_cpu(in.x.size()), out_cpu(in.x.size()), rstd_cpu(static_cast<size_t>(rows));
     la3::backend_for(la3::Device::cpu())
-        .add_rmsnorm_forward(p, in.x.data(), in.branch.data(), in.weight.data(), sum_cpu.data(), out_cpu.data(),
-                             rstd_cpu.data());
+        .add_rmsnorm_forward(p, kF32, in.x.data(), in.branch.data(), in.weight.data(), sum_cpu.data(),
+                             out_cpu.data(), rstd_cpu.data());
     std::vector<float> sum(in.x.size(), -1.0f), out(in.x.size(), -1.0f), rstd(static_cast<size_t>(rows), -1.0f);
     la3::kernels::launch_rmsnorm_forward<float>(la3::kernels::SimtLaunch{}, p, in.x.data(), in.branch.data(),
                                                 in.weight.data(), sum.data(), out.data(), rstd.data());
@@ -132,10 +136,10 @@ TEST_P(RmsNormKernel, Bf16ActivationsMatchTheCpuBackend) {
 
     std::vector<uint16_t> sum_cpu(n), out_cpu(n), dx_cpu(n);
     std::vector<float> rstd_cpu(r), dweight_cpu(in.weight.size(), 0.0f);
-    cpu.rmsnorm_forward_bf16(p, x.data(), branch.data(), in.weight.data(), sum_cpu.data(), out_cpu.data(),
-                             rstd_cpu.data());
-    cpu.rmsnorm_backward_bf16(p, dout.data(), sum_cpu.data(), in.weight.data(), rstd_cpu.data(), dx_cpu.data(),
-                              dweight_cpu.data());
+    cpu.add_rmsnorm_forward(p, kBF16, x.data(), branch.data(), in.weight.data(), sum_cpu.data(), out_cpu.data(),
+                            rstd_cpu.data());
+    cpu.rmsnorm_backward(p, kBF16, dout.data(), sum_cpu.data(), in.weight.data(), rstd_cpu.data(), dx_cpu.data(),
+                         dweight_cpu.data());
 
     std::vector<uint16_t> sum(n, 0xffff), out(n, 0xffff), dx(n, 0xffff);
     std::vector<float> rstd(r, -1.0f), dweight(in.weight.size(), 0.0f);
@@ -152,7 +156,7 @@ TEST_P(RmsNormKernel, Bf16ActivationsMatchTheCpuBackend) {
     // Against fp32 on the widened bf16 sum: bf16 output rounding only.
     const std::vector<float> sum32 = from_bf16(sum_cpu);
     std::vector<float> out32(n), rstd32(r);
-    cpu.rmsnorm_forward(p, sum32.data(), in.weight.data(), out32.data(), rstd32.data());
+    cpu.rmsnorm_forward(p, kF32, sum32.data(), in.weight.data(), out32.data(), rstd32.data());
     EXPECT_LT(la3::testing::normalized_error(from_bf16(out), out32), 1e-4) << rows << "x" << cols;
     EXPECT_GT(la3::testing::normalized_error(from_bf16(out), out32), 0.0) << "the bf16 output was not rounded";
   }
