@@ -25,6 +25,7 @@ const std::vector<OptionSpec> kOptions = {
     {"overwrite", false, "start over in an output dir that holds an earlier run (deletes its checkpoint and metrics)"},
     {"allow-config-change", false, "with --resume: continue although the learning rate, loss, data or model settings changed"},
     {"device", true, "auto | cpu | cuda | cuda:N | cuda-emu (overrides training.device; auto = cuda when a GPU is usable)"},
+    {"activations", true, "f32 | bf16 (overrides training.activations; bf16 needs a cuda or cuda-emu device)"},
     {"help", false, "show this message"},
 };
 
@@ -92,6 +93,13 @@ int run_train(const std::vector<std::string>& args) {
     if (config.device != "auto" && !parse_device(config.device).ok()) {
       std::fprintf(stderr, "engine train: --device '%s': expected auto, cpu, cuda, cuda:N or cuda-emu\n",
                    config.device.c_str());
+      return 2;
+    }
+  }
+  if (parsed->has("activations")) {
+    config.activations = parsed->get("activations");
+    if (config.activations != "f32" && config.activations != "bf16") {
+      std::fprintf(stderr, "engine train: --activations '%s': expected f32 or bf16\n", config.activations.c_str());
       return 2;
     }
   }

@@ -7,7 +7,6 @@
 #include "engine/error.h"
 #include "engine/ops/activation.h"
 #include "engine/ops/attention.h"
-#include "engine/ops/convert.h"
 #include "engine/ops/cross_entropy.h"
 #include "engine/ops/dropout.h"
 #include "engine/ops/elementwise.h"
@@ -310,7 +309,7 @@ Tensor T5Model::encode(const Tensor& input_ids, const Tensor& attention_mask, co
   const float eps = config_.layer_norm_epsilon;
   const Tensor key_mask = attention_mask.defined() ? ops::key_mask_as_flags(attention_mask) : Tensor();
   const ops::IdCheck id_check = options.ids_checked_by_caller ? ops::IdCheck::kByCaller : ops::IdCheck::kByOp;
-  Tensor hidden = apply_dropout(ops::convert(ops::embedding(parameter("shared.weight"), input_ids, id_check), options.activations),
+  Tensor hidden = apply_dropout(ops::embedding(parameter("shared.weight"), input_ids, id_check, options.activations),
                                 stream::kEncoderEmbedding, options);
   const Tensor& table = parameter("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight");
   // Every residual add is fused with the pre-norm that reads its sum (ops::add_rmsnorm); the
@@ -360,9 +359,8 @@ Tensor T5Model::decoder_forward(const Tensor& decoder_input_ids, const Tensor& e
   // relative-position buckets count from there).
   const int64_t query_offset = cache != nullptr ? cache->steps : 0;
   const ops::IdCheck id_check = options.ids_checked_by_caller ? ops::IdCheck::kByCaller : ops::IdCheck::kByOp;
-  Tensor hidden =
-      apply_dropout(ops::convert(ops::embedding(parameter("shared.weight"), decoder_input_ids, id_check), options.activations),
-                    stream::kDecoderEmbedding, options);
+  Tensor hidden = apply_dropout(ops::embedding(parameter("shared.weight"), decoder_input_ids, id_check, options.activations),
+                                stream::kDecoderEmbedding, options);
   const Tensor& table = parameter("decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight");
   // Residual adds fused with the following pre-norm, as in encode().
   auto norm_after = [&](int64_t next_block) -> const Tensor& {

@@ -426,6 +426,9 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
     return absl::InvalidArgumentError(absl::StrCat("training.activations bf16 needs a cuda or cuda-emu device; training.device '",
                                                    config.device, "' chose the cpu, which computes in f32"));
   }
+  if (config.activations == "bf16" && config.gemm_precision != "bf16") {
+    return absl::InvalidArgumentError("training.activations bf16 multiplies bf16 operands: training.gemm_precision must be bf16");
+  }
   if (device.type != DeviceType::kCpu) {
     backend_for(device).set_gemm_precision(config.gemm_precision == "fp32" ? GemmPrecision::kFp32 : GemmPrecision::kBf16);
     *model_or = model_or->to_device(device);
