@@ -46,6 +46,7 @@ BW = 3.35e12  # H100 SXM HBM3, bytes/s
 PEAK = 989e12  # H100 SXM dense bf16 tensor, FLOP/s
 FP32_PEAK = 67e12  # H100 SXM fp32 on CUDA cores (the attention kernels), FLOP/s
 FP32 = 4
+ACT = 4  # bytes per activation element: 4 (training.activations f32) or 2 (bf16), set by --activations
 
 MIN_LAUNCH_S = 2.0e-6  # set by --min-launch-us
 BUCKET_BYTES = 25 * 1024 * 1024  # training.dist_bucket_mb (gradient buckets, one fill each per step)
@@ -103,41 +104,43 @@ def model(batch, source, target):
         k[key] = Kernel(*args, **kw)
 
     n, nf = ts * D, ts * F
-    add("axpy", "pointwise", "axpy (gradient accumulation)", f"{ts}x{D}", 3 * n * FP32, 2 * n)
-    add("dropout", "pointwise", "dropout_forward p=0.1", f"{ts}x{D}", 2 * n * FP32, n)
-    add("dropout_ff", "pointwise", "dropout_forward p=0.1 (FFN hidden)", f"{ts}x{F}", 2 * nf * FP32, nf)
-    add("ggelu", "pointwise", "gated_gelu_forward", f"{ts}x{F}", 3 * nf * FP32, 20 * nf)
-    add("ggelu_bwd", "pointwise", "gated_gelu_backward", f"{ts}x{F}", 5 * nf * FP32, 40 * nf)
-    add("rms", "rmsnorm", "rmsnorm_forward (first norm of a stack)", f"{ts}x{D}", (2 * n + D + ts) * FP32, 4 * n)
-    add("add_rms", "rmsnorm", "add_rmsnorm_forward (fused residual add)", f"{ts}x{D}", (4 * n + D + ts) * FP32,
-        5 * n)
+    # Activations (and their gradients) move ACT bytes per element; weights, statistics and
+    # parameter gradients FP32.
+    add("axpy", "pointwise", "axpy (gradient accumulation)", f"{ts}x{D}", 3 * n * ACT, 2 * n)
+    add("dropout", "pointwise", "dropout_forward p=0.1", f"{ts}x{D}", 2 * n * ACT, n)
+    add("dropout_ff", "pointwise", "dropout_forward p=0.1 (FFN hidden)", f"{ts}x{F}", 2 * nf * ACT, nf)
+    add("ggelu", "pointwise", "gated_gelu_forward", f"{ts}x{F}", 3 * nf * ACT, 20 * nf)
+    add("ggelu_bwd", "pointwise", "gated_gelu_backward", f"{ts}x{F}", 5 * nf * ACT, 40 * nf)
+    add("rms", "rmsnorm", "rmsnorm_forward (first norm of a stack)", f"{ts}x{D}", 2 * n * ACT + (D + ts) * FP32,
+        4 * n)
+    add("add_rms", "rmsnorm", "add_rmsnorm_forward (fused residual add)", f"{ts}x{D}",
+        4 * n * ACT + (D + ts) * FP32, 5 * n)
     chunks = ceil_div(ts, RMS_DWEIGHT_ROWS)
     add("rms_bwd", "rmsnorm", "rmsnorm_backward (dx, dweight partials, reduce)", f"{ts}x{D}",
-        (5 * n + 3 * D + 2 * ts + 2 * chunks * D) * FP32, 8 * n, launches=3)
+        5 * n * ACT + (3 * D + 2 * ts + 2 * chunks * D) * FP32, 8 * n, launches=3)
     rows = batch * H * source
-    add("softmax", "softmax", "softmax_forward (not in the step)", f"{rows}x{source}", 2 * rows * source * FP32,
+    add("softmax", "softmax", "softmax_forward (not in the step)", f"{rows}x{source}", 2 * rows * source * ACT,
         4 * rows * source)
-    add("softmax_bwd", "softmax", "softmax_backward (not in the step)", f"{rows}x{source}", 3 * rows * source * FP32,
+    add("softmax_bwd", "softmax", "softmax_backward (not in the step)", f"{rows}x{source}", 3 * rows * source * ACT,
         3 * rows * source)
-    add("emb", "embedding", "embedding_forward", f"{ts}x{D}", 2 * n * FP32 + ts * 8, 0)
-    add("emb_bwd", "embedding", "embedding_backward (atomics)", f"{ts}x{D}", 3 * n * FP32 + ts * 8, n)
+    add("emb", "embedding", "embedding_forward", f"{ts}x{D}", n * FP32 + n * ACT + ts * 8, 0)
+    add("emb_bwd", "embedding", "embedding_backward (atomics)", f"{ts}x{D}", n * ACT + 2 * n * FP32 + ts * 8, n)
     nl = tt * V
     # Mode mean (the trainer's default): count tokens, then one pass per token row that
     # computes the online lse and writes dlogits (the row is read twice: lse, then gradient).
     add("cap_fused", "caption loss", "caption_mean_fused (log p + dlogits)", f"{tt}x{V}",
-        3 * nl * FP32 + tt * (8 + 4), 8 * nl)
+        3 * nl * ACT + tt * (8 + 4), 8 * nl)
     groups = batch  # mode mean: one caption per group
     add("cap_small", "caption loss", "count tokens + combine + final + dlogits scale", f"{tt}",
         tt * 8 + tt * (4 + 8) + groups * batch * 8 + groups * 16 + 1024 * FP32, 4 * tt, launches=4)
-    add("ce", "cross_entropy", "cross_entropy_forward (not in the step)", f"{tt}x{V}", 2 * nl * FP32 + tt * 16,
-        4 * nl)
-    add("ce_bwd", "cross_entropy", "cross_entropy_backward (not in the step)", f"{tt}x{V}", 2 * nl * FP32 + tt * 16,
+    add("ce", "cross_entropy", "cross_entropy_forward (not in the step)", f"{tt}x{V}", nl * ACT + tt * 16, 4 * nl)
+    add("ce_bwd", "cross_entropy", "cross_entropy_backward (not in the step)", f"{tt}x{V}", 2 * nl * ACT + tt * 16,
         4 * nl)
 
     def attention(key, name, q_len, k_len, causal, bias, key_mask):
         nb = NUM_BUCKETS if bias else 0
         bh = batch * H
-        row = DK * FP32  # one head's row of q, k, v, out, ...
+        row = DK * ACT  # one head's row of q, k, v, out, dO, dK, dV
         mask_bytes = k_len * 4 if key_mask else 0
         # Forward: one block per Br query rows; it loads the 32-key K/V tiles up to its last
         # visible key (causal) and stops there.
@@ -176,7 +179,8 @@ def model(batch, source, target):
     attention("att_enc", "encoder self", source, source, False, True, True)
     attention("att_dec", "decoder self causal", target, target, True, True, False)
     attention("att_cross", "cross", target, source, False, False, True)
-    add("cast_act", "bf16 cast", "cast_f32_to_bf16 (activation operand)", f"{ts}x{D}", 6 * n, 0)
+    add("cast_act", "bf16 cast", "convert f32 -> bf16 (activation operand; none with bf16 activations)", f"{ts}x{D}",
+        6 * n, 0)
     add("sumsq", "reduce", "sum_of_squares (gradient norm, one launch per tensor)", f"{PARAMS}", PARAMS * FP32,
         2 * PARAMS, launches=PARAM_TENSORS)
     add("adamw", "pointwise", "adamw_step + bf16 weight copy (one launch per tensor)", f"{PARAMS}",
@@ -190,7 +194,7 @@ def model(batch, source, target):
     add_copies = 2 * ENC_LAYERS + 3 * DEC_LAYERS
     tape_elements = (2 * ENC_LAYERS * ts + 3 * DEC_LAYERS * tt) * D
     add("tape_copy", "tape", "copy of the gradient an add passes to both inputs (D2D)", f"{add_copies} tensors",
-        2 * FP32 * tape_elements, 0, launches=add_copies)
+        2 * ACT * tape_elements, 0, launches=add_copies)
     # Weight gradients go straight into their bucket slots: the dW GEMMs accumulate (beta = 1,
     # counted with the GEMMs as a read of C), embedding_backward and the RMSNorm dweight
     # reduction add into the slot. Only the relative-position bias tables still get a zeroed
@@ -201,13 +205,14 @@ def model(batch, source, target):
     buckets = ceil_div(PARAMS * FP32, BUCKET_BYTES)
     add("bucket_zero", "zero fill", "fill 0 of the gradient buckets", f"{PARAMS}", PARAMS * FP32, 0, launches=buckets)
 
-    def gemm(m, n_, k_):  # bf16 operands read, f32 output written
-        return 2 * (m * k_ + n_ * k_) + 4 * m * n_, 2.0 * m * n_ * k_
+    def gemm(m, n_, k_, c_bytes=ACT):  # bf16 operands read, C written as an activation (f32 for dW)
+        return 2 * (m * k_ + n_ * k_) + c_bytes * m * n_, 2.0 * m * n_ * k_
 
     for key, (tokens, din, dout) in {"g_qkv": (ts, D, I), "g_o": (ts, I, D), "g_wi": (ts, D, F), "g_wo": (ts, F, D),
                                      "g_lm": (tt, D, V)}.items():
         b, f = gemm(tokens, dout, din)
-        add(key, "gemm", f"gemm {tokens}x{din} -> {dout} (cuBLASLt, bf16 in, f32 out)", f"{tokens}x{din}x{dout}", b, f)
+        add(key, "gemm", f"gemm {tokens}x{din} -> {dout} (cuBLASLt, bf16 in, {'f32' if ACT == 4 else 'bf16'} out)",
+            f"{tokens}x{din}x{dout}", b, f)
 
     # One training step: (kernel, count) per call site, forward then backward.
     steps = []
@@ -250,9 +255,10 @@ def model(batch, source, target):
     use("adamw", 1)
 
     # GEMMs: forward y = x W^T, backward dx = dy W and dW = dy^T x (same FLOPs and operand
-    # sizes up to the transposes). Weights are read from the bf16 copies AdamW writes; every
-    # other operand (x in the forward and dW, dy in dx and dW) is cast by its own kernel
-    # (6 bytes per element: read f32, write bf16).
+    # sizes up to the transposes). Weights are read from the bf16 copies AdamW writes. With f32
+    # activations every other operand (x in the forward and dW, dy in dx and dW) is cast by its
+    # own kernel (6 bytes per element: read f32, write bf16); bf16 activations are read as they
+    # are. dW is written in f32 (the gradient slot).
     linears = []  # (tokens, in, out, count)
     linears += [(ts, D, I, 3 * ENC_LAYERS), (ts, I, D, ENC_LAYERS), (ts, D, F, 2 * ENC_LAYERS), (ts, F, D, ENC_LAYERS)]
     linears += [(tt, D, I, 3 * DEC_LAYERS), (tt, I, D, DEC_LAYERS)]  # decoder self attention
@@ -265,9 +271,12 @@ def model(batch, source, target):
                 (tokens, dout, din, [tokens * din]),  # forward: x cast, W from its copy
                 (tokens, din, dout, [tokens * dout]),  # dx: dy cast, W from its copy
                 (dout, din, tokens, [tokens * dout, tokens * din])]:  # dW: dy and x cast
-            b, f = gemm(m, n_, k_)
-            if m == dout and k_ == tokens:
+            weight_gradient = m == dout and k_ == tokens
+            b, f = gemm(m, n_, k_, FP32 if weight_gradient else ACT)
+            if weight_gradient:
                 b += FP32 * m * n_  # dW accumulates into the gradient slot: C is read too (beta = 1)
+            if ACT == 2:
+                casts = []  # the activation operands are bf16 already
             gemm_bytes += count * b
             gemm_flops += count * f
             gemm_time += count * max(b / BW, f / PEAK, MIN_LAUNCH_S)
@@ -295,13 +304,16 @@ def main():
                         help="device time of the shortest launch, gap included (default 2.0)")
     parser.add_argument("--host-launch-us", type=float, default=2.5,
                         help="host time to issue one launch without CUDA graphs (default 2.5)")
+    parser.add_argument("--activations", choices=["f32", "bf16"], default="f32",
+                        help="training.activations: bytes per activation element (default f32)")
     a = parser.parse_args()
-    global MIN_LAUNCH_S
+    global MIN_LAUNCH_S, ACT
     MIN_LAUNCH_S = a.min_launch_us * 1e-6
+    ACT = 2 if a.activations == "bf16" else 4
     kernels, steps, (g_bytes, g_flops, g_calls, gemm_time), (cast_bytes, cast_calls, cast_time) = model(
         a.batch, a.source, a.target)
 
-    print(f"MolT5-small, batch {a.batch}, source {a.source}, target {a.target}; H100 SXM: "
+    print(f"MolT5-small, batch {a.batch}, source {a.source}, target {a.target}, {a.activations} activations; H100 SXM: "
           f"{BW / 1e12:.2f} TB/s, {PEAK / 1e12:.0f} TFLOP/s dense bf16 ({FP32_PEAK / 1e12:.0f} fp32 for attention)\n")
     print("| family | call | launches | shape | bytes | FLOPs | FLOP/byte | H100 bound (us) | limited by |")
     print("|---|---|---:|---|---:|---:|---:|---:|---|")
