@@ -502,7 +502,8 @@ void bench_shape(CudaBackend& backend, Timer& timer, const Peak& peak, int64_t b
   // PV), backward 10 B H Lq Lk d (recomputed QK^T, dO V^T, dV, dK, dQ); causal counts the
   // visible half only. Bytes: q, k, v (+ dout) read, out (+ dq, dk, dv) written once. The
   // "bf16" lines run the same kernels on bf16 activations (q, k, v, out, dout, dq, dk, dv: half
-  // the bytes; the bias table and the saved log-sum-exp stay f32, arithmetic is fp32).
+  // the bytes; the bias table and the saved log-sum-exp stay f32, arithmetic is fp32; the bf16
+  // backward's f32 dq accumulator, zeroed, summed by atomics and rounded into dq, is not counted).
   {
     const int64_t n = tokens * kHeads * kHeadDim;
     float *q = buf.floats(n, 0.01f), *k = buf.floats(n, 0.02f), *v = buf.floats(n, 0.03f), *out = buf.floats(n, 0.0f);
