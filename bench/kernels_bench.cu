@@ -367,9 +367,9 @@ void compare_attention_with_cudnn(CudaBackend& backend, Report& report, Buffers&
     const la3::kernels::AttentionParams p = attention_params(batch, seq, causal, /*t5_self_attention=*/false);
     const double core = static_cast<double>(batch) * kHeads * seq * seq * kHeadDim * (causal ? 0.5 : 1.0);
     const std::string name = causal ? "attention causal, no bias" : "attention cross (no bias)";
-    auto ours_forward = [&] { backend.attention_forward(p, q, k, v, nullptr, nullptr, out, saved); };
+    auto ours_forward = [&] { backend.attention_forward(p, la3::DType::kF32, q, k, v, nullptr, nullptr, out, saved); };
     auto ours_backward = [&] {
-      backend.attention_backward(p, dout, q, k, v, out, nullptr, nullptr, saved, dq, dk, dv, nullptr);
+      backend.attention_backward(p, la3::DType::kF32, dout, q, k, v, out, nullptr, nullptr, saved, dq, dk, dv, nullptr);
     };
 #if defined(__CUDACC__) && defined(LA3_HAVE_CUDNN)
     try {
@@ -512,7 +512,10 @@ void bench_shape(CudaBackend& backend, Timer& timer, const Peak& peak, int64_t b
   }
   // Fused T5 attention (fp32 CUDA cores; row per block). FLOPs: forward 4 B H Lq Lk d (QK^T,
   // PV), backward 10 B H Lq Lk d (recomputed QK^T, dO V^T, dV, dK, dQ); causal counts the
-  // visible half only. Bytes: q, k, v (+ dout) read, out (+ dq, dk, dv) written once.
+  // visible half only. Bytes: q, k, v (+ dout) read, out (+ dq, dk, dv) written once. The
+  // "bf16" lines run the same kernels on bf16 activations (q, k, v, out, dout, dq, dk, dv: half
+  // the bytes; the bias table and the saved log-sum-exp stay f32, arithmetic is fp32; the bf16
+  // backward's f32 dq accumulator, zeroed, summed by atomics and rounded into dq, is not counted).
   {
     const int64_t n = tokens * kHeads * kHeadDim;
     float *q = buf.floats(n, 0.01f), *k = buf.floats(n, 0.02f), *v = buf.floats(n, 0.03f), *out = buf.floats(n, 0.0f);
@@ -521,15 +524,28 @@ void bench_shape(CudaBackend& backend, Timer& timer, const Peak& peak, int64_t b
     float* saved = buf.floats(backend.attention_saved_elements(attention_params(batch, seq, false, true)), 0.0f);
     std::vector<int32_t> host_mask(static_cast<size_t>(tokens), 1);
     const int32_t* mask = buf.from_host(host_mask);
+    auto bf16_copy = [&](const float* x) {
+      auto* y = static_cast<uint16_t*>(buf.raw(static_cast<size_t>(n) * 2));
+      backend.convert(n, la3::DType::kF32, x, la3::DType::kBF16, y);
+      return y;
+    };
+    uint16_t *q16 = bf16_copy(q), *k16 = bf16_copy(k), *v16 = bf16_copy(v), *out16 = bf16_copy(out);
+    uint16_t *dq16 = bf16_copy(dq), *dk16 = bf16_copy(dk), *dv16 = bf16_copy(dv);
     for (const bool causal : {false, true}) {
       const la3::kernels::AttentionParams p = attention_params(batch, seq, causal, /*t5_self_attention=*/true);
       const double core = static_cast<double>(batch) * kHeads * seq * seq * kHeadDim * (causal ? 0.5 : 1.0);
       const std::string name = causal ? "attention decoder self (causal)" : "attention encoder self";
       const std::string shape = dims({batch, seq, kHeads, kHeadDim});
       report.time({name + " fwd", shape, 4 * n * f, 4 * core},
-                  [&] { backend.attention_forward(p, q, k, v, table, mask, out, saved); });
+                  [&] { backend.attention_forward(p, la3::DType::kF32, q, k, v, table, mask, out, saved); });
       report.time({name + " bwd", shape, 7 * n * f, 10 * core}, [&] {
-        backend.attention_backward(p, out, q, k, v, out, table, mask, saved, dq, dk, dv, dtable);
+        backend.attention_backward(p, la3::DType::kF32, out, q, k, v, out, table, mask, saved, dq, dk, dv, dtable);
+      });
+      report.time({name + " fwd bf16", shape, 4 * n * 2.0, 4 * core},
+                  [&] { backend.attention_forward(p, la3::DType::kBF16, q16, k16, v16, table, mask, out16, saved); });
+      report.time({name + " bwd bf16", shape, 7 * n * 2.0, 10 * core}, [&] {
+        backend.attention_backward(p, la3::DType::kBF16, out16, q16, k16, v16, out16, table, mask, saved, dq16, dk16,
+                                   dv16, dtable);
       });
     }
   }

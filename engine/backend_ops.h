@@ -101,18 +101,20 @@ LA3_BACKEND_OP(void, softmax_backward,
 // ever allocated, in forward or backward.
 LA3_BACKEND_OP(int64_t, attention_saved_elements, (const kernels::AttentionParams& p) const)
 // bias_table and key_mask may be nullptr when the params say they are absent.
+// q, k, v and out are of type `act`; bias_table and `saved` are f32 whatever `act` is.
 LA3_BACKEND_OP(void, attention_forward,
-               (const kernels::AttentionParams& p, const float* q, const float* k, const float* v,
-                const float* bias_table, const int32_t* key_mask, float* out, float* saved))
+               (const kernels::AttentionParams& p, DType act, const void* q, const void* k, const void* v,
+                const float* bias_table, const int32_t* key_mask, void* out, float* saved))
 // dq, dk, dv are overwritten; dbias_table (when non-null) is accumulated. key_mask is
 // needed to recognise fully masked rows, which get no gradient; bias_table lets a backend
 // recompute the scores instead of saving probabilities. `saved` is what this backend's forward
 // wrote. `out` is the forward's output ([batch, q_len, heads, head_dim]): a tiled backend needs
-// rowsum(dout * out) (FlashAttention-2's D) without the full probability rows.
+// rowsum(dout * out) (FlashAttention-2's D) without the full probability rows. dout, q, k, v,
+// out, dq, dk and dv are of type `act`; bias_table, saved and dbias_table are f32.
 LA3_BACKEND_OP(void, attention_backward,
-               (const kernels::AttentionParams& p, const float* dout, const float* q, const float* k,
-                const float* v, const float* out, const float* bias_table, const int32_t* key_mask,
-                const float* saved, float* dq, float* dk, float* dv, float* dbias_table))
+               (const kernels::AttentionParams& p, DType act, const void* dout, const void* q, const void* k,
+                const void* v, const void* out, const float* bias_table, const int32_t* key_mask,
+                const float* saved, void* dq, void* dk, void* dv, float* dbias_table))
 
 // --- embedding --------------------------------------------------------------------------
 // The table and its gradient are f32 (a weight); out and dout are of type `act`. dtable

@@ -1,10 +1,25 @@
-// Fused T5 attention kernels (f32), tiled in the FlashAttention-2 manner; the CUDA counterpart
+// Fused T5 attention kernels, tiled in the FlashAttention-2 manner; the CUDA counterpart
 // of engine/cpu/attention_cpu.cc:
 //   S = scale q.k + bias(bucket(key - query), head)   (bucket computed here from the
 //       [num_buckets, heads] table, never a [heads, q, k] tensor), padding and causal masks,
 //   P = softmax(S), O = dropout(P) v                  (dropout: the shared Philox stream, keyed
 //       by (global row, absolute query, key): kernels/dropout_key.cuh).
 // Layouts as kernels::AttentionParams: q/out [b, q_len, h, d], k/v [b, k_len, h, d].
+//
+// Activation types: every kernel is a template over the storage T of the activations (q, k,
+// v, out, dout, dq, dk, dv): float, or uint16_t bf16 bits (kernels/bf16.cuh). Each global
+// load widens with load_act, each global store rounds once with store_act; everything in
+// between is fp32 as in FlashAttention-2: the scores, the online-softmax statistics, the
+// log-sum-exp, D, and every accumulator (o, dK, dV, dQ, dbias). The bias table, its gradient
+// and the saved log-sum-exp stay f32 whatever T is.
+// The shared-memory tiles stay fp32 for both types: each tile element is loaded (and
+// converted) once and then read by many dot products, so converting at the load is the
+// cheapest place; the tile shapes and the tile choosers are the same for both types (bf16 runs
+// the f32 kernel's exact schedule, and T = float is the kernel as it was, bit for bit); and at
+// T5's head_dim 64 the largest tiles fit already, so bf16 tiles would buy no larger tile.
+// dQ is summed over key tiles with atomics: with T = float straight into dq, with bf16 into an
+// f32 accumulator in the launch's scratch, rounded to dq once at the end (an atomic add into
+// bf16 would round at every key tile).
 //
 // Forward: one block per (tile of Br query rows, head, batch), kAttentionThreads threads =
 // kAttentionWarps warps, each warp owning Br / kAttentionWarps rows. The keys stream through
@@ -39,6 +54,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "kernels/bf16.cuh"
 #include "kernels/dropout_key.cuh"
 #include "kernels/host_device.h"
 #include "kernels/op_params.h"
@@ -175,9 +191,9 @@ __device__ __forceinline__ float warp_sum(float value) {
 // Grid (ceil(q_len / rows), heads, batch), block kAttentionThreads, dynamic shared
 // attention_forward_shared_bytes(p, rows) with rows from attention_forward_tiles(p).
 // row_lse[b, h, i] = log-sum-exp of the visible scores (+inf marks a fully masked row).
-__global__ void attention_forward_kernel(AttentionParams p, int rows, const float* q, const float* k, const float* v,
-                                         const float* bias_table, const int32_t* key_mask, float* out,
-                                         float* row_lse) {
+template <typename T>
+__global__ void attention_forward_kernel(AttentionParams p, int rows, const T* q, const T* k, const T* v,
+                                         const float* bias_table, const int32_t* key_mask, T* out, float* row_lse) {
   LA3_DYNAMIC_SHARED(float, shared);
   __shared__ int scratch[kAttentionWarps];
   const int64_t d = p.head_dim, row_stride = p.heads * p.head_dim;
@@ -204,7 +220,7 @@ __global__ void attention_forward_kernel(AttentionParams p, int rows, const floa
   for (int64_t t = threadIdx.x; t < bias_floats; t += blockDim.x) bias_s[t] = bias_table[t * p.heads + h];
   for (int64_t e = threadIdx.x; e < rows * d; e += blockDim.x) {
     const int64_t i = q0 + e / d;
-    q_s[e] = i < p.q_len ? q[(b * p.q_len + i) * row_stride + h * d + e % d] : 0.0f;
+    q_s[e] = i < p.q_len ? load_act(q, (b * p.q_len + i) * row_stride + h * d + e % d) : 0.0f;
     o_s[e] = 0.0f;
   }
   for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) {
@@ -228,8 +244,8 @@ __global__ void attention_forward_kernel(AttentionParams p, int rows, const floa
     for (int64_t e = threadIdx.x; e < kAttentionKeyTile * d; e += blockDim.x) {
       const int64_t c = e / d, dd = e % d, j = k0 + c;
       const bool inside = j < p.k_len;
-      k_s[c * (d + 1) + dd] = inside ? k[(b * p.k_len + j) * row_stride + h * d + dd] : 0.0f;
-      v_s[e] = inside ? v[(b * p.k_len + j) * row_stride + h * d + dd] : 0.0f;
+      k_s[c * (d + 1) + dd] = inside ? load_act(k, (b * p.k_len + j) * row_stride + h * d + dd) : 0.0f;
+      v_s[e] = inside ? load_act(v, (b * p.k_len + j) * row_stride + h * d + dd) : 0.0f;
     }
     __syncthreads();
     const int64_t j = k0 + lane;
@@ -278,7 +294,9 @@ __global__ void attention_forward_kernel(AttentionParams p, int rows, const floa
     const int64_t i = q0 + r;
     const float row_max = stats_s[3 * r], row_sum = stats_s[3 * r + 1];
     const float inverse = 1.0f / row_sum;  // row_sum >= 1: the row's maximum contributes exp(0)
-    for (int64_t dd = lane; dd < d; dd += 32) out[(b * p.q_len + i) * row_stride + h * d + dd] = o_s[r * d + dd] * inverse;
+    for (int64_t dd = lane; dd < d; dd += 32) {
+      store_act(out, (b * p.q_len + i) * row_stride + h * d + dd, o_s[r * d + dd] * inverse);
+    }
     if (lane == 0) {
       row_lse[(b * p.heads + h) * p.q_len + i] =
           attention_row_all_masked(p, first_visible, i) ? INFINITY : row_max + logf(row_sum);
@@ -290,23 +308,26 @@ __global__ void attention_forward_kernel(AttentionParams p, int rows, const floa
 
 // D[b, h, i] = dO[b, i, h, :] . O[b, i, h, :] (= sum_j P_ij dP_ij, dropout included).
 // Grid ceil(batch * heads * q_len / kAttentionThreads), block kAttentionThreads.
-__global__ void attention_row_dot_kernel(AttentionParams p, const float* dout, const float* out, float* row_dot) {
+template <typename T>
+__global__ void attention_row_dot_kernel(AttentionParams p, const T* dout, const T* out, float* row_dot) {
   const int64_t index = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;  // (b * heads + h) * q_len + i
   if (index >= p.batch * p.heads * p.q_len) return;
   const int64_t i = index % p.q_len, h = (index / p.q_len) % p.heads, b = index / (p.q_len * p.heads);
   const int64_t offset = (b * p.q_len + i) * p.heads * p.head_dim + h * p.head_dim;
   float acc = 0.0f;
-  for (int64_t dd = 0; dd < p.head_dim; ++dd) acc += dout[offset + dd] * out[offset + dd];
+  for (int64_t dd = 0; dd < p.head_dim; ++dd) acc += load_act(dout, offset + dd) * load_act(out, offset + dd);
   row_dot[index] = acc;
 }
 
 // Grid (ceil(k_len / keys), heads, batch), block kAttentionThreads, dynamic shared
 // attention_backward_shared_bytes(p, keys, rows) with keys/rows from attention_backward_tiles.
-// dk, dv overwritten; dq and dbias_table accumulated (zero dq before the launch).
-__global__ void attention_backward_kernel(AttentionParams p, int keys, int rows, const float* dout, const float* q,
-                                          const float* k, const float* v, const float* bias_table,
-                                          const int32_t* key_mask, const float* row_lse, const float* row_dot,
-                                          float* dq, float* dk, float* dv, float* dbias_table) {
+// dk, dv overwritten; dq_accum (f32, [b, q_len, h, d]) and dbias_table accumulated (zero
+// dq_accum before the launch).
+template <typename T>
+__global__ void attention_backward_kernel(AttentionParams p, int keys, int rows, const T* dout, const T* q, const T* k,
+                                          const T* v, const float* bias_table, const int32_t* key_mask,
+                                          const float* row_lse, const float* row_dot, float* dq_accum, T* dk, T* dv,
+                                          float* dbias_table) {
   LA3_DYNAMIC_SHARED(float, shared);
   __shared__ int scratch[kAttentionWarps];
   const int64_t d = p.head_dim, row_stride = p.heads * p.head_dim;
@@ -334,8 +355,8 @@ __global__ void attention_backward_kernel(AttentionParams p, int keys, int rows,
   for (int64_t e = threadIdx.x; e < keys * d; e += blockDim.x) {
     const int64_t c = e / d, dd = e % d, j = k0 + c;
     const bool inside = j < p.k_len;
-    k_s[c * (d + 1) + dd] = inside ? k[(b * p.k_len + j) * row_stride + h * d + dd] : 0.0f;
-    v_s[c * (d + 1) + dd] = inside ? v[(b * p.k_len + j) * row_stride + h * d + dd] : 0.0f;
+    k_s[c * (d + 1) + dd] = inside ? load_act(k, (b * p.k_len + j) * row_stride + h * d + dd) : 0.0f;
+    v_s[c * (d + 1) + dd] = inside ? load_act(v, (b * p.k_len + j) * row_stride + h * d + dd) : 0.0f;
     dk_s[e] = 0.0f;  // dk_s, dv_s: element e always belongs to thread e % blockDim.x
     dv_s[e] = 0.0f;
   }
@@ -351,8 +372,8 @@ __global__ void attention_backward_kernel(AttentionParams p, int keys, int rows,
     for (int64_t e = threadIdx.x; e < rows * d; e += blockDim.x) {
       const int64_t i = q0 + e / d;
       const int64_t offset = (b * p.q_len + i) * row_stride + h * d + e % d;
-      q_s[e] = i < p.q_len ? q[offset] : 0.0f;
-      do_s[e] = i < p.q_len ? dout[offset] : 0.0f;
+      q_s[e] = i < p.q_len ? load_act(q, offset) : 0.0f;
+      do_s[e] = i < p.q_len ? load_act(dout, offset) : 0.0f;
     }
     for (int64_t r = threadIdx.x; r < rows; r += blockDim.x) {
       const int64_t i = q0 + r;
@@ -407,14 +428,14 @@ __global__ void attention_backward_kernel(AttentionParams p, int keys, int rows,
       if (i >= p.q_len) continue;
       float acc = 0.0f;
       for (int64_t c = 0; c < keys; ++c) acc += ds_s[r * keys + c] * k_s[c * (d + 1) + dd];
-      if (acc != 0.0f) atomicAdd(&dq[(b * p.q_len + i) * row_stride + h * d + dd], p.scale * acc);
+      if (acc != 0.0f) atomicAdd(&dq_accum[(b * p.q_len + i) * row_stride + h * d + dd], p.scale * acc);
     }
   }
   for (int64_t e = threadIdx.x; e < keys * d; e += blockDim.x) {  // each thread its own elements
     const int64_t c = e / d, dd = e % d, j = k0 + c;
     if (j >= p.k_len) continue;
-    dk[(b * p.k_len + j) * row_stride + h * d + dd] = dk_s[e];
-    dv[(b * p.k_len + j) * row_stride + h * d + dd] = dv_s[e];
+    store_act(dk, (b * p.k_len + j) * row_stride + h * d + dd, dk_s[e]);
+    store_act(dv, (b * p.k_len + j) * row_stride + h * d + dd, dv_s[e]);
   }
   if (want_dbias) {
     // Every dS partial is in: the last query step's partials were followed by a barrier, and
@@ -425,6 +446,19 @@ __global__ void attention_backward_kernel(AttentionParams p, int keys, int rows,
   }
 }
 
+// The f32 dQ accumulator of a bf16 backward (see the top of this file): zeroed before the key
+// tiles add to it, rounded into dq once after. One thread per element.
+__global__ void attention_zero_kernel(int64_t count, float* x) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < count) x[i] = 0.0f;
+}
+
+template <typename T>
+__global__ void attention_store_dq_kernel(int64_t count, const float* dq_accum, T* dq) {
+  const int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < count) store_act(dq, i, dq_accum[i]);
+}
+
 // --- launchers (kernels/launch.h) ---------------------------------------------------------------
 
 inline unsigned attention_blocks(int64_t count, int64_t per_block) {
@@ -432,43 +466,72 @@ inline unsigned attention_blocks(int64_t count, int64_t per_block) {
 }
 
 // What the forward saves for the backward: the row log-sum-exp, [batch, heads, q_len] (+inf
-// marks a fully masked row). Nothing k_len-sized: P is recomputed from it.
+// marks a fully masked row), f32 whatever the activation type. Nothing k_len-sized: P is
+// recomputed from it.
 inline int64_t attention_lse_floats(const AttentionParams& p) { return p.batch * p.heads * p.q_len; }
-// Scratch of the backward launch: D = rowsum(dO * O), [batch, heads, q_len].
-inline int64_t attention_backward_scratch_floats(const AttentionParams& p) { return p.batch * p.heads * p.q_len; }
 
-// out and lse (attention_lse_floats). Returns the tiles it used; tiles.rows == 0 means
-// head_dim and num_buckets do not fit the 48 KB of shared memory, and nothing was launched.
-template <typename Launch>
-AttentionForwardTiles launch_attention_forward(const Launch& launch, const AttentionParams& p, const float* q,
-                                               const float* k, const float* v, const float* bias_table,
-                                               const int32_t* key_mask, float* out, float* lse) {
+// Whether the backward with activations of type T sums dQ in its own f32 buffer (bf16) or
+// straight into dq (float).
+template <typename T>
+constexpr bool attention_dq_in_scratch() {
+  return sizeof(T) != sizeof(float);
+}
+
+// Scratch of the backward launch with activations of type T: D = rowsum(dO * O),
+// [batch, heads, q_len], then for bf16 the f32 dQ accumulator [batch, q_len, heads, head_dim].
+template <typename T = float>
+int64_t attention_backward_scratch_floats(const AttentionParams& p) {
+  const int64_t row_dot = p.batch * p.heads * p.q_len;
+  return row_dot + (attention_dq_in_scratch<T>() ? p.batch * p.q_len * p.heads * p.head_dim : 0);
+}
+
+// out (type T) and lse (attention_lse_floats, f32). Returns the tiles it used; tiles.rows == 0
+// means head_dim and num_buckets do not fit the 48 KB of shared memory, and nothing was launched.
+template <typename Launch, typename T>
+AttentionForwardTiles launch_attention_forward(const Launch& launch, const AttentionParams& p, const T* q, const T* k,
+                                               const T* v, const float* bias_table, const int32_t* key_mask, T* out,
+                                               float* lse) {
   const AttentionForwardTiles tiles = attention_forward_tiles(p);
   if (tiles.rows == 0 || p.batch * p.heads * p.q_len == 0) return tiles;
   const dim3 grid(attention_blocks(p.q_len, tiles.rows), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
-  launch(attention_forward_kernel, grid, dim3(kAttentionThreads), tiles.shared_bytes, p, tiles.rows, q, k, v,
+  launch(attention_forward_kernel<T>, grid, dim3(kAttentionThreads), tiles.shared_bytes, p, tiles.rows, q, k, v,
          bias_table, key_mask, out, lse);
   return tiles;
 }
 
-// D = rowsum(dO * O) into `row_dot` (attention_backward_scratch_floats), then one block per
-// key tile. dq must hold zeros (every key tile adds to it with atomics); dk and dv are
-// overwritten; dbias_table (when not null) accumulates. Returns the tiles; tiles.keys == 0:
-// they do not fit, nothing was launched.
-template <typename Launch>
-AttentionBackwardTiles launch_attention_backward(const Launch& launch, const AttentionParams& p, const float* dout,
-                                                 const float* q, const float* k, const float* v, const float* out,
+// D = rowsum(dO * O) into the front of `scratch` (attention_backward_scratch_floats<T>), then
+// one block per key tile. With T = float, dq must hold zeros (every key tile adds to it with
+// atomics); with bf16, dq is overwritten (the sum runs in the scratch's f32 accumulator, which
+// the launch zeroes and finally rounds into dq). dk and dv are overwritten; dbias_table (when
+// not null, f32) accumulates. Returns the tiles; tiles.keys == 0: they do not fit, nothing was
+// launched.
+template <typename Launch, typename T>
+AttentionBackwardTiles launch_attention_backward(const Launch& launch, const AttentionParams& p, const T* dout,
+                                                 const T* q, const T* k, const T* v, const T* out,
                                                  const float* bias_table, const int32_t* key_mask, const float* lse,
-                                                 float* row_dot, float* dq, float* dk, float* dv,
-                                                 float* dbias_table) {
+                                                 float* scratch, T* dq, T* dk, T* dv, float* dbias_table) {
   const AttentionBackwardTiles tiles = attention_backward_tiles(p);
   const int64_t rows = p.batch * p.heads * p.q_len;
   if (tiles.keys == 0 || rows == 0 || p.k_len == 0) return tiles;
-  launch(attention_row_dot_kernel, dim3(attention_blocks(rows, kAttentionThreads)), dim3(kAttentionThreads), 0, p, dout,
-         out, row_dot);
+  float* row_dot = scratch;
+  const int64_t dq_count = p.batch * p.q_len * p.heads * p.head_dim;
+  float* dq_accum = nullptr;
+  if constexpr (attention_dq_in_scratch<T>()) {
+    dq_accum = scratch + rows;
+    launch(attention_zero_kernel, dim3(attention_blocks(dq_count, kAttentionThreads)), dim3(kAttentionThreads), 0,
+           dq_count, dq_accum);
+  } else {
+    dq_accum = dq;
+  }
+  launch(attention_row_dot_kernel<T>, dim3(attention_blocks(rows, kAttentionThreads)), dim3(kAttentionThreads), 0, p,
+         dout, out, row_dot);
   const dim3 grid(attention_blocks(p.k_len, tiles.keys), static_cast<unsigned>(p.heads), static_cast<unsigned>(p.batch));
-  launch(attention_backward_kernel, grid, dim3(kAttentionThreads), tiles.shared_bytes, p, tiles.keys, tiles.rows, dout,
-         q, k, v, bias_table, key_mask, lse, static_cast<const float*>(row_dot), dq, dk, dv, dbias_table);
+  launch(attention_backward_kernel<T>, grid, dim3(kAttentionThreads), tiles.shared_bytes, p, tiles.keys, tiles.rows,
+         dout, q, k, v, bias_table, key_mask, lse, static_cast<const float*>(row_dot), dq_accum, dk, dv, dbias_table);
+  if constexpr (attention_dq_in_scratch<T>()) {
+    launch(attention_store_dq_kernel<T>, dim3(attention_blocks(dq_count, kAttentionThreads)), dim3(kAttentionThreads), 0,
+           dq_count, static_cast<const float*>(dq_accum), dq);
+  }
   return tiles;
 }
 

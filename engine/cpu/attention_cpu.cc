@@ -1,5 +1,5 @@
-// T5 attention core on the CPU, the fp32 reference of the fused kernel. Per (batch, head)
-// "slice":
+// T5 attention core on the CPU (f32 activations only), the fp32 reference of the fused
+// kernel. Per (batch, head) "slice":
 //   S = scale q k^T + bias[bucket(key - query), head]     masked keys excluded
 //   P = softmax(S)                                        saved to `probs` (pre-dropout)
 //   O = dropout(P) v
@@ -114,8 +114,14 @@ int64_t CpuBackend::attention_saved_elements(const AttentionParams& p) const {
   return p.batch * p.heads * p.q_len * p.k_len;
 }
 
-void CpuBackend::attention_forward(const AttentionParams& p, const float* q, const float* k, const float* v,
-                                   const float* bias_table, const int32_t* key_mask, float* out, float* probs) {
+void CpuBackend::attention_forward(const AttentionParams& p, DType act, const void* q_in, const void* k_in,
+                                   const void* v_in, const float* bias_table, const int32_t* key_mask, void* out_in,
+                                   float* probs) {
+  require_f32_activations("attention_forward", act);
+  const auto* q = static_cast<const float*>(q_in);
+  const auto* k = static_cast<const float*>(k_in);
+  const auto* v = static_cast<const float*>(v_in);
+  auto* out = static_cast<float*>(out_in);
   const int64_t slices = p.batch * p.heads;
   const int64_t area = p.q_len * p.k_len;
   const std::vector<int> buckets = p.has_bias ? bucket_by_distance(p) : std::vector<int>();
@@ -171,11 +177,20 @@ void CpuBackend::attention_forward(const AttentionParams& p, const float* q, con
   }
 }
 
-void CpuBackend::attention_backward(const AttentionParams& p, const float* dout, const float* q, const float* k,
-                                    const float* v, const float* /*out: the saved probabilities give D directly*/,
+void CpuBackend::attention_backward(const AttentionParams& p, DType act, const void* dout_in, const void* q_in,
+                                    const void* k_in, const void* v_in,
+                                    const void* /*out: the saved probabilities give D directly*/,
                                     const float* /*bias_table: the saved probabilities already hold it*/,
-                                    const int32_t* key_mask, const float* probs, float* dq, float* dk,
-                                    float* dv, float* dbias_table) {
+                                    const int32_t* key_mask, const float* probs, void* dq_in, void* dk_in,
+                                    void* dv_in, float* dbias_table) {
+  require_f32_activations("attention_backward", act);
+  const auto* dout = static_cast<const float*>(dout_in);
+  const auto* q = static_cast<const float*>(q_in);
+  const auto* k = static_cast<const float*>(k_in);
+  const auto* v = static_cast<const float*>(v_in);
+  auto* dq = static_cast<float*>(dq_in);
+  auto* dk = static_cast<float*>(dk_in);
+  auto* dv = static_cast<float*>(dv_in);
   const int64_t slices = p.batch * p.heads;
   const int64_t area = p.q_len * p.k_len;
   const bool want_dbias = dbias_table != nullptr && p.has_bias;

@@ -75,9 +75,13 @@ void check_dropout_keys(const kernels::AttentionParams& p, const Tensor& q, cons
 
 Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, const Tensor& bias_table_in,
                  const Tensor& key_mask_in, const AttentionOptions& options) {
-  check_f32(kOp, "q", q_in);
-  check_f32(kOp, "k", k_in);
-  check_f32(kOp, "v", v_in);
+  // f32 or bf16 activations (all three of one type); the output and the q, k, v gradients
+  // have that type, the bias table and its gradient stay f32 (engine/backend_ops.h).
+  check_activation(kOp, "q", q_in);
+  check_activation(kOp, "k", k_in);
+  check_activation(kOp, "v", v_in);
+  check_same_dtype(kOp, "q", q_in, "k", k_in);
+  check_same_dtype(kOp, "q", q_in, "v", v_in);
   check_rank(kOp, "q", q_in, 4);  // [batch, q_len, heads, head_dim]
   check_rank(kOp, "k", k_in, 4);  // [batch, k_len, heads, head_dim]
   check_rank(kOp, "v", v_in, 4);  // [batch, k_len, heads, head_dim]
@@ -144,29 +148,29 @@ Tensor attention(const Tensor& q_in, const Tensor& k_in, const Tensor& v_in, con
   const Tensor v = v_in.contiguous();  // [batch, k_len, heads, head_dim]
   const Tensor bias_table = p.has_bias ? bias_table_in.contiguous() : Tensor();       // [num_buckets, heads]
   const Tensor key_mask = p.has_key_mask ? key_mask_as_flags(key_mask_in) : Tensor();  // i32 [batch, k_len]
-  Tensor out = Tensor::empty(q.shape(), DType::kF32, q.device());                      // [batch, q_len, heads, head_dim]
+  const DType act = q.dtype();
+  Tensor out = Tensor::empty(q.shape(), act, q.device());  // [batch, q_len, heads, head_dim]
   // What the backward needs, as the backend chose it (engine/backend_ops.h): the CPU's
   // probabilities, the CUDA backends' row log-sum-exp. Opaque here; kept until backward.
   Backend& backend = backend_for(q.device());
   Tensor saved = Tensor::empty({backend.attention_saved_elements(p)}, DType::kF32, q.device());
-  backend.attention_forward(p, q.data<float>(), k.data<float>(), v.data<float>(),
+  backend.attention_forward(p, act, q.raw_data(), k.raw_data(), v.raw_data(),
                             p.has_bias ? bias_table.data<float>() : nullptr,
-                            p.has_key_mask ? key_mask.data<int32_t>() : nullptr, out.data<float>(),
-                            saved.data<float>());
+                            p.has_key_mask ? key_mask.data<int32_t>() : nullptr, out.raw_data(), saved.data<float>());
 
   if (should_record({&q_in, &k_in, &v_in, &bias_table_in})) {
     // The table gradient costs a reduction over batch and positions; skip it for a frozen table.
     const bool need_dbias = p.has_bias && bias_table_in.requires_grad();
     record_op(kOp, {q_in, k_in, v_in, bias_table_in}, out,
-              [p, q, k, v, out, bias_table, key_mask, saved, need_dbias](const Tensor& dout_in) {
-                const Tensor dout = dout_in.contiguous();  // [batch, q_len, heads, head_dim]
+              [p, act, q, k, v, out, bias_table, key_mask, saved, need_dbias](const Tensor& dout_in) {
+                const Tensor dout = dout_in.to(act).contiguous();  // [batch, q_len, heads, head_dim]
                 Tensor dq = Tensor::empty_like(q), dk = Tensor::empty_like(k), dv = Tensor::empty_like(v);
                 // The backend accumulates into the table gradient, so it starts from zero.
                 Tensor dbias = need_dbias ? Tensor::zeros_like(bias_table) : Tensor();  // [num_buckets, heads]
                 backend_for(q.device()).attention_backward(
-                    p, dout.data<float>(), q.data<float>(), k.data<float>(), v.data<float>(), out.data<float>(),
+                    p, act, dout.raw_data(), q.raw_data(), k.raw_data(), v.raw_data(), out.raw_data(),
                     p.has_bias ? bias_table.data<float>() : nullptr, p.has_key_mask ? key_mask.data<int32_t>() : nullptr,
-                    saved.data<float>(), dq.data<float>(), dk.data<float>(), dv.data<float>(),
+                    saved.data<float>(), dq.raw_data(), dk.raw_data(), dv.raw_data(),
                     need_dbias ? dbias.data<float>() : nullptr);
                 return std::vector<Tensor>{dq, dk, dv, dbias};
               });

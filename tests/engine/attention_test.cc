@@ -584,7 +584,7 @@ TEST(AttentionBackend, OverwritesActivationGradientsAccumulatesTableGradientSave
   // The CPU backend's saved state is the probabilities, [batch, heads, q, k].
   ASSERT_EQ(backend.attention_saved_elements(p), p.batch * p.heads * p.q_len * p.k_len);
   std::vector<float> probs(static_cast<size_t>(backend.attention_saved_elements(p)));
-  backend.attention_forward(p, q.data(), k.data(), v.data(), table.data(), key_mask.data(), out.data(), probs.data());
+  backend.attention_forward(p, DType::kF32, q.data(), k.data(), v.data(), table.data(), key_mask.data(), out.data(), probs.data());
 
   // probs are the softmax itself, before dropout: rows sum to 1, padding keys are 0, and a
   // fully padded item is uniform.
@@ -608,7 +608,7 @@ TEST(AttentionBackend, OverwritesActivationGradientsAccumulatesTableGradientSave
   }
 
   auto backward = [&](std::vector<float>& dq, std::vector<float>& dk, std::vector<float>& dv, std::vector<float>& dtable) {
-    backend.attention_backward(p, dout.data(), q.data(), k.data(), v.data(), out.data(), nullptr, key_mask.data(), probs.data(), dq.data(),
+    backend.attention_backward(p, DType::kF32, dout.data(), q.data(), k.data(), v.data(), out.data(), nullptr, key_mask.data(), probs.data(), dq.data(),
                                dk.data(), dv.data(), dtable.data());
   };
   const float nan = std::numeric_limits<float>::quiet_NaN();
@@ -641,6 +641,29 @@ std::string error_of(const std::function<void()>& call) {
   return "no EngineError";
 }
 
+// bf16 activations are a CUDA-device feature: the CPU backend refuses them by op name rather
+// than reading bf16 bits as floats (the op layer accepts them; tests/simt runs them on cuda-emu).
+TEST(AttentionBackend, CpuRefusesBf16ActivationsNamingTheOp) {
+  const Tensor q = Tensor::zeros({1, 2, 1, 4}).to(DType::kBF16);
+  EXPECT_THAT(error_of([&] { ops::attention(q, q, q, Tensor(), Tensor()); }),
+              HasSubstr("attention_forward: the cpu backend computes activations in f32, got bf16"));
+  kernels::AttentionParams p;
+  p.batch = 1;
+  p.q_len = 2;
+  p.k_len = 2;
+  p.heads = 1;
+  p.head_dim = 4;
+  Backend& cpu = backend_for(Device::cpu());
+  std::vector<uint16_t> bits(8, 0);
+  std::vector<float> probs(static_cast<size_t>(cpu.attention_saved_elements(p)), 0.0f);
+  EXPECT_THAT(error_of([&] {
+                cpu.attention_backward(p, DType::kBF16, bits.data(), bits.data(), bits.data(), bits.data(), bits.data(),
+                                       nullptr, nullptr, probs.data(), bits.data(), bits.data(), bits.data(), nullptr);
+              }),
+              HasSubstr("attention_backward: the cpu backend computes activations in f32, got bf16"));
+}
+
+
 TEST(AttentionErrors, MessagesNameTheOpAndTheShapes) {
   const Tensor q = Tensor::zeros({2, 3, 4, 5});  // [batch, q_len, heads, head_dim]
   const Tensor k = Tensor::zeros({2, 6, 4, 5});  // [batch, k_len, heads, head_dim]
@@ -672,9 +695,10 @@ TEST(AttentionErrors, MessagesNameTheOpAndTheShapes) {
               HasSubstr("attention: key_mask must be i32, i64 or f32 (nonzero = attend), got bf16[2, 6] on cpu"));
   // Wrong dtypes and ranks.
   EXPECT_THAT(error_of([&] { ops::attention(q.to(DType::kBF16), k, k, none, none); }),
-              HasSubstr("attention: q must be f32, got bf16[2, 3, 4, 5] on cpu"));
+              HasSubstr("attention: q bf16[2, 3, 4, 5] on cpu and k f32[2, 6, 4, 5] on cpu must have the same element "
+                        "type"));
   EXPECT_THAT(error_of([&] { ops::attention(q, k, k.to(DType::kI32), none, none); }),
-              HasSubstr("attention: v must be f32, got i32[2, 6, 4, 5] on cpu"));
+              HasSubstr("attention: v must be f32 or bf16, got i32[2, 6, 4, 5] on cpu"));
   EXPECT_THAT(error_of([&] { ops::attention(Tensor::zeros({2, 3, 20}), k, k, none, none); }),
               HasSubstr("attention: q must have 4 dimensions, got f32[2, 3, 20] on cpu"));
   EXPECT_THAT(error_of([&] { ops::attention(none, k, k, none, none); }), HasSubstr("attention: q is undefined"));

@@ -5,7 +5,8 @@
 // and independent of padding and of the batch split), lengths that are not multiples of the tiles,
 // length 1, causal rows that are fully padded, head_dim 7, 64 and 128, and more keys than the
 // old row-per-block kernels could hold in shared memory. Forward output and dq, dk, dv,
-// d(bias table).
+// d(bias table). bf16 activations: the bf16 instantiations against the f32 ones on the same
+// bf16-representable numbers.
 #include "kernels/attention.cuh"
 #include "kernels/launch.h"
 
@@ -16,6 +17,8 @@
 #include "tests/simt/simt_modes.h"
 
 #include <cmath>
+#include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <random>
 #include <string>
@@ -142,9 +145,9 @@ void check(const AttentionParams& p, const std::vector<int32_t>& mask, const cha
   const float* table_data = p.has_bias ? table.data() : nullptr;
   la3::Backend& cpu = la3::backend_for(la3::Device::cpu());
   std::vector<float> out_cpu(q_size), probs(static_cast<size_t>(cpu.attention_saved_elements(p)));
-  cpu.attention_forward(p, q.data(), k.data(), v.data(), table_data, mask_data, out_cpu.data(), probs.data());
+  cpu.attention_forward(p, la3::DType::kF32, q.data(), k.data(), v.data(), table_data, mask_data, out_cpu.data(), probs.data());
   std::vector<float> dq_cpu(q_size), dk_cpu(kv_size), dv_cpu(kv_size), dbias_cpu(table.size(), 0.0f);
-  cpu.attention_backward(p, dout.data(), q.data(), k.data(), v.data(), out_cpu.data(), table_data, mask_data,
+  cpu.attention_backward(p, la3::DType::kF32, dout.data(), q.data(), k.data(), v.data(), out_cpu.data(), table_data, mask_data,
                          probs.data(), dq_cpu.data(), dk_cpu.data(), dv_cpu.data(), dbias_cpu.data());
 
   // The table gradient accumulates onto what is there: start from the CPU's gradient, so
@@ -344,8 +347,8 @@ void probe_masks(const AttentionParams& p, int64_t first_item, bool on_kernels, 
   std::vector<float> probs(static_cast<size_t>(cpu.attention_saved_elements(p))), dq(size), dk(size);
   probe->out.assign(size, 0.0f);
   probe->dv.assign(size, 0.0f);
-  cpu.attention_forward(p, zeros.data(), zeros.data(), v.data(), nullptr, mask.data(), probe->out.data(), probs.data());
-  cpu.attention_backward(p, dout.data(), zeros.data(), zeros.data(), v.data(), probe->out.data(), nullptr, mask.data(),
+  cpu.attention_forward(p, la3::DType::kF32, zeros.data(), zeros.data(), v.data(), nullptr, mask.data(), probe->out.data(), probs.data());
+  cpu.attention_backward(p, la3::DType::kF32, dout.data(), zeros.data(), zeros.data(), v.data(), probe->out.data(), nullptr, mask.data(),
                          probs.data(), dq.data(), dk.data(), probe->dv.data(), nullptr);
 }
 
@@ -406,6 +409,138 @@ TEST_P(AttentionKernel, DropoutMaskOfAnItemIgnoresPaddingAndTheSplit) {
     }
   }
   EXPECT_GT(dropped, 20);
+}
+
+// ---- bf16 activations ----------------------------------------------------------------------
+
+std::vector<uint16_t> bf16_bits_of(const std::vector<float>& values) {
+  std::vector<uint16_t> bits(values.size());
+  for (size_t i = 0; i < values.size(); ++i) bits[i] = la3::kernels::to_bf16_bits(values[i]);
+  return bits;
+}
+
+std::vector<float> widened(const std::vector<uint16_t>& bits) {
+  std::vector<float> values(bits.size());
+  for (size_t i = 0; i < bits.size(); ++i) values[i] = la3::kernels::from_bf16_bits(bits[i]);
+  return values;
+}
+
+// Elements of a bf16 result that are not the f32 result rounded once (0 for a kernel that
+// does fp32 arithmetic between load_act and store_act on the same numbers).
+int64_t not_rounded_f32(const std::vector<uint16_t>& got, const std::vector<float>& f32) {
+  int64_t mismatches = 0;
+  for (size_t i = 0; i < got.size(); ++i) mismatches += got[i] != la3::kernels::to_bf16_bits(f32[i]);
+  return mismatches;
+}
+
+// The bf16 instantiations (uint16_t activations) through the launchers against the f32 ones on
+// the same bf16-representable q, k, v, dout. Everything between the loads and the stores is
+// fp32 in both, so: lse is bit-identical and out is the f32 out rounded once; given the same
+// `out` for D (the bf16 forward's, widened), dk and dv are the f32 kernel's rounded once, dq
+// (summed by atomics in the launch's f32 accumulator, in a schedule-dependent order) is within
+// one rounding, and dbias (f32 atomics) within f32 summation-order noise. Then against the f32
+// kernels end to end (D from their own unrounded out): the NMSE the bf16 storage costs, printed.
+// The launch must zero its dq accumulator and overwrite dq, dk and dv: they start as NaN.
+void check_bf16(const AttentionParams& p, const std::vector<int32_t>& mask, const char* name) {
+  SCOPED_TRACE(name);
+  const la3::kernels::SimtLaunch launch;
+  std::mt19937 rng(29);
+  const size_t q_size = static_cast<size_t>(p.batch * p.q_len * p.heads * p.head_dim);
+  const size_t kv_size = static_cast<size_t>(p.batch * p.k_len * p.heads * p.head_dim);
+  const std::vector<uint16_t> q_bits = bf16_bits_of(random_values(q_size, rng)),
+                              k_bits = bf16_bits_of(random_values(kv_size, rng)),
+                              v_bits = bf16_bits_of(random_values(kv_size, rng)),
+                              dout_bits = bf16_bits_of(random_values(q_size, rng));
+  const std::vector<float> q = widened(q_bits), k = widened(k_bits), v = widened(v_bits), dout = widened(dout_bits);
+  const std::vector<float> table = random_values(static_cast<size_t>(p.num_buckets * p.heads), rng);
+  const int32_t* mask_data = p.has_key_mask ? mask.data() : nullptr;
+  const float* table_data = p.has_bias ? table.data() : nullptr;
+  const size_t lse_size = static_cast<size_t>(la3::kernels::attention_lse_floats(p));
+  constexpr uint16_t kBf16Nan = 0x7fc0;
+
+  // bf16.
+  std::vector<uint16_t> out_bits(q_size, kBf16Nan);
+  std::vector<float> lse(lse_size, -1.0f);
+  ASSERT_GT(la3::kernels::launch_attention_forward(launch, p, q_bits.data(), k_bits.data(), v_bits.data(), table_data,
+                                                   mask_data, out_bits.data(), lse.data())
+                .rows,
+            0);
+  std::vector<float> scratch(static_cast<size_t>(la3::kernels::attention_backward_scratch_floats<uint16_t>(p)), NAN);
+  ASSERT_EQ(scratch.size(), lse_size + q_size);  // D and the f32 dq accumulator
+  std::vector<uint16_t> dq_bits(q_size, kBf16Nan), dk_bits(kv_size, kBf16Nan), dv_bits(kv_size, kBf16Nan);
+  std::vector<float> dbias(table.size(), 0.0f);
+  ASSERT_GT(la3::kernels::launch_attention_backward(launch, p, dout_bits.data(), q_bits.data(), k_bits.data(),
+                                                    v_bits.data(), out_bits.data(), table_data, mask_data, lse.data(),
+                                                    scratch.data(), dq_bits.data(), dk_bits.data(), dv_bits.data(),
+                                                    p.has_bias ? dbias.data() : nullptr)
+                .keys,
+            0);
+
+  // f32 on the same numbers; this backward reads the bf16 forward's output.
+  std::vector<float> out32(q_size, NAN), lse32(lse_size, -1.0f);
+  la3::kernels::launch_attention_forward(launch, p, q.data(), k.data(), v.data(), table_data, mask_data, out32.data(),
+                                         lse32.data());
+  const std::vector<float> out_bf16 = widened(out_bits);
+  std::vector<float> row_dot(static_cast<size_t>(la3::kernels::attention_backward_scratch_floats(p)));
+  std::vector<float> dq32(q_size, 0.0f), dk32(kv_size, NAN), dv32(kv_size, NAN), dbias32(table.size(), 0.0f);
+  la3::kernels::launch_attention_backward(launch, p, dout.data(), q.data(), k.data(), v.data(), out_bf16.data(),
+                                          table_data, mask_data, lse32.data(), row_dot.data(), dq32.data(), dk32.data(),
+                                          dv32.data(), p.has_bias ? dbias32.data() : nullptr);
+
+  int64_t lse_differs = 0;
+  for (size_t i = 0; i < lse_size; ++i) lse_differs += !(lse[i] == lse32[i]);
+  EXPECT_EQ(lse_differs, 0) << "lse";
+  EXPECT_EQ(not_rounded_f32(out_bits, out32), 0) << "out";
+  EXPECT_EQ(not_rounded_f32(dk_bits, dk32), 0) << "dk";
+  EXPECT_EQ(not_rounded_f32(dv_bits, dv32), 0) << "dv";
+  const std::vector<float> dq_bf16 = widened(dq_bits);
+  for (float x : dq_bf16) ASSERT_TRUE(std::isfinite(x)) << "dq: an element the launch did not write";
+  EXPECT_LT(la3::testing::normalized_error(dq_bf16, dq32), 1e-5) << "dq";  // one rounding: ~1.3e-6
+  if (p.has_bias) {
+    EXPECT_LT(la3::testing::normalized_error(dbias, dbias32), 1e-10) << "dbias";
+  }
+
+  // End to end against the f32 kernels (D from their own f32 out).
+  std::vector<float> dq_f32(q_size, 0.0f), dk_f32(kv_size, NAN), dv_f32(kv_size, NAN), dbias_f32(table.size(), 0.0f);
+  la3::kernels::launch_attention_backward(launch, p, dout.data(), q.data(), k.data(), v.data(), out32.data(), table_data,
+                                          mask_data, lse32.data(), row_dot.data(), dq_f32.data(), dk_f32.data(),
+                                          dv_f32.data(), p.has_bias ? dbias_f32.data() : nullptr);
+  const double errors[] = {la3::testing::normalized_error(out_bf16, out32),
+                           la3::testing::normalized_error(dq_bf16, dq_f32),
+                           la3::testing::normalized_error(widened(dk_bits), dk_f32),
+                           la3::testing::normalized_error(widened(dv_bits), dv_f32),
+                           p.has_bias ? la3::testing::normalized_error(dbias, dbias_f32) : 0.0};
+  std::printf("[attention bf16] %-52s nmse out %.2e dq %.2e dk %.2e dv %.2e dbias %.2e\n", name, errors[0], errors[1],
+              errors[2], errors[3], errors[4]);
+  for (double error : errors) EXPECT_LT(error, 1e-4);
+}
+
+TEST_P(AttentionKernel, Bf16ActivationsRoundTheF32KernelsResultsOnce) {
+  const AttentionParams encoder = encoder_params();
+  check_bf16(encoder, {1, 1, 1, 1, 1, 0, 0, /**/ 0, 0, 0, 0, 0, 0, 0}, "encoder, padding, fully padded item");
+
+  AttentionParams step = encoder;
+  step.batch = 1; step.q_len = 5; step.k_len = 70; step.query_offset = 65; step.causal = true;
+  step.bidirectional = false; step.has_key_mask = false; step.num_buckets = 32; step.max_distance = 128;
+  step.dropout = la3::kernels::DropoutParams{0.2f, 7, 3, 11};
+  check_bf16(step, {}, "causal, query_offset 65, 70 keys, dropout");
+
+  AttentionParams partial;
+  partial.batch = 2; partial.heads = 2; partial.q_len = 41; partial.k_len = 41; partial.head_dim = 7;
+  partial.has_bias = true; partial.bidirectional = false; partial.causal = true; partial.num_buckets = 32;
+  partial.max_distance = 128; partial.has_key_mask = true;
+  std::vector<int32_t> mask(82, 1);
+  for (int j = 0; j < 3; ++j) mask[static_cast<size_t>(j)] = 0;
+  for (int j = 41; j < 82; ++j) mask[static_cast<size_t>(j)] = 0;
+  check_bf16(partial, mask, "causal, partial tiles, fully masked rows, head_dim 7");
+
+  AttentionParams wide;
+  wide.batch = 1; wide.heads = 2; wide.q_len = 18; wide.k_len = 35; wide.head_dim = 64;
+  wide.has_bias = true; wide.bidirectional = true; wide.num_buckets = 32; wide.max_distance = 128;
+  wide.has_key_mask = true;
+  std::vector<int32_t> wide_mask(35, 1);
+  wide_mask[34] = wide_mask[33] = 0;
+  check_bf16(wide, wide_mask, "head_dim 64, padding");
 }
 
 TEST(AttentionTiles, FitTheDefaultSharedMemoryUpToHeadDim128) {

@@ -564,39 +564,46 @@ std::vector<OpCase> attention_cases() {
       p.dropout.stream = 2;
     }
     const Shape q_shape{p.batch, p.q_len, p.heads, p.head_dim}, kv_shape{p.batch, p.k_len, p.heads, p.head_dim};
-    std::vector<Buffer> inputs = {in("q", uniform(q_shape, 110)), in("k", uniform(kv_shape, 111)),
-                                  in("v", uniform(kv_shape, 112)), in("bias", uniform({8, p.heads}, 113)),
+    // q, k, v, out, dout and the q/k/v gradients are activations (bf16 in the twins); the
+    // bias table, its gradient and the saved state stay f32.
+    std::vector<Buffer> inputs = {ain("q", uniform(q_shape, 110)), ain("k", uniform(kv_shape, 111)),
+                                  ain("v", uniform(kv_shape, 112)), in("bias", uniform({8, p.heads}, 113)),
                                   in("mask", key_mask_flags(p.batch, p.k_len))};
     // The saved state is the backend's own (attention_saved_elements): allocated per backend
     // inside the run, never compared.
     auto forward = [p](Backend& be, const Buffers& b, Tensor& saved) {
       saved = Tensor::empty({std::max<int64_t>(be.attention_saved_elements(p), 1)}, DType::kF32, be.device());
-      be.attention_forward(p, b.f("q"), b.f("k"), b.f("v"), p.has_bias ? b.f("bias") : nullptr,
-                           p.has_key_mask ? b.i32("mask") : nullptr, b.f("out"), saved.data<float>());
+      be.attention_forward(p, b.act(), b.v("q"), b.v("k"), b.v("v"), p.has_bias ? b.f("bias") : nullptr,
+                           p.has_key_mask ? b.i32("mask") : nullptr, b.v("out"), saved.data<float>());
     };
     std::vector<Buffer> f = inputs;
-    f.push_back(out("out", q_shape));
+    f.push_back(aout("out", q_shape));
     cases.push_back({std::string("attention_forward_") + a.name, f, kTranscendental,
                      [forward](Backend& be, const Buffers& b, std::vector<double>&) {
                        Tensor saved;
                        forward(be, b, saved);
                      }});
     std::vector<Buffer> bw = inputs;
-    bw.push_back(state("out", q_shape));
-    bw.push_back(in("dout", uniform(q_shape, 114)));
-    bw.push_back(out("dq", q_shape));
-    bw.push_back(out("dk", kv_shape));
-    bw.push_back(out("dv", kv_shape));
+    bw.push_back(Buffer{"out", Role::kState, like(q_shape), true});  // the forward's output, of type act
+    bw.push_back(ain("dout", uniform(q_shape, 114)));
+    bw.push_back(aout("dq", q_shape));
+    bw.push_back(aout("dk", kv_shape));
+    bw.push_back(aout("dv", kv_shape));
     if (a.bias) bw.push_back(acc("dbias", uniform({8, p.heads}, 115)));
     cases.push_back({std::string("attention_backward_") + a.name, bw, 1e-9,
                      [forward, p](Backend& be, const Buffers& b, std::vector<double>&) {
                        Tensor saved;
                        forward(be, b, saved);
-                       be.attention_backward(p, b.f("dout"), b.f("q"), b.f("k"), b.f("v"), b.f("out"),
+                       be.attention_backward(p, b.act(), b.v("dout"), b.v("q"), b.v("k"), b.v("v"), b.v("out"),
                                              p.has_bias ? b.f("bias") : nullptr, p.has_key_mask ? b.i32("mask") : nullptr,
-                                             saved.data<float>(), b.f("dq"), b.f("dk"), b.f("dv"),
+                                             saved.data<float>(), b.v("dq"), b.v("dk"), b.v("dv"),
                                              p.has_bias ? b.f("dbias") : nullptr);
                      }});
+    // bf16: the backward reads the forward's bf16 output for D = rowsum(dout * out), whose
+    // rounding (2^-9 relative per element) enters dS = P (dP - D) where dP - D cancels, so dq, dk
+    // and dbias carry ~2-5x the NMSE of one rounding (4e-6 to 7e-6 measured here, 1.3e-5 for
+    // dbias at head_dim 64 in attention_kernel_test); dv (P^T dout) is one rounding.
+    cases.back().bf16_max_nmse = 3e-5;
   }
   return cases;
 }

@@ -402,6 +402,62 @@ TEST(CudaEmuAttention, SavesNoProbabilitiesAndMatchesTheCpu) {
               "cuda-emu\n", probs_bytes, cpu.peak, emu.peak);
 }
 
+// The attention op with bf16 activations through the autograd tape on cuda-emu: q, k, v in
+// bf16, the bias table f32 (and the output gradient, bf16-representable, seeded in f32). The output and the q, k, v gradients come back
+// in bf16, the table gradient in f32, and all of them match the f32 CPU op run on the same
+// (bf16-rounded) numbers within the op table's bf16 tolerances (tests/simt/backend_ops_test.cc:
+// one rounding of each stored value; the backward's D reads the forward's bf16 output).
+TEST(CudaEmuAttention, Bf16ActivationsThroughTheTapeMatchTheF32CpuOp) {
+  register_cuda_emu_backend();
+  const int64_t batch = 2, len = 37, heads = 4, head_dim = 16;
+  std::mt19937 rng(31);
+  auto rounded = [&](const Shape& shape) { return testing::random_tensor(shape, rng).to(DType::kBF16).to(DType::kF32); };
+  const Tensor q = rounded({batch, len, heads, head_dim}), k = rounded({batch, len, heads, head_dim}),
+               v = rounded({batch, len, heads, head_dim}), dout = rounded({batch, len, heads, head_dim});
+  const Tensor table = testing::random_tensor({32, heads}, rng);
+  std::vector<int32_t> mask_values(static_cast<size_t>(batch * len), 1);
+  for (int64_t j = 30; j < len; ++j) mask_values[static_cast<size_t>(len + j)] = 0;  // item 1 padded
+  const Tensor mask = Tensor::from_vector<int32_t>({batch, len}, mask_values);
+  ops::AttentionOptions options;  // T5 encoder: bidirectional, 32 buckets, max distance 128
+  options.dropout.p = 0.1f;
+  options.training = true;
+
+  struct Run {
+    Tensor out, dq, dk, dv, dtable;
+  };
+  auto run = [&](Device device, DType act) {
+    std::vector<Tensor> inputs = {on(q, device).to(act), on(k, device).to(act), on(v, device).to(act), on(table, device)};
+    for (Tensor& input : inputs) input.set_requires_grad(true);
+    Run r;
+    {
+      Tape tape;
+      r.out = ops::attention(inputs[0], inputs[1], inputs[2], inputs[3], on(mask, device), options);
+      tape.backward(r.out, on(dout, device));  // an f32 seed (the tape's rule); the op converts it to act
+    }
+    r.dq = inputs[0].grad();
+    r.dk = inputs[1].grad();
+    r.dv = inputs[2].grad();
+    r.dtable = inputs[3].grad();
+    return r;
+  };
+  const Run cpu = run(Device::cpu(), DType::kF32);
+  const Run emu = run(kEmu, DType::kBF16);
+  for (const Tensor* t : {&emu.out, &emu.dq, &emu.dk, &emu.dv}) {
+    EXPECT_EQ(t->dtype(), DType::kBF16);
+    EXPECT_EQ(t->device(), kEmu);
+  }
+  EXPECT_EQ(emu.dtable.dtype(), DType::kF32);
+  const double errors[] = {testing::normalized_error(emu.out.to(DType::kF32), cpu.out),
+                           testing::normalized_error(emu.dq.to(DType::kF32), cpu.dq),
+                           testing::normalized_error(emu.dk.to(DType::kF32), cpu.dk),
+                           testing::normalized_error(emu.dv.to(DType::kF32), cpu.dv),
+                           testing::normalized_error(emu.dtable, cpu.dtable)};
+  std::printf("attention bf16 on cuda-emu vs f32 cpu: nmse out %.2e dq %.2e dk %.2e dv %.2e dtable %.2e\n", errors[0],
+              errors[1], errors[2], errors[3], errors[4]);
+  EXPECT_LT(errors[0], 1e-5) << "out";
+  for (size_t i = 1; i < 5; ++i) EXPECT_LT(errors[i], 3e-5) << "gradient " << i;
+}
+
 INSTANTIATE_TEST_SUITE_P(Orders, CudaEmuDevice, ::testing::Values("forward", "shuffled/2"), testing::simt_mode_name);
 
 }  // namespace
