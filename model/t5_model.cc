@@ -272,7 +272,7 @@ Tensor T5Model::attention_sublayer(const std::string& prefix, const Tensor& hidd
     return attention_block(prefix, q_source, key_values, bias_table, mask, causal, bidirectional, /*query_offset=*/0,
                            dropout_stream, options);
   };
-  if (options.recompute == T5ForwardOptions::Recompute::kNone || !options.training) {
+  if (options.recompute != T5ForwardOptions::Recompute::kAttention || !options.training) {
     return run(hidden, key_value_source, key_value_source, key_mask);
   }
   std::vector<Tensor> leaves;
@@ -298,6 +298,36 @@ Tensor T5Model::feed_forward(const std::string& prefix, const Tensor& hidden, ui
   return ops::linear(inner, parameter(prefix + "wo.weight"));
 }
 
+bool T5Model::recompute_blocks(const T5ForwardOptions& options) {
+  return options.training && options.recompute == T5ForwardOptions::Recompute::kBlock;
+}
+
+std::vector<Tensor> T5Model::block_leaves(const std::string& prefix) const {
+  // The block's pre-attention norm weight is applied by the previous block's last add (outside
+  // this block's node), so it is not one of the node's leaves.
+  std::vector<Tensor> leaves;
+  for (const auto& [name, tensor] : parameters_) {
+    if (name.rfind(prefix, 0) == 0 && name != prefix + "layer.0.layer_norm.weight") leaves.push_back(tensor);
+  }
+  return leaves;
+}
+
+ops::AddRmsNorm T5Model::encoder_block_forward(int64_t i, const Tensor& hidden, const Tensor& normed, const Tensor& table,
+                                               const Tensor& key_mask, const Tensor& next_norm,
+                                               const T5ForwardOptions& options) const {
+  const float eps = config_.layer_norm_epsilon;
+  const std::string b = encoder_block(i);
+  const uint32_t site = stream::kEncoderBlockBase + 16u * static_cast<uint32_t>(i);
+  const Tensor attended = attention_sublayer(b + "layer.0.SelfAttention.", normed, normed, table, key_mask,
+                                             /*causal=*/false, /*bidirectional=*/true, site + stream::kSelfAttention, options);
+  const ops::AddRmsNorm after_attention = ops::add_rmsnorm(
+      hidden, apply_dropout(attended, site + stream::kSelfAttention + 1, options), parameter(b + "layer.1.layer_norm.weight"), eps);
+  const Tensor ff = feed_forward(b + "layer.1.DenseReluDense.", after_attention.normed, site + stream::kFeedForward, options);
+  const Tensor branch = apply_dropout(ff, site + stream::kFeedForward + 1, options);
+  if (!next_norm.defined()) return ops::AddRmsNorm{ops::add(after_attention.sum, branch), Tensor()};
+  return ops::add_rmsnorm(after_attention.sum, branch, next_norm, eps);
+}
+
 Tensor T5Model::encode(const Tensor& input_ids, const Tensor& attention_mask, const T5ForwardOptions& options) const {
   if (!input_ids.defined() || input_ids.rank() != 2) {
     Fail(ErrorKind::kInvalidArgument, "T5Model::encode: input_ids must be [batch, src_len], got ", input_ids.describe());
@@ -320,19 +350,21 @@ Tensor T5Model::encode(const Tensor& input_ids, const Tensor& attention_mask, co
   };
   Tensor normed = ops::rmsnorm(hidden, norm_after(0), eps);
   for (int64_t i = 0; i < config_.num_layers; ++i) {
-    const std::string b = encoder_block(i);
-    const uint32_t site = stream::kEncoderBlockBase + 16u * static_cast<uint32_t>(i);
-    const std::string self_prefix = b + "layer.0.SelfAttention.";
-    const Tensor attended = attention_sublayer(self_prefix, normed, normed, table, key_mask, /*causal=*/false,
-                                               /*bidirectional=*/true, site + stream::kSelfAttention, options);
-    ops::AddRmsNorm after_attention = ops::add_rmsnorm(
-        hidden, apply_dropout(attended, site + stream::kSelfAttention + 1, options), parameter(b + "layer.1.layer_norm.weight"), eps);
-    hidden = after_attention.sum;
-    const Tensor ff = feed_forward(b + "layer.1.DenseReluDense.", after_attention.normed, site + stream::kFeedForward, options);
-    ops::AddRmsNorm after_ff =
-        ops::add_rmsnorm(hidden, apply_dropout(ff, site + stream::kFeedForward + 1, options), norm_after(i + 1), eps);
-    hidden = after_ff.sum;
-    normed = after_ff.normed;
+    if (recompute_blocks(options)) {
+      // One tape node per block that keeps only its inputs; the norm after the block's last
+      // residual add is the next block's and stays outside (unfused: the same arithmetic).
+      std::vector<Tensor> leaves = block_leaves(encoder_block(i));
+      if (i > 0) leaves.push_back(table);
+      hidden = checkpoint("recompute encoder block", {hidden, normed, key_mask}, leaves,
+                          [this, i, table, options](const std::vector<Tensor>& in) {
+                            return encoder_block_forward(i, in[0], in[1], table, in[2], Tensor(), options).sum;
+                          });
+      normed = ops::rmsnorm(hidden, norm_after(i + 1), eps);
+    } else {
+      const ops::AddRmsNorm out = encoder_block_forward(i, hidden, normed, table, key_mask, norm_after(i + 1), options);
+      hidden = out.sum;
+      normed = out.normed;
+    }
   }
   hidden = normed;  // the final layer norm's output
   return apply_dropout(hidden, stream::kEncoderFinal, options);
@@ -352,12 +384,48 @@ Tensor T5Model::decode(const Tensor& decoder_input_ids, const Tensor& encoder_hi
   return decoder_forward(decoder_input_ids, encoder_hidden, encoder_mask, options, nullptr);
 }
 
-Tensor T5Model::decoder_forward(const Tensor& decoder_input_ids, const Tensor& encoder_hidden, const Tensor& encoder_mask,
-                                const T5ForwardOptions& options, T5DecodingCache* cache) const {
+ops::AddRmsNorm T5Model::decoder_block_forward(int64_t i, const Tensor& hidden, const Tensor& normed,
+                                               const Tensor& encoder_hidden, const Tensor& encoder_mask,
+                                               const Tensor& table, const Tensor& next_norm,
+                                               const T5ForwardOptions& options, T5DecodingCache* cache) const {
   const float eps = config_.layer_norm_epsilon;
   // With a cache, the new positions follow the cached ones (causal attention and the
   // relative-position buckets count from there).
   const int64_t query_offset = cache != nullptr ? cache->steps : 0;
+  const std::string b = decoder_block(i);
+  const uint32_t site = stream::kDecoderBlockBase + 16u * static_cast<uint32_t>(i);
+  const std::string self_prefix = b + "layer.0.SelfAttention.";
+  // Teacher forcing (no cache) goes through attention_sublayer, which may recompute in
+  // backward; a decoding step attends over the cached keys/values.
+  const Tensor self_attended =
+      cache == nullptr
+          ? attention_sublayer(self_prefix, normed, normed, table, Tensor(), /*causal=*/true,
+                               /*bidirectional=*/false, site + stream::kSelfAttention, options)
+          : attention_block(self_prefix, normed, cache->store_self(i, project_key_values(self_prefix, normed)), table,
+                            Tensor(), /*causal=*/true, /*bidirectional=*/false, query_offset,
+                            site + stream::kSelfAttention, options);
+  const ops::AddRmsNorm after_self = ops::add_rmsnorm(hidden, apply_dropout(self_attended, site + stream::kSelfAttention + 1, options),
+                                                      parameter(b + "layer.1.layer_norm.weight"), eps);
+  // Cross-attention has no relative-position bias in T5.
+  const std::string cross_prefix = b + "layer.1.EncDecAttention.";
+  const Tensor cross =
+      cache == nullptr
+          ? attention_sublayer(cross_prefix, after_self.normed, encoder_hidden, Tensor(), encoder_mask,
+                               /*causal=*/false, /*bidirectional=*/true, site + stream::kCrossAttention, options)
+          : attention_block(cross_prefix, after_self.normed, cache->cross(i), Tensor(), encoder_mask,
+                            /*causal=*/false, /*bidirectional=*/true, /*query_offset=*/0,
+                            site + stream::kCrossAttention, options);
+  const ops::AddRmsNorm after_cross = ops::add_rmsnorm(after_self.sum, apply_dropout(cross, site + stream::kCrossAttention + 1, options),
+                                                       parameter(b + "layer.2.layer_norm.weight"), eps);
+  const Tensor ff = feed_forward(b + "layer.2.DenseReluDense.", after_cross.normed, site + stream::kFeedForward, options);
+  const Tensor branch = apply_dropout(ff, site + stream::kFeedForward + 1, options);
+  if (!next_norm.defined()) return ops::AddRmsNorm{ops::add(after_cross.sum, branch), Tensor()};
+  return ops::add_rmsnorm(after_cross.sum, branch, next_norm, eps);
+}
+
+Tensor T5Model::decoder_forward(const Tensor& decoder_input_ids, const Tensor& encoder_hidden, const Tensor& encoder_mask,
+                                const T5ForwardOptions& options, T5DecodingCache* cache) const {
+  const float eps = config_.layer_norm_epsilon;
   const ops::IdCheck id_check = options.ids_checked_by_caller ? ops::IdCheck::kByCaller : ops::IdCheck::kByOp;
   Tensor hidden = apply_dropout(ops::embedding(parameter("shared.weight"), decoder_input_ids, id_check, options.activations),
                                 stream::kDecoderEmbedding, options);
@@ -370,38 +438,21 @@ Tensor T5Model::decoder_forward(const Tensor& decoder_input_ids, const Tensor& e
   };
   Tensor normed = ops::rmsnorm(hidden, norm_after(0), eps);
   for (int64_t i = 0; i < config_.num_decoder_layers; ++i) {
-    const std::string b = decoder_block(i);
-    const uint32_t site = stream::kDecoderBlockBase + 16u * static_cast<uint32_t>(i);
-    const std::string self_prefix = b + "layer.0.SelfAttention.";
-    // Teacher forcing (no cache) goes through attention_sublayer, which may recompute in
-    // backward; a decoding step attends over the cached keys/values.
-    const Tensor self_attended =
-        cache == nullptr
-            ? attention_sublayer(self_prefix, normed, normed, table, Tensor(), /*causal=*/true,
-                                 /*bidirectional=*/false, site + stream::kSelfAttention, options)
-            : attention_block(self_prefix, normed, cache->store_self(i, project_key_values(self_prefix, normed)), table,
-                              Tensor(), /*causal=*/true, /*bidirectional=*/false, query_offset,
-                              site + stream::kSelfAttention, options);
-    ops::AddRmsNorm after_self = ops::add_rmsnorm(hidden, apply_dropout(self_attended, site + stream::kSelfAttention + 1, options),
-                                                  parameter(b + "layer.1.layer_norm.weight"), eps);
-    hidden = after_self.sum;
-    // Cross-attention has no relative-position bias in T5.
-    const std::string cross_prefix = b + "layer.1.EncDecAttention.";
-    const Tensor cross =
-        cache == nullptr
-            ? attention_sublayer(cross_prefix, after_self.normed, encoder_hidden, Tensor(), encoder_mask,
-                                 /*causal=*/false, /*bidirectional=*/true, site + stream::kCrossAttention, options)
-            : attention_block(cross_prefix, after_self.normed, cache->cross(i), Tensor(), encoder_mask,
-                              /*causal=*/false, /*bidirectional=*/true, /*query_offset=*/0,
-                              site + stream::kCrossAttention, options);
-    ops::AddRmsNorm after_cross = ops::add_rmsnorm(hidden, apply_dropout(cross, site + stream::kCrossAttention + 1, options),
-                                                   parameter(b + "layer.2.layer_norm.weight"), eps);
-    hidden = after_cross.sum;
-    const Tensor ff = feed_forward(b + "layer.2.DenseReluDense.", after_cross.normed, site + stream::kFeedForward, options);
-    ops::AddRmsNorm after_ff =
-        ops::add_rmsnorm(hidden, apply_dropout(ff, site + stream::kFeedForward + 1, options), norm_after(i + 1), eps);
-    hidden = after_ff.sum;
-    normed = after_ff.normed;
+    if (cache == nullptr && recompute_blocks(options)) {
+      // As in encode(): one node per block, the following norm outside it.
+      std::vector<Tensor> leaves = block_leaves(decoder_block(i));
+      if (i > 0) leaves.push_back(table);
+      hidden = checkpoint("recompute decoder block", {hidden, normed, encoder_hidden, encoder_mask}, leaves,
+                          [this, i, table, options](const std::vector<Tensor>& in) {
+                            return decoder_block_forward(i, in[0], in[1], in[2], in[3], table, Tensor(), options, nullptr).sum;
+                          });
+      normed = ops::rmsnorm(hidden, norm_after(i + 1), eps);
+    } else {
+      const ops::AddRmsNorm out =
+          decoder_block_forward(i, hidden, normed, encoder_hidden, encoder_mask, table, norm_after(i + 1), options, cache);
+      hidden = out.sum;
+      normed = out.normed;
+    }
   }
   hidden = normed;  // the final layer norm's output
   hidden = apply_dropout(hidden, stream::kDecoderFinal, options);

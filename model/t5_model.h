@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/ops/rmsnorm.h"
 #include "engine/tensor.h"
 #include "model/t5_config.h"
 
@@ -38,7 +39,9 @@ struct T5ForwardOptions {
   // Trading compute for memory in training forwards (docs/MEMORY.md): kAttention keeps none
   // of an attention sublayer's inside (q, k, v, context, attention state) until the backward,
   // which recomputes it (autograd checkpoint()); the gradients are bit-identical on the CPU.
-  enum class Recompute { kNone, kAttention };
+  // kBlock keeps only each T5 block's inputs (the residual stream and its norm) and replays the
+  // whole block in the backward: the least memory, one more forward of every block.
+  enum class Recompute { kNone, kAttention, kBlock };
   Recompute recompute = Recompute::kNone;
   // The caller checked input_ids and decoder_input_ids against the vocabulary on the host
   // before uploading them (batch_loss does): the embeddings skip their own check, which on a
@@ -119,6 +122,21 @@ class T5Model {
                             uint32_t dropout_stream, const T5ForwardOptions& options) const;
   Tensor feed_forward(const std::string& prefix, const Tensor& hidden, uint32_t dropout_stream,
                       const T5ForwardOptions& options) const;
+  // Block i of a stack from its residual stream `hidden` and that stream's pre-attention norm
+  // `normed`, up to the block's last residual add: with next_norm, that add fused with the norm
+  // that follows it (the next block's, or the final one); without, the sum alone (normed
+  // undefined), which is what a recomputed block returns. Decoder blocks take the cache of an
+  // incremental decoding step (null in teacher forcing).
+  ops::AddRmsNorm encoder_block_forward(int64_t i, const Tensor& hidden, const Tensor& normed, const Tensor& table,
+                                        const Tensor& key_mask, const Tensor& next_norm,
+                                        const T5ForwardOptions& options) const;
+  ops::AddRmsNorm decoder_block_forward(int64_t i, const Tensor& hidden, const Tensor& normed,
+                                        const Tensor& encoder_hidden, const Tensor& encoder_mask, const Tensor& table,
+                                        const Tensor& next_norm, const T5ForwardOptions& options,
+                                        T5DecodingCache* cache) const;
+  static bool recompute_blocks(const T5ForwardOptions& options);
+  // The parameters a recomputed block's tape node lists as its leaves (those under `prefix` it uses).
+  std::vector<Tensor> block_leaves(const std::string& prefix) const;
   Tensor apply_dropout(const Tensor& x, uint32_t stream, const T5ForwardOptions& options) const;
   // The decoder stack and the LM head, the one implementation behind decode() (cache null:
   // every target position, keys/values projected here) and T5Decoder::step (one new position

@@ -66,8 +66,9 @@ struct TrainConfig {
   // The element type of activations and activation gradients: f32, or bf16 on the CUDA devices
   // (fp32 master weights and AdamW state, fp32 statistics and loss; the cpu refuses bf16).
   std::string activations = "f32";
-  // Trading compute for memory (docs/MEMORY.md): none, or attention (each attention sublayer
-  // is recomputed in the backward instead of keeping q, k, v, context and the attention state).
+  // Trading compute for memory (docs/MEMORY.md): none, attention (each attention sublayer is
+  // recomputed in the backward instead of keeping q, k, v, context and the attention state), or
+  // block (each T5 block keeps only its inputs and is replayed whole in the backward).
   std::string recompute = "none";
   // distributed (data parallelism across the ranks of an mpirun / srun launch; ignored by a
   // single process; docs/DISTRIBUTED.md)

@@ -165,6 +165,12 @@ absl::StatusOr<std::pair<Position, OptimizerState>> restore_checkpoint(const std
                         std::move(optimizer));
 }
 
+T5ForwardOptions::Recompute recompute_mode(const TrainConfig& config) {
+  if (config.recompute == "attention") return T5ForwardOptions::Recompute::kAttention;
+  if (config.recompute == "block") return T5ForwardOptions::Recompute::kBlock;
+  return T5ForwardOptions::Recompute::kNone;
+}
+
 DType activation_dtype(const TrainConfig& config) { return config.activations == "bf16" ? DType::kBF16 : DType::kF32; }
 
 // The token-weighted validation loss. Batch b is evaluated by rank b % world size; the
@@ -563,7 +569,7 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
     forward.seed = config.seed;
     forward.activations = activation_dtype(config);
     forward.recompute =
-        config.recompute == "attention" ? T5ForwardOptions::Recompute::kAttention : T5ForwardOptions::Recompute::kNone;
+        recompute_mode(config);
     const Batch batch =
         collate(*train_groups, {0}, model.config().pad_token_id, model.config().decoder_start_token_id);
     batch_loss(model, batch, config.loss, forward);
@@ -687,7 +693,7 @@ absl::StatusOr<TrainSummary> train_impl(const TrainConfig& config, const TrainOp
     step_options.normaliser = normaliser;
     step_options.clip_grad_norm = config.clip_grad_norm;
     step_options.recompute =
-        config.recompute == "attention" ? T5ForwardOptions::Recompute::kAttention : T5ForwardOptions::Recompute::kNone;
+        recompute_mode(config);
     step_options.activations = activation_dtype(config);
     // The last micro-batch's backward starts each bucket's all-reduce as soon as it is final.
     if (config.dist_overlap) step_options.last_backward_leaf_ready = buckets->ready_hook();
