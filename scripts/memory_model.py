@@ -12,7 +12,8 @@ The model follows what the code allocates, not a textbook formula:
   - the transient peak: the LM-head logits and the loss's saved dlogits [rows, tgt, vocab] are
     both alive when the loss is computed (the end of the forward), which is the step's peak.
 With --recompute attention (training.recompute), the inside of each attention sublayer (q, k,
-v, context, attention state) is not kept but rebuilt during the backward, one at a time.
+v, context, attention state) is not kept but rebuilt during the backward, one at a time; with
+--recompute block each T5 block keeps only its inputs and is rebuilt whole, one at a time.
 
 Sizes are rounded as the caching allocator rounds them (512-byte classes below 1 MiB, 2 MiB
 classes above), since that is what the device must hold.
@@ -99,6 +100,11 @@ def block_saved(m, rows, q_len, k_len, cross, attention, dropout, recompute="non
     act = rows * q_len
     drop = 1 if dropout > 0 else 0
     t = []
+    if recompute == "block":
+        # One tape node per block keeps its inputs (the previous block's outputs, counted there);
+        # the block leaves its residual sum (the node's output) and the norm after it, outside
+        # the node: normed output and rstd.
+        return sum(rounded(x) for x in [act * d * F32, act * d * F32, act * F32])
 
     def attention_sublayer(kv_len):
         if recompute == "none":  # with recompute attention only the output projection stays
@@ -151,10 +157,16 @@ def model(args):
     logits = rounded(rows * tl * v * F32)
     activations = (m["num_layers"] * enc_block + m["num_decoder_layers"] * dec_block + stack_inputs + ids +
                    encoder_out + head_input)
-    # With recompute, the backward rebuilds one attention sublayer at a time (the widest).
-    transient_backward = 0 if args.recompute == "none" else max(
-        attention_inside(m, rows, s, s, args.attention), attention_inside(m, rows, tl, tl, args.attention),
-        attention_inside(m, rows, tl, s, args.attention))
+    # With recompute, the backward rebuilds one attention sublayer (attention) or one block
+    # (block) at a time, the widest.
+    transient_backward = 0
+    if args.recompute == "attention":
+        transient_backward = max(attention_inside(m, rows, s, s, args.attention),
+                                 attention_inside(m, rows, tl, tl, args.attention),
+                                 attention_inside(m, rows, tl, s, args.attention))
+    elif args.recompute == "block":
+        transient_backward = max(block_saved(m, rows, s, s, False, args.attention, args.dropout),
+                                 block_saved(m, rows, tl, s, True, args.attention, args.dropout))
     saved = {"encoder_block": enc_block, "decoder_block": dec_block, "activations": activations}
     # End of the forward: every saved activation, the logits (the loss node's input) and the
     # loss's dlogits (mean mode computes the gradient in the forward; the mixture modes keep
@@ -225,7 +237,7 @@ def check(engine, tokenizer, workdir):
         print(f"FAIL: the unconstrained run failed or did not report its model:\n{log}")
         return 1
     failures = 0
-    for recompute in ("none", "attention"):
+    for recompute in ("none", "attention", "block"):
         args = argparse.Namespace(preset="tiny", vocab=int(found.group(2)), rows=CHECK_ROWS, source=CHECK_LENGTH,
                                   target=CHECK_LENGTH, attention="lse", recompute=recompute, dropout=CHECK_DROPOUT,
                                   bucket_mb=25, bf16_copies=True, **CHECK_MODEL)
@@ -258,8 +270,9 @@ def main():
     p.add_argument("--target", type=int, default=512)
     p.add_argument("--attention", choices=["probs", "lse"], default="lse",
                    help="what attention saves: lse (the CUDA backends, default) or probs (the CPU backend)")
-    p.add_argument("--recompute", choices=["none", "attention"], default="none",
-                   help="training.recompute: attention rebuilds each attention sublayer in the backward")
+    p.add_argument("--recompute", choices=["none", "attention", "block"], default="none",
+                   help="training.recompute: attention rebuilds each attention sublayer in the backward, block "
+                        "each T5 block")
     p.add_argument("--dropout", type=float, default=0.1)
     p.add_argument("--bucket-mb", type=int, default=25)
     p.add_argument("--no-bf16-copies", dest="bf16_copies", action="store_false")
