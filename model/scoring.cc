@@ -4,6 +4,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/autograd/tape.h"
+#include "engine/backend.h"
+#include "engine/ops/attention.h"
+#include "model/batch_loss.h"
 
 namespace la3 {
 
@@ -66,18 +69,24 @@ absl::StatusOr<DatasetScore> score_dataset(const T5Model& model, const Tokenizer
     BatchPlanOptions plan_options;
     plan_options.groups_per_batch = options.batch_size;
     plan_options.shuffle = false;
-    double weighted = 0.0, normaliser = 0.0;
+    // Each batch's loss stays a device scalar until the mode's last batch: one wait for the
+    // device per mode, not one per batch (unless per-row figures are read back per batch).
+    std::vector<Tensor> batch_losses;
+    std::vector<double> batch_normalisers;
     for (const std::vector<size_t>& members : make_batch_plan(*groups, plan_options)) {
-      const Batch batch = collate(*groups, members);
+      const Batch batch = collate(*groups, members, model.config().pad_token_id, model.config().decoder_start_token_id);
+      batch_normalisers.push_back(ops::caption_loss_normaliser(batch.labels, batch.group, mode));
+      if (!collect_rows) {
+        // The trainer's validation loss itself: validated on the host, uploaded without waiting.
+        batch_losses.push_back(batch_loss(model, batch, mode, {}));
+        continue;
+      }
       const Tensor labels = batch.labels.to_device(device);
-      const Tensor logits =
-          model.logits(batch.input_ids.to_device(device), batch.attention_mask.to_device(device), labels, {});
+      const Tensor mask = ops::key_mask_as_flags(batch.attention_mask).to_device(device);
+      const Tensor encoded = model.encode(batch.input_ids.to_device(device), mask, {});
+      const Tensor logits = model.decode(batch.decoder_input_ids.to_device(device), encoded, mask, {});
       const Tensor group = Tensor::from_vector<int64_t>({static_cast<int64_t>(batch.group.size())}, batch.group, device);
-      const double batch_normaliser = ops::caption_loss_normaliser(batch.labels, batch.group, mode);
-      const double loss = ops::caption_loss_from_logits(logits, labels, group, mode).item();
-      weighted += loss * batch_normaliser;
-      normaliser += batch_normaliser;
-      if (!collect_rows) continue;
+      batch_losses.push_back(ops::caption_loss_from_logits(logits, labels, group, mode));
       const Tensor log_probs = ops::token_log_probs(logits, labels).to_device(Device::cpu());
       const int64_t length = log_probs.shape()[1];
       const float* values = log_probs.data<float>();
@@ -94,6 +103,21 @@ absl::StatusOr<DatasetScore> score_dataset(const T5Model& model, const Tokenizer
         }
         out.nll = -sum;
       }
+    }
+    // In batch order, as before: the mean loss is the trainer's validation loss bit for bit.
+    // The device scalars gathered into one buffer on the device, then one copy to the host.
+    std::vector<float> losses(batch_losses.size());
+    if (!batch_losses.empty()) {
+      const Tensor gathered = Tensor::empty({static_cast<int64_t>(batch_losses.size())}, DType::kF32, device);
+      for (size_t b = 0; b < batch_losses.size(); ++b) {
+        backend_for(device).copy_on_device(gathered.data<float>() + b, batch_losses[b].data<float>(), sizeof(float));
+      }
+      losses = gathered.to_device(Device::cpu()).to_vector<float>();
+    }
+    double weighted = 0.0, normaliser = 0.0;
+    for (size_t b = 0; b < losses.size(); ++b) {
+      weighted += static_cast<double>(losses[b]) * batch_normalisers[b];
+      normaliser += batch_normalisers[b];
     }
     if (!report_mode) continue;
     ModeScore mode_score;

@@ -12,6 +12,8 @@
 #include <fstream>
 #include <map>
 
+#include "data/molecule_dataset.h"
+#include "data/tokenizer.h"
 #include "engine/allocator.h"
 #include "engine/autograd/tape.h"
 #include "engine/device_selection.h"
@@ -20,6 +22,7 @@
 #include "engine/ops/sequence_loss.h"
 #include "engine/optim/adamw.h"
 #include "kernels/simt/runtime.h"
+#include "model/scoring.h"
 #include "model/t5_checkpoint.h"
 #include "model/train_step.h"
 
@@ -514,6 +517,41 @@ TEST(Training, AStepWaitsForTheDeviceOnce) {
     EXPECT_EQ(at_progress[step] - at_progress[step - 1], 1u) << "step " << step + 1;
   }
   fs::remove_all(config.output_dir);
+}
+
+// engine score on a device waits for it once per loss mode, not once per batch: every batch is
+// uploaded without waiting (decoder inputs shifted and the mask converted on the host, as in
+// batch_loss) and the batch losses stay on the device until the mode's last batch.
+TEST(Scoring, WaitsForTheDeviceOncePerLossMode) {
+  ReadReport report;
+  absl::StatusOr<std::vector<MoleculeRecord>> records =
+      read_augmented_jsonl(kSample + "/validation.jsonl", ReadOptions{}, &report);
+  ASSERT_TRUE(records.ok()) << records.status().ToString();
+  records->resize(8);  // 4 batches of 2 molecules per mode
+  const absl::StatusOr<Tokenizer> tokenizer = Tokenizer::load(kSample + "/spiece.model");
+  ASSERT_TRUE(tokenizer.ok()) << tokenizer.status().ToString();
+  T5Config config = *T5Config::preset("tiny");
+  config.vocab_size = tokenizer->vocab_size();
+  ASSERT_TRUE(activate_device("cuda-emu").ok());
+  const T5Model cpu = *T5Model::create(config, 5);
+  const T5Model emu = cpu.to_device(Device{DeviceType::kCudaEmu, 0});
+  ScoreOptions options;
+  options.modes = {ops::CaptionLoss::kMean, ops::CaptionLoss::kTokenMixture};
+  options.batch_size = 2;
+  options.max_source_length = 32;
+  options.max_target_length = 32;
+  const uint64_t before = simt::runtime_counters().host_synchronizations;
+  const absl::StatusOr<DatasetScore> on_emu = score_dataset(emu, *tokenizer, *records, options);
+  const uint64_t waits = simt::runtime_counters().host_synchronizations - before;
+  ASSERT_TRUE(on_emu.ok()) << on_emu.status().ToString();
+  ASSERT_EQ(on_emu->modes.size(), 2u);
+  EXPECT_LE(waits, 2u) << "one wait per loss mode (" << records->size() << " molecules in batches of 2)";
+  // And the numbers are the cpu's (bf16 GEMMs on the device: within their tolerance).
+  const absl::StatusOr<DatasetScore> on_cpu = score_dataset(cpu, *tokenizer, *records, options);
+  ASSERT_TRUE(on_cpu.ok());
+  for (size_t m = 0; m < 2; ++m) {
+    EXPECT_NEAR(on_emu->modes[m].loss, on_cpu->modes[m].loss, 1e-2 * on_cpu->modes[m].loss) << m;
+  }
 }
 
 // batch_loss vouches for the ids, labels and groups to the ops only after checking them on the
