@@ -168,6 +168,52 @@ TEST(MultiTensorKernels, AdamWTableUpdatesBitIdenticallyToOneLaunchPerTensor) {
   }
 }
 
+// The stream-order checker sees a kernel's pointer arguments only; the pointers inside a table
+// are declared by the launchers (kernels/multi_tensor.cuh), so a table kernel touching a buffer
+// another stream used, without an event wait, is refused like a launch per buffer would be.
+TEST(MultiTensorKernels, TheStreamOrderCheckerSeesTheBuffersOfATable) {
+  cudaStream_t a = nullptr, b = nullptr;
+  // Blocking streams: ordered after the legacy default stream's memsets, not with each other.
+  ASSERT_EQ(cudaStreamCreate(&a), cudaSuccess);
+  ASSERT_EQ(cudaStreamCreate(&b), cudaSuccess);
+  constexpr int64_t n = 300;
+  std::vector<void*> allocations;
+  auto device = [&](size_t bytes) {
+    void* pointer = nullptr;
+    EXPECT_EQ(cudaMalloc(&pointer, bytes), cudaSuccess);
+    EXPECT_EQ(cudaMemsetAsync(pointer, 0, bytes, nullptr), cudaSuccess);
+    allocations.push_back(pointer);
+    return pointer;
+  };
+  auto* x = static_cast<float*>(device(n * sizeof(float)));
+  auto* grad = static_cast<float*>(device(n * sizeof(float)));
+  auto* m = static_cast<float*>(device(n * sizeof(float)));
+  auto* v = static_cast<float*>(device(n * sizeof(float)));
+  auto* partials_a = static_cast<double*>(device(8 * sizeof(double)));
+  auto* partials_b = static_cast<double*>(device(8 * sizeof(double)));
+
+  kernels::launch_sum_of_squares(kernels::SimtLaunch{a}, n, x, partials_a);  // x used on stream a
+  const HostSpan span{x, n};
+  EXPECT_THROW(kernels::launch_sum_of_squares_spans(kernels::SimtLaunch{b}, &span, 1, partials_b),
+               simt::StreamOrderError);
+  AdamWParams p = step_params(1, 1.0f);
+  p.count = n;
+  kernels::launch_adamw(kernels::SimtLaunch{a}, p, x, grad, m, v, nullptr);
+  const AdamWTensor tensor{x, grad, m, v, nullptr, n};
+  try {
+    kernels::launch_adamw_multi(kernels::SimtLaunch{b}, p, &tensor, 1);
+    ADD_FAILURE() << "the table launch on stream b should have been refused";
+  } catch (const simt::StreamOrderError& error) {
+    EXPECT_NE(std::string(error.what()).find("adamw_multi_kernel"), std::string::npos) << error.what();
+  }
+  ASSERT_EQ(cudaStreamSynchronize(a), cudaSuccess);
+  ASSERT_EQ(cudaStreamSynchronize(b), cudaSuccess);
+  for (void* pointer : allocations) EXPECT_EQ(cudaFree(pointer), cudaSuccess);
+  cudaStreamDestroy(a);
+  cudaStreamDestroy(b);
+  cudaGetLastError();
+}
+
 // ---- through the backends -----------------------------------------------------------------
 
 // The kernel launches queued while `work` runs on cuda-emu, from the emulation's stream log.
