@@ -82,7 +82,8 @@ void launch_adamw(const Launch& launch, const AdamWParams& p, float* param, cons
 }
 
 // Every tensor of `tensors` updated with the same step p (p.count ignored): empty tensors are
-// skipped, the others go kAdamWTensorsPerLaunch to a launch. Returns the launches made.
+// skipped, the others go kAdamWTensorsPerLaunch to a launch. The tensors must not overlap: the
+// blocks of a launch update them concurrently. Returns the launches made.
 template <typename Launch>
 int64_t launch_adamw_multi(const Launch& launch, const AdamWParams& p, const AdamWTensor* tensors,
                            int64_t tensor_count) {
