@@ -583,8 +583,8 @@ void bench_shape(CudaBackend& backend, Timer& timer, const Peak& peak, int64_t b
                   [&] { backend.gemm(p16, x16, w, y16); });
     }
   }
-  // Whole-model optimizer and gradient norm, as one launch over all parameters (the engine
-  // launches once per parameter tensor, ~130 launches).
+  // Whole-model optimizer and gradient norm, as one launch over all parameters, then split into
+  // tensors as the engine holds them.
   {
     const int64_t n = kParameters;
     float *param = buf.floats(n, 0.1f), *grad = buf.floats(n, 0.001f), *m = buf.floats(n, 0.0f), *v = buf.floats(n, 0.0f);
@@ -600,6 +600,29 @@ void bench_shape(CudaBackend& backend, Timer& timer, const Peak& peak, int64_t b
                 [&] { backend.adamw_step(p, param, grad, m, v, copy); });
     report.time({"sum_of_squares (grad norm, + D2H)", shape, 1.0 * n * f, 0},
                 [&] { (void)backend.sum_of_squares(n, grad); });
+    // The same parameters as the engine holds them: 190 tensors (here of equal size), one
+    // launch each against the multi-tensor launches (32 tensors per launch).
+    constexpr int64_t kTensors = 190;
+    const int64_t each = n / kTensors;
+    std::vector<la3::kernels::AdamWTensor> tensors;
+    std::vector<la3::Backend::Span> spans;
+    for (int64_t t = 0; t < kTensors; ++t) {
+      const int64_t offset = t * each;
+      tensors.push_back({param + offset, grad + offset, m + offset, v + offset, copy + offset, each});
+      spans.push_back({grad + offset, each});
+    }
+    const std::string split = std::to_string(kTensors) + " x " + std::to_string(each);
+    report.time({"adamw_step + copy, one launch per tensor", split, (7.0 * f + 2.0) * each * kTensors, 0}, [&] {
+      la3::kernels::AdamWParams one = p;
+      one.count = each;
+      for (const la3::kernels::AdamWTensor& t : tensors) {
+        backend.adamw_step(one, t.param, t.grad, t.exp_avg, t.exp_avg_sq, t.param_bf16);
+      }
+    });
+    report.time({"adamw_step_multi + copy (32 tensors per launch)", split, (7.0 * f + 2.0) * each * kTensors, 0},
+                [&] { backend.adamw_step_multi(p, tensors.data(), kTensors); });
+    report.time({"sum_of_squares over 190 spans (+ D2H)", split, 1.0 * f * each * kTensors, 0},
+                [&] { (void)backend.sum_of_squares(spans); });
   }
 }
 

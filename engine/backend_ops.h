@@ -187,6 +187,12 @@ LA3_BACKEND_OP(double, sum_of_squares, (int64_t count, const float* x))
 LA3_BACKEND_OP(void, adamw_step,
                (const kernels::AdamWParams& p, float* param, const float* grad, float* exp_avg, float* exp_avg_sq,
                 uint16_t* param_bf16))
+// The same update of `tensor_count` tensors at once (every tensor of the model in a step):
+// each element bit-identical to adamw_step(p with count = tensors[k].count, tensors[k]...).
+// p.count is ignored. The CUDA backends update up to kernels::kAdamWTensorsPerLaunch tensors
+// per kernel launch (one launch per tensor would cost more than the update of a small tensor).
+LA3_BACKEND_OP(void, adamw_step_multi,
+               (const kernels::AdamWParams& p, const kernels::AdamWTensor* tensors, int64_t tensor_count))
 
 // --- incremental decoding (engine/ops/decoding.h; kernels/decoding_params.h) ----------------
 // The key/value cache write of one new position per row (src and dst of type act).

@@ -129,4 +129,16 @@ struct AdamWParams {
   float grad_scale = 1.0f;
 };
 
+// One tensor of a multi-tensor AdamW step (Backend::adamw_step_multi): its master weights,
+// gradient, moments and optional bf16 copy (nullptr: none), `count` elements each. Everything
+// per step (lr, betas, step, weight decay, grad_scale) is in AdamWParams and shared.
+struct AdamWTensor {
+  float* param = nullptr;
+  const float* grad = nullptr;
+  float* exp_avg = nullptr;
+  float* exp_avg_sq = nullptr;
+  uint16_t* param_bf16 = nullptr;
+  int64_t count = 0;
+};
+
 }  // namespace la3::kernels

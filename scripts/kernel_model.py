@@ -42,6 +42,11 @@ PARAMS = 76961152
 # Parameter tensors: per encoder block q, k, v, o, wi_0, wi_1, wo + 2 norms; per decoder block
 # 4 + 4 attention, 3 FFN + 3 norms; final norm and bias table per stack; shared embedding, lm_head.
 PARAM_TENSORS = (9 * ENC_LAYERS + 2) + (14 * DEC_LAYERS + 2) + 2  # 190
+# The multi-tensor kernels take a table of this many buffers per launch (kernels/reduce.cuh
+# kSumOfSquaresSpansPerLaunch, kernels/adamw.cuh kAdamWTensorsPerLaunch): the gradient norm and
+# the AdamW step each launch ceil(190 / 32) = 6 times per step, not once per tensor.
+SUMSQ_SPANS_PER_LAUNCH = 32
+ADAMW_TENSORS_PER_LAUNCH = 32
 BW = 3.35e12  # H100 SXM HBM3, bytes/s
 PEAK = 989e12  # H100 SXM dense bf16 tensor, FLOP/s
 FP32_PEAK = 67e12  # H100 SXM fp32 on CUDA cores (the attention kernels), FLOP/s
@@ -181,10 +186,15 @@ def model(batch, source, target):
     attention("att_cross", "cross", target, source, False, False, True)
     add("cast_act", "bf16 cast", "convert f32 -> bf16 (activation operand; none with bf16 activations)", f"{ts}x{D}",
         6 * n, 0)
-    add("sumsq", "reduce", "sum_of_squares (gradient norm, one launch per tensor)", f"{PARAMS}", PARAMS * FP32,
-        2 * PARAMS, launches=PARAM_TENSORS)
-    add("adamw", "pointwise", "adamw_step + bf16 weight copy (one launch per tensor)", f"{PARAMS}",
-        (7 * FP32 + 2) * PARAMS, 15 * PARAMS, launches=PARAM_TENSORS)
+    # Both read a table of up to 32 tensors per launch (each block finds its tensor), so a launch
+    # covers many small tensors; the partials (8 bytes per block) are negligible.
+    sumsq_launches = ceil_div(PARAM_TENSORS, SUMSQ_SPANS_PER_LAUNCH)
+    adamw_launches = ceil_div(PARAM_TENSORS, ADAMW_TENSORS_PER_LAUNCH)
+    add("sumsq", "reduce", f"sum_of_squares over {PARAM_TENSORS} tensors ({SUMSQ_SPANS_PER_LAUNCH} per launch)",
+        f"{PARAMS}", PARAMS * FP32, 2 * PARAMS, launches=sumsq_launches)
+    add("adamw", "pointwise",
+        f"adamw_step_multi + bf16 weight copy over {PARAM_TENSORS} tensors ({ADAMW_TENSORS_PER_LAUNCH} per launch)",
+        f"{PARAMS}", (7 * FP32 + 2) * PARAMS, 15 * PARAMS, launches=adamw_launches)
 
     # What the tape adds. A first contribution to a gradient is taken over without a copy
     # when nothing else references it (engine/autograd/tape.cc, accumulate_grad); the one

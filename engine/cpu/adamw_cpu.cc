@@ -25,4 +25,16 @@ void CpuBackend::adamw_step(const kernels::AdamWParams& p, float* param, const f
   }
 }
 
+// One tensor after the other: a CPU call costs no launch, and each tensor's loop is already
+// parallel.
+void CpuBackend::adamw_step_multi(const kernels::AdamWParams& p, const kernels::AdamWTensor* tensors,
+                                  int64_t tensor_count) {
+  kernels::AdamWParams one = p;
+  for (int64_t k = 0; k < tensor_count; ++k) {
+    const kernels::AdamWTensor& t = tensors[k];
+    one.count = t.count;
+    adamw_step(one, t.param, t.grad, t.exp_avg, t.exp_avg_sq, t.param_bf16);
+  }
+}
+
 }  // namespace la3

@@ -17,12 +17,10 @@ int64_t CudaBackend::sum_of_squares_partial_count(const std::vector<Span>& spans
 }
 
 void CudaBackend::sum_of_squares_partials(const std::vector<Span>& spans, double* partials) {
-  // Each buffer's blocks write their partial sums into consecutive slots; nothing waits.
-  int64_t offset = 0;
-  for (const Span& span : spans) {
-    kernels::launch_sum_of_squares(StreamLaunch{stream_}, span.count, span.data, partials + offset);
-    offset += kernels::sum_of_squares_blocks(span.count);
-  }
+  // Each buffer's blocks write their partial sums into consecutive slots, up to
+  // kernels::kSumOfSquaresSpansPerLaunch buffers per launch; nothing waits.
+  kernels::launch_sum_of_squares_spans(StreamLaunch{stream_}, spans.data(), static_cast<int64_t>(spans.size()),
+                                       partials);
 }
 
 double CudaBackend::sum_of_squares(const std::vector<Span>& spans) {

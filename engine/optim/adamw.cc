@@ -64,6 +64,11 @@ void AdamW::step(float grad_scale) {
   p.eps = options_.eps;
   p.weight_decay = options_.weight_decay;
   p.step = step_;
+  // Every tensor of a device in one adamw_step_multi call (a few launches on a GPU instead of
+  // one per tensor); `dense_grads` keeps contiguous copies alive until then.
+  std::map<std::pair<int, int>, std::pair<Device, std::vector<kernels::AdamWTensor>>> by_device;
+  std::vector<Tensor> dense_grads;
+  dense_grads.reserve(parameters_.size());
   for (size_t i = 0; i < parameters_.size(); ++i) {
     const Tensor& parameter = parameters_[i];
     const Tensor grad = parameter.grad();
@@ -72,11 +77,24 @@ void AdamW::step(float grad_scale) {
       Fail(ErrorKind::kInvalidArgument, "AdamW: gradient ", grad.describe(), " of parameter ", i, " ",
            parameter.describe(), " has the wrong shape or dtype");
     }
-    const Tensor dense_grad = grad.contiguous();
-    p.count = parameter.numel();
-    backend_for(parameter.device())
-        .adamw_step(p, parameter.data<float>(), dense_grad.data<float>(), exp_avg_[i].data<float>(),
-                    exp_avg_sq_[i].data<float>(), bf16_copies_.empty() ? nullptr : bf16_bits(bf16_copies_[i]));
+    if (grad.device() != parameter.device()) {
+      Fail(ErrorKind::kInvalidArgument, "AdamW: gradient ", grad.describe(), " of parameter ", i, " ",
+           parameter.describe(), " is on another device");
+    }
+    dense_grads.push_back(grad.contiguous());
+    kernels::AdamWTensor tensor;
+    tensor.param = parameter.data<float>();
+    tensor.grad = dense_grads.back().data<float>();
+    tensor.exp_avg = exp_avg_[i].data<float>();
+    tensor.exp_avg_sq = exp_avg_sq_[i].data<float>();
+    tensor.param_bf16 = bf16_copies_.empty() ? nullptr : bf16_bits(bf16_copies_[i]);
+    tensor.count = parameter.numel();
+    auto& entry = by_device[{static_cast<int>(parameter.device().type), parameter.device().index}];
+    entry.first = parameter.device();
+    entry.second.push_back(tensor);
+  }
+  for (const auto& [key, entry] : by_device) {
+    backend_for(entry.first).adamw_step_multi(p, entry.second.data(), static_cast<int64_t>(entry.second.size()));
   }
 }
 

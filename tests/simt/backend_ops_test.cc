@@ -518,6 +518,28 @@ std::vector<OpCase> optimizer_cases() {
                    kTranscendental, [p](Backend& be, const Buffers& b, std::vector<double>&) {
                      be.adamw_step(p, b.f("param"), b.f("grad"), b.f("exp_avg"), b.f("exp_avg_sq"), b.bf("param_bf16"));
                    }});
+  // Three tensors in one call: sizes across block boundaries, the middle one without a bf16 copy.
+  const std::vector<int64_t> sizes = {5003, 257, 1};
+  std::vector<Buffer> buffers;
+  for (size_t k = 0; k < sizes.size(); ++k) {
+    const std::string t = std::to_string(k);
+    const auto seed = static_cast<uint32_t>(110 + 10 * k);
+    buffers.push_back(acc("param" + t, uniform({sizes[k]}, seed)));
+    buffers.push_back(in("grad" + t, uniform({sizes[k]}, seed + 1)));
+    buffers.push_back(acc("exp_avg" + t, uniform({sizes[k]}, seed + 2, -0.1f, 0.1f)));
+    buffers.push_back(acc("exp_avg_sq" + t, uniform({sizes[k]}, seed + 3, 0.0f, 0.01f)));
+    if (k != 1) buffers.push_back(out("param_bf16" + t, {sizes[k]}, DType::kBF16));
+  }
+  cases.push_back({"adamw_step_multi_three_tensors", buffers, kTranscendental,
+                   [p, sizes](Backend& be, const Buffers& b, std::vector<double>&) {
+                     std::vector<kernels::AdamWTensor> tensors;
+                     for (size_t k = 0; k < sizes.size(); ++k) {
+                       const std::string t = std::to_string(k);
+                       tensors.push_back({b.f("param" + t), b.f("grad" + t), b.f("exp_avg" + t), b.f("exp_avg_sq" + t),
+                                          k != 1 ? b.bf("param_bf16" + t) : nullptr, sizes[k]});
+                     }
+                     be.adamw_step_multi(p, tensors.data(), static_cast<int64_t>(tensors.size()));
+                   }});
   return cases;
 }
 
