@@ -195,7 +195,7 @@ template <typename T>
 __global__ void attention_forward_kernel(AttentionParams p, int rows, const T* q, const T* k, const T* v,
                                          const float* bias_table, const int32_t* key_mask, T* out, float* row_lse) {
   LA3_DYNAMIC_SHARED(float, shared);
-  __shared__ int scratch[kAttentionWarps];
+  LA3_SHARED(int, scratch, [kAttentionWarps]);
   const int64_t d = p.head_dim, row_stride = p.heads * p.head_dim;
   const int64_t bias_floats = attention_bias_floats(p);
   float* bias_s = shared;                          // [nb]: this head's column of the table
@@ -329,7 +329,7 @@ __global__ void attention_backward_kernel(AttentionParams p, int keys, int rows,
                                           const float* row_lse, const float* row_dot, float* dq_accum, T* dk, T* dv,
                                           float* dbias_table) {
   LA3_DYNAMIC_SHARED(float, shared);
-  __shared__ int scratch[kAttentionWarps];
+  LA3_SHARED(int, scratch, [kAttentionWarps]);
   const int64_t d = p.head_dim, row_stride = p.heads * p.head_dim;
   const int64_t bias_floats = attention_bias_floats(p);
   const bool want_dbias = p.has_bias && dbias_table != nullptr;

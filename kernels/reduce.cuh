@@ -15,7 +15,7 @@ constexpr unsigned int kReduceThreads = 256;
 constexpr unsigned int kReduceMaxBlocks = 256;
 
 __global__ void sum_of_squares_kernel(int64_t count, const float* x, double* partials) {
-  __shared__ double warp_sums[kReduceThreads / 32];
+  LA3_SHARED(double, warp_sums, [kReduceThreads / 32]);
   double sum = 0.0;
   const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < count; i += stride) {
