@@ -48,8 +48,13 @@ constexpr unsigned int kCaptionReduceThreads = 256;   // single-block reductions
 inline constexpr size_t caption_combine_shared_bytes(int64_t max_group_rows) {
   return static_cast<size_t>(max_group_rows) * (2 * sizeof(double) + sizeof(int));
 }
-// The largest group the combine kernel takes within the default 48 KB of shared memory.
+// The largest group the combine kernel takes within the default 48 KB of shared memory, with
+// the kernel's static scratch (warp_counts and scratch, one int and one double per warp).
 constexpr int64_t kCaptionMaxGroupRows = 2048;
+constexpr size_t kCaptionCombineStaticSharedBytes = kCaptionCombineThreads / 32 * (sizeof(int) + sizeof(double));
+static_assert(kCaptionCombineStaticSharedBytes + caption_combine_shared_bytes(kCaptionMaxGroupRows) <=
+                  kMaxSharedBytesPerBlock,
+              "caption_combine_kernel with kCaptionMaxGroupRows rows exceeds the shared memory of a block");
 
 // Online log-sum-exp of one thread: running max and the sum of exp(z - max).
 struct LseState {

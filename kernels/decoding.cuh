@@ -187,8 +187,9 @@ __global__ void top_k_kernel(TopKParams p, const float* scores, const float* com
 
 // --- launchers (kernels/launch.h) ---------------------------------------------------------------
 
-// The static limit on dynamic shared memory without the opt-in (reorder_rows stages in it).
-constexpr size_t kDecodingSharedBytes = 48 * 1024;
+// The shared memory reorder_rows stages in: the per-block limit without opt-in, all dynamic
+// (reorder_rows_kernel declares no static shared memory).
+constexpr size_t kDecodingSharedBytes = kMaxSharedBytesPerBlock;
 
 inline unsigned decoding_blocks(int64_t count, unsigned threads) {
   return static_cast<unsigned>(std::max<int64_t>((count + threads - 1) / threads, 1));
