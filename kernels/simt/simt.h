@@ -4,8 +4,9 @@
 // block of a launch runs on one OS thread, its CUDA threads as cooperative Boost.Context
 // fibers (64 KB stacks with a guard page): a fiber runs until it reaches __syncthreads() or a
 // warp collective, then the next one runs. So `__syncthreads()` is a counting barrier
-// (threads that returned count as arrived, as on the hardware), `__shared__` is per block
-// (thread_local, and each block runs start to finish on one OS thread), and warp shuffles
+// (threads that returned count as arrived, as on the hardware), static shared memory
+// (LA3_SHARED) is per block (thread_local, and each block runs start to finish on one OS
+// thread) and counted against the per-block limit with the dynamic bytes, and warp shuffles
 // exchange values through a per-warp slot array guarded by a per-warp barrier that honours
 // the mask. A barrier that can never complete (half the block waiting in __syncthreads,
 // half in another barrier or finished with others still waiting elsewhere) is reported
