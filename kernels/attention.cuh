@@ -43,10 +43,12 @@
 // but dV still receives their (uniform) probabilities.
 //
 // Shared memory is sized from head_dim (and num_buckets) at launch: attention_forward_tiles /
-// attention_backward_tiles pick the largest tiles within the 48 KB default per block; with
-// num_buckets 32: forward Br 16 up to head_dim 121 (27 KB at 64), Br 8 up to 149 (42 KB at
-// 128), Br 4 up to 167; backward (Bc, Br) = (32, 16) up to head_dim 69 (45 KB at 64), (16, 16)
-// up to 121, (16, 8) up to 149 (42 KB at 128), then (8, 8), (8, 4) up to 303. Larger head_dim
+// attention_backward_tiles pick the largest tiles whose dynamic bytes plus the kernels' static
+// scratch (16 bytes) fit the 48 KB default per block; with num_buckets 32: forward Br 16 up to
+// head_dim 121 (27 KB at 64), Br 8 up to 149 (42 KB at 128), Br 4 up to 167; backward
+// (Bc, Br) = (32, 16) up to head_dim 69 (45 KB at 64), (16, 16) up to 121, (16, 8) up to 148
+// (42 KB at 128; at 149 it needs exactly 48 KB dynamic, 16 bytes too many with the static
+// scratch), then (8, 8), (8, 4) up to 303. Larger head_dim
 // is refused at launch with a clear error.
 #pragma once
 
@@ -69,7 +71,10 @@ constexpr unsigned int kAttentionThreads = 128;
 constexpr int kAttentionWarps = static_cast<int>(kAttentionThreads / 32);
 constexpr int kAttentionKeyTile = 32;   // forward: one key of the tile per lane
 constexpr int kAttentionMaxRowsPerWarp = 4;  // forward: Br <= 16
-constexpr size_t kAttentionSharedLimit = 48 * 1024;  // default per-block limit without opt-in
+// Shared memory per block, static + dynamic: the default limit without opt-in. Both kernels
+// declare `scratch` (kAttentionWarps ints) statically; the tile choosers leave room for it.
+constexpr size_t kAttentionSharedLimit = kMaxSharedBytesPerBlock;
+constexpr size_t kAttentionStaticSharedBytes = kAttentionWarps * sizeof(int);
 
 // --- launch configuration (host) ------------------------------------------------------------
 
@@ -99,7 +104,7 @@ inline AttentionForwardTiles attention_forward_tiles(const AttentionParams& p) {
   for (int rows_per_warp = kAttentionMaxRowsPerWarp; rows_per_warp >= 1; rows_per_warp /= 2) {
     const int rows = rows_per_warp * kAttentionWarps;
     const size_t bytes = attention_forward_shared_bytes(p, rows);
-    if (bytes <= kAttentionSharedLimit) return {rows, bytes};
+    if (kAttentionStaticSharedBytes + bytes <= kAttentionSharedLimit) return {rows, bytes};
   }
   return {};
 }
@@ -118,7 +123,7 @@ inline AttentionBackwardTiles attention_backward_tiles(const AttentionParams& p)
   constexpr int kCandidates[][2] = {{32, 16}, {16, 16}, {16, 8}, {8, 8}, {8, 4}};
   for (const auto& candidate : kCandidates) {
     const size_t bytes = attention_backward_shared_bytes(p, candidate[0], candidate[1]);
-    if (bytes <= kAttentionSharedLimit) return {candidate[0], candidate[1], bytes};
+    if (kAttentionStaticSharedBytes + bytes <= kAttentionSharedLimit) return {candidate[0], candidate[1], bytes};
   }
   return {};
 }
@@ -195,7 +200,7 @@ template <typename T>
 __global__ void attention_forward_kernel(AttentionParams p, int rows, const T* q, const T* k, const T* v,
                                          const float* bias_table, const int32_t* key_mask, T* out, float* row_lse) {
   LA3_DYNAMIC_SHARED(float, shared);
-  __shared__ int scratch[kAttentionWarps];
+  LA3_SHARED(int, scratch, [kAttentionWarps]);  // kAttentionStaticSharedBytes
   const int64_t d = p.head_dim, row_stride = p.heads * p.head_dim;
   const int64_t bias_floats = attention_bias_floats(p);
   float* bias_s = shared;                          // [nb]: this head's column of the table
@@ -329,7 +334,7 @@ __global__ void attention_backward_kernel(AttentionParams p, int keys, int rows,
                                           const float* row_lse, const float* row_dot, float* dq_accum, T* dk, T* dv,
                                           float* dbias_table) {
   LA3_DYNAMIC_SHARED(float, shared);
-  __shared__ int scratch[kAttentionWarps];
+  LA3_SHARED(int, scratch, [kAttentionWarps]);  // kAttentionStaticSharedBytes
   const int64_t d = p.head_dim, row_stride = p.heads * p.head_dim;
   const int64_t bias_floats = attention_bias_floats(p);
   const bool want_dbias = p.has_bias && dbias_table != nullptr;

@@ -48,8 +48,13 @@ constexpr unsigned int kCaptionReduceThreads = 256;   // single-block reductions
 inline constexpr size_t caption_combine_shared_bytes(int64_t max_group_rows) {
   return static_cast<size_t>(max_group_rows) * (2 * sizeof(double) + sizeof(int));
 }
-// The largest group the combine kernel takes within the default 48 KB of shared memory.
+// The largest group the combine kernel takes within the default 48 KB of shared memory, with
+// the kernel's static scratch (warp_counts and scratch, one int and one double per warp).
 constexpr int64_t kCaptionMaxGroupRows = 2048;
+constexpr size_t kCaptionCombineStaticSharedBytes = kCaptionCombineThreads / 32 * (sizeof(int) + sizeof(double));
+static_assert(kCaptionCombineStaticSharedBytes + caption_combine_shared_bytes(kCaptionMaxGroupRows) <=
+                  kMaxSharedBytesPerBlock,
+              "caption_combine_kernel with kCaptionMaxGroupRows rows exceeds the shared memory of a block");
 
 // Online log-sum-exp of one thread: running max and the sum of exp(z - max).
 struct LseState {
@@ -126,7 +131,7 @@ __device__ __forceinline__ double block_sum_double(double value, double* scratch
 template <typename T>
 __global__ void caption_token_log_prob_kernel(CaptionLossParams p, const T* logits, const int64_t* labels,
                                               float* log_prob, float* lse) {
-  __shared__ float scratch[2 * kCaptionTokenThreads / 32 + 2];
+  LA3_SHARED(float, scratch, [2 * kCaptionTokenThreads / 32 + 2]);
   const int64_t token = blockIdx.x;
   const T* z = logits + token * p.vocab;
   LseState state{-FLT_MAX, 0.0f};
@@ -148,7 +153,7 @@ __global__ void caption_count_tokens_kernel(CaptionLossParams p, const int64_t* 
     if (threadIdx.x == 0) inverse_tokens[0] = static_cast<float>(1.0 / p.normaliser);
     return;
   }
-  __shared__ double scratch[kCaptionReduceThreads / 32];
+  LA3_SHARED(double, scratch, [kCaptionReduceThreads / 32]);
   const int64_t tokens = p.rows * p.length;
   double count = 0.0;
   for (int64_t i = threadIdx.x; i < tokens; i += blockDim.x) count += labels[i] != p.ignore_index ? 1.0 : 0.0;
@@ -161,7 +166,7 @@ __global__ void caption_count_tokens_kernel(CaptionLossParams p, const int64_t* 
 template <typename T>
 __global__ void caption_mean_fused_kernel(CaptionLossParams p, const T* logits, const int64_t* labels,
                                           const float* inverse_tokens, float* log_prob, T* dlogits) {
-  __shared__ float scratch[2 * kCaptionTokenThreads / 32 + 2];
+  LA3_SHARED(float, scratch, [2 * kCaptionTokenThreads / 32 + 2]);
   const int64_t token = blockIdx.x;
   const T* z = logits + token * p.vocab;
   T* dz = dlogits + token * p.vocab;
@@ -187,8 +192,8 @@ __global__ void caption_mean_fused_kernel(CaptionLossParams p, const T* logits, 
 // partials[2 g] = the group's loss contribution, partials[2 g + 1] = its target tokens.
 __global__ void caption_combine_kernel(CaptionLossParams p, const float* log_prob, const int64_t* labels,
                                        const int64_t* group, float* token_weight, double* partials) {
-  __shared__ int warp_counts[kCaptionCombineThreads / 32];
-  __shared__ double scratch[kCaptionCombineThreads / 32];
+  LA3_SHARED(int, warp_counts, [kCaptionCombineThreads / 32]);
+  LA3_SHARED(double, scratch, [kCaptionCombineThreads / 32]);
   LA3_DYNAMIC_SHARED(unsigned char, shared_bytes);
   double* scores = reinterpret_cast<double*>(shared_bytes);  // [max_group_rows]
   double* counts = scores + p.max_group_rows;                 // [max_group_rows]
@@ -312,7 +317,7 @@ __global__ void caption_combine_kernel(CaptionLossParams p, const float* log_pro
 // depends on the order; G additions once per step).
 __global__ void caption_final_kernel(CaptionLossParams p, const double* partials, float* loss,
                                      float* inverse_tokens) {
-  __shared__ double scratch[kCaptionReduceThreads / 32];
+  LA3_SHARED(double, scratch, [kCaptionReduceThreads / 32]);
   double loss_sum = 0.0;
   for (int64_t g = threadIdx.x; g < p.groups; g += blockDim.x) loss_sum += partials[2 * g];
   loss_sum = block_sum_double(loss_sum, scratch);
@@ -355,7 +360,7 @@ __global__ void caption_backward_kernel(CaptionLossParams p, const T* logits, co
 
 // out[0] = alpha * sum(x), accumulated in double in a fixed order; one block.
 __global__ void sum_to_scalar_kernel(int64_t count, const float* x, double alpha, float* out) {
-  __shared__ double scratch[kCaptionReduceThreads / 32];
+  LA3_SHARED(double, scratch, [kCaptionReduceThreads / 32]);
   double sum = 0.0;
   for (int64_t i = threadIdx.x; i < count; i += blockDim.x) sum += x[i];
   sum = block_sum_double(sum, scratch);

@@ -21,7 +21,7 @@ constexpr unsigned int kCrossEntropyThreads = 256;
 template <typename T>
 __global__ void cross_entropy_forward_kernel(CrossEntropyParams p, const T* logits, const int64_t* labels,
                                              float* row_loss, float* row_lse) {
-  __shared__ float scratch[kCrossEntropyThreads / 32];
+  LA3_SHARED(float, scratch, [kCrossEntropyThreads / 32]);
   const int64_t row = blockIdx.x;
   const T* z = logits + row * p.vocab;
   float local_max = -FLT_MAX;

@@ -56,7 +56,7 @@ __device__ __forceinline__ bool decoding_token_ok(int64_t token, int64_t vocab) 
 template <typename T>
 __global__ void process_logits_kernel(LogitsProcessParams p, const T* logits, const int64_t* history,
                                       const float* beam_scores, float* processed, float* log_probs) {
-  __shared__ float scratch[kDecodingThreads / 32];
+  LA3_SHARED(float, scratch, [kDecodingThreads / 32]);
   const int64_t row = blockIdx.x;
   const T* x = logits + row * p.vocab;
   float* out = processed + row * p.vocab;
@@ -138,10 +138,10 @@ __device__ __forceinline__ void warp_arg_best(float& value, int64_t& index) {
 // small k of beam search (2 * beams) and top-k sampling.
 __global__ void top_k_kernel(TopKParams p, const float* scores, const float* companion, int64_t* indices, float* values,
                              float* companion_values) {
-  __shared__ float warp_value[kDecodingThreads / 32];
-  __shared__ int64_t warp_index[kDecodingThreads / 32];
-  __shared__ float picked_value;
-  __shared__ int64_t picked_index;
+  LA3_SHARED(float, warp_value, [kDecodingThreads / 32]);
+  LA3_SHARED(int64_t, warp_index, [kDecodingThreads / 32]);
+  LA3_SHARED(float, picked_value);
+  LA3_SHARED(int64_t, picked_index);
   const int64_t group = blockIdx.x;
   const float* s = scores + group * p.n;
   const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
@@ -187,8 +187,9 @@ __global__ void top_k_kernel(TopKParams p, const float* scores, const float* com
 
 // --- launchers (kernels/launch.h) ---------------------------------------------------------------
 
-// The static limit on dynamic shared memory without the opt-in (reorder_rows stages in it).
-constexpr size_t kDecodingSharedBytes = 48 * 1024;
+// The shared memory reorder_rows stages in: the per-block limit without opt-in, all dynamic
+// (reorder_rows_kernel declares no static shared memory).
+constexpr size_t kDecodingSharedBytes = kMaxSharedBytesPerBlock;
 
 inline unsigned decoding_blocks(int64_t count, unsigned threads) {
   return static_cast<unsigned>(std::max<int64_t>((count + threads - 1) / threads, 1));

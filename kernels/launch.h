@@ -16,6 +16,12 @@
 
 namespace la3::kernels {
 
+// Shared memory per block a launch gets without opt-in: the static __shared__ bytes of the
+// kernel (LA3_SHARED) plus the dynamic bytes of the launch. No kernel of LA3 opts in to more
+// (cudaFuncAttributeMaxDynamicSharedMemorySize), and the SIMT emulation refuses more
+// (kernels/simt/simt.h), so launchers that size dynamic shared memory count both.
+constexpr size_t kMaxSharedBytesPerBlock = 48 * 1024;
+
 #if defined(__CUDACC__)
 using LaunchStream = cudaStream_t;
 #else

@@ -39,7 +39,7 @@ __device__ __forceinline__ void sum_of_squares_block(int64_t count, const float*
 }
 
 __global__ void sum_of_squares_kernel(int64_t count, const float* x, double* partials) {
-  __shared__ double warp_sums[kReduceThreads / 32];
+  LA3_SHARED(double, warp_sums, [kReduceThreads / 32]);
   sum_of_squares_block(count, x, blockIdx.x, gridDim.x, warp_sums, partials + blockIdx.x);
 }
 
@@ -58,7 +58,7 @@ struct SumOfSquaresSpans {
 // Block b of the launch writes partials[b]: buffer s's partials are the slots
 // [first_block[s], first_block[s + 1]), each what its own sum_of_squares_kernel launch writes.
 __global__ void sum_of_squares_spans_kernel(SumOfSquaresSpans spans, double* partials) {
-  __shared__ double warp_sums[kReduceThreads / 32];
+  LA3_SHARED(double, warp_sums, [kReduceThreads / 32]);
   const int s = table_owner_of_block(spans.first_block, spans.count, blockIdx.x);
   const int64_t first = spans.first_block[s];
   sum_of_squares_block(spans.elements[s], spans.data[s], blockIdx.x - first, spans.first_block[s + 1] - first,

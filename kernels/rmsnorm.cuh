@@ -45,7 +45,7 @@ inline int64_t rmsnorm_dweight_chunks(int64_t rows) {
 template <typename Io>
 __global__ void rmsnorm_forward_kernel(RmsNormParams p, const Io* x, const Io* branch, const float* weight, Io* sum,
                                        Io* out, float* rstd) {
-  __shared__ float scratch[kRmsNormThreads / 32];
+  LA3_SHARED(float, scratch, [kRmsNormThreads / 32]);
   const int64_t row_start = static_cast<int64_t>(blockIdx.x) * p.cols;
   float sum_squares = 0.0f;
   for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x) {
@@ -73,7 +73,7 @@ __global__ void rmsnorm_forward_kernel(RmsNormParams p, const Io* x, const Io* b
 template <typename Io>
 __global__ void rmsnorm_backward_dx_kernel(RmsNormParams p, const Io* dout, const Io* x, const float* weight,
                                            const float* rstd, Io* dx) {
-  __shared__ float scratch[kRmsNormThreads / 32];
+  LA3_SHARED(float, scratch, [kRmsNormThreads / 32]);
   const int64_t row_start = static_cast<int64_t>(blockIdx.x) * p.cols;
   float partial = 0.0f;
   for (int64_t c = threadIdx.x; c < p.cols; c += blockDim.x) {

@@ -20,7 +20,7 @@ constexpr unsigned int kSoftmaxThreads = 128;
 // the exponentials and the row sums are fp32.
 template <typename T>
 __global__ void softmax_forward_kernel(SoftmaxParams p, const T* x, T* out) {
-  __shared__ float scratch[kSoftmaxThreads / 32];
+  LA3_SHARED(float, scratch, [kSoftmaxThreads / 32]);
   const int64_t row = blockIdx.x;
   const T* x_row = x + row * p.cols;
   T* out_row = out + row * p.cols;
@@ -51,7 +51,7 @@ __global__ void softmax_forward_kernel(SoftmaxParams p, const T* x, T* out) {
 // dx = y * (dy - sum(dy * y)), the dot product in fp32.
 template <typename T>
 __global__ void softmax_backward_kernel(SoftmaxParams p, const T* dout, const T* out, T* dx) {
-  __shared__ float scratch[kSoftmaxThreads / 32];
+  LA3_SHARED(float, scratch, [kSoftmaxThreads / 32]);
   const int64_t row = blockIdx.x;
   const T* y = out + row * p.cols;
   const T* dy = dout + row * p.cols;

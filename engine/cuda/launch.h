@@ -7,6 +7,8 @@
 #pragma once
 
 #include <exception>
+#include <string>
+#include <type_traits>
 #include <utility>
 
 #include "engine/cuda/cuda_runtime_api.h"
@@ -22,6 +24,12 @@ void launch_kernel(void (*kernel)(KernelArgs...), dim3 grid, dim3 block, size_t 
   simt::launch(kernel, grid, block, shared_bytes, stream, std::forward<Args>(args)...);
   LA3_CUDA_CHECK(cudaGetLastError());
 #else
+  // A GPU kernel faults on a host pointer that the emulation would happily read: refuse it.
+  const void* pointers[] = {simt::pointer_argument<std::decay_t<Args>>(args)..., nullptr};
+  if (std::string bad = simt::check_kernel_pointers(pointers, sizeof...(Args)); !bad.empty()) {
+    Fail(ErrorKind::kInternal, "cuda-emu kernel launch (grid ", grid.x, "x", grid.y, "x", grid.z, ", block ", block.x,
+         "x", block.y, "x", block.z, "): ", bad);
+  }
   try {
     simt::launch(kernel, grid, block, shared_bytes, stream, std::forward<Args>(args)...);
   } catch (const EngineError&) {

@@ -719,6 +719,27 @@ std::string check_device_range(const void* pointer, size_t bytes) {
          " (" + std::to_string(size) + " bytes) by " + std::to_string(end - (start + size)) + " bytes";
 }
 
+std::string check_kernel_pointer(const void* pointer) {
+  if (pointer == nullptr) return {};
+  uintptr_t start = 0;
+  size_t size = 0;
+  if (memory().find(pointer, &start, &size)) return {};
+  // One past the end: the byte before it is the allocation's last.
+  const auto address = reinterpret_cast<uintptr_t>(pointer);
+  if (memory().find(reinterpret_cast<const void*>(address - 1), &start, &size) && address == start + size) return {};
+  return hex(pointer) + " is not device memory (no live cudaMalloc allocation contains it)";
+}
+
+std::string check_kernel_pointers(const void* const* pointers, size_t count) {
+  for (size_t i = 0; i < count; ++i) {
+    if (std::string bad = check_kernel_pointer(pointers[i]); !bad.empty()) {
+      return "pointer argument " + std::to_string(i) + ": " + bad +
+             "; every pointer a kernel receives must be null or inside a live device allocation";
+    }
+  }
+  return {};
+}
+
 std::string check_stream_work(cudaStream_t stream, const std::string& what, const std::vector<BufferUse>& uses) {
   const std::vector<ResolvedUse> resolved = resolve(uses);
   StreamOrder& o = order();

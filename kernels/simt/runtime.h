@@ -141,6 +141,14 @@ std::string last_error_detail();
 // ("runs past the end of its allocation 0x... (4000 bytes) by 4 bytes", "is not device memory").
 std::string check_device_range(const void* pointer, size_t bytes);
 
+// A kernel's pointer argument as a GPU sees it: "" when null, inside a live allocation or one
+// past its end (an empty range at its end), else why not ("0x... is not device memory ...": a
+// host pointer, which the emulation would read and a GPU kernel would fault on).
+std::string check_kernel_pointer(const void* pointer);
+// The first of `count` pointer arguments that fails check_kernel_pointer, as "pointer argument
+// <i>: <why>; every pointer ...", or "".
+std::string check_kernel_pointers(const void* const* pointers, size_t count);
+
 // ---- The stream-order checker (see the top of this file) ----
 
 enum class Access { kRead, kWrite, kReadWrite };

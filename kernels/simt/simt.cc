@@ -125,6 +125,17 @@ struct Block {
 
 thread_local std::vector<unsigned char> dynamic_shared;
 
+// The static shared memory the blocks of the current launch declared on this worker (LA3_SHARED):
+// each array once, by its thread_local address, which is the same for every block of the worker.
+struct StaticShared {
+  std::vector<const void*> arrays;
+  std::string declared_at;  // "file:line (bytes)" of each array, for the error
+  size_t bytes = 0;
+  size_t dynamic_bytes = 0;  // of the launch, to check the sum against the limit
+};
+thread_local StaticShared static_shared;
+thread_local size_t last_static_shared = 0;  // of the last run_grid this thread made
+
 thread_local Block* running_block = nullptr;
 thread_local EmulatedThread* running_thread = nullptr;
 
@@ -349,6 +360,26 @@ int block_barrier_reduce(int predicate, int kind, const char* where) {
 
 unsigned char* dynamic_shared_memory() { return dynamic_shared.data(); }
 
+void declare_static_shared(const void* address, size_t bytes, const char* where) {
+  if (running_thread == nullptr) throw std::logic_error(std::string("LA3_SHARED outside an emulated kernel at ") + where);
+  StaticShared& s = static_shared;
+  for (const void* known : s.arrays) {
+    if (known == address) return;
+  }
+  s.arrays.push_back(address);
+  s.bytes += bytes;
+  s.declared_at += std::string(s.declared_at.empty() ? "" : ", ") + where + " (" + std::to_string(bytes) + ")";
+  if (s.bytes + s.dynamic_bytes > kMaxSharedBytesPerBlock) {
+    throw std::invalid_argument("SIMT launch: shared memory per block: " + std::to_string(s.bytes) +
+                                " bytes static __shared__ [" + s.declared_at + "] + " + std::to_string(s.dynamic_bytes) +
+                                " bytes dynamic = " + std::to_string(s.bytes + s.dynamic_bytes) + " bytes, over the " +
+                                std::to_string(kMaxSharedBytesPerBlock) +
+                                " bytes (48 KB) a launch gets without opt-in");
+  }
+}
+
+size_t last_launch_static_shared_bytes() { return last_static_shared; }
+
 const unsigned char* warp_exchange(unsigned int mask, const void* value, size_t size, const char* where) {
   EmulatedThread* self = running_thread;
   if (self == nullptr) throw std::logic_error("warp collective outside an emulated kernel");
@@ -363,17 +394,44 @@ const unsigned char* warp_exchange(unsigned int mask, const void* value, size_t 
   return &running_block->warps[self->warp].lanes[0][0];
 }
 
+namespace {
+
+void check_dimension(const char* what, unsigned int value, unsigned int limit) {
+  if (value > limit) {
+    throw std::invalid_argument(std::string("SIMT launch: ") + what + " = " + std::to_string(value) + ", over the " +
+                                std::to_string(limit) + " CUDA allows");
+  }
+}
+
+// The grid and block a GPU launch accepts (cudaErrorInvalidConfiguration otherwise).
+void check_launch_shape(dim3 grid, dim3 block) {
+  check_dimension("gridDim.x", grid.x, kMaxGridDimX);
+  check_dimension("gridDim.y", grid.y, kMaxGridDimYZ);
+  check_dimension("gridDim.z", grid.z, kMaxGridDimYZ);
+  check_dimension("blockDim.x", block.x, kMaxBlockDimXY);
+  check_dimension("blockDim.y", block.y, kMaxBlockDimXY);
+  check_dimension("blockDim.z", block.z, kMaxBlockDimZ);
+  const size_t threads = static_cast<size_t>(block.x) * block.y * block.z;
+  if (threads > kMaxThreadsPerBlock) {
+    throw std::invalid_argument("SIMT launch: " + std::to_string(threads) + " threads per block (" +
+                                std::to_string(block.x) + "x" + std::to_string(block.y) + "x" +
+                                std::to_string(block.z) + "), over the " + std::to_string(kMaxThreadsPerBlock) +
+                                " CUDA allows");
+  }
+}
+
+}  // namespace
+
 void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const std::function<void()>& body) {
   const size_t threads = static_cast<size_t>(block.x) * block.y * block.z;
   if (grid.x == 0 || grid.y == 0 || grid.z == 0 || threads == 0) {
     throw std::invalid_argument("SIMT launch: empty grid or block");
   }
-  if (threads > 1024) {
-    throw std::invalid_argument("SIMT launch: " + std::to_string(threads) + " threads per block (CUDA allows 1024)");
-  }
+  check_launch_shape(grid, block);
   if (shared_bytes > kMaxDynamicSharedBytes) {
-    throw std::invalid_argument("SIMT launch: " + std::to_string(shared_bytes) +
-                                " bytes of dynamic shared memory (the default limit is 48 KB)");
+    throw std::invalid_argument("SIMT launch: shared memory per block: " + std::to_string(shared_bytes) +
+                                " bytes dynamic, over the " + std::to_string(kMaxSharedBytesPerBlock) +
+                                " bytes (48 KB) a launch gets without opt-in");
   }
   const std::vector<size_t> order = thread_order(threads);
   const size_t blocks = static_cast<size_t>(grid.x) * grid.y * grid.z;
@@ -385,8 +443,11 @@ void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const std::function<vo
   std::atomic<size_t> next_block{0};
   std::mutex error_mutex;
   std::exception_ptr first_error;
+  std::atomic<size_t> static_bytes{0};  // the most any worker counted
   auto work = [&]() {
     dynamic_shared.assign(shared_bytes, static_cast<unsigned char>(0xFF));
+    static_shared = StaticShared{};
+    static_shared.dynamic_bytes = shared_bytes;
     while (true) {
       const size_t index = next_block.fetch_add(1);
       if (index >= blocks) break;
@@ -404,6 +465,9 @@ void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const std::function<vo
       }
     }
     running_thread = nullptr;
+    size_t seen = static_bytes.load();
+    while (seen < static_shared.bytes && !static_bytes.compare_exchange_weak(seen, static_shared.bytes)) {
+    }
   };
   if (workers == 1) {
     work();
@@ -412,6 +476,7 @@ void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const std::function<vo
     for (size_t w = 0; w < workers; ++w) pool.emplace_back(work);
     for (std::thread& t : pool) t.join();
   }
+  last_static_shared = static_bytes.load();
   if (first_error) std::rethrow_exception(first_error);
 }
 

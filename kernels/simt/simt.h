@@ -4,8 +4,9 @@
 // block of a launch runs on one OS thread, its CUDA threads as cooperative Boost.Context
 // fibers (64 KB stacks with a guard page): a fiber runs until it reaches __syncthreads() or a
 // warp collective, then the next one runs. So `__syncthreads()` is a counting barrier
-// (threads that returned count as arrived, as on the hardware), `__shared__` is per block
-// (thread_local, and each block runs start to finish on one OS thread), and warp shuffles
+// (threads that returned count as arrived, as on the hardware), static shared memory
+// (LA3_SHARED) is per block (thread_local, and each block runs start to finish on one OS
+// thread) and counted against the per-block limit with the dynamic bytes, and warp shuffles
 // exchange values through a per-warp slot array guarded by a per-warp barrier that honours
 // the mask. A barrier that can never complete (half the block waiting in __syncthreads,
 // half in another barrier or finished with others still waiting elsewhere) is reported
@@ -25,6 +26,9 @@
 #define LA3_DYNAMIC_SHARED(type, name)                                   \
   extern __shared__ __align__(16) unsigned char la3_dynamic_shared_bytes[]; \
   type* name = reinterpret_cast<type*>(la3_dynamic_shared_bytes)
+// Static shared memory: LA3_SHARED(float, scratch, [32]) or LA3_SHARED(int64_t, picked). Under
+// the emulation it also tells the launch how many bytes the kernel declares (see below).
+#define LA3_SHARED(type, name, ...) __shared__ type name __VA_ARGS__
 
 namespace la3::simt {
 template <typename... KernelArgs, typename... Args>
@@ -80,13 +84,33 @@ int block_barrier_reduce(int predicate, int kind, const char* where);  // kind 0
 // (0xFF) before each block starts, so a kernel that reads before writing sees NaN.
 unsigned char* dynamic_shared_memory();
 
-// The default per-block limit of a CUDA launch without opt-in.
-constexpr size_t kMaxDynamicSharedBytes = 48 * 1024;
+// The per-block shared memory (static __shared__ plus dynamic) of a CUDA launch without opt-in
+// (cudaFuncSetAttribute(cudaFuncAttributeMaxDynamicSharedMemorySize), up to 227 KB on an
+// H100). No kernel of LA3 opts in, so the emulation allows no more.
+constexpr size_t kMaxSharedBytesPerBlock = 48 * 1024;
+constexpr size_t kMaxDynamicSharedBytes = kMaxSharedBytesPerBlock;
+
+// What a launch may ask for (the CUDA limits of every device since compute capability 3.0).
+constexpr unsigned int kMaxGridDimX = 2147483647u;  // 2^31 - 1
+constexpr unsigned int kMaxGridDimYZ = 65535u;
+constexpr unsigned int kMaxBlockDimXY = 1024u;
+constexpr unsigned int kMaxBlockDimZ = 64u;
+constexpr size_t kMaxThreadsPerBlock = 1024;
 
 // Runs `body` for every thread of every block (the kernel with its arguments bound).
-// Throws std::invalid_argument for a launch the hardware would refuse (empty grid, more
-// than 1024 threads per block, too much dynamic shared memory).
+// Throws std::invalid_argument for a launch the hardware would refuse: an empty grid or block,
+// a grid or block dimension over its limit, more than 1024 threads per block, more dynamic
+// shared memory than the per-block limit; and, from the first block that declares it, static
+// shared memory (LA3_SHARED) that together with the dynamic bytes exceeds the limit.
 void run_grid(dim3 grid, dim3 block, size_t shared_bytes, const std::function<void()>& body);
+
+// LA3_SHARED under the emulation: the running block declares `bytes` of static shared memory
+// at `address` (its thread_local array; repeated declarations of one array count once).
+// Throws std::invalid_argument when static + dynamic bytes exceed kMaxSharedBytesPerBlock.
+void declare_static_shared(const void* address, size_t bytes, const char* where);
+
+// The static shared bytes the last run_grid of this thread counted (the largest over its blocks).
+size_t last_launch_static_shared_bytes();
 
 // A kernel launch that breaks stream order (kernels/simt/runtime.h): it touches a device
 // allocation whose last writer (or reader) on another stream it is not ordered after.
@@ -164,7 +188,13 @@ inline void syncwarp(const char* where, unsigned int mask = 0xffffffffu) { (void
 #define __device__
 #define __host__
 #define __forceinline__ inline __attribute__((always_inline))
-#define __shared__ thread_local
+// Static shared memory is per block (thread_local: each block runs start to finish on one OS
+// thread) and is counted against the per-block limit: declare it with LA3_SHARED. A bare
+// __shared__ would not be counted, so it does not compile here.
+#define __shared__ la3_static_shared_memory_must_be_declared_with_LA3_SHARED
+#define LA3_SHARED(type, name, ...)   \
+  thread_local type name __VA_ARGS__; \
+  ::la3::simt::declare_static_shared(&name, sizeof(name), LA3_SIMT_WHERE)
 #define threadIdx (::la3::simt::current.thread_idx)
 #define blockIdx (::la3::simt::current.block_idx)
 #define blockDim (::la3::simt::current.block_dim)

@@ -564,6 +564,57 @@ TEST(AttentionTiles, FitTheDefaultSharedMemoryUpToHeadDim128) {
   EXPECT_EQ(la3::kernels::attention_backward_tiles(p).rows, 16);
 }
 
+// The tile choosers count the kernels' static scratch (kAttentionStaticSharedBytes, what the
+// emulation counts when they run) with the dynamic tiles against the 48 KB per block. Each
+// configuration here has a candidate needing exactly 48 KB dynamic (49,152 + 16 bytes in all),
+// which a GPU refuses to launch: the choosers must pass over it, and the launches run.
+TEST(AttentionTiles, CountTheKernelsStaticSharedMemory) {
+  const la3::kernels::SimtLaunch launch;
+  AttentionParams backward_case;  // backward (16, 8) at head_dim 149 with 32 buckets: 49,152 bytes
+  backward_case.head_dim = 149;
+  backward_case.has_bias = true;
+  backward_case.num_buckets = 32;
+  ASSERT_EQ(la3::kernels::attention_backward_shared_bytes(backward_case, 16, 8), 48u * 1024u);
+  AttentionParams forward_case;  // forward Br 16 at head_dim 100 with 2096 buckets: 49,152 bytes
+  forward_case.head_dim = 100;
+  forward_case.has_bias = true;
+  forward_case.num_buckets = 2096;
+  ASSERT_EQ(la3::kernels::attention_forward_shared_bytes(forward_case, 16), 48u * 1024u);
+  for (AttentionParams p : {backward_case, forward_case}) {
+    p.batch = 1;
+    p.heads = 2;
+    p.q_len = 3;
+    p.k_len = 5;
+    std::mt19937 rng(7);
+    const size_t q_size = static_cast<size_t>(p.q_len * p.heads * p.head_dim);
+    const size_t k_size = static_cast<size_t>(p.k_len * p.heads * p.head_dim);
+    const std::vector<float> q = random_values(q_size, rng), k = random_values(k_size, rng),
+                             v = random_values(k_size, rng), dout = random_values(q_size, rng),
+                             table = random_values(static_cast<size_t>(p.num_buckets * p.heads), rng);
+    std::vector<float> out(q_size, -1.0f), lse(static_cast<size_t>(la3::kernels::attention_lse_floats(p)));
+    const la3::kernels::AttentionForwardTiles forward = la3::kernels::launch_attention_forward(
+        launch, p, q.data(), k.data(), v.data(), table.data(), static_cast<const int32_t*>(nullptr), out.data(),
+        lse.data());
+    ASSERT_GT(forward.rows, 0) << p.head_dim;
+    EXPECT_LE(forward.shared_bytes + la3::kernels::kAttentionStaticSharedBytes, 48u * 1024u) << p.head_dim;
+    EXPECT_EQ(la3::simt::last_launch_static_shared_bytes(), la3::kernels::kAttentionStaticSharedBytes);
+    std::vector<float> scratch(static_cast<size_t>(la3::kernels::attention_backward_scratch_floats(p)));
+    std::vector<float> dq(q_size, 0.0f), dk(k_size), dv(k_size), dtable(table.size(), 0.0f);
+    const la3::kernels::AttentionBackwardTiles backward = la3::kernels::launch_attention_backward(
+        launch, p, dout.data(), q.data(), k.data(), v.data(), out.data(), table.data(),
+        static_cast<const int32_t*>(nullptr), lse.data(), scratch.data(), dq.data(), dk.data(), dv.data(),
+        dtable.data());
+    ASSERT_GT(backward.keys, 0) << p.head_dim;
+    EXPECT_LE(backward.shared_bytes + la3::kernels::kAttentionStaticSharedBytes, 48u * 1024u) << p.head_dim;
+    EXPECT_EQ(la3::simt::last_launch_static_shared_bytes(), la3::kernels::kAttentionStaticSharedBytes);
+    for (float x : out) ASSERT_TRUE(std::isfinite(x));
+    for (float x : dk) ASSERT_TRUE(std::isfinite(x));
+  }
+  EXPECT_EQ(la3::kernels::attention_backward_tiles(backward_case).rows, 8);  // (8, 8), after (16, 8)
+  EXPECT_EQ(la3::kernels::attention_backward_tiles(backward_case).keys, 8);
+  EXPECT_EQ(la3::kernels::attention_forward_tiles(forward_case).rows, 8);
+}
+
 INSTANTIATE_TEST_SUITE_P(Orders, AttentionKernel, ::testing::Values("forward", "reverse", "shuffled/2"), la3::testing::simt_mode_name);
 
 }  // namespace

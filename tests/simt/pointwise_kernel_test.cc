@@ -4,8 +4,12 @@
 // calls; and the grid-stride loop every pointwise kernel relies on beyond the launchers' grid.
 #include "kernels/activation.cuh"
 #include "kernels/adamw.cuh"
+#include "kernels/caption_loss.cuh"
+#include "kernels/cast.cuh"
 #include "kernels/dropout.cuh"
+#include "kernels/elementwise.cuh"
 #include "kernels/launch.h"
+#include "kernels/reduce.cuh"
 
 #include <gtest/gtest.h>
 
@@ -78,6 +82,58 @@ TEST(PointwiseKernels, GridStrideLoopsCoverCountsBeyondTheGrid) {
   EXPECT_EQ(la3::kernels::pointwise_grid(int64_t{1} << 30).x, la3::kernels::kPointwiseMaxBlocks);
   EXPECT_EQ(la3::kernels::pointwise_grid(kCount).x, 20u);  // ceil(5003 / 256)
   EXPECT_EQ(la3::kernels::pointwise_grid(0).x, 1u);
+}
+
+la3::kernels::DropoutParams dropout_params(int64_t positions, int64_t width, int64_t row_offset);
+
+// Every kernel whose launcher clamps its grid (pointwise_grid: 1024 blocks; launch_convert:
+// 4096; launch_sum_of_squares: 256; launch_scale_by_device_scalar: 1024) must loop over the
+// elements beyond it: on a grid of 2 blocks (512 threads) each still covers all 5003 elements,
+// as its launcher's own grid does.
+TEST(PointwiseKernels, EveryClampedKernelLoopsBeyondItsGrid) {
+  using la3::simt::launch;
+  const dim3 narrow(2);
+  const std::vector<float> x = random_values(kCount, 11), y = random_values(kCount, 12);
+  std::vector<float> out(kCount, -1.0f), expected(kCount, -2.0f);
+
+  launch(la3::kernels::scale_kernel<float>, narrow, dim3(kPointwiseThreads), 0, nullptr, kCount, 0.5f, x.data(),
+         out.data());
+  for (size_t i = 0; i < out.size(); ++i) ASSERT_EQ(out[i], 0.5f * x[i]) << "scale " << i;
+  std::vector<float> sum = y;
+  launch(la3::kernels::axpy_kernel<float>, narrow, dim3(kPointwiseThreads), 0, nullptr, kCount, 2.0f, x.data(),
+         sum.data());
+  for (size_t i = 0; i < sum.size(); ++i) ASSERT_EQ(sum[i], y[i] + 2.0f * x[i]) << "axpy " << i;
+  launch(la3::kernels::fill_kernel<float>, narrow, dim3(kPointwiseThreads), 0, nullptr, kCount, 3.0f, out.data());
+  for (size_t i = 0; i < out.size(); ++i) ASSERT_EQ(out[i], 3.0f) << "fill " << i;
+
+  la3::kernels::launch_gelu_new_forward(kLaunch, kCount, x.data(), expected.data());
+  launch(la3::kernels::gelu_new_forward_kernel<float>, narrow, dim3(kPointwiseThreads), 0, nullptr, kCount, x.data(),
+         out.data());
+  EXPECT_EQ(out, expected) << "gelu_new forward";
+  const la3::kernels::DropoutParams p = dropout_params(1, kCount, 0);
+  la3::kernels::launch_dropout(kLaunch, p, kCount, x.data(), expected.data());
+  launch(la3::kernels::dropout_kernel<float>, narrow, dim3(kPointwiseThreads), 0, nullptr, p, kCount, x.data(),
+         out.data());
+  EXPECT_EQ(out, expected) << "dropout";
+
+  std::vector<uint16_t> bf16(kCount, 0), bf16_expected(kCount, 1);
+  la3::kernels::launch_convert(kLaunch, kCount, x.data(), bf16_expected.data());
+  launch(la3::kernels::convert_kernel<float, uint16_t>, narrow, dim3(la3::kernels::kCastThreads), 0, nullptr, kCount,
+         x.data(), bf16.data());
+  EXPECT_EQ(bf16, bf16_expected) << "convert";
+
+  std::vector<float> scaled = x;
+  const float two = 2.0f;
+  launch(la3::kernels::scale_by_device_scalar_kernel<float>, narrow, dim3(la3::kernels::kCaptionReduceThreads), 0,
+         nullptr, kCount, &two, scaled.data());
+  for (size_t i = 0; i < scaled.size(); ++i) ASSERT_EQ(scaled[i], 2.0f * x[i]) << "scale_by_device_scalar " << i;
+
+  std::vector<double> partials(2, 0.0);
+  launch(la3::kernels::sum_of_squares_kernel, narrow, dim3(la3::kernels::kReduceThreads), 0, nullptr, kCount, x.data(),
+         partials.data());
+  double squares = 0.0;
+  for (float v : x) squares += static_cast<double>(v) * v;
+  EXPECT_NEAR(partials[0] + partials[1], squares, 1e-9 * squares) << "sum_of_squares";
 }
 
 la3::kernels::DropoutParams dropout_params(int64_t positions, int64_t width, int64_t row_offset) {

@@ -18,7 +18,7 @@ using ::testing::HasSubstr;
 
 // Tree reduction in shared memory: one partial sum per block.
 __global__ void block_sum(const float* in, float* out, int n) {
-  __shared__ float partial[256];
+  LA3_SHARED(float, partial, [256]);
   const int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
   partial[threadIdx.x] = i < n ? in[i] : 0.0f;
   __syncthreads();
@@ -31,7 +31,7 @@ __global__ void block_sum(const float* in, float* out, int n) {
 
 // Warp reduction with shuffles; only warp 0 of the block does the second stage.
 __global__ void warp_sum(const int* in, int* out) {
-  __shared__ int per_warp[4];
+  LA3_SHARED(int, per_warp, [4]);
   int value = in[blockIdx.x * blockDim.x + threadIdx.x];
   for (int offset = 16; offset > 0; offset /= 2) value += __shfl_down_sync(0xffffffffu, value, offset);
   const unsigned warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -46,7 +46,7 @@ __global__ void warp_sum(const int* in, int* out) {
 
 // Reads the neighbour's shared slot; with_barrier = false is the classic missing __syncthreads.
 __global__ void neighbour(int* out, bool with_barrier) {
-  __shared__ int slots[64];
+  LA3_SHARED(int, slots, [64]);
   slots[threadIdx.x] = static_cast<int>(threadIdx.x) * 10;
   if (with_barrier) __syncthreads();
   out[threadIdx.x] = slots[(threadIdx.x + blockDim.x - 1) % blockDim.x];
@@ -108,7 +108,7 @@ __global__ void early_return_then_barrier(int* out) {
 // Inclusive prefix sum over a block: a Hillis-Steele scan within each warp (__shfl_up_sync),
 // then the warp totals scanned by warp 0 through shared memory.
 __global__ void block_inclusive_scan(const int* in, int* out, int n) {
-  __shared__ int warp_totals[32];
+  LA3_SHARED(int, warp_totals, [32]);
   const int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
   const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   int value = i < n ? in[i] : 0;
